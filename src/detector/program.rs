@@ -1,0 +1,493 @@
+//! A cascade compiled for one integral-table row stride: every feature rectangle is turned into four
+//! table offsets relative to the window's top-left entry, and stored inline in the node that tests
+//! it, so evaluating a window walks memory in order instead of chasing feature indices.
+//!
+//! The arithmetic follows OpenCV's evaluator operation by operation (integer rectangle sums, `f32`
+//! feature values scaled by the window's inverse standard deviation, `f64` stage sums), because any
+//! reordering of the floating-point operations could flip a window that sits on a threshold.
+
+use super::cascade::{Cascade, Features, HaarFeature, LbpFeature};
+
+/// The integral tables one pyramid level is evaluated on. `sum` holds the plain sums and, for
+/// cascades with tilted features, the rotated sums `tilted_offset` entries further on.
+pub struct Tables<'a> {
+    pub sum: &'a [i32],
+    pub sqsum: &'a [u32],
+}
+
+/// Outcome of classifying one window, with OpenCV's meaning: `> 0` accepted, `0` rejected by the
+/// first stage (the scan then skips the next window), `< 0` rejected later or unusable.
+pub type Verdict = i32;
+
+pub trait Program: Sync {
+    /// Classifies the window whose top-left table entry is `base`.
+    ///
+    /// # Safety
+    /// `base + self.reach()` must be a valid index of `tables.sum` and (for Haar) `tables.sqsum`.
+    unsafe fn classify(&self, tables: &Tables, base: usize) -> Verdict;
+
+    /// The largest offset any lookup into `sum` adds to `base`.
+    fn reach(&self) -> usize;
+
+    /// The largest offset a lookup into `sqsum` adds to `base`, if the program reads it.
+    fn sqsum_reach(&self) -> Option<usize> {
+        None
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+struct RectOfs {
+    ofs: [u32; 4],
+    weight: f32,
+}
+
+#[derive(Clone, Copy)]
+struct HaarFeatureOfs {
+    rects: [RectOfs; 3],
+}
+
+impl HaarFeatureOfs {
+    fn new(f: &HaarFeature, stride: usize, tilted_offset: usize) -> Self {
+        let mut rects = [RectOfs::default(); 3];
+        for (out, r) in rects.iter_mut().zip(&f.rects) {
+            let at = |x: i32, y: i32| (x as usize + y as usize * stride) as u32;
+            out.ofs = if f.tilted {
+                let t = tilted_offset as u32;
+                [
+                    t + at(r.x, r.y),
+                    t + at(r.x - r.h, r.y + r.h),
+                    t + at(r.x + r.w, r.y + r.w),
+                    t + at(r.x + r.w - r.h, r.y + r.w + r.h),
+                ]
+            } else {
+                [
+                    at(r.x, r.y),
+                    at(r.x + r.w, r.y),
+                    at(r.x, r.y + r.h),
+                    at(r.x + r.w, r.y + r.h),
+                ]
+            };
+            out.weight = r.weight;
+        }
+        HaarFeatureOfs { rects }
+    }
+
+    fn reach(&self) -> usize {
+        self.rects.iter().flat_map(|r| r.ofs).max().unwrap_or(0) as usize
+    }
+
+    /// # Safety
+    /// Every offset added to `base` must index `sum`.
+    #[inline(always)]
+    unsafe fn value(&self, sum: &[i32], base: usize) -> f32 {
+        let rect = |r: &RectOfs| {
+            let p = sum.as_ptr().add(base);
+            let [a, b, c, d] = r.ofs;
+            (*p.add(a as usize))
+                .wrapping_sub(*p.add(b as usize))
+                .wrapping_sub(*p.add(c as usize))
+                .wrapping_add(*p.add(d as usize)) as f32
+        };
+        let [r0, r1, r2] = &self.rects;
+        let mut v = r0.weight * rect(r0) + r1.weight * rect(r1);
+        if r2.weight != 0.0 {
+            v += r2.weight * rect(r2);
+        }
+        v
+    }
+}
+
+#[derive(Clone, Copy)]
+struct HaarStump {
+    feature: HaarFeatureOfs,
+    threshold: f32,
+    left: f32,
+    right: f32,
+}
+
+#[derive(Clone, Copy)]
+struct HaarNode {
+    feature: HaarFeatureOfs,
+    threshold: f32,
+    left: i32,
+    right: i32,
+}
+
+#[derive(Clone, Copy)]
+struct StageRange {
+    threshold: f32,
+    /// Range of this stage's trees (stump programs) or nodes/leaves bases (tree programs).
+    first: u32,
+    count: u32,
+}
+
+/// Inverse standard deviation normalisation over the window minus a one-pixel border, as OpenCV.
+#[derive(Clone, Copy)]
+struct Variance {
+    ofs: [u32; 4],
+    area: f64,
+}
+
+impl Variance {
+    fn new(win_w: usize, win_h: usize, stride: usize) -> Self {
+        let (x0, y0, x1, y1) = (1, 1, win_w - 1, win_h - 1);
+        let at = |x: usize, y: usize| (x + y * stride) as u32;
+        Variance {
+            ofs: [at(x0, y0), at(x1, y0), at(x0, y1), at(x1, y1)],
+            area: ((x1 - x0) * (y1 - y0)) as f64,
+        }
+    }
+
+    fn reach(&self) -> usize {
+        self.ofs[3] as usize
+    }
+
+    /// The factor feature values are multiplied by, or `None` for windows OpenCV refuses
+    /// (flat, or too little contrast to normalise).
+    ///
+    /// # Safety
+    /// Offsets added to `base` must index both tables.
+    #[inline(always)]
+    unsafe fn inverse_std(&self, t: &Tables, base: usize) -> Option<f32> {
+        let [a, b, c, d] = self.ofs.map(|o| base + o as usize);
+        let s = t.sum.as_ptr();
+        let q = t.sqsum.as_ptr();
+        let sum = (*s.add(a)).wrapping_sub(*s.add(b)).wrapping_sub(*s.add(c)).wrapping_add(*s.add(d));
+        let sq = (*q.add(a)).wrapping_sub(*q.add(b)).wrapping_sub(*q.add(c)).wrapping_add(*q.add(d));
+        let nf = self.area * sq as f64 - sum as f64 * sum as f64;
+        if nf > 0.0 {
+            let inv = (1.0 / nf.sqrt()) as f32;
+            (self.area * (inv as f64) < 0.1).then_some(inv)
+        } else {
+            None
+        }
+    }
+}
+
+fn stage_ranges(cascade: &Cascade, by_node: bool) -> Vec<StageRange> {
+    cascade
+        .stages
+        .iter()
+        .map(|s| {
+            let (first, count) = if by_node {
+                let t = &cascade.trees[s.first_tree];
+                (t.first_node, s.tree_count)
+            } else {
+                (s.first_tree, s.tree_count)
+            };
+            StageRange {
+                threshold: s.threshold,
+                first: first as u32,
+                count: count as u32,
+            }
+        })
+        .collect()
+}
+
+/// Haar cascade whose trees are all single splits (the common `haarcascade_*_default` form).
+pub struct HaarStumps {
+    stages: Vec<StageRange>,
+    stumps: Vec<HaarStump>,
+    variance: Variance,
+    reach: usize,
+}
+
+/// Haar cascade with multi-node trees (e.g. `haarcascade_frontalface_alt2`).
+pub struct HaarTrees {
+    stages: Vec<StageRange>,
+    /// Per tree: first node, first leaf.
+    trees: Vec<(u32, u32)>,
+    nodes: Vec<HaarNode>,
+    leaves: Vec<f32>,
+    variance: Variance,
+    reach: usize,
+}
+
+fn haar_features(cascade: &Cascade, stride: usize, tilted_offset: usize) -> Vec<HaarFeatureOfs> {
+    match &cascade.features {
+        Features::Haar(f) => f.iter().map(|f| HaarFeatureOfs::new(f, stride, tilted_offset)).collect(),
+        Features::Lbp(_) => Vec::new(),
+    }
+}
+
+impl HaarStumps {
+    pub fn new(cascade: &Cascade, stride: usize, tilted_offset: usize) -> Self {
+        let features = haar_features(cascade, stride, tilted_offset);
+        // OpenCV reads a stump's leaves positionally: first leaf below the threshold.
+        let stumps: Vec<HaarStump> = cascade
+            .trees
+            .iter()
+            .map(|t| {
+                let n = &cascade.nodes[t.first_node];
+                HaarStump {
+                    feature: features[n.feature],
+                    threshold: n.threshold,
+                    left: cascade.leaves[t.first_leaf],
+                    right: cascade.leaves[t.first_leaf + 1],
+                }
+            })
+            .collect();
+        let variance = Variance::new(cascade.window_width, cascade.window_height, stride);
+        let reach = stumps
+            .iter()
+            .map(|s| s.feature.reach())
+            .chain([variance.reach()])
+            .max()
+            .unwrap_or(0);
+        HaarStumps {
+            stages: stage_ranges(cascade, false),
+            stumps,
+            variance,
+            reach,
+        }
+    }
+}
+
+impl Program for HaarStumps {
+    #[inline]
+    unsafe fn classify(&self, t: &Tables, base: usize) -> Verdict {
+        let Some(norm) = self.variance.inverse_std(t, base) else {
+            return -1;
+        };
+        for (si, stage) in self.stages.iter().enumerate() {
+            let mut sum = 0.0f64;
+            let first = stage.first as usize;
+            for s in self.stumps.get_unchecked(first..first + stage.count as usize) {
+                let value = s.feature.value(t.sum, base) * norm;
+                sum += if value < s.threshold { s.left } else { s.right } as f64;
+            }
+            if sum < stage.threshold as f64 {
+                return -(si as i32);
+            }
+        }
+        1
+    }
+
+    fn reach(&self) -> usize {
+        self.reach
+    }
+
+    fn sqsum_reach(&self) -> Option<usize> {
+        Some(self.variance.reach())
+    }
+}
+
+impl HaarTrees {
+    pub fn new(cascade: &Cascade, stride: usize, tilted_offset: usize) -> Self {
+        let features = haar_features(cascade, stride, tilted_offset);
+        let nodes: Vec<HaarNode> = cascade
+            .nodes
+            .iter()
+            .map(|n| HaarNode {
+                feature: features[n.feature],
+                threshold: n.threshold,
+                left: n.left,
+                right: n.right,
+            })
+            .collect();
+        let variance = Variance::new(cascade.window_width, cascade.window_height, stride);
+        let reach = nodes
+            .iter()
+            .map(|n| n.feature.reach())
+            .chain([variance.reach()])
+            .max()
+            .unwrap_or(0);
+        HaarTrees {
+            stages: stage_ranges(cascade, false),
+            trees: cascade
+                .trees
+                .iter()
+                .map(|t| (t.first_node as u32, t.first_leaf as u32))
+                .collect(),
+            nodes,
+            leaves: cascade.leaves.clone(),
+            variance,
+            reach,
+        }
+    }
+}
+
+impl Program for HaarTrees {
+    #[inline]
+    unsafe fn classify(&self, t: &Tables, base: usize) -> Verdict {
+        let Some(norm) = self.variance.inverse_std(t, base) else {
+            return -1;
+        };
+        for (si, stage) in self.stages.iter().enumerate() {
+            let mut sum = 0.0f64;
+            let first = stage.first as usize;
+            for &(root, leaf0) in self.trees.get_unchecked(first..first + stage.count as usize) {
+                // Child links were checked at load time to point forward, so this terminates.
+                let mut idx = 0i32;
+                loop {
+                    let n = self.nodes.get_unchecked(root as usize + idx as usize);
+                    let value = n.feature.value(t.sum, base) * norm;
+                    idx = if value < n.threshold { n.left } else { n.right };
+                    if idx <= 0 {
+                        break;
+                    }
+                }
+                sum += *self.leaves.get_unchecked((leaf0 as i32 - idx) as usize) as f64;
+            }
+            if sum < stage.threshold as f64 {
+                return -(si as i32);
+            }
+        }
+        1
+    }
+
+    fn reach(&self) -> usize {
+        self.reach
+    }
+
+    fn sqsum_reach(&self) -> Option<usize> {
+        Some(self.variance.reach())
+    }
+}
+
+/// The 16 corner offsets of an LBP feature's 3x3 block grid, row by row.
+#[derive(Clone, Copy)]
+struct LbpFeatureOfs {
+    ofs: [u32; 16],
+}
+
+impl LbpFeatureOfs {
+    fn new(f: &LbpFeature, stride: usize) -> Self {
+        let mut ofs = [0u32; 16];
+        for j in 0..4 {
+            for i in 0..4 {
+                let x = (f.x + i as i32 * f.w) as usize;
+                let y = (f.y + j as i32 * f.h) as usize;
+                ofs[j * 4 + i] = (x + y * stride) as u32;
+            }
+        }
+        LbpFeatureOfs { ofs }
+    }
+
+    /// The 8-bit local binary pattern: each neighbour block compared with the centre block, clockwise
+    /// from the top-left neighbour, most significant bit first.
+    ///
+    /// # Safety
+    /// Every offset added to `base` must index `sum`.
+    #[inline(always)]
+    unsafe fn code(&self, sum: &[i32], base: usize) -> usize {
+        let p = sum.as_ptr().add(base);
+        let v: [i32; 16] = self.ofs.map(|o| *p.add(o as usize));
+        let block = |a: usize, b: usize, c: usize, d: usize| {
+            v[a].wrapping_sub(v[b]).wrapping_sub(v[c]).wrapping_add(v[d])
+        };
+        let centre = block(5, 6, 9, 10);
+        let bit = |a, b, c, d, weight: usize| if block(a, b, c, d) >= centre { weight } else { 0 };
+        bit(0, 1, 4, 5, 128)
+            | bit(1, 2, 5, 6, 64)
+            | bit(2, 3, 6, 7, 32)
+            | bit(6, 7, 10, 11, 16)
+            | bit(10, 11, 14, 15, 8)
+            | bit(9, 10, 13, 14, 4)
+            | bit(8, 9, 12, 13, 2)
+            | bit(4, 5, 8, 9, 1)
+    }
+}
+
+#[derive(Clone, Copy)]
+struct LbpNode {
+    feature: LbpFeatureOfs,
+    /// Category bit set: the left branch is taken when bit `code` is set.
+    subset: [u32; 8],
+    left: i32,
+    right: i32,
+}
+
+impl LbpNode {
+    #[inline(always)]
+    fn goes_left(&self, code: usize) -> bool {
+        self.subset[code >> 5] & (1 << (code & 31)) != 0
+    }
+}
+
+/// LBP cascade (stumps or trees over categorical splits).
+pub struct Lbp {
+    stages: Vec<StageRange>,
+    trees: Vec<(u32, u32)>,
+    nodes: Vec<LbpNode>,
+    leaves: Vec<f32>,
+    stumps_only: bool,
+    reach: usize,
+}
+
+impl Lbp {
+    pub fn new(cascade: &Cascade, stride: usize) -> Self {
+        let features: Vec<LbpFeatureOfs> = match &cascade.features {
+            Features::Lbp(f) => f.iter().map(|f| LbpFeatureOfs::new(f, stride)).collect(),
+            Features::Haar(_) => Vec::new(),
+        };
+        let words = cascade.subset_words;
+        let nodes: Vec<LbpNode> = cascade
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let mut subset = [0u32; 8];
+                for (w, &s) in subset.iter_mut().zip(&cascade.subsets[i * words..(i + 1) * words]) {
+                    *w = s as u32;
+                }
+                LbpNode {
+                    feature: features[n.feature],
+                    subset,
+                    left: n.left,
+                    right: n.right,
+                }
+            })
+            .collect();
+        let reach = nodes.iter().flat_map(|n| n.feature.ofs).max().unwrap_or(0) as usize;
+        Lbp {
+            stages: stage_ranges(cascade, false),
+            trees: cascade
+                .trees
+                .iter()
+                .map(|t| (t.first_node as u32, t.first_leaf as u32))
+                .collect(),
+            nodes,
+            leaves: cascade.leaves.clone(),
+            stumps_only: cascade.max_nodes_per_tree() == 1,
+            reach,
+        }
+    }
+}
+
+impl Program for Lbp {
+    #[inline]
+    unsafe fn classify(&self, t: &Tables, base: usize) -> Verdict {
+        for (si, stage) in self.stages.iter().enumerate() {
+            let mut sum = 0.0f64;
+            let first = stage.first as usize;
+            for &(root, leaf0) in self.trees.get_unchecked(first..first + stage.count as usize) {
+                let leaf = if self.stumps_only {
+                    // As OpenCV's stump path: leaves are read positionally.
+                    let n = self.nodes.get_unchecked(root as usize);
+                    leaf0 as usize + usize::from(!n.goes_left(n.feature.code(t.sum, base)))
+                } else {
+                    let mut idx = 0i32;
+                    loop {
+                        let n = self.nodes.get_unchecked(root as usize + idx as usize);
+                        let code = n.feature.code(t.sum, base);
+                        idx = if n.goes_left(code) { n.left } else { n.right };
+                        if idx <= 0 {
+                            break;
+                        }
+                    }
+                    (leaf0 as i32 - idx) as usize
+                };
+                sum += *self.leaves.get_unchecked(leaf) as f64;
+            }
+            if sum < stage.threshold as f64 {
+                return -(si as i32);
+            }
+        }
+        1
+    }
+
+    fn reach(&self) -> usize {
+        self.reach
+    }
+}

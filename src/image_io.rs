@@ -1,0 +1,150 @@
+//! Reading photos from disk into the RGB and grey buffers the pipeline works on.
+//!
+//! Decoding follows what OpenCV's `imread` does with the same file, because detections are compared
+//! against OpenCV: EXIF orientation is applied, alpha is dropped (not blended), 16-bit samples keep
+//! their high byte, and grey files stay grey.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
+
+/// A decoded photo.
+#[derive(Debug, Clone)]
+pub struct Photo {
+    pub rgb: RgbImage,
+    /// Grey version, `width * height` bytes, converted as OpenCV's `COLOR_BGR2GRAY`.
+    pub grey: Vec<u8>,
+}
+
+impl Photo {
+    pub fn width(&self) -> usize {
+        self.rgb.width() as usize
+    }
+
+    pub fn height(&self) -> usize {
+        self.rgb.height() as usize
+    }
+
+    pub fn grey_view(&self) -> crate::detector::GreyView<'_> {
+        crate::detector::GreyView {
+            data: &self.grey,
+            width: self.width(),
+            height: self.height(),
+            stride: self.width(),
+        }
+    }
+
+    /// Builds a photo from decoded pixels, converting to 8-bit RGB and grey as OpenCV would.
+    pub fn from_dynamic(img: DynamicImage) -> Photo {
+        let (w, h) = (img.width(), img.height());
+        let grey_input = matches!(
+            img,
+            DynamicImage::ImageLuma8(_)
+                | DynamicImage::ImageLumaA8(_)
+                | DynamicImage::ImageLuma16(_)
+                | DynamicImage::ImageLumaA16(_)
+        );
+        let rgb: RgbImage = match img {
+            DynamicImage::ImageRgb8(i) => i,
+            DynamicImage::ImageRgba8(i) => {
+                RgbImage::from_fn(w, h, |x, y| {
+                    let p = i.get_pixel(x, y).0;
+                    image::Rgb([p[0], p[1], p[2]])
+                })
+            }
+            DynamicImage::ImageRgb16(i) => RgbImage::from_fn(w, h, |x, y| {
+                let p = i.get_pixel(x, y).0;
+                image::Rgb(p.map(|v| (v >> 8) as u8))
+            }),
+            DynamicImage::ImageRgba16(i) => RgbImage::from_fn(w, h, |x, y| {
+                let p = i.get_pixel(x, y).0;
+                image::Rgb([p[0], p[1], p[2]].map(|v| (v >> 8) as u8))
+            }),
+            DynamicImage::ImageLuma16(i) => RgbImage::from_fn(w, h, |x, y| {
+                let v = (i.get_pixel(x, y).0[0] >> 8) as u8;
+                image::Rgb([v, v, v])
+            }),
+            DynamicImage::ImageLumaA16(i) => RgbImage::from_fn(w, h, |x, y| {
+                let v = (i.get_pixel(x, y).0[0] >> 8) as u8;
+                image::Rgb([v, v, v])
+            }),
+            other => other.to_rgb8(),
+        };
+        let grey = if grey_input {
+            // R = G = B, and the luma weights sum to one, so the grey value is the sample itself.
+            rgb.pixels().map(|p| p.0[0]).collect()
+        } else {
+            let mut g = vec![0u8; (w * h) as usize];
+            crate::grey::from_rgb(rgb.as_raw(), &mut g);
+            g
+        };
+        Photo { rgb, grey }
+    }
+}
+
+/// Why a photo could not be read; the message names the file.
+#[derive(Debug)]
+pub struct ImageError {
+    pub path: PathBuf,
+    pub problem: String,
+}
+
+impl fmt::Display for ImageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot read image {}: {}", self.path.display(), self.problem)
+    }
+}
+
+impl std::error::Error for ImageError {}
+
+/// Reads and decodes a JPEG or PNG photo (the format is recognised from the content, not the name).
+pub fn load(path: &Path) -> Result<Photo, ImageError> {
+    let fail = |problem: String| ImageError {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let reader = ImageReader::open(path)
+        .map_err(|e| fail(e.to_string()))?
+        .with_guessed_format()
+        .map_err(|e| fail(e.to_string()))?;
+    if reader.format().is_none() {
+        return Err(fail("not a JPEG or PNG file".into()));
+    }
+    let mut decoder = reader.into_decoder().map_err(|e| fail(describe(e)))?;
+    let orientation = decoder.orientation().map_err(|e| fail(describe(e)))?;
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| fail(describe(e)))?;
+    img.apply_orientation(orientation);
+    if img.width() == 0 || img.height() == 0 {
+        return Err(fail("the image has no pixels".into()));
+    }
+    Ok(Photo::from_dynamic(img))
+}
+
+fn describe(e: image::ImageError) -> String {
+    match e {
+        image::ImageError::Decoding(d) => format!("corrupt or truncated image data ({d})"),
+        image::ImageError::Unsupported(u) => format!("unsupported image: {u}"),
+        image::ImageError::Limits(l) => format!("image too large to decode: {l}"),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_file_is_named() {
+        let err = load(Path::new("/nonexistent/face.jpg")).unwrap_err().to_string();
+        assert!(err.starts_with("cannot read image /nonexistent/face.jpg: "), "{err}");
+    }
+
+    #[test]
+    fn grey_input_keeps_its_values() {
+        let img = image::GrayImage::from_raw(2, 1, vec![3, 250]).unwrap();
+        let photo = Photo::from_dynamic(DynamicImage::ImageLuma8(img));
+        assert_eq!(photo.grey, vec![3, 250]);
+        assert_eq!(photo.rgb.get_pixel(1, 0).0, [250, 250, 250]);
+    }
+}

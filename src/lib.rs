@@ -1,0 +1,10 @@
+//! facegate: face detection and recognition for edge boards.
+//!
+//! The pipeline runs one way: a frame source yields images, the [`detector`] finds faces, and later
+//! stages crop, embed and match them. This crate is the library behind the `facegate` binary.
+
+pub mod detector;
+pub mod draw;
+pub mod grey;
+pub mod image_io;
+pub mod models;

@@ -1,13 +1,14 @@
 //! Reading photos from disk into the RGB and grey buffers the pipeline works on.
 //!
 //! Decoding follows what OpenCV's `imread` does with the same file, because detections are compared
-//! against OpenCV: EXIF orientation is applied, alpha is dropped (not blended), 16-bit samples keep
-//! their high byte, and grey files stay grey.
+//! against OpenCV: JPEG goes through libjpeg-turbo's algorithms, EXIF orientation is applied, alpha
+//! is dropped (not blended), 16-bit samples keep their high byte, and grey files stay grey.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
+use image::metadata::Orientation;
+use image::{DynamicImage, ImageFormat, RgbImage};
 
 /// A decoded photo.
 #[derive(Debug, Clone)]
@@ -104,19 +105,31 @@ pub fn load(path: &Path) -> Result<Photo, ImageError> {
         path: path.to_path_buf(),
         problem,
     };
-    let reader = ImageReader::open(path)
-        .map_err(|e| fail(e.to_string()))?
-        .with_guessed_format()
-        .map_err(|e| fail(e.to_string()))?;
-    if reader.format().is_none() {
-        return Err(fail("not a JPEG or PNG file".into()));
+    let data = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    decode(&data).map_err(fail)
+}
+
+/// Decodes JPEG or PNG bytes.
+pub fn decode(data: &[u8]) -> Result<Photo, String> {
+    if data.is_empty() {
+        return Err("the file is empty".into());
     }
-    let mut decoder = reader.into_decoder().map_err(|e| fail(describe(e)))?;
-    let orientation = decoder.orientation().map_err(|e| fail(describe(e)))?;
-    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| fail(describe(e)))?;
-    img.apply_orientation(orientation);
+    let img = if crate::jpeg::sniff(data) {
+        let d = crate::jpeg::decode(data)?;
+        let rgb = RgbImage::from_raw(d.width as u32, d.height as u32, d.rgb)
+            .ok_or("corrupt JPEG: decoded size does not match the header")?;
+        let mut img = DynamicImage::ImageRgb8(rgb);
+        if let Some(o) = d.exif_orientation.and_then(Orientation::from_exif) {
+            img.apply_orientation(o);
+        }
+        img
+    } else if data.starts_with(b"\x89PNG\r\n\x1a\n") {
+        image::load_from_memory_with_format(data, ImageFormat::Png).map_err(describe)?
+    } else {
+        return Err("not a JPEG or PNG file".into());
+    };
     if img.width() == 0 || img.height() == 0 {
-        return Err(fail("the image has no pixels".into()));
+        return Err("the image has no pixels".into());
     }
     Ok(Photo::from_dynamic(img))
 }
@@ -138,6 +151,13 @@ mod tests {
     fn missing_file_is_named() {
         let err = load(Path::new("/nonexistent/face.jpg")).unwrap_err().to_string();
         assert!(err.starts_with("cannot read image /nonexistent/face.jpg: "), "{err}");
+    }
+
+    #[test]
+    fn unknown_and_empty_data_are_refused() {
+        assert_eq!(decode(b"GIF89a").unwrap_err(), "not a JPEG or PNG file");
+        assert_eq!(decode(b"").unwrap_err(), "the file is empty");
+        assert!(decode(b"\x89PNG\r\n\x1a\n\0\0").unwrap_err().contains("corrupt"));
     }
 
     #[test]

@@ -7,4 +7,5 @@ pub mod detector;
 pub mod draw;
 pub mod grey;
 pub mod image_io;
+mod jpeg;
 pub mod models;

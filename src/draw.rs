@@ -52,11 +52,29 @@ mod tests {
     #[test]
     fn draws_outline_only() {
         let mut img = RgbImage::new(10, 10);
-        boxes(&mut img, &[Rect { x: 2, y: 2, w: 5, h: 5 }], 1);
+        boxes(
+            &mut img,
+            &[Rect {
+                x: 2,
+                y: 2,
+                w: 5,
+                h: 5,
+            }],
+            1,
+        );
         assert_eq!(*img.get_pixel(2, 2), BOX_COLOUR);
         assert_eq!(*img.get_pixel(6, 6), BOX_COLOUR);
         assert_eq!(*img.get_pixel(4, 4), Rgb([0, 0, 0]));
         // Boxes running off the image are clipped, not a panic.
-        boxes(&mut img, &[Rect { x: -5, y: 8, w: 30, h: 30 }], 2);
+        boxes(
+            &mut img,
+            &[Rect {
+                x: -5,
+                y: 8,
+                w: 30,
+                h: 30,
+            }],
+            2,
+        );
     }
 }

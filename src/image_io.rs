@@ -48,12 +48,10 @@ impl Photo {
         );
         let rgb: RgbImage = match img {
             DynamicImage::ImageRgb8(i) => i,
-            DynamicImage::ImageRgba8(i) => {
-                RgbImage::from_fn(w, h, |x, y| {
-                    let p = i.get_pixel(x, y).0;
-                    image::Rgb([p[0], p[1], p[2]])
-                })
-            }
+            DynamicImage::ImageRgba8(i) => RgbImage::from_fn(w, h, |x, y| {
+                let p = i.get_pixel(x, y).0;
+                image::Rgb([p[0], p[1], p[2]])
+            }),
             DynamicImage::ImageRgb16(i) => RgbImage::from_fn(w, h, |x, y| {
                 let p = i.get_pixel(x, y).0;
                 image::Rgb(p.map(|v| (v >> 8) as u8))
@@ -93,7 +91,12 @@ pub struct ImageError {
 
 impl fmt::Display for ImageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cannot read image {}: {}", self.path.display(), self.problem)
+        write!(
+            f,
+            "cannot read image {}: {}",
+            self.path.display(),
+            self.problem
+        )
     }
 }
 
@@ -149,15 +152,22 @@ mod tests {
 
     #[test]
     fn missing_file_is_named() {
-        let err = load(Path::new("/nonexistent/face.jpg")).unwrap_err().to_string();
-        assert!(err.starts_with("cannot read image /nonexistent/face.jpg: "), "{err}");
+        let err = load(Path::new("/nonexistent/face.jpg"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("cannot read image /nonexistent/face.jpg: "),
+            "{err}"
+        );
     }
 
     #[test]
     fn unknown_and_empty_data_are_refused() {
         assert_eq!(decode(b"GIF89a").unwrap_err(), "not a JPEG or PNG file");
         assert_eq!(decode(b"").unwrap_err(), "the file is empty");
-        assert!(decode(b"\x89PNG\r\n\x1a\n\0\0").unwrap_err().contains("corrupt"));
+        assert!(decode(b"\x89PNG\r\n\x1a\n\0\0")
+            .unwrap_err()
+            .contains("corrupt"));
     }
 
     #[test]

@@ -84,8 +84,11 @@ extern "C-unwind" fn message(cinfo: &mut jpeg_common_struct, level: std::os::raw
     // warnings (extra bytes between markers, common from webcams) leave the picture intact.
     // SAFETY: libjpeg passes the structure whose `err` is the manager installed above.
     let code = unsafe { cinfo.err.as_ref() }.map_or(0, |e| e.msg_code);
-    if level < 0 && (code == JWRN_JPEG_EOF as i32 || code == JWRN_HIT_MARKER as i32) {
-        resume_unwind(Box::new(format!("truncated or corrupt JPEG: {}", text(cinfo))))
+    if level < 0 && (code == JWRN_JPEG_EOF || code == JWRN_HIT_MARKER) {
+        resume_unwind(Box::new(format!(
+            "truncated or corrupt JPEG: {}",
+            text(cinfo)
+        )))
     }
 }
 
@@ -99,11 +102,19 @@ fn exif_orientation(app1: &[u8]) -> Option<u8> {
     };
     let u16_at = |at: usize| -> Option<u16> {
         let b: [u8; 2] = tiff.get(at..at + 2)?.try_into().ok()?;
-        Some(if big_endian { u16::from_be_bytes(b) } else { u16::from_le_bytes(b) })
+        Some(if big_endian {
+            u16::from_be_bytes(b)
+        } else {
+            u16::from_le_bytes(b)
+        })
     };
     let u32_at = |at: usize| -> Option<u32> {
         let b: [u8; 4] = tiff.get(at..at + 4)?.try_into().ok()?;
-        Some(if big_endian { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) })
+        Some(if big_endian {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        })
     };
     let ifd = u32_at(4)? as usize;
     let entries = u16_at(ifd)? as usize;
@@ -136,7 +147,9 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_crash() {
-        let err = decode(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 4, 1, 2, 3, 4, 5]).err().unwrap();
+        let err = decode(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 4, 1, 2, 3, 4, 5])
+            .err()
+            .unwrap();
         assert!(err.contains("JPEG"), "{err}");
     }
 }

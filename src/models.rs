@@ -11,3 +11,13 @@ pub fn default_cascade() -> Cascade {
     Cascade::from_xml(DEFAULT_CASCADE_XML, DEFAULT_CASCADE_NAME)
         .unwrap_or_else(|e| unreachable!("the embedded cascade is tested: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn embedded_default_cascade_loads() {
+        let c = super::default_cascade();
+        assert_eq!((c.window_width, c.window_height), (24, 24));
+        assert_eq!(c.stages.len(), 25);
+    }
+}

@@ -52,9 +52,16 @@ fn grey_images_match_opencv_imread_and_cvtcolor() {
     assert!(r.opencv.starts_with("4.6"));
     for (name, info) in &r.photos {
         let photo = image_io::load(&fixtures().join("photos").join(name)).unwrap();
-        assert_eq!((photo.width(), photo.height()), (info.width, info.height), "{name}");
+        assert_eq!(
+            (photo.width(), photo.height()),
+            (info.width, info.height),
+            "{name}"
+        );
         let hash = format!("{:x}", Sha256::digest(&photo.grey));
-        assert_eq!(hash, info.grey_sha256, "{name}: grey pixels differ from OpenCV's");
+        assert_eq!(
+            hash, info.grey_sha256,
+            "{name}: grey pixels differ from OpenCV's"
+        );
     }
 }
 
@@ -70,7 +77,8 @@ fn detections_equal_opencv_for_every_photo_cascade_and_grouping() {
     let cascades: BTreeSet<&str> = r.results.iter().map(|c| c.cascade.as_str()).collect();
     let cascades_seen = cascades.len();
     for cascade_name in cascades {
-        let cascade = Cascade::from_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join(cascade_name)).unwrap();
+        let cascade =
+            Cascade::from_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join(cascade_name)).unwrap();
         let mut detector = Detector::new(cascade);
         for case in r.results.iter().filter(|c| c.cascade == cascade_name) {
             let photo = image_io::load(&fixtures().join("photos").join(&case.photo)).unwrap();
@@ -95,9 +103,20 @@ fn detections_equal_opencv_for_every_photo_cascade_and_grouping() {
             }
         }
     }
-    assert!(cascades_seen >= 4, "expected the shipped cascades and the tilted test cascade");
-    assert!(compared > 20_000, "the reference should hold many rectangles, found {compared}");
-    assert!(failures.is_empty(), "{} cases differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        cascades_seen >= 4,
+        "expected the shipped cascades and the tilted test cascade"
+    );
+    assert!(
+        compared > 20_000,
+        "the reference should hold many rectangles, found {compared}"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} cases differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -111,7 +130,15 @@ fn thread_count_does_not_change_the_output() {
     };
     let one = detector.detect(photo.grey_view(), &raw).unwrap();
     for threads in [2, 3, 7] {
-        let many = detector.detect(photo.grey_view(), &DetectParams { threads, ..raw.clone() }).unwrap();
+        let many = detector
+            .detect(
+                photo.grey_view(),
+                &DetectParams {
+                    threads,
+                    ..raw.clone()
+                },
+            )
+            .unwrap();
         // Same rectangles in the same order, not just the same set.
         assert_eq!(one, many, "{threads} threads");
     }

@@ -102,7 +102,11 @@ pub struct CascadeError {
 
 impl fmt::Display for CascadeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cannot load cascade {}: {}", self.source_name, self.problem)
+        write!(
+            f,
+            "cannot load cascade {}: {}",
+            self.source_name, self.problem
+        )
     }
 }
 
@@ -212,13 +216,18 @@ fn parse(xml: &str) -> Result<Cascade, String> {
         .next()
         .ok_or("<opencv_storage> is empty")?;
     if root.attribute("type_id") == Some("opencv-haar-classifier") {
-        return Err("old-style 'opencv-haar-classifier' cascade; only the format written by \
+        return Err(
+            "old-style 'opencv-haar-classifier' cascade; only the format written by \
                     opencv_traincascade / OpenCV 3+ is supported"
-            .into());
+                .into(),
+        );
     }
     let stage_type = text(required(root, "stageType")?);
     if stage_type.trim() != "BOOST" {
-        return Err(format!("stage type '{}' is not supported (only BOOST)", stage_type.trim()));
+        return Err(format!(
+            "stage type '{}' is not supported (only BOOST)",
+            stage_type.trim()
+        ));
     }
     let feature_type = match text(required(root, "featureType")?).trim() {
         "HAAR" => FeatureType::Haar,
@@ -229,7 +238,9 @@ fn parse(xml: &str) -> Result<Cascade, String> {
     let window_width = int_child(root, "width")?;
     let window_height = int_child(root, "height")?;
     if !(1..=4096).contains(&window_width) || !(1..=4096).contains(&window_height) {
-        return Err(format!("window size {window_width}x{window_height} is out of range"));
+        return Err(format!(
+            "window size {window_width}x{window_height} is out of range"
+        ));
     }
     let categories = match child(required(root, "featureParams")?, "maxCatCount") {
         Some(n) => match numbers(n)?.as_slice() {
@@ -241,8 +252,12 @@ fn parse(xml: &str) -> Result<Cascade, String> {
     let subset_words = match (feature_type, categories) {
         (FeatureType::Haar, 0) => 0,
         (FeatureType::Lbp, 256) => 8,
-        (FeatureType::Haar, n) => return Err(format!("HAAR cascade with maxCatCount {n} (expected 0)")),
-        (FeatureType::Lbp, n) => return Err(format!("LBP cascade with maxCatCount {n} (expected 256)")),
+        (FeatureType::Haar, n) => {
+            return Err(format!("HAAR cascade with maxCatCount {n} (expected 0)"))
+        }
+        (FeatureType::Lbp, n) => {
+            return Err(format!("LBP cascade with maxCatCount {n} (expected 256)"))
+        }
     };
 
     let features = match feature_type {
@@ -284,8 +299,10 @@ fn parse(xml: &str) -> Result<Cascade, String> {
         let first_tree = cascade.trees.len();
         for (ti, tree) in elements(weak).enumerate() {
             let where_ = format!("stage {si}, tree {ti}");
-            let internal = numbers(required(tree, "internalNodes").map_err(|e| format!("{where_}: {e}"))?)?;
-            let leaves = numbers(required(tree, "leafValues").map_err(|e| format!("{where_}: {e}"))?)?;
+            let internal =
+                numbers(required(tree, "internalNodes").map_err(|e| format!("{where_}: {e}"))?)?;
+            let leaves =
+                numbers(required(tree, "leafValues").map_err(|e| format!("{where_}: {e}"))?)?;
             if internal.is_empty() || internal.len() % node_step != 0 {
                 return Err(format!(
                     "{where_}: <internalNodes> holds {} values, not a multiple of {node_step}",
@@ -370,10 +387,14 @@ fn parse_haar_features(node: Xml, win_w: i32, win_h: i32) -> Result<Vec<HaarFeat
             None => false,
         };
         let mut rects = Vec::new();
-        for rect in elements(required(feature, "rects").map_err(|e| format!("feature {fi}: {e}"))?) {
+        for rect in elements(required(feature, "rects").map_err(|e| format!("feature {fi}: {e}"))?)
+        {
             let v = numbers(rect)?;
             if v.len() != 5 {
-                return Err(format!("feature {fi}: a rectangle needs 'x y w h weight', found {} values", v.len()));
+                return Err(format!(
+                    "feature {fi}: a rectangle needs 'x y w h weight', found {} values",
+                    v.len()
+                ));
             }
             let r = WeightedRect {
                 x: as_int(v[0], "rectangle x")?,
@@ -384,9 +405,19 @@ fn parse_haar_features(node: Xml, win_w: i32, win_h: i32) -> Result<Vec<HaarFeat
             };
             let inside = if tilted {
                 // A tilted rectangle spans (x - h, y) .. (x + w, y + w + h).
-                r.w >= 0 && r.h >= 0 && r.y >= 0 && r.x - r.h >= 0 && r.x + r.w <= win_w && r.y + r.w + r.h <= win_h
+                r.w >= 0
+                    && r.h >= 0
+                    && r.y >= 0
+                    && r.x - r.h >= 0
+                    && r.x + r.w <= win_w
+                    && r.y + r.w + r.h <= win_h
             } else {
-                r.w >= 0 && r.h >= 0 && r.x >= 0 && r.y >= 0 && r.x + r.w <= win_w && r.y + r.h <= win_h
+                r.w >= 0
+                    && r.h >= 0
+                    && r.x >= 0
+                    && r.y >= 0
+                    && r.x + r.w <= win_w
+                    && r.y + r.h <= win_h
             };
             if !inside {
                 return Err(format!(
@@ -397,7 +428,10 @@ fn parse_haar_features(node: Xml, win_w: i32, win_h: i32) -> Result<Vec<HaarFeat
             rects.push(r);
         }
         if rects.is_empty() || rects.len() > 3 {
-            return Err(format!("feature {fi} has {} rectangles (1 to 3 allowed)", rects.len()));
+            return Err(format!(
+                "feature {fi} has {} rectangles (1 to 3 allowed)",
+                rects.len()
+            ));
         }
         features.push(HaarFeature { rects, tilted });
     }
@@ -412,7 +446,10 @@ fn parse_lbp_features(node: Xml, win_w: i32, win_h: i32) -> Result<Vec<LbpFeatur
     for (fi, feature) in elements(node).enumerate() {
         let v = numbers(required(feature, "rect").map_err(|e| format!("feature {fi}: {e}"))?)?;
         if v.len() != 4 {
-            return Err(format!("feature {fi}: <rect> needs 'x y w h', found {} values", v.len()));
+            return Err(format!(
+                "feature {fi}: <rect> needs 'x y w h', found {} values",
+                v.len()
+            ));
         }
         let f = LbpFeature {
             x: as_int(v[0], "rectangle x")?,
@@ -420,7 +457,13 @@ fn parse_lbp_features(node: Xml, win_w: i32, win_h: i32) -> Result<Vec<LbpFeatur
             w: as_int(v[2], "rectangle width")?,
             h: as_int(v[3], "rectangle height")?,
         };
-        if f.x < 0 || f.y < 0 || f.w <= 0 || f.h <= 0 || f.x + 3 * f.w > win_w || f.y + 3 * f.h > win_h {
+        if f.x < 0
+            || f.y < 0
+            || f.w <= 0
+            || f.h <= 0
+            || f.x + 3 * f.w > win_w
+            || f.y + 3 * f.h > win_h
+        {
             return Err(format!(
                 "feature {fi}: 3x3 block grid at {} {} of {}x{} blocks lies outside the {win_w}x{win_h} window",
                 f.x, f.y, f.w, f.h
@@ -462,14 +505,26 @@ mod tests {
     #[test]
     fn malformed_files_name_the_problem() {
         let cases = [
-            (TINY.replace("0 -1 0 0.5", "0 -1 7 0.5"), "feature 7 does not exist"),
+            (
+                TINY.replace("0 -1 0 0.5", "0 -1 7 0.5"),
+                "feature 7 does not exist",
+            ),
             (TINY.replace("0 -1 0 0.5", "0 -1 0"), "not a multiple of 4"),
-            (TINY.replace("0 0 2 2 -1.", "3 3 2 2 -1."), "outside the 4x4 window"),
+            (
+                TINY.replace("0 0 2 2 -1.", "3 3 2 2 -1."),
+                "outside the 4x4 window",
+            ),
             (TINY.replace("BOOST", "GAB"), "stage type 'GAB'"),
             (TINY.replace("-1. 1.", "-1."), "need 2 leaf values"),
-            (TINY.replace("0 -1 0 0.5", "2 -1 0 0.5"), "invalid child link 2"),
+            (
+                TINY.replace("0 -1 0 0.5", "2 -1 0 0.5"),
+                "invalid child link 2",
+            ),
             (TINY.replace("</cascade>", ""), "not valid XML"),
-            (TINY.replace("0.5</internalNodes>", "abc</internalNodes>"), "'abc', not a number"),
+            (
+                TINY.replace("0.5</internalNodes>", "abc</internalNodes>"),
+                "'abc', not a number",
+            ),
         ];
         for (xml, expected) in cases {
             let err = Cascade::from_xml(&xml, "bad.xml").unwrap_err().to_string();

@@ -6,7 +6,10 @@ use super::Rect;
 fn similar(a: &Rect, b: &Rect, eps: f64) -> bool {
     let delta = eps * (a.w.min(b.w) + a.h.min(b.h)) as f64 * 0.5;
     let close = |d: i32| (d.abs() as f64) <= delta;
-    close(a.x - b.x) && close(a.y - b.y) && close(a.x + a.w - b.x - b.w) && close(a.y + a.h - b.y - b.h)
+    close(a.x - b.x)
+        && close(a.y - b.y)
+        && close(a.x + a.w - b.x - b.w)
+        && close(a.y + a.h - b.y - b.h)
 }
 
 /// Labels the transitive clusters of `similar` rectangles; clusters are numbered in order of their

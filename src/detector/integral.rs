@@ -59,7 +59,14 @@ pub struct TiltedScratch {
 /// Writes the rotated-sum table: entry (X, Y) sums the pixels (x, y) with `y < Y` and
 /// `|x - X + 1| <= Y - y - 1`, a triangle whose apex is the pixel (X - 1, Y - 1). This is the table
 /// OpenCV's `integral` returns as `tilted`.
-pub fn tilted(img: &[u8], w: usize, h: usize, stride: usize, out: &mut [i32], scratch: &mut TiltedScratch) {
+pub fn tilted(
+    img: &[u8],
+    w: usize,
+    h: usize,
+    stride: usize,
+    out: &mut [i32],
+    scratch: &mut TiltedScratch,
+) {
     debug_assert!(stride > w && out.len() >= (h + 1) * stride);
     // The recurrence T(X,Y) = T(X-1,Y-1) + T(X+1,Y-1) - T(X,Y-2) + I(X-1,Y-1) + I(X-1,Y-2) needs
     // columns beyond the image, where triangles still reach into it; beyond `pad` they are empty.
@@ -155,12 +162,16 @@ mod tests {
                     let mut s = 0;
                     for y in 0..yy {
                         for x in 0..w as isize {
-                            if (x - xx + 1).abs() <= yy - y - 1 {
+                            if (x - xx + 1).abs() < yy - y {
                                 s += img[y as usize * w + x as usize] as i32;
                             }
                         }
                     }
-                    assert_eq!(t[yy as usize * stride + xx as usize], s, "{w}x{h} at ({xx},{yy})");
+                    assert_eq!(
+                        t[yy as usize * stride + xx as usize],
+                        s,
+                        "{w}x{h} at ({xx},{yy})"
+                    );
                 }
             }
         }

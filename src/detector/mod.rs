@@ -25,7 +25,9 @@ use program::{HaarStumps, HaarTrees, Lbp, Program, Tables};
 pub const GROUP_EPS: f64 = 0.2;
 
 /// An axis-aligned box in image pixels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Rect {
     pub x: i32,
     pub y: i32,
@@ -84,7 +86,10 @@ impl Default for DetectParams {
 impl DetectParams {
     pub fn validate(&self) -> Result<(), String> {
         if !(self.scale_factor.is_finite() && self.scale_factor > 1.0) {
-            return Err(format!("scale factor must be a number greater than 1, got {}", self.scale_factor));
+            return Err(format!(
+                "scale factor must be a number greater than 1, got {}",
+                self.scale_factor
+            ));
         }
         if self.threads == 0 {
             return Err("threads must be at least 1".into());
@@ -256,7 +261,9 @@ impl Detector {
                 FeatureType::Haar if self.cascade.max_nodes_per_tree() == 1 => {
                     Compiled::HaarStumps(HaarStumps::new(&self.cascade, stride, tilted_offset))
                 }
-                FeatureType::Haar => Compiled::HaarTrees(HaarTrees::new(&self.cascade, stride, tilted_offset)),
+                FeatureType::Haar => {
+                    Compiled::HaarTrees(HaarTrees::new(&self.cascade, stride, tilted_offset))
+                }
                 FeatureType::Lbp => Compiled::Lbp(Lbp::new(&self.cascade, stride)),
             };
             self.compiled = Some((layout, program));
@@ -279,16 +286,22 @@ impl Detector {
             if stripes == 0 || work_w == 0 || work_h == 0 {
                 continue;
             }
-            let stripe_rows = ((work_h / level.step + stripes - 1) / stripes).max(1) * level.step;
+            let stripe_rows = (work_h / level.step).div_ceil(stripes).max(1) * level.step;
             let rows = work_h.min(stripes * stripe_rows);
 
             let level_img = &mut self.level[..w * h];
-            self.resizer
-                .resize(image.data, image.width, image.height, image.stride, level_img, w, h);
+            self.resizer.resize(image, level_img, w, h);
             if is_haar {
                 integral::sums(level_img, w, h, stride, &mut self.sum, &mut self.sqsum);
                 if tilted {
-                    integral::tilted(level_img, w, h, stride, &mut self.sum[plane..], &mut self.tilted);
+                    integral::tilted(
+                        level_img,
+                        w,
+                        h,
+                        stride,
+                        &mut self.sum[plane..],
+                        &mut self.tilted,
+                    );
                 }
             } else {
                 integral::sum_only(level_img, w, h, stride, &mut self.sum);
@@ -364,7 +377,14 @@ impl Scan<'_> {
         }
     }
 
-    fn rows_into<P: Program>(&self, program: &P, tables: &Tables, y0: usize, y1: usize, out: &mut Vec<Rect>) {
+    fn rows_into<P: Program>(
+        &self,
+        program: &P,
+        tables: &Tables,
+        y0: usize,
+        y1: usize,
+        out: &mut Vec<Rect>,
+    ) {
         let step = self.level.step;
         let scale = self.level.scale;
         let win_w = (self.win.0 as f32 * scale).round_ties_even() as i32;
@@ -398,12 +418,17 @@ mod tests {
     fn pyramid_follows_opencv_rounding() {
         let levels = pyramid(640, 480, 24, 24, &DetectParams::default());
         assert_eq!(levels[0].scale, 1.0);
-        assert_eq!((levels[0].width, levels[0].height, levels[0].step), (640, 480, 2));
+        assert_eq!(
+            (levels[0].width, levels[0].height, levels[0].step),
+            (640, 480, 2)
+        );
         assert_eq!((levels[1].width, levels[1].height), (582, 436));
         // The last level still fits a 24x24 window in 480 rows: 24 * 1.1^k <= 480.
         let last = levels.last().unwrap();
         assert!((24.0 * last.scale).round() <= 480.0);
-        assert!(levels.iter().all(|l| l.step == if l.scale >= 2.0 { 1 } else { 2 }));
+        assert!(levels
+            .iter()
+            .all(|l| l.step == if l.scale >= 2.0 { 1 } else { 2 }));
     }
 
     #[test]

@@ -152,8 +152,14 @@ impl Variance {
         let [a, b, c, d] = self.ofs.map(|o| base + o as usize);
         let s = t.sum.as_ptr();
         let q = t.sqsum.as_ptr();
-        let sum = (*s.add(a)).wrapping_sub(*s.add(b)).wrapping_sub(*s.add(c)).wrapping_add(*s.add(d));
-        let sq = (*q.add(a)).wrapping_sub(*q.add(b)).wrapping_sub(*q.add(c)).wrapping_add(*q.add(d));
+        let sum = (*s.add(a))
+            .wrapping_sub(*s.add(b))
+            .wrapping_sub(*s.add(c))
+            .wrapping_add(*s.add(d));
+        let sq = (*q.add(a))
+            .wrapping_sub(*q.add(b))
+            .wrapping_sub(*q.add(c))
+            .wrapping_add(*q.add(d));
         let nf = self.area * sq as f64 - sum as f64 * sum as f64;
         if nf > 0.0 {
             let inv = (1.0 / nf.sqrt()) as f32;
@@ -205,7 +211,10 @@ pub struct HaarTrees {
 
 fn haar_features(cascade: &Cascade, stride: usize, tilted_offset: usize) -> Vec<HaarFeatureOfs> {
     match &cascade.features {
-        Features::Haar(f) => f.iter().map(|f| HaarFeatureOfs::new(f, stride, tilted_offset)).collect(),
+        Features::Haar(f) => f
+            .iter()
+            .map(|f| HaarFeatureOfs::new(f, stride, tilted_offset))
+            .collect(),
         Features::Lbp(_) => Vec::new(),
     }
 }
@@ -252,7 +261,10 @@ impl Program for HaarStumps {
         for (si, stage) in self.stages.iter().enumerate() {
             let mut sum = 0.0f64;
             let first = stage.first as usize;
-            for s in self.stumps.get_unchecked(first..first + stage.count as usize) {
+            for s in self
+                .stumps
+                .get_unchecked(first..first + stage.count as usize)
+            {
                 let value = s.feature.value(t.sum, base) * norm;
                 sum += if value < s.threshold { s.left } else { s.right } as f64;
             }
@@ -316,7 +328,10 @@ impl Program for HaarTrees {
         for (si, stage) in self.stages.iter().enumerate() {
             let mut sum = 0.0f64;
             let first = stage.first as usize;
-            for &(root, leaf0) in self.trees.get_unchecked(first..first + stage.count as usize) {
+            for &(root, leaf0) in self
+                .trees
+                .get_unchecked(first..first + stage.count as usize)
+            {
                 // Child links were checked at load time to point forward, so this terminates.
                 let mut idx = 0i32;
                 loop {
@@ -374,10 +389,18 @@ impl LbpFeatureOfs {
         let p = sum.as_ptr().add(base);
         let v: [i32; 16] = self.ofs.map(|o| *p.add(o as usize));
         let block = |a: usize, b: usize, c: usize, d: usize| {
-            v[a].wrapping_sub(v[b]).wrapping_sub(v[c]).wrapping_add(v[d])
+            v[a].wrapping_sub(v[b])
+                .wrapping_sub(v[c])
+                .wrapping_add(v[d])
         };
         let centre = block(5, 6, 9, 10);
-        let bit = |a, b, c, d, weight: usize| if block(a, b, c, d) >= centre { weight } else { 0 };
+        let bit = |a, b, c, d, weight: usize| {
+            if block(a, b, c, d) >= centre {
+                weight
+            } else {
+                0
+            }
+        };
         bit(0, 1, 4, 5, 128)
             | bit(1, 2, 5, 6, 64)
             | bit(2, 3, 6, 7, 32)
@@ -428,7 +451,10 @@ impl Lbp {
             .enumerate()
             .map(|(i, n)| {
                 let mut subset = [0u32; 8];
-                for (w, &s) in subset.iter_mut().zip(&cascade.subsets[i * words..(i + 1) * words]) {
+                for (w, &s) in subset
+                    .iter_mut()
+                    .zip(&cascade.subsets[i * words..(i + 1) * words])
+                {
                     *w = s as u32;
                 }
                 LbpNode {
@@ -461,7 +487,10 @@ impl Program for Lbp {
         for (si, stage) in self.stages.iter().enumerate() {
             let mut sum = 0.0f64;
             let first = stage.first as usize;
-            for &(root, leaf0) in self.trees.get_unchecked(first..first + stage.count as usize) {
+            for &(root, leaf0) in self
+                .trees
+                .get_unchecked(first..first + stage.count as usize)
+            {
                 let leaf = if self.stumps_only {
                     // As OpenCV's stump path: leaves are read positionally.
                     let n = self.nodes.get_unchecked(root as usize);

@@ -6,6 +6,8 @@
 //! coordinates that fall outside the image) is what makes every pyramid level, and so every
 //! detection, identical to OpenCV's.
 
+use super::GreyView;
+
 /// Per destination column (or row): which source sample to start from and the two weights.
 #[derive(Debug, Clone, Default)]
 pub struct Axis {
@@ -59,22 +61,15 @@ pub struct Resizer {
 }
 
 impl Resizer {
-    /// Resizes `src` (`sw` x `sh`, row stride `src_stride`) into `dst` (`dw` x `dh`, tightly packed).
-    pub fn resize(
-        &mut self,
-        src: &[u8],
-        sw: usize,
-        sh: usize,
-        src_stride: usize,
-        dst: &mut [u8],
-        dw: usize,
-        dh: usize,
-    ) {
+    /// Resizes `image` into `dst`, `dw` x `dh` pixels, tightly packed.
+    pub fn resize(&mut self, image: GreyView, dst: &mut [u8], dw: usize, dh: usize) {
+        let (src, sw, sh, src_stride) = (image.data, image.width, image.height, image.stride);
         assert!(sw > 0 && sh > 0 && dw > 0 && dh > 0);
         assert!(src.len() >= (sh - 1) * src_stride + sw && dst.len() >= dw * dh);
         if sw == dw && sh == dh {
             for y in 0..sh {
-                dst[y * dw..(y + 1) * dw].copy_from_slice(&src[y * src_stride..y * src_stride + sw]);
+                dst[y * dw..(y + 1) * dw]
+                    .copy_from_slice(&src[y * src_stride..y * src_stride + sw]);
             }
             return;
         }
@@ -88,7 +83,11 @@ impl Resizer {
         let mut load = |rows: &mut [Vec<u32>; 2], x: &Axis, sy: usize| {
             let slot = sy % 2;
             if loaded[slot] != sy {
-                horizontal(&src[sy * src_stride..sy * src_stride + sw], x, &mut rows[slot]);
+                horizontal(
+                    &src[sy * src_stride..sy * src_stride + sw],
+                    x,
+                    &mut rows[slot],
+                );
                 loaded[slot] = sy;
             }
             slot
@@ -134,11 +133,15 @@ fn horizontal(src: &[u8], x: &Axis, out: &mut [u32]) {
 mod tests {
     use super::*;
 
+    fn view(data: &[u8], w: usize, h: usize) -> GreyView<'_> {
+        GreyView::new(data, w, h).unwrap()
+    }
+
     #[test]
     fn same_size_is_a_copy() {
         let src: Vec<u8> = (0..12).collect();
         let mut dst = vec![0; 12];
-        Resizer::default().resize(&src, 4, 3, 4, &mut dst, 4, 3);
+        Resizer::default().resize(view(&src, 4, 3), &mut dst, 4, 3);
         assert_eq!(src, dst);
     }
 
@@ -147,7 +150,7 @@ mod tests {
         // At exactly 1/2 OpenCV's exact bilinear equals a 2x2 box filter rounding half up.
         let src = [0u8, 1, 10, 20, 3, 4, 30, 41];
         let mut dst = [0u8; 2];
-        Resizer::default().resize(&src, 4, 2, 4, &mut dst, 2, 1);
+        Resizer::default().resize(view(&src, 4, 2), &mut dst, 2, 1);
         assert_eq!(dst, [2, 25]);
     }
 
@@ -155,7 +158,7 @@ mod tests {
     fn constant_image_stays_constant() {
         let src = vec![77u8; 37 * 23];
         let mut dst = vec![0u8; 20 * 11];
-        Resizer::default().resize(&src, 37, 23, 37, &mut dst, 20, 11);
+        Resizer::default().resize(view(&src, 37, 23), &mut dst, 20, 11);
         assert!(dst.iter().all(|&v| v == 77));
     }
 }

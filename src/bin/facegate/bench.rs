@@ -50,7 +50,10 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
             let again = detector.detect(photo.grey_view(), &params)?;
             times.push(start.elapsed().as_secs_f64() * 1e3);
             if again != faces {
-                return Err(format!("{}: detections changed between runs", path.display()));
+                return Err(format!(
+                    "{}: detections changed between runs",
+                    path.display()
+                ));
             }
         }
         times.sort_by(f64::total_cmp);
@@ -62,7 +65,10 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
             min_ms: times[0],
             faces: &faces,
         };
-        println!("{}", serde_json::to_string(&line).map_err(|e| e.to_string())?);
+        println!(
+            "{}",
+            serde_json::to_string(&line).map_err(|e| e.to_string())?
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

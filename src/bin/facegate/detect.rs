@@ -87,7 +87,8 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
     )?;
     let mut detector = Detector::new(load_cascade(args.cascade.as_deref())?);
     if let Some(dir) = &args.draw {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

@@ -8,7 +8,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "facegate", version, about = "Face detection and recognition for edge boards")]
+#[command(
+    name = "facegate",
+    version,
+    about = "Face detection and recognition for edge boards"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -1,0 +1,166 @@
+//! The `facegate detect` command line as other tools see it: output shapes, exit codes, messages.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn facegate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_facegate"))
+        .args(args)
+        .output()
+        .expect("run facegate")
+}
+
+fn photo(name: &str) -> String {
+    format!(
+        "{}/tests/fixtures/photos/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("facegate-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn json_is_one_line_per_image_in_the_contract_shape() {
+    let a = photo("messi5.jpg");
+    let b = photo("astronaut.png");
+    let out = facegate(&["detect", "--json", &a, &b]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2);
+    let first: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    // Key order is part of the contract: image, width, height, faces; each face x, y, w, h.
+    assert!(lines[0].starts_with(&format!(
+        "{{\"image\":\"{a}\",\"width\":548,\"height\":342,\"faces\":["
+    )));
+    assert_eq!(first["faces"].as_array().unwrap().len(), 2);
+    assert!(
+        lines[1].contains("\"faces\":[{\"x\":177,\"y\":66,\"w\":95,\"h\":95}]"),
+        "{}",
+        lines[1]
+    );
+}
+
+#[test]
+fn parameters_change_the_search() {
+    let a = photo("astronaut.png");
+    let raw = facegate(&["detect", "--json", "--min-neighbors", "0", &a]);
+    let raw: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    // OpenCV 4.6 finds 47 raw windows here (tests/fixtures/opencv_reference.json).
+    assert_eq!(raw["faces"].as_array().unwrap().len(), 47);
+    let big_only = facegate(&["detect", "--json", "--min-size", "120", &a]);
+    let big_only: serde_json::Value = serde_json::from_slice(&big_only.stdout).unwrap();
+    assert!(big_only["faces"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn bad_images_are_named_and_the_rest_still_processed() {
+    let dir = scratch("bad");
+    let truncated = dir.join("truncated.jpg");
+    let full = std::fs::read(photo("messi5.jpg")).unwrap();
+    std::fs::write(&truncated, &full[..full.len() / 2]).unwrap();
+    let text = dir.join("notes.jpg");
+    std::fs::write(&text, "not a picture").unwrap();
+    let missing = dir.join("missing.png");
+    let good = photo("messi5.jpg");
+    let args = [
+        "detect",
+        "--json",
+        truncated.to_str().unwrap(),
+        &good,
+        text.to_str().unwrap(),
+        missing.to_str().unwrap(),
+    ];
+    let out = facegate(&args);
+    assert!(!out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "only the good image is reported: {stdout}"
+    );
+    assert!(stdout.contains("messi5.jpg"));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    for (file, why) in [
+        (&truncated, "truncated or corrupt JPEG"),
+        (&text, "not a JPEG or PNG file"),
+        (&missing, "No such file"),
+    ] {
+        let line = stderr
+            .lines()
+            .find(|l| l.contains(file.to_str().unwrap()))
+            .unwrap_or_else(|| panic!("no message names {}: {stderr}", file.display()));
+        assert!(line.contains(why), "{line}");
+    }
+}
+
+#[test]
+fn draw_writes_annotated_pngs() {
+    let dir = scratch("draw");
+    let out = facegate(&[
+        "detect",
+        "--draw",
+        dir.to_str().unwrap(),
+        &photo("messi5.jpg"),
+    ]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 faces"));
+    let png = image::open(dir.join("messi5.png")).unwrap().to_rgb8();
+    assert_eq!(png.dimensions(), (548, 342));
+    // The box outline is drawn in pure green on the first face's top edge.
+    assert_eq!(png.get_pixel(230, 94).0, [0, 255, 0]);
+}
+
+#[test]
+fn broken_cascade_and_bad_parameters_are_clear_errors() {
+    let dir = scratch("cascade");
+    let cascade = dir.join("broken.xml");
+    std::fs::write(&cascade, "<opencv_storage><cascade>").unwrap();
+    let out = facegate(&[
+        "detect",
+        "--cascade",
+        cascade.to_str().unwrap(),
+        &photo("messi5.jpg"),
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains(&format!("cannot load cascade {}", cascade.display())),
+        "{stderr}"
+    );
+
+    let out = facegate(&["detect", "--scale-factor", "1.0", &photo("messi5.jpg")]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("scale factor"));
+}
+
+#[test]
+fn shipped_cascades_load() {
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    for name in [
+        "haarcascade_frontalface_default.xml",
+        "haarcascade_frontalface_alt2.xml",
+        "lbpcascade_frontalface_improved.xml",
+    ] {
+        let out = facegate(&[
+            "detect",
+            "--cascade",
+            models.join(name).to_str().unwrap(),
+            &photo("messi5.jpg"),
+        ]);
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

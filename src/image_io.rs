@@ -140,6 +140,7 @@ pub fn decode(data: &[u8]) -> Result<Photo, String> {
 fn describe(e: image::ImageError) -> String {
     match e {
         image::ImageError::Decoding(d) => format!("corrupt or truncated image data ({d})"),
+        image::ImageError::IoError(e) => format!("corrupt or truncated image data ({e})"),
         image::ImageError::Unsupported(u) => format!("unsupported image: {u}"),
         image::ImageError::Limits(l) => format!("image too large to decode: {l}"),
         other => other.to_string(),

@@ -49,7 +49,7 @@ def main():
     if not cv2.__version__.startswith("4.6"):
         sys.exit(f"need OpenCV 4.6 (Debian python3-opencv), found {cv2.__version__}")
     cv2.setNumThreads(1)
-    photos = sorted(os.path.join(PHOTOS, f) for f in os.listdir(PHOTOS))
+    photos = sorted(os.path.join(PHOTOS, f) for f in os.listdir(PHOTOS) if f.endswith((".jpg", ".png")))
     overall_cv = overall_fg = 0.0
     mismatches = 0
     for cascade_path in args.cascade or DEFAULT_CASCADES:

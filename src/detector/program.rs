@@ -434,7 +434,8 @@ pub struct Lbp {
     trees: Vec<(u32, u32)>,
     nodes: Vec<LbpNode>,
     leaves: Vec<f32>,
-    stumps_only: bool,
+    /// When every tree is a single split: per tree, its node's leaves (below, above), inline.
+    stump_leaves: Option<Vec<[f32; 2]>>,
     reach: usize,
 }
 
@@ -475,7 +476,14 @@ impl Lbp {
                 .collect(),
             nodes,
             leaves: cascade.leaves.clone(),
-            stumps_only: cascade.max_nodes_per_tree() == 1,
+            // As OpenCV's stump path: a stump's leaves are read positionally.
+            stump_leaves: (cascade.max_nodes_per_tree() == 1).then(|| {
+                cascade
+                    .trees
+                    .iter()
+                    .map(|t| [cascade.leaves[t.first_leaf], cascade.leaves[t.first_leaf + 1]])
+                    .collect()
+            }),
             reach,
         }
     }
@@ -487,15 +495,15 @@ impl Program for Lbp {
         for (si, stage) in self.stages.iter().enumerate() {
             let mut sum = 0.0f64;
             let first = stage.first as usize;
-            for &(root, leaf0) in self
-                .trees
-                .get_unchecked(first..first + stage.count as usize)
-            {
-                let leaf = if self.stumps_only {
-                    // As OpenCV's stump path: leaves are read positionally.
-                    let n = self.nodes.get_unchecked(root as usize);
-                    leaf0 as usize + usize::from(!n.goes_left(n.feature.code(t.sum, base)))
-                } else {
+            let trees = first..first + stage.count as usize;
+            if let Some(stump_leaves) = &self.stump_leaves {
+                // Stumps: node i is tree i, so nodes and leaves are read in step.
+                let nodes = self.nodes.get_unchecked(trees.clone());
+                for (n, &[left, right]) in nodes.iter().zip(stump_leaves.get_unchecked(trees)) {
+                    sum += if n.goes_left(n.feature.code(t.sum, base)) { left } else { right } as f64;
+                }
+            } else {
+                for &(root, leaf0) in self.trees.get_unchecked(trees) {
                     let mut idx = 0i32;
                     loop {
                         let n = self.nodes.get_unchecked(root as usize + idx as usize);
@@ -505,9 +513,8 @@ impl Program for Lbp {
                             break;
                         }
                     }
-                    (leaf0 as i32 - idx) as usize
-                };
-                sum += *self.leaves.get_unchecked(leaf) as f64;
+                    sum += *self.leaves.get_unchecked((leaf0 as i32 - idx) as usize) as f64;
+                }
             }
             if sum < stage.threshold as f64 {
                 return -(si as i32);

@@ -6,25 +6,27 @@ set -euo pipefail
 
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-
-missing=()
-command -v cc >/dev/null || missing+=(build-essential)
-command -v pkg-config >/dev/null || missing+=(pkg-config)
-command -v curl >/dev/null || missing+=(curl ca-certificates)
-if [ ${#missing[@]} -gt 0 ]; then
+apt_install() {
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@"
+}
+
+command -v cc >/dev/null || apt_install build-essential
+command -v python3 >/dev/null || apt_install python3
 
 if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then
   export PATH="$HOME/.cargo/bin:$PATH"
 fi
 if ! command -v cargo >/dev/null; then
+  command -v curl >/dev/null || apt_install curl ca-certificates
   curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c rustfmt,clippy
   export PATH="$HOME/.cargo/bin:$PATH"
 fi
 if command -v rustup >/dev/null; then
-  rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
-  rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+  for component in rustfmt clippy; do
+    rustup component list --installed 2>/dev/null | grep -q "^$component" \
+      || rustup component add "$component" \
+      || echo "warning: could not add the rustup component $component" >&2
+  done
 fi
 cargo --version

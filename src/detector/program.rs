@@ -481,7 +481,12 @@ impl Lbp {
                 cascade
                     .trees
                     .iter()
-                    .map(|t| [cascade.leaves[t.first_leaf], cascade.leaves[t.first_leaf + 1]])
+                    .map(|t| {
+                        [
+                            cascade.leaves[t.first_leaf],
+                            cascade.leaves[t.first_leaf + 1],
+                        ]
+                    })
                     .collect()
             }),
             reach,
@@ -500,7 +505,11 @@ impl Program for Lbp {
                 // Stumps: node i is tree i, so nodes and leaves are read in step.
                 let nodes = self.nodes.get_unchecked(trees.clone());
                 for (n, &[left, right]) in nodes.iter().zip(stump_leaves.get_unchecked(trees)) {
-                    sum += if n.goes_left(n.feature.code(t.sum, base)) { left } else { right } as f64;
+                    sum += if n.goes_left(n.feature.code(t.sum, base)) {
+                        left
+                    } else {
+                        right
+                    } as f64;
                 }
             } else {
                 for &(root, leaf0) in self.trees.get_unchecked(trees) {

@@ -3,9 +3,15 @@
 //! The pipeline runs one way: a frame source yields images, the [`detector`] finds faces, and later
 //! stages crop, embed and match them. This crate is the library behind the `facegate` binary.
 
+pub mod align;
 pub mod detector;
 pub mod draw;
+pub mod gallery;
+pub mod embedder;
 pub mod grey;
 pub mod image_io;
 mod jpeg;
+pub mod model_card;
 pub mod models;
+pub mod recognize;
+pub mod yunet;

@@ -2,6 +2,8 @@
 
 mod bench;
 mod detect;
+mod faces;
+mod recognition;
 
 use std::process::ExitCode;
 
@@ -24,6 +26,14 @@ enum Command {
     Detect(detect::Args),
     /// Time the detector on photos (used by tools/bench_detect.py to compare with OpenCV).
     Bench(bench::Args),
+    /// Enroll a person from photos (three shots recommended).
+    Enroll(recognition::EnrollArgs),
+    /// Name the faces in photos, or say they are unknown.
+    Identify(recognition::IdentifyArgs),
+    /// Say whether two photos show the same person.
+    Verify(recognition::VerifyArgs),
+    /// List, remove, rename or re-embed enrolled people.
+    Gallery(recognition::GalleryCmdArgs),
 }
 
 fn main() -> ExitCode {
@@ -31,6 +41,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Detect(args) => detect::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Enroll(args) => recognition::enroll(args),
+        Command::Identify(args) => recognition::identify(args),
+        Command::Verify(args) => recognition::verify(args),
+        Command::Gallery(args) => recognition::gallery(args),
     };
     match result {
         Ok(code) => code,

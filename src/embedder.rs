@@ -1,0 +1,138 @@
+//! Face embeddings with `tract`: an ONNX embedder described by a model card, run on aligned crops,
+//! a batch of faces per call, L2-normalised so that a dot product is the cosine similarity.
+//!
+//! The ONNX file is parsed once; an optimised plan with a concrete input shape is built per batch
+//! size the first time that size is seen, then reused.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use image::RgbImage;
+use tract_onnx::prelude::*;
+
+use crate::model_card::{ChannelOrder, LoadedModel, ModelCard, ModelError};
+
+/// Faces per network run; larger batches are split.
+pub const MAX_BATCH: usize = 8;
+
+type Plan = Arc<TypedRunnableModel>;
+
+pub struct Embedder {
+    card: ModelCard,
+    model: InferenceModel,
+    plans: Vec<Option<Plan>>,
+}
+
+impl Embedder {
+    /// Loads the model a card describes, checking the file against the card and the network's
+    /// output against the card's embedding size.
+    pub fn load(card_path: &Path) -> Result<Embedder, ModelError> {
+        Embedder::from_loaded(ModelCard::load(card_path)?)
+    }
+
+    pub fn from_loaded(loaded: LoadedModel) -> Result<Embedder, ModelError> {
+        let fail = |problem: String| ModelError {
+            path: loaded.onnx_path.clone(),
+            problem,
+        };
+        let model = tract_onnx::onnx()
+            .model_for_read(&mut &loaded.onnx[..])
+            .map_err(|e| fail(format!("not a loadable ONNX model: {e:#}")))?;
+        let mut embedder = Embedder {
+            card: loaded.card,
+            model,
+            plans: vec![None; MAX_BATCH + 1],
+        };
+        // Build the single-face plan now so a wrong model is refused at load time, not mid-stream.
+        let probe = RgbImage::new(embedder.card.input.width as u32, embedder.card.input.height as u32);
+        let out = embedder.embed(&[probe]).map_err(fail)?;
+        if out[0].len() != embedder.card.embedding_dim {
+            return Err(fail(format!(
+                "the network outputs {} values per face, its card says {}",
+                out[0].len(),
+                embedder.card.embedding_dim
+            )));
+        }
+        Ok(embedder)
+    }
+
+    pub fn card(&self) -> &ModelCard {
+        &self.card
+    }
+
+    /// The model's fingerprint (sha256 of the ONNX file, from its verified card).
+    pub fn fingerprint(&self) -> &str {
+        &self.card.sha256
+    }
+
+    fn plan(&mut self, batch: usize) -> Result<Plan, String> {
+        if let Some(p) = &self.plans[batch] {
+            return Ok(p.clone());
+        }
+        let (w, h) = (self.card.input.width, self.card.input.height);
+        let plan = self
+            .model
+            .clone()
+            .with_input_fact(0, f32::fact([batch, 3, h, w]).into())
+            .and_then(|m| m.into_optimized())
+            .and_then(|m| m.into_runnable())
+            .map_err(|e| format!("cannot prepare the network for {batch} faces of {w}x{h}: {e:#}"))?;
+        self.plans[batch] = Some(plan.clone());
+        Ok(plan)
+    }
+
+    /// One unit-length embedding per crop. Crops must be the card's input size.
+    pub fn embed(&mut self, crops: &[RgbImage]) -> Result<Vec<Vec<f32>>, String> {
+        let mut out = Vec::with_capacity(crops.len());
+        for chunk in crops.chunks(MAX_BATCH) {
+            out.extend(self.embed_batch(chunk)?);
+        }
+        Ok(out)
+    }
+
+    fn embed_batch(&mut self, crops: &[RgbImage]) -> Result<Vec<Vec<f32>>, String> {
+        let spec = &self.card.input;
+        let (w, h) = (spec.width, spec.height);
+        let mut data = vec![0f32; crops.len() * 3 * h * w];
+        for (i, crop) in crops.iter().enumerate() {
+            if (crop.width() as usize, crop.height() as usize) != (w, h) {
+                return Err(format!("face crop is {}x{}, the model needs {w}x{h}", crop.width(), crop.height()));
+            }
+            let base = i * 3 * h * w;
+            for (x, y, p) in crop.enumerate_pixels() {
+                for c in 0..3 {
+                    let src = match spec.channels {
+                        ChannelOrder::Rgb => c,
+                        ChannelOrder::Bgr => 2 - c,
+                    };
+                    let v = p.0[src] as f32 * spec.scale;
+                    data[base + c * h * w + y as usize * w + x as usize] = (v - spec.mean[c]) / spec.std[c];
+                }
+            }
+        }
+        let plan = self.plan(crops.len())?;
+        let input = tract_ndarray::Array4::from_shape_vec((crops.len(), 3, h, w), data)
+            .map_err(|e| e.to_string())?
+            .into_tensor();
+        let result = plan.run(tvec!(input.into())).map_err(|e| format!("the network failed: {e:#}"))?;
+        let view = result[0].to_plain_array_view::<f32>().map_err(|e| e.to_string())?;
+        let per_face = view.len() / crops.len().max(1);
+        let flat: Vec<f32> = view.iter().copied().collect();
+        Ok(flat.chunks(per_face).map(normalized).collect())
+    }
+}
+
+/// `v / |v|` (a zero vector stays zero).
+pub fn normalized(v: &[f32]) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter().map(|x| x / norm).collect()
+    } else {
+        v.to_vec()
+    }
+}
+
+/// Cosine similarity of two unit-length embeddings.
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}

@@ -1,0 +1,156 @@
+//! From a photo to aligned, embedded faces: detector -> landmarks -> alignment -> embedder.
+
+use image::imageops::FilterType;
+use image::RgbImage;
+
+use crate::align;
+use crate::detector::{DetectParams, Detector, Rect};
+use crate::embedder::Embedder;
+use crate::image_io::Photo;
+use crate::model_card::Alignment;
+use crate::yunet::YuNet;
+
+/// Which detector finds the faces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DetectorKind {
+    /// OpenCV's default Haar cascade, then YuNet landmarks inside each box.
+    Haar,
+    /// OpenCV's improved LBP cascade, then YuNet landmarks inside each box.
+    Lbp,
+    /// YuNet on the whole photo (boxes and landmarks).
+    Yunet,
+}
+
+/// A face ready for matching.
+#[derive(Debug, Clone)]
+pub struct Face {
+    pub rect: Rect,
+    /// Five landmarks in photo pixels, when a landmark stage found them.
+    pub landmarks: Option<[[f32; 2]; 5]>,
+    /// The model input: the face aligned to the model's template.
+    pub crop: RgbImage,
+}
+
+/// Largest photo side YuNet sees when it scans a whole photo; larger photos are downscaled first.
+const YUNET_MAX_SIDE: u32 = 640;
+/// Side of the square region, relative to a cascade box, searched for landmarks.
+const LANDMARK_CONTEXT: f32 = 1.6;
+/// YuNet input side for that region.
+const LANDMARK_INPUT: u32 = 160;
+
+pub struct FaceFinder {
+    kind: DetectorKind,
+    cascade: Option<Detector>,
+    yunet: YuNet,
+    pub params: DetectParams,
+}
+
+impl FaceFinder {
+    pub fn new(kind: DetectorKind, cascade: Option<Detector>, yunet: YuNet) -> Self {
+        FaceFinder {
+            kind,
+            cascade,
+            yunet,
+            params: DetectParams::default(),
+        }
+    }
+
+    /// Faces in `photo`, aligned for `embedder`, largest first.
+    pub fn faces(&mut self, photo: &Photo, embedder: &Embedder) -> Result<Vec<Face>, String> {
+        let card = embedder.card();
+        let (w, h) = (card.input.width as u32, card.input.height as u32);
+        let mut found: Vec<(Rect, Option<[[f32; 2]; 5]>)> = match self.kind {
+            DetectorKind::Yunet => self
+                .yunet_whole(&photo.rgb)?
+                .into_iter()
+                .map(|f| {
+                    let r = Rect {
+                        x: f.bbox[0].round() as i32,
+                        y: f.bbox[1].round() as i32,
+                        w: f.bbox[2].round() as i32,
+                        h: f.bbox[3].round() as i32,
+                    };
+                    (r, Some(f.landmarks))
+                })
+                .collect(),
+            DetectorKind::Haar | DetectorKind::Lbp => {
+                let detector = self.cascade.as_mut().ok_or("no cascade loaded")?;
+                let rects = detector.detect(photo.grey_view(), &self.params)?;
+                let mut out = Vec::with_capacity(rects.len());
+                for r in rects {
+                    let marks = landmarks_in_box(&mut self.yunet, &photo.rgb, &r)?;
+                    out.push((r, marks));
+                }
+                out
+            }
+        };
+        found.sort_by_key(|(r, _)| std::cmp::Reverse(r.w as i64 * r.h as i64));
+        Ok(found
+            .into_iter()
+            .map(|(rect, landmarks)| {
+                let crop = match (&card.alignment, landmarks) {
+                    (Alignment::FivePoint { template }, Some(marks)) => align::crop_to_photo(&marks, template)
+                        .map(|m| align::warp(&photo.rgb, &m, w, h))
+                        .unwrap_or_else(|| box_crop(&photo.rgb, &rect, w, h)),
+                    _ => box_crop(&photo.rgb, &rect, w, h),
+                };
+                Face { rect, landmarks, crop }
+            })
+            .collect())
+    }
+
+    fn yunet_whole(&mut self, rgb: &RgbImage) -> Result<Vec<crate::yunet::Face>, String> {
+        let side = rgb.width().max(rgb.height());
+        if side <= YUNET_MAX_SIDE {
+            return self.yunet.detect(rgb);
+        }
+        let s = YUNET_MAX_SIDE as f32 / side as f32;
+        let small = image::imageops::resize(
+            rgb,
+            ((rgb.width() as f32 * s).round() as u32).max(1),
+            ((rgb.height() as f32 * s).round() as u32).max(1),
+            FilterType::Triangle,
+        );
+        let (sx, sy) = (rgb.width() as f32 / small.width() as f32, rgb.height() as f32 / small.height() as f32);
+        let mut faces = self.yunet.detect(&small)?;
+        for f in &mut faces {
+            f.bbox = [f.bbox[0] * sx, f.bbox[1] * sy, f.bbox[2] * sx, f.bbox[3] * sy];
+            for p in &mut f.landmarks {
+                *p = [p[0] * sx, p[1] * sy];
+            }
+        }
+        Ok(faces)
+    }
+}
+
+/// YuNet on a square region around a cascade box: the landmarks of the face whose centre lies
+/// inside the box, or `None`.
+fn landmarks_in_box(yunet: &mut YuNet, rgb: &RgbImage, r: &Rect) -> Result<Option<[[f32; 2]; 5]>, String> {
+    let side = (r.w.max(r.h) as f32 * LANDMARK_CONTEXT).round().max(1.0);
+    let (cx, cy) = (r.x as f32 + r.w as f32 / 2.0, r.y as f32 + r.h as f32 / 2.0);
+    let (x0, y0) = (cx - side / 2.0, cy - side / 2.0);
+    let scale = side / LANDMARK_INPUT as f32;
+    // Sample the region (black outside the photo) straight into YuNet's input size.
+    let map = align::Affine {
+        m: [[scale as f64, 0.0, x0 as f64], [0.0, scale as f64, y0 as f64]],
+    };
+    let region = align::warp(rgb, &map, LANDMARK_INPUT, LANDMARK_INPUT);
+    let faces = yunet.detect(&region)?;
+    Ok(faces.into_iter().find_map(|f| {
+        let marks = f.landmarks.map(|p| [x0 + p[0] * scale, y0 + p[1] * scale]);
+        let (fx, fy) = (x0 + (f.bbox[0] + f.bbox[2] / 2.0) * scale, y0 + (f.bbox[1] + f.bbox[3] / 2.0) * scale);
+        let inside = fx >= r.x as f32 && fx <= (r.x + r.w) as f32 && fy >= r.y as f32 && fy <= (r.y + r.h) as f32;
+        inside.then_some(marks)
+    }))
+}
+
+/// Without landmarks: the detection box, resized to the model input.
+fn box_crop(rgb: &RgbImage, r: &Rect, w: u32, h: u32) -> RgbImage {
+    let map = align::Affine {
+        m: [
+            [r.w as f64 / w as f64, 0.0, r.x as f64],
+            [0.0, r.h as f64 / h as f64, r.y as f64],
+        ],
+    };
+    align::warp(rgb, &map, w, h)
+}

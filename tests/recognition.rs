@@ -1,0 +1,144 @@
+//! The recognition stages against OpenCV 4.6's own SFace pipeline
+//! (`tools/opencv_face_reference.py` recorded YuNet landmarks, `alignCrop` crops and fp32 features).
+
+use std::path::{Path, PathBuf};
+
+use facegate::align;
+use facegate::embedder::{cosine, normalized, Embedder};
+use facegate::yunet::YuNet;
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Reference {
+    photos: std::collections::BTreeMap<String, PhotoRef>,
+}
+
+#[derive(Deserialize)]
+struct PhotoRef {
+    faces: Vec<FaceRef>,
+    feature: Option<Vec<f32>>,
+}
+
+#[derive(Deserialize)]
+struct FaceRef {
+    #[serde(rename = "box")]
+    bbox: [f32; 4],
+    landmarks: [f32; 10],
+    score: f32,
+}
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn reference() -> Reference {
+    let text = std::fs::read_to_string(root().join("tests/fixtures/opencv_faces.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn aligned_crop(photo: &str) -> image::RgbImage {
+    let stem = photo.rsplit_once('.').unwrap().0;
+    image::open(root().join(format!("tests/fixtures/aligned/{stem}.png"))).unwrap().to_rgb8()
+}
+
+fn shipped_embedder() -> Embedder {
+    Embedder::load(&root().join("models/sface_int8w.json")).unwrap()
+}
+
+/// A card for the fp32 SFace in ../shared, when that folder is there.
+fn f32_embedder() -> Option<Embedder> {
+    let onnx = root().join("../shared/anchors/sface_2021dec_fp32_from_int8bq.onnx");
+    let bytes = std::fs::read(&onnx).ok()?;
+    let card_text = std::fs::read_to_string(root().join("models/sface_int8w.json")).unwrap();
+    let mut card: serde_json::Value = serde_json::from_str(&card_text).unwrap();
+    card["file"] = onnx.to_str().unwrap().into();
+    card["sha256"] = facegate::model_card::sha256_hex(&bytes).into();
+    card["form"] = "f32".into();
+    let dir: PathBuf = std::env::temp_dir().join(format!("facegate-f32card-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("sface_f32.json");
+    std::fs::write(&path, card.to_string()).unwrap();
+    Some(Embedder::load(&path).unwrap())
+}
+
+#[test]
+fn embeddings_of_opencv_crops_match_opencv_features() {
+    let r = reference();
+    let mut int8 = shipped_embedder();
+    let mut f32_model = f32_embedder();
+    let mut worst = (1.0f32, 1.0f32);
+    for (name, photo) in &r.photos {
+        let Some(feature) = &photo.feature else { continue };
+        let theirs = normalized(feature);
+        let crop = aligned_crop(name);
+        let ours = int8.embed(std::slice::from_ref(&crop)).unwrap().remove(0);
+        worst.0 = worst.0.min(cosine(&ours, &theirs));
+        if let Some(m) = &mut f32_model {
+            let ours = m.embed(std::slice::from_ref(&crop)).unwrap().remove(0);
+            worst.1 = worst.1.min(cosine(&ours, &theirs));
+        }
+    }
+    assert!(worst.0 >= 0.99, "int8-weight model vs OpenCV fp32: worst cosine {}", worst.0);
+    assert!(worst.1 >= 0.9999, "fp32 model in tract vs OpenCV: worst cosine {}", worst.1);
+}
+
+#[test]
+fn a_batch_embeds_like_single_faces() {
+    let mut e = shipped_embedder();
+    let crops: Vec<_> = ["obama.jpg", "biden.jpg", "messi5.jpg"].iter().map(|n| aligned_crop(n)).collect();
+    let batch = e.embed(&crops).unwrap();
+    for (crop, b) in crops.iter().zip(&batch) {
+        let single = e.embed(std::slice::from_ref(crop)).unwrap().remove(0);
+        assert!(cosine(&single, b) > 0.99999);
+    }
+}
+
+#[test]
+fn yunet_landmarks_match_opencv() {
+    let r = reference();
+    let mut yunet = YuNet::load(&root().join("models/yunet_2023mar.onnx")).unwrap();
+    for name in ["messi5.jpg", "astronaut.png", "basketball1.png", "obama2.jpg"] {
+        let photo = facegate::image_io::load(&root().join("tests/fixtures/photos").join(name)).unwrap();
+        let ours = yunet.detect(&photo.rgb).unwrap();
+        let theirs = &r.photos[name].faces;
+        assert_eq!(ours.len(), theirs.len(), "{name}");
+        for (o, t) in ours.iter().zip(theirs) {
+            assert!((o.score - t.score).abs() < 0.01, "{name}: score {} vs {}", o.score, t.score);
+            for k in 0..4 {
+                assert!((o.bbox[k] - t.bbox[k]).abs() < 1.0, "{name}: box {:?} vs {:?}", o.bbox, t.bbox);
+            }
+            for n in 0..5 {
+                for d in 0..2 {
+                    let diff = (o.landmarks[n][d] - t.landmarks[2 * n + d]).abs();
+                    assert!(diff < 1.0, "{name}: landmark {n} off by {diff}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn alignment_reproduces_opencv_crops() {
+    let r = reference();
+    let template = match &shipped_embedder().card().alignment {
+        facegate::model_card::Alignment::FivePoint { template } => *template,
+        other => panic!("SFace's card should ask for five-point alignment, not {other:?}"),
+    };
+    for (name, photo) in &r.photos {
+        let Some(face) = photo.faces.first() else { continue };
+        let img = facegate::image_io::load(&root().join("tests/fixtures/photos").join(name)).unwrap();
+        let marks: [[f32; 2]; 5] = std::array::from_fn(|n| [face.landmarks[2 * n], face.landmarks[2 * n + 1]]);
+        let map = align::crop_to_photo(&marks, &template).unwrap();
+        let ours = align::warp(&img.rgb, &map, 112, 112);
+        let theirs = aligned_crop(name);
+        let total: u64 = ours
+            .as_raw()
+            .iter()
+            .zip(theirs.as_raw())
+            .map(|(a, b)| (*a as i64 - *b as i64).unsigned_abs())
+            .sum();
+        let mean = total as f64 / ours.as_raw().len() as f64;
+        // OpenCV's warpAffine quantises coordinates to 1/32 pixel and weights to 15 bits.
+        assert!(mean < 1.0, "{name}: mean absolute difference {mean:.2} from OpenCV's crop");
+    }
+}

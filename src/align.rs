@@ -48,12 +48,29 @@ pub fn similarity(from: &[[f64; 2]], to: &[[f64; 2]]) -> Option<Affine> {
     })
 }
 
-/// The transform that samples, for each crop pixel, the photo pixel it comes from: the inverse of
-/// the landmarks-to-template map.
+impl Affine {
+    /// The inverse map, for a similarity (or any invertible) transform.
+    pub fn inverse(&self) -> Option<Affine> {
+        let [[a, b, c], [d, e, f]] = self.m;
+        let det = a * e - b * d;
+        if det.abs() <= f64::EPSILON {
+            return None;
+        }
+        let (ia, ib, id, ie) = (e / det, -b / det, -d / det, a / det);
+        Some(Affine {
+            m: [[ia, ib, -(ia * c + ib * f)], [id, ie, -(id * c + ie * f)]],
+        })
+    }
+}
+
+/// The transform that samples, for each crop pixel, the photo pixel it comes from. The fit goes
+/// from landmarks to template and is then inverted, as OpenCV's `FaceRecognizerSF::alignCrop`
+/// does: least squares in the other direction weighs the points differently and gives another
+/// scale when the landmarks do not fit the template exactly.
 pub fn crop_to_photo(landmarks: &[[f32; 2]; 5], template: &[[f32; 2]; 5]) -> Option<Affine> {
     let l: Vec<[f64; 2]> = landmarks.iter().map(|p| [p[0] as f64, p[1] as f64]).collect();
     let t: Vec<[f64; 2]> = template.iter().map(|p| [p[0] as f64, p[1] as f64]).collect();
-    similarity(&t, &l)
+    similarity(&l, &t)?.inverse()
 }
 
 /// Warps `photo` into a `width` x `height` crop: bilinear sampling, black outside the photo.

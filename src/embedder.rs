@@ -35,7 +35,7 @@ impl Embedder {
             path: loaded.onnx_path.clone(),
             problem,
         };
-        let model = tract_onnx::onnx()
+        let model = tract_onnx::onnx().with_ignore_output_shapes(true).with_ignore_value_info(true)
             .model_for_read(&mut &loaded.onnx[..])
             .map_err(|e| fail(format!("not a loadable ONNX model: {e:#}")))?;
         let mut embedder = Embedder {

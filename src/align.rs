@@ -13,7 +13,10 @@ pub struct Affine {
 impl Affine {
     pub fn apply(&self, x: f64, y: f64) -> (f64, f64) {
         let m = &self.m;
-        (m[0][0] * x + m[0][1] * y + m[0][2], m[1][0] * x + m[1][1] * y + m[1][2])
+        (
+            m[0][0] * x + m[0][1] * y + m[0][2],
+            m[1][0] * x + m[1][1] * y + m[1][2],
+        )
     }
 }
 
@@ -44,7 +47,10 @@ pub fn similarity(from: &[[f64; 2]], to: &[[f64; 2]]) -> Option<Affine> {
     }
     let (a, b) = (re / norm, im / norm);
     Some(Affine {
-        m: [[a, -b, tx - (a * fx - b * fy)], [b, a, ty - (b * fx + a * fy)]],
+        m: [
+            [a, -b, tx - (a * fx - b * fy)],
+            [b, a, ty - (b * fx + a * fy)],
+        ],
     })
 }
 
@@ -68,8 +74,14 @@ impl Affine {
 /// does: least squares in the other direction weighs the points differently and gives another
 /// scale when the landmarks do not fit the template exactly.
 pub fn crop_to_photo(landmarks: &[[f32; 2]; 5], template: &[[f32; 2]; 5]) -> Option<Affine> {
-    let l: Vec<[f64; 2]> = landmarks.iter().map(|p| [p[0] as f64, p[1] as f64]).collect();
-    let t: Vec<[f64; 2]> = template.iter().map(|p| [p[0] as f64, p[1] as f64]).collect();
+    let l: Vec<[f64; 2]> = landmarks
+        .iter()
+        .map(|p| [p[0] as f64, p[1] as f64])
+        .collect();
+    let t: Vec<[f64; 2]> = template
+        .iter()
+        .map(|p| [p[0] as f64, p[1] as f64])
+        .collect();
     similarity(&l, &t)?.inverse()
 }
 
@@ -88,7 +100,12 @@ pub fn warp(photo: &RgbImage, map: &Affine, width: u32, height: u32) -> RgbImage
         let (x0, y0) = (sx.floor(), sy.floor());
         let (fx, fy) = (sx - x0, sy - y0);
         let (x0, y0) = (x0 as i64, y0 as i64);
-        let (a, b, c, d) = (px(x0, y0), px(x0 + 1, y0), px(x0, y0 + 1), px(x0 + 1, y0 + 1));
+        let (a, b, c, d) = (
+            px(x0, y0),
+            px(x0 + 1, y0),
+            px(x0, y0 + 1),
+            px(x0 + 1, y0 + 1),
+        );
         image::Rgb(std::array::from_fn(|k| {
             let top = a[k] + (b[k] - a[k]) * fx;
             let bottom = c[k] + (d[k] - c[k]) * fx;
@@ -105,8 +122,14 @@ mod tests {
     fn recovers_a_known_similarity() {
         let from = [[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [7.0, 3.0]];
         // Rotate 30 degrees, scale 2, translate (5, -1).
-        let (c, s) = (30f64.to_radians().cos() * 2.0, 30f64.to_radians().sin() * 2.0);
-        let to: Vec<[f64; 2]> = from.iter().map(|p| [c * p[0] - s * p[1] + 5.0, s * p[0] + c * p[1] - 1.0]).collect();
+        let (c, s) = (
+            30f64.to_radians().cos() * 2.0,
+            30f64.to_radians().sin() * 2.0,
+        );
+        let to: Vec<[f64; 2]> = from
+            .iter()
+            .map(|p| [c * p[0] - s * p[1] + 5.0, s * p[0] + c * p[1] - 1.0])
+            .collect();
         let m = similarity(&from, &to).unwrap();
         for (f, t) in from.iter().zip(&to) {
             let (x, y) = m.apply(f[0], f[1]);
@@ -118,7 +141,9 @@ mod tests {
     #[test]
     fn identity_warp_copies() {
         let photo = RgbImage::from_fn(4, 3, |x, y| image::Rgb([x as u8 * 10, y as u8 * 20, 7]));
-        let id = Affine { m: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]] };
+        let id = Affine {
+            m: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]],
+        };
         assert_eq!(warp(&photo, &id, 4, 3), photo);
     }
 }

@@ -35,7 +35,9 @@ impl Embedder {
             path: loaded.onnx_path.clone(),
             problem,
         };
-        let model = tract_onnx::onnx().with_ignore_output_shapes(true).with_ignore_value_info(true)
+        let model = tract_onnx::onnx()
+            .with_ignore_output_shapes(true)
+            .with_ignore_value_info(true)
             .model_for_read(&mut &loaded.onnx[..])
             .map_err(|e| fail(format!("not a loadable ONNX model: {e:#}")))?;
         let mut embedder = Embedder {
@@ -44,7 +46,10 @@ impl Embedder {
             plans: vec![None; MAX_BATCH + 1],
         };
         // Build the single-face plan now so a wrong model is refused at load time, not mid-stream.
-        let probe = RgbImage::new(embedder.card.input.width as u32, embedder.card.input.height as u32);
+        let probe = RgbImage::new(
+            embedder.card.input.width as u32,
+            embedder.card.input.height as u32,
+        );
         let out = embedder.embed(&[probe]).map_err(fail)?;
         if out[0].len() != embedder.card.embedding_dim {
             return Err(fail(format!(
@@ -76,7 +81,9 @@ impl Embedder {
             .with_input_fact(0, f32::fact([batch, 3, h, w]).into())
             .and_then(|m| m.into_optimized())
             .and_then(|m| m.into_runnable())
-            .map_err(|e| format!("cannot prepare the network for {batch} faces of {w}x{h}: {e:#}"))?;
+            .map_err(|e| {
+                format!("cannot prepare the network for {batch} faces of {w}x{h}: {e:#}")
+            })?;
         self.plans[batch] = Some(plan.clone());
         Ok(plan)
     }
@@ -96,7 +103,11 @@ impl Embedder {
         let mut data = vec![0f32; crops.len() * 3 * h * w];
         for (i, crop) in crops.iter().enumerate() {
             if (crop.width() as usize, crop.height() as usize) != (w, h) {
-                return Err(format!("face crop is {}x{}, the model needs {w}x{h}", crop.width(), crop.height()));
+                return Err(format!(
+                    "face crop is {}x{}, the model needs {w}x{h}",
+                    crop.width(),
+                    crop.height()
+                ));
             }
             let base = i * 3 * h * w;
             for (x, y, p) in crop.enumerate_pixels() {
@@ -106,7 +117,8 @@ impl Embedder {
                         ChannelOrder::Bgr => 2 - c,
                     };
                     let v = p.0[src] as f32 * spec.scale;
-                    data[base + c * h * w + y as usize * w + x as usize] = (v - spec.mean[c]) / spec.std[c];
+                    data[base + c * h * w + y as usize * w + x as usize] =
+                        (v - spec.mean[c]) / spec.std[c];
                 }
             }
         }
@@ -114,8 +126,12 @@ impl Embedder {
         let input = tract_ndarray::Array4::from_shape_vec((crops.len(), 3, h, w), data)
             .map_err(|e| e.to_string())?
             .into_tensor();
-        let result = plan.run(tvec!(input.into())).map_err(|e| format!("the network failed: {e:#}"))?;
-        let view = result[0].to_plain_array_view::<f32>().map_err(|e| e.to_string())?;
+        let result = plan
+            .run(tvec!(input.into()))
+            .map_err(|e| format!("the network failed: {e:#}"))?;
+        let view = result[0]
+            .to_plain_array_view::<f32>()
+            .map_err(|e| e.to_string())?;
         let per_face = view.len() / crops.len().max(1);
         let flat: Vec<f32> = view.iter().copied().collect();
         Ok(flat.chunks(per_face).map(normalized).collect())

@@ -156,8 +156,12 @@ impl Gallery {
             }
             Err(e) => return Err(err(&index_path, e.to_string())),
         };
-        let index: Index = serde_json::from_str(&text)
-            .map_err(|e| err(&index_path, format!("corrupt or truncated index ({e}); it was left untouched")))?;
+        let index: Index = serde_json::from_str(&text).map_err(|e| {
+            err(
+                &index_path,
+                format!("corrupt or truncated index ({e}); it was left untouched"),
+            )
+        })?;
         if index.format_version != FORMAT_VERSION {
             return Err(err(
                 &index_path,
@@ -167,8 +171,13 @@ impl Gallery {
                 ),
             ));
         }
-        if index.embeddings_file.contains(['/', '\\']) || !index.embeddings_file.starts_with("embeddings-") {
-            return Err(err(&index_path, "the index names an invalid embeddings file"));
+        if index.embeddings_file.contains(['/', '\\'])
+            || !index.embeddings_file.starts_with("embeddings-")
+        {
+            return Err(err(
+                &index_path,
+                "the index names an invalid embeddings file",
+            ));
         }
         let emb_path = dir.join(&index.embeddings_file);
         let bytes = fs::read(&emb_path).map_err(|e| err(&emb_path, e.to_string()))?;
@@ -202,7 +211,8 @@ impl Gallery {
 
     /// Takes the gallery's write lock, waiting for another writer to finish.
     pub fn lock(dir: &Path) -> Result<WriteLock, GalleryError> {
-        fs::create_dir_all(dir).map_err(|e| err(dir, format!("cannot create the directory: {e}")))?;
+        fs::create_dir_all(dir)
+            .map_err(|e| err(dir, format!("cannot create the directory: {e}")))?;
         let path = dir.join(LOCK);
         let file = OpenOptions::new()
             .create(true)
@@ -210,7 +220,8 @@ impl Gallery {
             .write(true)
             .open(&path)
             .map_err(|e| err(&path, e.to_string()))?;
-        file.lock().map_err(|e| err(&path, format!("cannot lock: {e}")))?;
+        file.lock()
+            .map_err(|e| err(&path, format!("cannot lock: {e}")))?;
         Ok(WriteLock { _file: file })
     }
 
@@ -230,7 +241,10 @@ impl Gallery {
             ));
         }
         if shots.is_empty() || shots.iter().any(|s| s.len() != self.model.embedding_dim) {
-            return Err(err(&self.dir, "every shot needs one embedding of the model's size"));
+            return Err(err(
+                &self.dir,
+                "every shot needs one embedding of the model's size",
+            ));
         }
         let id = format!("p{:06}", self.next_id);
         let mut crop_names = Vec::new();
@@ -254,9 +268,16 @@ impl Gallery {
             crops: crop_names,
         };
         let mut next = self.people.clone();
-        next.push(Person { entry, shots, centroid });
+        next.push(Person {
+            entry,
+            shots,
+            centroid,
+        });
         self.commit(next, self.next_id + 1)?;
-        Ok(self.people.last().unwrap_or_else(|| unreachable!("just added")))
+        Ok(self
+            .people
+            .last()
+            .unwrap_or_else(|| unreachable!("just added")))
     }
 
     pub fn remove(&mut self, _lock: &WriteLock, name: &str) -> Result<PersonEntry, GalleryError> {
@@ -298,7 +319,8 @@ impl Gallery {
             p.shots = s;
         }
         let old = std::mem::replace(&mut self.model, model);
-        self.commit(next, self.next_id).inspect_err(|_| self.model = old.clone())
+        self.commit(next, self.next_id)
+            .inspect_err(|_| self.model = old.clone())
     }
 
     fn find(&self, name: &str) -> Result<usize, GalleryError> {
@@ -310,12 +332,13 @@ impl Gallery {
 
     fn commit(&mut self, people: Vec<Person>, next_id: u64) -> Result<(), GalleryError> {
         let generation = match &self.generation {
-            Some(g) => g
-                .trim_start_matches("embeddings-")
-                .trim_end_matches(".bin")
-                .parse::<u64>()
-                .unwrap_or(0)
-                + 1,
+            Some(g) => {
+                g.trim_start_matches("embeddings-")
+                    .trim_end_matches(".bin")
+                    .parse::<u64>()
+                    .unwrap_or(0)
+                    + 1
+            }
             None => 1,
         };
         let emb_name = format!("embeddings-{generation:08}.bin");
@@ -330,7 +353,8 @@ impl Gallery {
             next_id,
             people: people.iter().map(|p| p.entry.clone()).collect(),
         };
-        let text = serde_json::to_string_pretty(&index).map_err(|e| err(&self.dir, e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(&index).map_err(|e| err(&self.dir, e.to_string()))?;
         write_atomic(&self.dir.join(INDEX), text.as_bytes())?;
         if let Some(old) = self.generation.replace(emb_name) {
             let _ = fs::remove_file(self.dir.join(old));
@@ -383,7 +407,9 @@ fn encode_embeddings(people: &[Person], dim: usize) -> Vec<u8> {
 fn decode_embeddings(bytes: &[u8], index: &Index) -> Result<Vec<Person>, String> {
     let mut at = 0;
     let mut take = |n: usize| -> Result<&[u8], String> {
-        let s = bytes.get(at..at + n).ok_or("the embeddings file is truncated")?;
+        let s = bytes
+            .get(at..at + n)
+            .ok_or("the embeddings file is truncated")?;
         at += n;
         Ok(s)
     };
@@ -400,12 +426,19 @@ fn decode_embeddings(bytes: &[u8], index: &Index) -> Result<Vec<Person>, String>
     for entry in &index.people {
         let shots = u32_of(take(4)?);
         if shots != entry.shots {
-            return Err(format!("'{}' has {shots} shots in the embeddings file, {} in the index", entry.name, entry.shots));
+            return Err(format!(
+                "'{}' has {shots} shots in the embeddings file, {} in the index",
+                entry.name, entry.shots
+            ));
         }
         let mut vectors = Vec::with_capacity(shots + 1);
         for _ in 0..=shots {
             let raw = take(4 * dim)?;
-            vectors.push(raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect::<Vec<f32>>());
+            vectors.push(
+                raw.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect::<Vec<f32>>(),
+            );
         }
         let centroid = vectors.pop().unwrap_or_default();
         people.push(Person {
@@ -424,7 +457,10 @@ fn decode_embeddings(bytes: &[u8], index: &Index) -> Result<Vec<Person>, String>
 /// file, flushed, renamed over, then the directory flushed so the rename itself is durable.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), GalleryError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
         let mut f = File::create(&tmp)?;

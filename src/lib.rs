@@ -6,8 +6,8 @@
 pub mod align;
 pub mod detector;
 pub mod draw;
-pub mod gallery;
 pub mod embedder;
+pub mod gallery;
 pub mod grey;
 pub mod image_io;
 mod jpeg;

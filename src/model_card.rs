@@ -71,7 +71,12 @@ pub struct ModelError {
 
 impl fmt::Display for ModelError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cannot load model {}: {}", self.path.display(), self.problem)
+        write!(
+            f,
+            "cannot load model {}: {}",
+            self.path.display(),
+            self.problem
+        )
     }
 }
 
@@ -85,7 +90,10 @@ pub struct LoadedModel {
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl ModelCard {
@@ -95,16 +103,23 @@ impl ModelCard {
             path: path.to_path_buf(),
             problem,
         };
-        let text = std::fs::read_to_string(card_path).map_err(|e| fail(card_path, e.to_string()))?;
-        let card: ModelCard =
-            serde_json::from_str(&text).map_err(|e| fail(card_path, format!("not a valid model card: {e}")))?;
+        let text =
+            std::fs::read_to_string(card_path).map_err(|e| fail(card_path, e.to_string()))?;
+        let card: ModelCard = serde_json::from_str(&text)
+            .map_err(|e| fail(card_path, format!("not a valid model card: {e}")))?;
         if card.embedding_dim == 0 || card.input.width == 0 || card.input.height == 0 {
-            return Err(fail(card_path, "input size and embedding dimension must be positive".into()));
+            return Err(fail(
+                card_path,
+                "input size and embedding dimension must be positive".into(),
+            ));
         }
-        if card.input.std.iter().any(|&s| s == 0.0) {
+        if card.input.std.contains(&0.0) {
             return Err(fail(card_path, "input std must not be zero".into()));
         }
-        let onnx_path = card_path.parent().unwrap_or(Path::new(".")).join(&card.file);
+        let onnx_path = card_path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(&card.file);
         let onnx = std::fs::read(&onnx_path).map_err(|e| fail(&onnx_path, e.to_string()))?;
         let actual = sha256_hex(&onnx);
         if actual != card.sha256 {
@@ -117,6 +132,10 @@ impl ModelCard {
                 ),
             ));
         }
-        Ok(LoadedModel { card, onnx, onnx_path })
+        Ok(LoadedModel {
+            card,
+            onnx,
+            onnx_path,
+        })
     }
 }

@@ -12,18 +12,6 @@ pub fn default_cascade() -> Cascade {
         .unwrap_or_else(|e| unreachable!("the embedded cascade is tested: {e}"))
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn embedded_default_cascade_loads() {
-        let c = super::default_cascade();
-        assert_eq!((c.window_width, c.window_height), (24, 24));
-        assert_eq!(c.stages.len(), 25);
-        assert_eq!(super::lbp_cascade().stages.len(), 19);
-        assert!(super::default_yunet().is_ok());
-    }
-}
-
 /// `models/sface_int8w.json` and the ONNX file it describes: the default face embedder.
 const SFACE_CARD: &str = include_str!("../models/sface_int8w.json");
 const SFACE_ONNX: &[u8] = include_bytes!("../models/sface_int8w.onnx");
@@ -54,4 +42,16 @@ pub fn default_yunet() -> Result<crate::yunet::YuNet, String> {
 pub fn lbp_cascade() -> Cascade {
     Cascade::from_xml(LBP_CASCADE_XML, "lbpcascade_frontalface_improved.xml")
         .unwrap_or_else(|e| unreachable!("the embedded cascade is tested: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn embedded_default_cascade_loads() {
+        let c = super::default_cascade();
+        assert_eq!((c.window_width, c.window_height), (24, 24));
+        assert_eq!(c.stages.len(), 25);
+        assert_eq!(super::lbp_cascade().stages.len(), 19);
+        assert!(super::default_yunet().is_ok());
+    }
 }

@@ -13,7 +13,8 @@ use crate::yunet::YuNet;
 /// Which detector finds the faces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum DetectorKind {
-    /// OpenCV's default Haar cascade, then YuNet landmarks inside each box.
+    /// OpenCV's default Haar cascade, then YuNet landmarks inside each box (boxes where YuNet
+    /// finds no face are dropped).
     Haar,
     /// OpenCV's improved LBP cascade, then YuNet landmarks inside each box.
     Lbp,
@@ -37,6 +38,10 @@ const YUNET_MAX_SIDE: u32 = 640;
 const LANDMARK_CONTEXT: f32 = 1.6;
 /// YuNet input side for that region.
 const LANDMARK_INPUT: u32 = 160;
+/// YuNet's box must overlap the cascade's this much (intersection over union) to lend it
+/// landmarks. YuNet's boxes are taller (forehead to chin) than the cascade's square ones, so a true
+/// match sits around 0.7; a cascade box on a chin or collar next to a real face scores ~0.1.
+const MIN_BOX_AGREEMENT: f32 = 0.3;
 
 pub struct FaceFinder {
     kind: DetectorKind,
@@ -78,8 +83,11 @@ impl FaceFinder {
                 let rects = detector.detect(photo.grey_view(), &self.params)?;
                 let mut out = Vec::with_capacity(rects.len());
                 for r in rects {
-                    let marks = landmarks_in_box(&mut self.yunet, &photo.rgb, &r)?;
-                    out.push((r, marks));
+                    // The landmark stage doubles as a check: a cascade box in which YuNet sees no
+                    // face is a cascade false positive (a collar, a pattern) and is dropped.
+                    if let Some(marks) = landmarks_in_box(&mut self.yunet, &photo.rgb, &r)? {
+                        out.push((r, Some(marks)));
+                    }
                 }
                 out
             }
@@ -89,12 +97,18 @@ impl FaceFinder {
             .into_iter()
             .map(|(rect, landmarks)| {
                 let crop = match (&card.alignment, landmarks) {
-                    (Alignment::FivePoint { template }, Some(marks)) => align::crop_to_photo(&marks, template)
-                        .map(|m| align::warp(&photo.rgb, &m, w, h))
-                        .unwrap_or_else(|| box_crop(&photo.rgb, &rect, w, h)),
+                    (Alignment::FivePoint { template }, Some(marks)) => {
+                        align::crop_to_photo(&marks, template)
+                            .map(|m| align::warp(&photo.rgb, &m, w, h))
+                            .unwrap_or_else(|| box_crop(&photo.rgb, &rect, w, h))
+                    }
                     _ => box_crop(&photo.rgb, &rect, w, h),
                 };
-                Face { rect, landmarks, crop }
+                Face {
+                    rect,
+                    landmarks,
+                    crop,
+                }
             })
             .collect())
     }
@@ -111,10 +125,18 @@ impl FaceFinder {
             ((rgb.height() as f32 * s).round() as u32).max(1),
             FilterType::Triangle,
         );
-        let (sx, sy) = (rgb.width() as f32 / small.width() as f32, rgb.height() as f32 / small.height() as f32);
+        let (sx, sy) = (
+            rgb.width() as f32 / small.width() as f32,
+            rgb.height() as f32 / small.height() as f32,
+        );
         let mut faces = self.yunet.detect(&small)?;
         for f in &mut faces {
-            f.bbox = [f.bbox[0] * sx, f.bbox[1] * sy, f.bbox[2] * sx, f.bbox[3] * sy];
+            f.bbox = [
+                f.bbox[0] * sx,
+                f.bbox[1] * sy,
+                f.bbox[2] * sx,
+                f.bbox[3] * sy,
+            ];
             for p in &mut f.landmarks {
                 *p = [p[0] * sx, p[1] * sy];
             }
@@ -123,25 +145,44 @@ impl FaceFinder {
     }
 }
 
-/// YuNet on a square region around a cascade box: the landmarks of the face whose centre lies
-/// inside the box, or `None`.
-fn landmarks_in_box(yunet: &mut YuNet, rgb: &RgbImage, r: &Rect) -> Result<Option<[[f32; 2]; 5]>, String> {
+/// YuNet on a square region around a cascade box: the landmarks of the face that agrees best with
+/// the box, or `None`.
+fn landmarks_in_box(
+    yunet: &mut YuNet,
+    rgb: &RgbImage,
+    r: &Rect,
+) -> Result<Option<[[f32; 2]; 5]>, String> {
     let side = (r.w.max(r.h) as f32 * LANDMARK_CONTEXT).round().max(1.0);
     let (cx, cy) = (r.x as f32 + r.w as f32 / 2.0, r.y as f32 + r.h as f32 / 2.0);
     let (x0, y0) = (cx - side / 2.0, cy - side / 2.0);
     let scale = side / LANDMARK_INPUT as f32;
     // Sample the region (black outside the photo) straight into YuNet's input size.
     let map = align::Affine {
-        m: [[scale as f64, 0.0, x0 as f64], [0.0, scale as f64, y0 as f64]],
+        m: [
+            [scale as f64, 0.0, x0 as f64],
+            [0.0, scale as f64, y0 as f64],
+        ],
     };
     let region = align::warp(rgb, &map, LANDMARK_INPUT, LANDMARK_INPUT);
     let faces = yunet.detect(&region)?;
-    Ok(faces.into_iter().find_map(|f| {
-        let marks = f.landmarks.map(|p| [x0 + p[0] * scale, y0 + p[1] * scale]);
-        let (fx, fy) = (x0 + (f.bbox[0] + f.bbox[2] / 2.0) * scale, y0 + (f.bbox[1] + f.bbox[3] / 2.0) * scale);
-        let inside = fx >= r.x as f32 && fx <= (r.x + r.w) as f32 && fy >= r.y as f32 && fy <= (r.y + r.h) as f32;
-        inside.then_some(marks)
-    }))
+    let cascade_box = [r.x as f32, r.y as f32, r.w as f32, r.h as f32];
+    let best = faces
+        .into_iter()
+        .map(|f| {
+            let b = [
+                x0 + f.bbox[0] * scale,
+                y0 + f.bbox[1] * scale,
+                f.bbox[2] * scale,
+                f.bbox[3] * scale,
+            ];
+            (
+                crate::yunet::iou(&b, &cascade_box),
+                f.landmarks.map(|p| [x0 + p[0] * scale, y0 + p[1] * scale]),
+            )
+        })
+        .filter(|(overlap, _)| *overlap >= MIN_BOX_AGREEMENT)
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    Ok(best.map(|(_, marks)| marks))
 }
 
 /// Without landmarks: the detection box, resized to the model input.

@@ -47,11 +47,16 @@ impl YuNet {
     }
 
     pub fn from_bytes(onnx: &[u8]) -> Result<YuNet, String> {
-        let model = tract_onnx::onnx().with_ignore_output_shapes(true).with_ignore_value_info(true)
+        let model = tract_onnx::onnx()
+            .with_ignore_output_shapes(true)
+            .with_ignore_value_info(true)
             .model_for_read(&mut &onnx[..])
             .map_err(|e| format!("not a loadable ONNX model: {e:#}"))?;
         if model.output_outlets().map_or(0, |o| o.len()) != 12 {
-            return Err("not a YuNet 2023 model (expected 12 outputs: cls, obj, bbox, kps x 3 strides)".into());
+            return Err(
+                "not a YuNet 2023 model (expected 12 outputs: cls, obj, bbox, kps x 3 strides)"
+                    .into(),
+            );
         }
         Ok(YuNet {
             model,
@@ -101,14 +106,23 @@ impl YuNet {
             .run(tvec!(input.into()))
             .map_err(|e| format!("YuNet failed: {e:#}"))?;
         let view = |i: usize| -> Result<Vec<f32>, String> {
-            Ok(out[i].to_plain_array_view::<f32>().map_err(|e| e.to_string())?.iter().copied().collect())
+            Ok(out[i]
+                .to_plain_array_view::<f32>()
+                .map_err(|e| e.to_string())?
+                .iter()
+                .copied()
+                .collect())
         };
         let mut faces = Vec::new();
         for (si, stride) in STRIDES.iter().enumerate() {
             let (cls, obj, bbox, kps) = (view(si)?, view(3 + si)?, view(6 + si)?, view(9 + si)?);
             let cols = pw / stride;
             let cells = cols * (ph / stride);
-            if cls.len() != cells || obj.len() != cells || bbox.len() != 4 * cells || kps.len() != 10 * cells {
+            if cls.len() != cells
+                || obj.len() != cells
+                || bbox.len() != 4 * cells
+                || kps.len() != 10 * cells
+            {
                 return Err(format!("unexpected YuNet output sizes at stride {stride}"));
             }
             let s = *stride as f32;
@@ -122,7 +136,8 @@ impl YuNet {
                 let (cx, cy) = ((c + b[0]) * s, (r + b[1]) * s);
                 let (bw, bh) = (b[2].exp() * s, b[3].exp() * s);
                 let k = &kps[10 * i..10 * i + 10];
-                let landmarks = std::array::from_fn(|n| [(k[2 * n] + c) * s, (k[2 * n + 1] + r) * s]);
+                let landmarks =
+                    std::array::from_fn(|n| [(k[2 * n] + c) * s, (k[2 * n + 1] + r) * s]);
                 faces.push(Face {
                     bbox: [cx - bw / 2.0, cy - bh / 2.0, bw, bh],
                     landmarks,
@@ -134,7 +149,8 @@ impl YuNet {
     }
 }
 
-fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+/// Intersection over union of two (x, y, width, height) boxes.
+pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
     let x0 = a[0].max(b[0]);
     let y0 = a[1].max(b[1]);
     let x1 = (a[0] + a[2]).min(b[0] + b[2]);

@@ -38,7 +38,9 @@ fn reference() -> Reference {
 
 fn aligned_crop(photo: &str) -> image::RgbImage {
     let stem = photo.rsplit_once('.').unwrap().0;
-    image::open(root().join(format!("tests/fixtures/aligned/{stem}.png"))).unwrap().to_rgb8()
+    image::open(root().join(format!("tests/fixtures/aligned/{stem}.png")))
+        .unwrap()
+        .to_rgb8()
 }
 
 fn shipped_embedder() -> Embedder {
@@ -54,7 +56,8 @@ fn f32_embedder() -> Option<Embedder> {
     card["file"] = onnx.to_str().unwrap().into();
     card["sha256"] = facegate::model_card::sha256_hex(&bytes).into();
     card["form"] = "f32".into();
-    let dir: PathBuf = std::env::temp_dir().join(format!("facegate-f32card-{}", std::process::id()));
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("facegate-f32card-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("sface_f32.json");
     std::fs::write(&path, card.to_string()).unwrap();
@@ -68,7 +71,9 @@ fn embeddings_of_opencv_crops_match_opencv_features() {
     let mut f32_model = f32_embedder();
     let mut worst = (1.0f32, 1.0f32);
     for (name, photo) in &r.photos {
-        let Some(feature) = &photo.feature else { continue };
+        let Some(feature) = &photo.feature else {
+            continue;
+        };
         let theirs = normalized(feature);
         let crop = aligned_crop(name);
         let ours = int8.embed(std::slice::from_ref(&crop)).unwrap().remove(0);
@@ -78,14 +83,25 @@ fn embeddings_of_opencv_crops_match_opencv_features() {
             worst.1 = worst.1.min(cosine(&ours, &theirs));
         }
     }
-    assert!(worst.0 >= 0.99, "int8-weight model vs OpenCV fp32: worst cosine {}", worst.0);
-    assert!(worst.1 >= 0.9999, "fp32 model in tract vs OpenCV: worst cosine {}", worst.1);
+    assert!(
+        worst.0 >= 0.99,
+        "int8-weight model vs OpenCV fp32: worst cosine {}",
+        worst.0
+    );
+    assert!(
+        worst.1 >= 0.9999,
+        "fp32 model in tract vs OpenCV: worst cosine {}",
+        worst.1
+    );
 }
 
 #[test]
 fn a_batch_embeds_like_single_faces() {
     let mut e = shipped_embedder();
-    let crops: Vec<_> = ["obama.jpg", "biden.jpg", "messi5.jpg"].iter().map(|n| aligned_crop(n)).collect();
+    let crops: Vec<_> = ["obama.jpg", "biden.jpg", "messi5.jpg"]
+        .iter()
+        .map(|n| aligned_crop(n))
+        .collect();
     let batch = e.embed(&crops).unwrap();
     for (crop, b) in crops.iter().zip(&batch) {
         let single = e.embed(std::slice::from_ref(crop)).unwrap().remove(0);
@@ -97,15 +113,31 @@ fn a_batch_embeds_like_single_faces() {
 fn yunet_landmarks_match_opencv() {
     let r = reference();
     let mut yunet = YuNet::load(&root().join("models/yunet_2023mar.onnx")).unwrap();
-    for name in ["messi5.jpg", "astronaut.png", "basketball1.png", "obama2.jpg"] {
-        let photo = facegate::image_io::load(&root().join("tests/fixtures/photos").join(name)).unwrap();
+    for name in [
+        "messi5.jpg",
+        "astronaut.png",
+        "basketball1.png",
+        "obama2.jpg",
+    ] {
+        let photo =
+            facegate::image_io::load(&root().join("tests/fixtures/photos").join(name)).unwrap();
         let ours = yunet.detect(&photo.rgb).unwrap();
         let theirs = &r.photos[name].faces;
         assert_eq!(ours.len(), theirs.len(), "{name}");
         for (o, t) in ours.iter().zip(theirs) {
-            assert!((o.score - t.score).abs() < 0.01, "{name}: score {} vs {}", o.score, t.score);
+            assert!(
+                (o.score - t.score).abs() < 0.01,
+                "{name}: score {} vs {}",
+                o.score,
+                t.score
+            );
             for k in 0..4 {
-                assert!((o.bbox[k] - t.bbox[k]).abs() < 1.0, "{name}: box {:?} vs {:?}", o.bbox, t.bbox);
+                assert!(
+                    (o.bbox[k] - t.bbox[k]).abs() < 1.0,
+                    "{name}: box {:?} vs {:?}",
+                    o.bbox,
+                    t.bbox
+                );
             }
             for n in 0..5 {
                 for d in 0..2 {
@@ -125,9 +157,13 @@ fn alignment_reproduces_opencv_crops() {
         other => panic!("SFace's card should ask for five-point alignment, not {other:?}"),
     };
     for (name, photo) in &r.photos {
-        let Some(face) = photo.faces.first() else { continue };
-        let img = facegate::image_io::load(&root().join("tests/fixtures/photos").join(name)).unwrap();
-        let marks: [[f32; 2]; 5] = std::array::from_fn(|n| [face.landmarks[2 * n], face.landmarks[2 * n + 1]]);
+        let Some(face) = photo.faces.first() else {
+            continue;
+        };
+        let img =
+            facegate::image_io::load(&root().join("tests/fixtures/photos").join(name)).unwrap();
+        let marks: [[f32; 2]; 5] =
+            std::array::from_fn(|n| [face.landmarks[2 * n], face.landmarks[2 * n + 1]]);
         let map = align::crop_to_photo(&marks, &template).unwrap();
         let ours = align::warp(&img.rgb, &map, 112, 112);
         let theirs = aligned_crop(name);
@@ -139,6 +175,9 @@ fn alignment_reproduces_opencv_crops() {
             .sum();
         let mean = total as f64 / ours.as_raw().len() as f64;
         // OpenCV's warpAffine quantises coordinates to 1/32 pixel and weights to 15 bits.
-        assert!(mean < 0.5, "{name}: mean absolute difference {mean:.2} from OpenCV's crop");
+        assert!(
+            mean < 0.5,
+            "{name}: mean absolute difference {mean:.2} from OpenCV's crop"
+        );
     }
 }

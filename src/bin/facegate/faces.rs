@@ -12,20 +12,20 @@ use facegate::recognize::{DetectorKind, Face, FaceFinder};
 #[derive(clap::Args, Clone)]
 pub struct ModelArgs {
     /// Face embedder model card [default: the built-in SFace int8 model, models/sface_int8w.json]
-    #[arg(long, value_name = "CARD")]
+    #[arg(long, value_name = "CARD", global = true)]
     pub model: Option<PathBuf>,
     /// Face detector: a cascade (with YuNet landmarks inside each box) or YuNet on the whole photo
-    #[arg(long, value_enum, default_value_t = DetectorKind::Haar)]
+    #[arg(long, value_enum, default_value_t = DetectorKind::Haar, global = true)]
     pub detector: DetectorKind,
     /// Cosine similarity at or above which a face is taken as a match [default: the model card's]
-    #[arg(long, value_name = "COSINE")]
+    #[arg(long, value_name = "COSINE", global = true)]
     pub threshold: Option<f32>,
 }
 
 #[derive(clap::Args, Clone)]
 pub struct GalleryArgs {
     /// Gallery directory
-    #[arg(long, value_name = "DIR", default_value = "enrollment")]
+    #[arg(long, value_name = "DIR", default_value = "enrollment", global = true)]
     pub gallery: PathBuf,
 }
 

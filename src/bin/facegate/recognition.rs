@@ -55,7 +55,10 @@ pub fn enroll(args: EnrollArgs) -> Result<ExitCode, String> {
             return Err(format!("{which}: no face found"));
         }
         if faces.len() > 1 && !args.largest {
-            return Err(format!("{which}: {} faces; enroll needs one (or --largest)", faces.len()));
+            return Err(format!(
+                "{which}: {} faces; enroll needs one (or --largest)",
+                faces.len()
+            ));
         }
         let (face, embedding) = faces.swap_remove(0);
         if face.rect.w < MIN_ENROLL_FACE {
@@ -81,7 +84,12 @@ pub fn enroll(args: EnrollArgs) -> Result<ExitCode, String> {
     // Every shot must look like the others: compare it with the mean of the rest.
     if shots.len() > 1 {
         for i in 0..shots.len() {
-            let others: Vec<Vec<f32>> = shots.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, s)| s.clone()).collect();
+            let others: Vec<Vec<f32>> = shots
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, s)| s.clone())
+                .collect();
             let mut mean = vec![0f32; others[0].len()];
             for o in &others {
                 for (m, v) in mean.iter_mut().zip(o) {
@@ -102,7 +110,9 @@ pub fn enroll(args: EnrollArgs) -> Result<ExitCode, String> {
     let lock = Gallery::lock(&args.gallery.gallery).map_err(|e| e.to_string())?;
     let mut g = pipeline.open_gallery(&args.gallery.gallery)?;
     let kept: &[Vec<u8>] = if args.no_crops { &[] } else { &crops };
-    let person = g.add(&lock, &args.name, shots, kept).map_err(|e| e.to_string())?;
+    let person = g
+        .add(&lock, &args.name, shots, kept)
+        .map_err(|e| e.to_string())?;
     println!(
         "enrolled {} as {} from {} shot{}",
         person.entry.name,
@@ -116,12 +126,21 @@ pub fn enroll(args: EnrollArgs) -> Result<ExitCode, String> {
 /// Variance of the 4-neighbour Laplacian of the crop's grey image: low for blurred faces.
 pub fn laplacian_variance(crop: &image::RgbImage) -> f64 {
     let (w, h) = (crop.width() as usize, crop.height() as usize);
-    let grey: Vec<f64> = crop.pixels().map(|p| facegate::grey::luma(p.0[0], p.0[1], p.0[2]) as f64).collect();
+    let grey: Vec<f64> = crop
+        .pixels()
+        .map(|p| facegate::grey::luma(p.0[0], p.0[1], p.0[2]) as f64)
+        .collect();
     let mut values = Vec::with_capacity(w * h);
     for y in 1..h.saturating_sub(1) {
         for x in 1..w.saturating_sub(1) {
             let c = grey[y * w + x];
-            values.push(grey[y * w + x - 1] + grey[y * w + x + 1] + grey[(y - 1) * w + x] + grey[(y + 1) * w + x] - 4.0 * c);
+            values.push(
+                grey[y * w + x - 1]
+                    + grey[y * w + x + 1]
+                    + grey[(y - 1) * w + x]
+                    + grey[(y + 1) * w + x]
+                    - 4.0 * c,
+            );
         }
     }
     let n = values.len().max(1) as f64;
@@ -163,13 +182,19 @@ pub fn identify(args: IdentifyArgs) -> Result<ExitCode, String> {
     let mut pipeline = Pipeline::new(&args.model)?;
     let g = pipeline.open_gallery(&args.gallery.gallery)?;
     if g.people().is_empty() {
-        eprintln!("facegate: warning: the gallery {} is empty: every face is unknown", args.gallery.gallery.display());
+        eprintln!(
+            "facegate: warning: the gallery {} is empty: every face is unknown",
+            args.gallery.gallery.display()
+        );
     }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut failures = 0;
     for path in &args.images {
-        let faces = match image_io::load(path).map_err(|e| e.to_string()).and_then(|p| pipeline.faces(&p)) {
+        let faces = match image_io::load(path)
+            .map_err(|e| e.to_string())
+            .and_then(|p| pipeline.faces(&p))
+        {
             Ok(f) => f,
             Err(e) => {
                 eprintln!("facegate: {e}");
@@ -184,7 +209,9 @@ pub fn identify(args: IdentifyArgs) -> Result<ExitCode, String> {
                 .iter()
                 .map(|(face, embedding)| {
                     let best = gallery::top_k(g.people(), embedding, 1).into_iter().next();
-                    let (name, score) = best.map_or((None, 0.0), |(i, s)| (Some(g.people()[i].entry.name.as_str()), s));
+                    let (name, score) = best.map_or((None, 0.0), |(i, s)| {
+                        (Some(g.people()[i].entry.name.as_str()), s)
+                    });
                     let known = name.is_some() && score >= pipeline.threshold;
                     IdentifiedFace {
                         x: face.rect.x,
@@ -204,13 +231,34 @@ pub fn identify(args: IdentifyArgs) -> Result<ExitCode, String> {
             let parts: Vec<String> = line
                 .faces
                 .iter()
-                .map(|f| format!("{} ({:.3}) at {}x{}+{}+{}", f.name.unwrap_or("unknown"), f.score, f.w, f.h, f.x, f.y))
+                .map(|f| {
+                    format!(
+                        "{} ({:.3}) at {}x{}+{}+{}",
+                        f.name.unwrap_or("unknown"),
+                        f.score,
+                        f.w,
+                        f.h,
+                        f.x,
+                        f.y
+                    )
+                })
                 .collect();
-            format!("{shown}: {}", if parts.is_empty() { "no faces".into() } else { parts.join(", ") })
+            format!(
+                "{shown}: {}",
+                if parts.is_empty() {
+                    "no faces".into()
+                } else {
+                    parts.join(", ")
+                }
+            )
         };
         writeln!(out, "{text}").map_err(|e| format!("cannot write to stdout: {e}"))?;
     }
-    Ok(if failures == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 #[derive(clap::Args)]
@@ -241,7 +289,11 @@ pub fn verify(args: VerifyArgs) -> Result<ExitCode, String> {
     } else {
         println!(
             "{} (cosine {score:.3}, threshold {:.3})",
-            if same { "same person" } else { "different people" },
+            if same {
+                "same person"
+            } else {
+                "different people"
+            },
             pipeline.threshold
         );
     }
@@ -278,7 +330,10 @@ pub fn gallery(args: GalleryCmdArgs) -> Result<ExitCode, String> {
         GalleryCommand::List => {
             let g = Gallery::open_any(dir, &info).map_err(|e| e.to_string())?;
             for p in g.people() {
-                println!("{}\t{}\t{} shots\tenrolled {}", p.entry.id, p.entry.name, p.entry.shots, p.entry.enrolled_unix);
+                println!(
+                    "{}\t{}\t{} shots\tenrolled {}",
+                    p.entry.id, p.entry.name, p.entry.shots, p.entry.enrolled_unix
+                );
             }
             if g.model().fingerprint != info.fingerprint {
                 eprintln!("facegate: note: made with model {}, not the current one; run `facegate gallery reembed`", g.model().name);
@@ -302,19 +357,27 @@ pub fn gallery(args: GalleryCmdArgs) -> Result<ExitCode, String> {
             let mut all = Vec::new();
             for p in g.people() {
                 if p.entry.crops.is_empty() {
-                    return Err(format!("{} was enrolled without crops (--no-crops) and cannot be re-embedded", p.entry.name));
+                    return Err(format!(
+                        "{} was enrolled without crops (--no-crops) and cannot be re-embedded",
+                        p.entry.name
+                    ));
                 }
                 let mut crops = Vec::new();
                 for c in &p.entry.crops {
                     let path = dir.join(c);
-                    let img = image::open(&path).map_err(|e| format!("cannot read crop {}: {e}", path.display()))?;
+                    let img = image::open(&path)
+                        .map_err(|e| format!("cannot read crop {}: {e}", path.display()))?;
                     crops.push(img.to_rgb8());
                 }
                 all.push(pipeline.embedder.embed(&crops)?);
             }
             let n = all.len();
-            g.replace_model(&lock, info, all).map_err(|e| e.to_string())?;
-            println!("re-embedded {n} people with {}", pipeline.embedder.card().name);
+            g.replace_model(&lock, info, all)
+                .map_err(|e| e.to_string())?;
+            println!(
+                "re-embedded {n} people with {}",
+                pipeline.embedder.card().name
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -7,6 +7,7 @@ pub mod align;
 pub mod detector;
 pub mod draw;
 pub mod embedder;
+pub mod evaluate;
 pub mod gallery;
 pub mod grey;
 pub mod image_io;

@@ -72,3 +72,142 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(clap::Args)]
+pub struct EmbedArgs {
+    /// Model cards to time, in order; the first is the reference for agreement and speed ratios
+    #[arg(long = "model", value_name = "CARD", required = true)]
+    pub models: Vec<PathBuf>,
+    /// Timed passes over the crops (after one warm-up pass)
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub repeat: usize,
+    /// Faces per network run
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub batch: usize,
+    /// Aligned crops of the model's input size (PNG)
+    #[arg(value_name = "CROP", required = true)]
+    pub crops: Vec<PathBuf>,
+}
+
+#[derive(serde::Serialize)]
+struct EmbedTiming<'a> {
+    model: &'a str,
+    form: &'a str,
+    batch: usize,
+    /// Median milliseconds per face over the timed passes.
+    per_face_ms: f64,
+    /// Reference model's time per face divided by this model's (above 1: faster).
+    speed_vs_first: f64,
+    /// Lowest cosine between this model's and the reference model's embedding of the same crop.
+    min_cosine_vs_first: f32,
+}
+
+pub fn embed(args: EmbedArgs) -> Result<ExitCode, String> {
+    let crops: Vec<image::RgbImage> = args
+        .crops
+        .iter()
+        .map(|p| {
+            image::open(p)
+                .map(|i| i.to_rgb8())
+                .map_err(|e| format!("cannot read {}: {e}", p.display()))
+        })
+        .collect::<Result<_, _>>()?;
+    let batch = args.batch.clamp(1, facegate::embedder::MAX_BATCH);
+    let mut reference: Option<(f64, Vec<Vec<f32>>)> = None;
+    for card in &args.models {
+        let mut e = facegate::embedder::Embedder::load(card).map_err(|e| e.to_string())?;
+        let run = |e: &mut facegate::embedder::Embedder| -> Result<(f64, Vec<Vec<f32>>), String> {
+            let start = Instant::now();
+            let mut out = Vec::new();
+            for chunk in crops.chunks(batch) {
+                out.extend(e.embed(chunk)?);
+            }
+            Ok((
+                start.elapsed().as_secs_f64() * 1e3 / crops.len() as f64,
+                out,
+            ))
+        };
+        let (_, embeddings) = run(&mut e)?;
+        let mut times = Vec::new();
+        for _ in 0..args.repeat.max(1) {
+            times.push(run(&mut e)?.0);
+        }
+        times.sort_by(f64::total_cmp);
+        let per_face = times[times.len() / 2];
+        let (ref_time, ref_emb) = reference.get_or_insert_with(|| (per_face, embeddings.clone()));
+        let min_cos = embeddings
+            .iter()
+            .zip(ref_emb.iter())
+            .map(|(a, b)| facegate::embedder::cosine(a, b))
+            .fold(f32::INFINITY, f32::min);
+        let name = card.display().to_string();
+        let line = EmbedTiming {
+            model: &name,
+            form: &e.card().form,
+            batch,
+            per_face_ms: per_face,
+            speed_vs_first: *ref_time / per_face,
+            min_cosine_vs_first: min_cos,
+        };
+        println!(
+            "{}",
+            serde_json::to_string(&line).map_err(|e| e.to_string())?
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args)]
+pub struct MatchArgs {
+    /// Gallery sizes to time (people)
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+    pub people: Vec<usize>,
+    #[arg(long, default_value_t = 128)]
+    pub dim: usize,
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub repeat: usize,
+}
+
+pub fn matching(args: MatchArgs) -> Result<ExitCode, String> {
+    let mut rng = facegate::evaluate::Rng::new(42);
+    let mut unit = |dim: usize| {
+        let v: Vec<f32> = (0..dim)
+            .map(|_| (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
+            .collect();
+        facegate::embedder::normalized(&v)
+    };
+    let mut first: Option<f64> = None;
+    for &n in &args.people {
+        let people: Vec<facegate::gallery::Person> = (0..n)
+            .map(|i| facegate::gallery::Person {
+                entry: facegate::gallery::PersonEntry {
+                    id: format!("p{i}"),
+                    name: format!("person {i}"),
+                    enrolled_unix: 0,
+                    shots: 1,
+                    crops: Vec::new(),
+                },
+                shots: Vec::new(),
+                centroid: unit(args.dim),
+            })
+            .collect();
+        let queries: Vec<Vec<f32>> = (0..args.repeat.max(1)).map(|_| unit(args.dim)).collect();
+        let mut times = Vec::new();
+        for q in &queries {
+            let start = Instant::now();
+            let best = facegate::gallery::top_k(&people, q, 1);
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+            std::hint::black_box(best);
+        }
+        times.sort_by(f64::total_cmp);
+        let median = times[times.len() / 2];
+        let per_person_ns = median * 1e6 / n as f64;
+        let base = *first.get_or_insert(per_person_ns);
+        println!(
+            "{}",
+            serde_json::json!({"people": n, "dim": args.dim, "median_ms": median,
+                "ns_per_person": per_person_ns, "per_person_cost_vs_first": per_person_ns / base})
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -2,6 +2,7 @@
 
 mod bench;
 mod detect;
+mod evaluation;
 mod faces;
 mod recognition;
 
@@ -34,6 +35,14 @@ enum Command {
     Verify(recognition::VerifyArgs),
     /// List, remove, rename or re-embed enrolled people.
     Gallery(recognition::GalleryCmdArgs),
+    /// Measure k-shot identification and unknown rejection on labelled photos.
+    Eval(evaluation::EvalArgs),
+    /// Time face embedding with one or more models on aligned crops.
+    BenchEmbed(bench::EmbedArgs),
+    /// Time matching one face against galleries of many people.
+    BenchMatch(bench::MatchArgs),
+    /// Derive the match threshold for a target false-accept rate from labelled photos.
+    Calibrate(evaluation::CalibrateArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +54,10 @@ fn main() -> ExitCode {
         Command::Identify(args) => recognition::identify(args),
         Command::Verify(args) => recognition::verify(args),
         Command::Gallery(args) => recognition::gallery(args),
+        Command::Eval(args) => evaluation::eval(args),
+        Command::Calibrate(args) => evaluation::calibrate(args),
+        Command::BenchEmbed(args) => bench::embed(args),
+        Command::BenchMatch(args) => bench::matching(args),
     };
     match result {
         Ok(code) => code,

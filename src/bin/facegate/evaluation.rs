@@ -1,0 +1,197 @@
+//! `facegate eval` and `facegate calibrate`: how well recognition works on labelled photos.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use facegate::evaluate::{self, Dataset, DrawResult, Embedded, Rng};
+use facegate::image_io;
+
+use crate::faces::{ModelArgs, Pipeline};
+
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Photos enrolled per person in each draw
+    #[arg(long, value_name = "K", default_value_t = 3)]
+    pub gallery_shots: usize,
+    /// Random draws of the enrolled photos
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub draws: usize,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Photos of people outside the dataset: every face in them must come out unknown
+    #[arg(long, value_name = "DIR")]
+    pub strangers: Option<PathBuf>,
+    /// One JSON object on stdout instead of the report
+    #[arg(long)]
+    pub json: bool,
+    /// One sub-folder per person (or train/ and val/ with one sub-folder per person each)
+    pub dataset: PathBuf,
+}
+
+fn embed_all(
+    pipeline: &mut Pipeline,
+    photos: &[(usize, PathBuf)],
+) -> Result<(Vec<Embedded>, usize), String> {
+    let mut out = Vec::with_capacity(photos.len());
+    let mut missing = 0;
+    for (person, path) in photos {
+        let embedding = match pipeline.largest_face(path) {
+            Ok((_, e)) => Some(e),
+            Err(e) => {
+                eprintln!("facegate: {e}");
+                missing += 1;
+                None
+            }
+        };
+        out.push(Embedded {
+            person: *person,
+            embedding,
+        });
+    }
+    Ok((out, missing))
+}
+
+fn stranger_faces(pipeline: &mut Pipeline, dir: &Path) -> Result<Vec<Vec<f32>>, String> {
+    let mut out = Vec::new();
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().is_some_and(|x| {
+                matches!(
+                    x.to_string_lossy().to_lowercase().as_str(),
+                    "jpg" | "jpeg" | "png"
+                )
+            })
+        })
+        .collect();
+    entries.sort();
+    for path in entries {
+        let photo = image_io::load(&path).map_err(|e| e.to_string())?;
+        out.extend(pipeline.faces(&photo)?.into_iter().map(|(_, e)| e));
+    }
+    Ok(out)
+}
+
+pub fn eval(args: EvalArgs) -> Result<ExitCode, String> {
+    let mut pipeline = Pipeline::new(&args.model)?;
+    let data = Dataset::open(&args.dataset)?;
+    let (pool, missing_pool) = embed_all(&mut pipeline, &data.enroll_pool)?;
+    let (probes, missing_probes) = embed_all(&mut pipeline, &data.probes)?;
+    let strangers = match &args.strangers {
+        Some(d) => stranger_faces(&mut pipeline, d)?,
+        None => Vec::new(),
+    };
+    let mut rng = Rng::new(args.seed);
+    let results: Vec<DrawResult> = (0..args.draws.max(1))
+        .map(|_| {
+            evaluate::draw(
+                &pool,
+                &probes,
+                &strangers,
+                data.people.len(),
+                args.gallery_shots,
+                pipeline.threshold,
+                &mut rng,
+            )
+        })
+        .collect();
+    let rate = |f: fn(&DrawResult) -> usize, of: fn(&DrawResult) -> usize| -> (f64, f64, f64) {
+        let v: Vec<f64> = results
+            .iter()
+            .map(|r| f(r) as f64 / of(r).max(1) as f64)
+            .collect();
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        let min = v.iter().cloned().fold(f64::INFINITY, f64::min);
+        let max = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        (mean, min, max)
+    };
+    let rank1 = rate(|r| r.rank1, |r| r.probes);
+    let accepted = rate(|r| r.accepted_correct, |r| r.probes);
+    let false_rejects = rate(|r| r.false_rejects, |r| r.probes);
+    let false_accepts = rate(|r| r.false_accepts, |r| r.probes);
+    let strangers_accepted = rate(|r| r.strangers_accepted, |r| r.strangers);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "dataset": args.dataset.display().to_string(), "people": data.people.len(),
+                "gallery_shots": args.gallery_shots, "draws": results.len(), "threshold": pipeline.threshold,
+                "probes_per_draw": results[0].probes, "strangers": results[0].strangers,
+                "photos_without_face": missing_pool + missing_probes,
+                "rank1": rank1.0, "rank1_min": rank1.1, "identified": accepted.0,
+                "false_reject_rate": false_rejects.0, "false_accept_rate": false_accepts.0,
+                "strangers_accepted_rate": strangers_accepted.0,
+            })
+        );
+    } else {
+        println!(
+            "{} people, {}-shot, {} draws, threshold {:.3}; {} probes and {} stranger faces per draw; {} photos without a face",
+            data.people.len(),
+            args.gallery_shots,
+            results.len(),
+            pipeline.threshold,
+            results[0].probes,
+            results[0].strangers,
+            missing_pool + missing_probes
+        );
+        let line = |label: &str, (mean, min, max): (f64, f64, f64)| {
+            println!(
+                "{label:28} {:6.1} %   (draws: {:.1} .. {:.1} %)",
+                mean * 100.0,
+                min * 100.0,
+                max * 100.0
+            )
+        };
+        line("rank-1 (closed set)", rank1);
+        line("identified (open set)", accepted);
+        line("false rejects", false_rejects);
+        line("false accepts", false_accepts);
+        line("strangers accepted", strangers_accepted);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args)]
+pub struct CalibrateArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Target false-accept rate over different-person pairs
+    #[arg(long, value_name = "RATE", default_value_t = 0.01)]
+    pub far: f64,
+    /// One sub-folder per person (train/ and val/ are pooled)
+    pub dataset: PathBuf,
+}
+
+pub fn calibrate(args: CalibrateArgs) -> Result<ExitCode, String> {
+    if !(0.0..=1.0).contains(&args.far) {
+        return Err(format!("--far must be between 0 and 1, got {}", args.far));
+    }
+    let mut pipeline = Pipeline::new(&args.model)?;
+    let data = Dataset::open(&args.dataset)?;
+    let photos: Vec<(usize, PathBuf)> = data
+        .enroll_pool
+        .iter()
+        .chain(&data.probes)
+        .cloned()
+        .collect();
+    let (embedded, _) = embed_all(&mut pipeline, &photos)?;
+    let samples: Vec<(usize, Vec<f32>)> = embedded
+        .into_iter()
+        .filter_map(|e| e.embedding.map(|v| (e.person, v)))
+        .collect();
+    let c = evaluate::calibrate(&samples, args.far)
+        .ok_or("calibration needs at least two photos of one person and two people")?;
+    println!("{}", serde_json::to_string(&c).map_err(|e| e.to_string())?);
+    eprintln!(
+        "threshold {:.4}: false accepts {:.2} % of {} different-person pairs, false rejects {:.2} % of {} same-person pairs",
+        c.threshold,
+        c.far * 100.0,
+        c.impostor_pairs,
+        c.frr * 100.0,
+        c.genuine_pairs
+    );
+    Ok(ExitCode::SUCCESS)
+}

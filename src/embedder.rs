@@ -35,10 +35,15 @@ impl Embedder {
             path: loaded.onnx_path.clone(),
             problem,
         };
-        let model = tract_onnx::onnx()
+        let onnx = tract_onnx::onnx()
             .with_ignore_output_shapes(true)
-            .with_ignore_value_info(true)
-            .model_for_read(&mut &loaded.onnx[..])
+            .with_ignore_value_info(true);
+        let mut proto = onnx
+            .proto_model_for_read(&mut &loaded.onnx[..])
+            .map_err(|e| fail(format!("not an ONNX model: {e:#}")))?;
+        crate::onnx_prep::fold_constant_dequantize(&mut proto);
+        let model = onnx
+            .model_for_proto_model(&proto)
             .map_err(|e| fail(format!("not a loadable ONNX model: {e:#}")))?;
         let mut embedder = Embedder {
             card: loaded.card,

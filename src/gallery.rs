@@ -478,20 +478,3 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), GalleryError> {
         err(path, format!("cannot write: {e}"))
     })
 }
-
-/// Best matches of `query` (unit length) among the gallery's centroids, highest cosine first.
-pub fn top_k(people: &[Person], query: &[f32], k: usize) -> Vec<(usize, f32)> {
-    let mut scored: Vec<(usize, f32)> = people
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (i, crate::embedder::cosine(&p.centroid, query)))
-        .collect();
-    let k = k.min(scored.len());
-    if k == 0 {
-        return Vec::new();
-    }
-    scored.select_nth_unstable_by(k - 1, |a, b| b.1.total_cmp(&a.1));
-    scored.truncate(k);
-    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
-    scored
-}

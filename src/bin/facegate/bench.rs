@@ -178,24 +178,14 @@ pub fn matching(args: MatchArgs) -> Result<ExitCode, String> {
     };
     let mut first: Option<f64> = None;
     for &n in &args.people {
-        let people: Vec<facegate::gallery::Person> = (0..n)
-            .map(|i| facegate::gallery::Person {
-                entry: facegate::gallery::PersonEntry {
-                    id: format!("p{i}"),
-                    name: format!("person {i}"),
-                    enrolled_unix: 0,
-                    shots: 1,
-                    crops: Vec::new(),
-                },
-                shots: Vec::new(),
-                centroid: unit(args.dim),
-            })
-            .collect();
+        let rows: Vec<Vec<f32>> = (0..n).map(|_| unit(args.dim)).collect();
+        let matcher =
+            facegate::matcher::Matcher::from_centroids(args.dim, rows.iter().map(|r| r.as_slice()));
         let queries: Vec<Vec<f32>> = (0..args.repeat.max(1)).map(|_| unit(args.dim)).collect();
         let mut times = Vec::new();
         for q in &queries {
             let start = Instant::now();
-            let best = facegate::gallery::top_k(&people, q, 1);
+            let best = matcher.top_k(q, 1);
             times.push(start.elapsed().as_secs_f64() * 1e3);
             std::hint::black_box(best);
         }

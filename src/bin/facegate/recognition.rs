@@ -181,6 +181,7 @@ struct IdentifyLine<'a> {
 pub fn identify(args: IdentifyArgs) -> Result<ExitCode, String> {
     let mut pipeline = Pipeline::new(&args.model)?;
     let g = pipeline.open_gallery(&args.gallery.gallery)?;
+    let matcher = facegate::matcher::Matcher::new(g.people());
     if g.people().is_empty() {
         eprintln!(
             "facegate: warning: the gallery {} is empty: every face is unknown",
@@ -208,7 +209,7 @@ pub fn identify(args: IdentifyArgs) -> Result<ExitCode, String> {
             faces: faces
                 .iter()
                 .map(|(face, embedding)| {
-                    let best = gallery::top_k(g.people(), embedding, 1).into_iter().next();
+                    let best = matcher.top_k(embedding, 1).into_iter().next();
                     let (name, score) = best.map_or((None, 0.0), |(i, s)| {
                         (Some(g.people()[i].entry.name.as_str()), s)
                     });

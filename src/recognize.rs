@@ -48,6 +48,8 @@ pub struct FaceFinder {
     cascade: Option<Detector>,
     yunet: YuNet,
     pub params: DetectParams,
+    /// Crop the detection box instead of aligning on landmarks (to measure what alignment buys).
+    pub skip_alignment: bool,
 }
 
 impl FaceFinder {
@@ -57,6 +59,7 @@ impl FaceFinder {
             cascade,
             yunet,
             params: DetectParams::default(),
+            skip_alignment: false,
         }
     }
 
@@ -97,7 +100,7 @@ impl FaceFinder {
             .into_iter()
             .map(|(rect, landmarks)| {
                 let crop = match (&card.alignment, landmarks) {
-                    (Alignment::FivePoint { template }, Some(marks)) => {
+                    (Alignment::FivePoint { template }, Some(marks)) if !self.skip_alignment => {
                         align::crop_to_photo(&marks, template)
                             .map(|m| align::warp(&photo.rgb, &m, w, h))
                             .unwrap_or_else(|| box_crop(&photo.rgb, &rect, w, h))

@@ -17,6 +17,9 @@ pub struct ModelArgs {
     /// Face detector: a cascade (with YuNet landmarks inside each box) or YuNet on the whole photo
     #[arg(long, value_enum, default_value_t = DetectorKind::Haar, global = true)]
     pub detector: DetectorKind,
+    /// Crop the detection box without landmark alignment (for measuring what alignment buys)
+    #[arg(long, global = true)]
+    pub no_align: bool,
     /// Cosine similarity at or above which a face is taken as a match [default: the model card's]
     #[arg(long, value_name = "COSINE", global = true)]
     pub threshold: Option<f32>,
@@ -49,8 +52,10 @@ impl Pipeline {
         };
         let yunet = models::default_yunet()?;
         let threshold = args.threshold.unwrap_or(embedder.card().threshold.cosine);
+        let mut finder = FaceFinder::new(args.detector, cascade, yunet);
+        finder.skip_alignment = args.no_align;
         Ok(Pipeline {
-            finder: FaceFinder::new(args.detector, cascade, yunet),
+            finder,
             embedder,
             threshold,
         })

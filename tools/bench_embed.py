@@ -9,7 +9,6 @@ QLinearConv model from tools/quantize_qlinear.py in target/models/sface_qlinear.
 missing, which needs onnxruntime). Cards for the measured models are written to target/models.
 """
 import argparse
-import hashlib
 import json
 import os
 import statistics
@@ -18,24 +17,9 @@ import sys
 import time
 
 import cv2
-import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.path.join(os.path.dirname(ROOT), "shared", "anchors")
-CROPS = os.path.join(ROOT, "tests", "fixtures", "aligned")
-OUT = os.path.join(ROOT, "target", "models")
-
-
-def card_for(onnx_path, form):
-    with open(os.path.join(ROOT, "models", "sface_int8w.json")) as f:
-        card = json.load(f)
-    with open(onnx_path, "rb") as f:
-        card["sha256"] = hashlib.sha256(f.read()).hexdigest()
-    card.update(file=os.path.abspath(onnx_path), form=form, name=f"sface-{form}")
-    path = os.path.join(OUT, f"sface_{form}.json")
-    with open(path, "w") as f:
-        json.dump(card, f, indent=1)
-    return path
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cards import CROPS, FP32, ROOT, three_forms  # noqa: E402
 
 
 def main():
@@ -43,16 +27,11 @@ def main():
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "facegate"))
     args = ap.parse_args()
-    os.makedirs(OUT, exist_ok=True)
-    fp32 = os.path.join(SHARED, "sface_2021dec_fp32_from_int8bq.onnx")
-    qlinear = os.path.join(OUT, "sface_qlinear.onnx")
-    if not os.path.exists(qlinear):
-        subprocess.run([sys.executable, os.path.join(ROOT, "tools", "quantize_qlinear.py"), fp32, qlinear, CROPS], check=True)
-    cards = [card_for(fp32, "f32"), os.path.join(ROOT, "models", "sface_int8w.json"), card_for(qlinear, "qlinear")]
+    cards = three_forms()
     crops = sorted(os.path.join(CROPS, f) for f in os.listdir(CROPS) if f.endswith(".png"))
 
     cv2.setNumThreads(1)
-    rec = cv2.FaceRecognizerSF.create(fp32, "")
+    rec = cv2.FaceRecognizerSF.create(FP32, "")
     images = [cv2.imread(c) for c in crops]
     for img in images:
         rec.feature(img)

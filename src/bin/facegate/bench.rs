@@ -84,6 +84,9 @@ pub struct EmbedArgs {
     /// Faces per network run
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub batch: usize,
+    /// Also write every model's embeddings of every crop here, as JSON (to compare platforms)
+    #[arg(long, value_name = "FILE")]
+    pub embeddings_out: Option<PathBuf>,
     /// Aligned crops of the model's input size (PNG)
     #[arg(value_name = "CROP", required = true)]
     pub crops: Vec<PathBuf>,
@@ -114,6 +117,7 @@ pub fn embed(args: EmbedArgs) -> Result<ExitCode, String> {
         .collect::<Result<_, _>>()?;
     let batch = args.batch.clamp(1, facegate::embedder::MAX_BATCH);
     let mut reference: Option<(f64, Vec<Vec<f32>>)> = None;
+    let mut dump = serde_json::Map::new();
     for card in &args.models {
         let mut e = facegate::embedder::Embedder::load(card).map_err(|e| e.to_string())?;
         let run = |e: &mut facegate::embedder::Embedder| -> Result<(f64, Vec<Vec<f32>>), String> {
@@ -141,6 +145,7 @@ pub fn embed(args: EmbedArgs) -> Result<ExitCode, String> {
             .map(|(a, b)| facegate::embedder::cosine(a, b))
             .fold(f32::INFINITY, f32::min);
         let name = card.display().to_string();
+        dump.insert(e.card().form.clone(), serde_json::json!(embeddings));
         let line = EmbedTiming {
             model: &name,
             form: &e.card().form,

@@ -159,6 +159,10 @@ pub fn embed(args: EmbedArgs) -> Result<ExitCode, String> {
             serde_json::to_string(&line).map_err(|e| e.to_string())?
         );
     }
+    if let Some(path) = &args.embeddings_out {
+        std::fs::write(path, serde_json::Value::Object(dump).to_string())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -4,23 +4,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use facegate::detector::{Detector, Rect};
+use facegate::detector::Rect;
 use facegate::image_io;
 
-use crate::detect::{load_cascade, params};
+use crate::detect::SearchArgs;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// OpenCV cascade XML [default: the built-in haarcascade_frontalface_default.xml]
-    #[arg(long, value_name = "PATH")]
-    pub cascade: Option<PathBuf>,
-    #[arg(long, value_name = "F", default_value_t = 1.1)]
-    pub scale_factor: f64,
-    #[arg(long, value_name = "N", default_value_t = 3)]
-    pub min_neighbors: u32,
-    /// Threads (0: one per CPU core)
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub threads: usize,
+    #[command(flatten)]
+    pub search: SearchArgs,
     /// Timed runs per image (after one untimed warm-up run)
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub repeat: usize,
@@ -39,8 +31,8 @@ struct Timing<'a> {
 }
 
 pub fn run(args: Args) -> Result<ExitCode, String> {
-    let params = params(args.scale_factor, args.min_neighbors, 0, None, args.threads)?;
-    let mut detector = Detector::new(load_cascade(args.cascade.as_deref())?);
+    let params = args.search.params()?;
+    let mut detector = args.search.detector()?;
     for path in &args.images {
         let photo = image_io::load(path).map_err(|e| e.to_string())?;
         let faces = detector.detect(photo.grey_view(), &params)?;

@@ -8,8 +8,9 @@ use std::process::ExitCode;
 use facegate::detector::{Cascade, DetectParams, Detector, Rect};
 use facegate::{draw, image_io, models};
 
+/// How the cascade search runs: shared by `detect` and `bench`.
 #[derive(clap::Args)]
-pub struct Args {
+pub struct SearchArgs {
     /// OpenCV cascade XML (HAAR or LBP) [default: the built-in haarcascade_frontalface_default.xml]
     #[arg(long, value_name = "PATH")]
     pub cascade: Option<PathBuf>,
@@ -28,6 +29,39 @@ pub struct Args {
     /// Threads scanning each image (0: one per CPU core); results do not depend on it
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub threads: usize,
+}
+
+impl SearchArgs {
+    pub fn params(&self) -> Result<DetectParams, String> {
+        let threads = if self.threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            self.threads
+        };
+        let p = DetectParams {
+            scale_factor: self.scale_factor,
+            min_neighbors: self.min_neighbors,
+            min_size: (self.min_size, self.min_size),
+            max_size: self.max_size.map(|m| (m, m)),
+            threads,
+        };
+        p.validate()?;
+        Ok(p)
+    }
+
+    pub fn detector(&self) -> Result<Detector, String> {
+        let cascade = match &self.cascade {
+            Some(p) => Cascade::from_file(p).map_err(|e| e.to_string())?,
+            None => models::default_cascade(),
+        };
+        Ok(Detector::new(cascade))
+    }
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub search: SearchArgs,
     /// One JSON line per image on stdout
     #[arg(long)]
     pub json: bool,
@@ -47,45 +81,9 @@ struct JsonLine<'a> {
     faces: &'a [Rect],
 }
 
-pub fn load_cascade(path: Option<&Path>) -> Result<Cascade, String> {
-    match path {
-        Some(p) => Cascade::from_file(p).map_err(|e| e.to_string()),
-        None => Ok(models::default_cascade()),
-    }
-}
-
-pub fn params(
-    scale_factor: f64,
-    min_neighbors: u32,
-    min_size: usize,
-    max_size: Option<usize>,
-    threads: usize,
-) -> Result<DetectParams, String> {
-    let threads = if threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        threads
-    };
-    let p = DetectParams {
-        scale_factor,
-        min_neighbors,
-        min_size: (min_size, min_size),
-        max_size: max_size.map(|m| (m, m)),
-        threads,
-    };
-    p.validate()?;
-    Ok(p)
-}
-
 pub fn run(args: Args) -> Result<ExitCode, String> {
-    let params = params(
-        args.scale_factor,
-        args.min_neighbors,
-        args.min_size,
-        args.max_size,
-        args.threads,
-    )?;
-    let mut detector = Detector::new(load_cascade(args.cascade.as_deref())?);
+    let params = args.search.params()?;
+    let mut detector = args.search.detector()?;
     if let Some(dir) = &args.draw {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;

@@ -116,7 +116,7 @@ struct HaarNode {
 #[derive(Clone, Copy)]
 struct StageRange {
     threshold: f32,
-    /// Range of this stage's trees (stump programs) or nodes/leaves bases (tree programs).
+    /// This stage's trees: `first .. first + count`.
     first: u32,
     count: u32,
 }
@@ -170,24 +170,28 @@ impl Variance {
     }
 }
 
-fn stage_ranges(cascade: &Cascade, by_node: bool) -> Vec<StageRange> {
+fn stage_ranges(cascade: &Cascade) -> Vec<StageRange> {
     cascade
         .stages
         .iter()
-        .map(|s| {
-            let (first, count) = if by_node {
-                let t = &cascade.trees[s.first_tree];
-                (t.first_node, s.tree_count)
-            } else {
-                (s.first_tree, s.tree_count)
-            };
-            StageRange {
-                threshold: s.threshold,
-                first: first as u32,
-                count: count as u32,
-            }
+        .map(|s| StageRange {
+            threshold: s.threshold,
+            first: s.first_tree as u32,
+            count: s.tree_count as u32,
         })
         .collect()
+}
+
+/// The furthest table entry a Haar program reads: its features' and the variance window's.
+fn haar_reach<'a>(
+    features: impl Iterator<Item = &'a HaarFeatureOfs>,
+    variance: &Variance,
+) -> usize {
+    features
+        .map(|f| f.reach())
+        .chain([variance.reach()])
+        .max()
+        .unwrap_or(0)
 }
 
 /// Haar cascade whose trees are all single splits (the common `haarcascade_*_default` form).
@@ -237,14 +241,9 @@ impl HaarStumps {
             })
             .collect();
         let variance = Variance::new(cascade.window_width, cascade.window_height, stride);
-        let reach = stumps
-            .iter()
-            .map(|s| s.feature.reach())
-            .chain([variance.reach()])
-            .max()
-            .unwrap_or(0);
+        let reach = haar_reach(stumps.iter().map(|s| &s.feature), &variance);
         HaarStumps {
-            stages: stage_ranges(cascade, false),
+            stages: stage_ranges(cascade),
             stumps,
             variance,
             reach,
@@ -298,14 +297,9 @@ impl HaarTrees {
             })
             .collect();
         let variance = Variance::new(cascade.window_width, cascade.window_height, stride);
-        let reach = nodes
-            .iter()
-            .map(|n| n.feature.reach())
-            .chain([variance.reach()])
-            .max()
-            .unwrap_or(0);
+        let reach = haar_reach(nodes.iter().map(|n| &n.feature), &variance);
         HaarTrees {
-            stages: stage_ranges(cascade, false),
+            stages: stage_ranges(cascade),
             trees: cascade
                 .trees
                 .iter()
@@ -468,7 +462,7 @@ impl Lbp {
             .collect();
         let reach = nodes.iter().flat_map(|n| n.feature.ofs).max().unwrap_or(0) as usize;
         Lbp {
-            stages: stage_ranges(cascade, false),
+            stages: stage_ranges(cascade),
             trees: cascade
                 .trees
                 .iter()

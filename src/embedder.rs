@@ -12,8 +12,12 @@ use tract_onnx::prelude::*;
 
 use crate::model_card::{ChannelOrder, LoadedModel, ModelCard, ModelError};
 
-/// Faces per network run; larger batches are split.
+/// Most faces per network run.
 pub const MAX_BATCH: usize = 8;
+/// Faces per network run unless set otherwise. With tract 0.23 on x86 (AVX2), SFace takes 45 ms
+/// per face one at a time but 61 ms in pairs and 65 ms in fours (`facegate bench-embed --batch`),
+/// so a frame's faces are run one by one; boards with other kernels may prefer batches.
+pub const DEFAULT_BATCH: usize = 1;
 
 type Plan = Arc<TypedRunnableModel>;
 
@@ -21,6 +25,7 @@ pub struct Embedder {
     card: ModelCard,
     model: InferenceModel,
     plans: Vec<Option<Plan>>,
+    batch: usize,
 }
 
 impl Embedder {
@@ -49,6 +54,7 @@ impl Embedder {
             card: loaded.card,
             model,
             plans: vec![None; MAX_BATCH + 1],
+            batch: DEFAULT_BATCH,
         };
         // Build the single-face plan now so a wrong model is refused at load time, not mid-stream.
         let probe = RgbImage::new(
@@ -93,10 +99,15 @@ impl Embedder {
         Ok(plan)
     }
 
+    /// Faces per network run (1 to [`MAX_BATCH`]).
+    pub fn set_batch_size(&mut self, faces: usize) {
+        self.batch = faces.clamp(1, MAX_BATCH);
+    }
+
     /// One unit-length embedding per crop. Crops must be the card's input size.
     pub fn embed(&mut self, crops: &[RgbImage]) -> Result<Vec<Vec<f32>>, String> {
         let mut out = Vec::with_capacity(crops.len());
-        for chunk in crops.chunks(MAX_BATCH) {
+        for chunk in crops.chunks(self.batch) {
             out.extend(self.embed_batch(chunk)?);
         }
         Ok(out)

@@ -98,6 +98,7 @@ fn embeddings_of_opencv_crops_match_opencv_features() {
 #[test]
 fn a_batch_embeds_like_single_faces() {
     let mut e = shipped_embedder();
+    e.set_batch_size(3);
     let crops: Vec<_> = ["obama.jpg", "biden.jpg", "messi5.jpg"]
         .iter()
         .map(|n| aligned_crop(n))

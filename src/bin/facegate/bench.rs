@@ -112,12 +112,11 @@ pub fn embed(args: EmbedArgs) -> Result<ExitCode, String> {
     let mut dump = serde_json::Map::new();
     for card in &args.models {
         let mut e = facegate::embedder::Embedder::load(card).map_err(|e| e.to_string())?;
+        e.set_batch_size(batch);
         let run = |e: &mut facegate::embedder::Embedder| -> Result<(f64, Vec<Vec<f32>>), String> {
             let start = Instant::now();
             let mut out = Vec::new();
-            for chunk in crops.chunks(batch) {
-                out.extend(e.embed(chunk)?);
-            }
+            out.extend(e.embed(&crops)?);
             Ok((
                 start.elapsed().as_secs_f64() * 1e3 / crops.len() as f64,
                 out,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on shipped defaults: set up, build, then
-#  1. find the faces in a sample photo and write it with its faces boxed to out/faceapi-sample2.png;
+#  1. find the faces in a sample photo and write it with its faces boxed to out/astronaut.png;
 #  2. enroll Barack Obama from one photo into out/gallery with the built-in SFace model, and
 #     identify a different photo of him (known) and one of Joe Biden (unknown).
 set -euo pipefail
@@ -10,8 +10,8 @@ export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --quiet
 fg=./target/release/facegate
 photos=tests/fixtures/photos
-$fg detect --draw out $photos/faceapi-sample2.jpg
-echo "annotated photo: out/faceapi-sample2.png"
+$fg detect --draw out $photos/astronaut.png
+echo "annotated photo: out/astronaut.png"
 rm -rf out/gallery
 $fg enroll --gallery out/gallery --name "Barack Obama" $photos/obama.jpg
 $fg identify --gallery out/gallery --json $photos/obama2.jpg $photos/biden.jpg

@@ -525,6 +525,11 @@ mod tests {
                 TINY.replace("0.5</internalNodes>", "abc</internalNodes>"),
                 "'abc', not a number",
             ),
+            // A tilted rectangle reaches h pixels left of x: OpenCV would read outside the window.
+            (
+                TINY.replace("<tilted>0</tilted>", "<tilted>1</tilted>"),
+                "rectangle 0 0 2 2 lies outside",
+            ),
         ];
         for (xml, expected) in cases {
             let err = Cascade::from_xml(&xml, "bad.xml").unwrap_err().to_string();

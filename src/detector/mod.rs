@@ -19,7 +19,7 @@ use std::sync::Arc;
 pub use cascade::{Cascade, CascadeError, FeatureType};
 pub use group::group_rectangles;
 
-use program::{HaarStumps, HaarTrees, Lbp, Program, Tables};
+use program::{HaarStumps, HaarTrees, HaarTwoSplits, Lbp, Program, Tables};
 
 /// OpenCV's grouping tolerance for `detectMultiScale`.
 pub const GROUP_EPS: f64 = 0.2;
@@ -175,6 +175,7 @@ fn pyramid(img_w: usize, img_h: usize, win_w: usize, win_h: usize, p: &DetectPar
 
 enum Compiled {
     HaarStumps(HaarStumps),
+    HaarTwoSplits(HaarTwoSplits),
     HaarTrees(HaarTrees),
     Lbp(Lbp),
 }
@@ -189,6 +190,9 @@ pub struct Detector {
     sum: Vec<i32>,
     sqsum: Vec<u32>,
     tilted: integral::TiltedScratch,
+    /// Compile tree cascades with the general tree walker even when a specialised form applies
+    /// (tests compare the two).
+    general_trees: bool,
 }
 
 impl Detector {
@@ -206,6 +210,7 @@ impl Detector {
             sum: Vec::new(),
             sqsum: Vec::new(),
             tilted: integral::TiltedScratch::default(),
+            general_trees: false,
         }
     }
 
@@ -261,9 +266,14 @@ impl Detector {
                 FeatureType::Haar if self.cascade.max_nodes_per_tree() == 1 => {
                     Compiled::HaarStumps(HaarStumps::new(&self.cascade, stride, tilted_offset))
                 }
-                FeatureType::Haar => {
-                    Compiled::HaarTrees(HaarTrees::new(&self.cascade, stride, tilted_offset))
-                }
+                FeatureType::Haar => match HaarTwoSplits::new(&self.cascade, stride, tilted_offset)
+                    .filter(|_| !self.general_trees)
+                {
+                    Some(p) => Compiled::HaarTwoSplits(p),
+                    None => {
+                        Compiled::HaarTrees(HaarTrees::new(&self.cascade, stride, tilted_offset))
+                    }
+                },
                 FeatureType::Lbp => Compiled::Lbp(Lbp::new(&self.cascade, stride)),
             };
             self.compiled = Some((layout, program));
@@ -322,6 +332,7 @@ impl Detector {
             };
             match program {
                 Compiled::HaarStumps(p) => scan.run(p, &tables, params.threads, &mut found),
+                Compiled::HaarTwoSplits(p) => scan.run(p, &tables, params.threads, &mut found),
                 Compiled::HaarTrees(p) => scan.run(p, &tables, params.threads, &mut found),
                 Compiled::Lbp(p) => scan.run(p, &tables, params.threads, &mut found),
             }
@@ -442,6 +453,33 @@ mod tests {
             let w = (24.0 * l.scale).round();
             assert!((48.0..=100.0).contains(&w), "{w}");
         }
+    }
+
+    #[test]
+    fn two_split_trees_and_the_general_walker_agree() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let photo = crate::image_io::load(&root.join("tests/fixtures/photos/messi5.jpg")).unwrap();
+        let cascade =
+            Cascade::from_file(&root.join("models/haarcascade_frontalface_alt2.xml")).unwrap();
+        let raw = DetectParams {
+            min_neighbors: 0,
+            ..DetectParams::default()
+        };
+        let mut special = Detector::new(cascade.clone());
+        let mut general = Detector::new(cascade);
+        general.general_trees = true;
+        let a = special.detect(photo.grey_view(), &raw).unwrap();
+        let b = general.detect(photo.grey_view(), &raw).unwrap();
+        assert!(matches!(
+            special.compiled,
+            Some((_, Compiled::HaarTwoSplits(_)))
+        ));
+        assert!(matches!(
+            general.compiled,
+            Some((_, Compiled::HaarTrees(_)))
+        ));
+        assert!(!a.is_empty());
+        assert_eq!(a, b);
     }
 
     #[test]

@@ -530,3 +530,112 @@ impl Program for Lbp {
         self.reach
     }
 }
+
+/// A tree of two splits, the shape of every tree in `haarcascade_frontalface_alt2`: the root
+/// leads to a leaf on one side and to a second split on the other.
+#[derive(Clone, Copy)]
+struct TwoSplits {
+    root: HaarFeatureOfs,
+    root_threshold: f32,
+    /// Whether a root value below its threshold goes to the leaf (else to the second split).
+    leaf_when_below: bool,
+    second: HaarFeatureOfs,
+    second_threshold: f32,
+    /// Leaf after the root, then the second split's below / not-below leaves.
+    leaves: [f32; 3],
+}
+
+/// Haar cascade made only of [`TwoSplits`] trees. Both splits are evaluated for every tree and
+/// the leaf is selected without a data-dependent branch: the walk's branch is unpredictable, and
+/// a mispredict costs more than the second feature. The chosen leaf is the one the walk would reach.
+pub struct HaarTwoSplits {
+    stages: Vec<StageRange>,
+    trees: Vec<TwoSplits>,
+    variance: Variance,
+    reach: usize,
+}
+
+impl HaarTwoSplits {
+    /// `None` unless every tree has exactly the two-split shape.
+    pub fn new(cascade: &Cascade, stride: usize, tilted_offset: usize) -> Option<Self> {
+        let features = haar_features(cascade, stride, tilted_offset);
+        let mut trees = Vec::with_capacity(cascade.trees.len());
+        for t in &cascade.trees {
+            if t.node_count != 2 {
+                return None;
+            }
+            let (n0, n1) = (
+                &cascade.nodes[t.first_node],
+                &cascade.nodes[t.first_node + 1],
+            );
+            let leaf_when_below = match (n0.left, n0.right) {
+                (0, 1) => true,
+                (1, 0) => false,
+                _ => return None,
+            };
+            if (n1.left, n1.right) != (-1, -2) {
+                return None;
+            }
+            let l = &cascade.leaves[t.first_leaf..t.first_leaf + 3];
+            trees.push(TwoSplits {
+                root: features[n0.feature],
+                root_threshold: n0.threshold,
+                leaf_when_below,
+                second: features[n1.feature],
+                second_threshold: n1.threshold,
+                leaves: [l[0], l[1], l[2]],
+            });
+        }
+        let variance = Variance::new(cascade.window_width, cascade.window_height, stride);
+        let reach = haar_reach(trees.iter().flat_map(|t| [&t.root, &t.second]), &variance);
+        Some(HaarTwoSplits {
+            stages: stage_ranges(cascade),
+            trees,
+            variance,
+            reach,
+        })
+    }
+}
+
+impl Program for HaarTwoSplits {
+    #[inline]
+    unsafe fn classify(&self, t: &Tables, base: usize) -> Verdict {
+        let Some(norm) = self.variance.inverse_std(t, base) else {
+            return -1;
+        };
+        for (si, stage) in self.stages.iter().enumerate() {
+            let mut sum = 0.0f64;
+            let first = stage.first as usize;
+            for tree in self
+                .trees
+                .get_unchecked(first..first + stage.count as usize)
+            {
+                let below0 = tree.root.value(t.sum, base) * norm < tree.root_threshold;
+                let below1 = tree.second.value(t.sum, base) * norm < tree.second_threshold;
+                let second = if below1 {
+                    tree.leaves[1]
+                } else {
+                    tree.leaves[2]
+                };
+                let leaf = if below0 == tree.leaf_when_below {
+                    tree.leaves[0]
+                } else {
+                    second
+                };
+                sum += leaf as f64;
+            }
+            if sum < stage.threshold as f64 {
+                return -(si as i32);
+            }
+        }
+        1
+    }
+
+    fn reach(&self) -> usize {
+        self.reach
+    }
+
+    fn sqsum_reach(&self) -> Option<usize> {
+        Some(self.variance.reach())
+    }
+}

@@ -182,6 +182,26 @@ fn stage_ranges(cascade: &Cascade) -> Vec<StageRange> {
         .collect()
 }
 
+/// The boosted cascade's outer loop, shared by every program: each stage sums its trees' leaf
+/// values in `f64` (as OpenCV) and rejects the window below the stage threshold. `items` holds one
+/// entry per tree, indexed by the stages' ranges; `leaf` evaluates one tree.
+#[inline(always)]
+fn run_stages<T>(stages: &[StageRange], items: &[T], mut leaf: impl FnMut(&T) -> f32) -> Verdict {
+    for (si, stage) in stages.iter().enumerate() {
+        let first = stage.first as usize;
+        // SAFETY: stage ranges are built from the cascade's tree ranges, which index `items`.
+        let trees = unsafe { items.get_unchecked(first..first + stage.count as usize) };
+        let mut sum = 0.0f64;
+        for tree in trees {
+            sum += leaf(tree) as f64;
+        }
+        if sum < stage.threshold as f64 {
+            return -(si as i32);
+        }
+    }
+    1
+}
+
 /// The furthest table entry a Haar program reads: its features' and the variance window's.
 fn haar_reach<'a>(
     features: impl Iterator<Item = &'a HaarFeatureOfs>,
@@ -257,21 +277,14 @@ impl Program for HaarStumps {
         let Some(norm) = self.variance.inverse_std(t, base) else {
             return -1;
         };
-        for (si, stage) in self.stages.iter().enumerate() {
-            let mut sum = 0.0f64;
-            let first = stage.first as usize;
-            for s in self
-                .stumps
-                .get_unchecked(first..first + stage.count as usize)
-            {
-                let value = s.feature.value(t.sum, base) * norm;
-                sum += if value < s.threshold { s.left } else { s.right } as f64;
+        run_stages(&self.stages, &self.stumps, |s| {
+            let value = s.feature.value(t.sum, base) * norm;
+            if value < s.threshold {
+                s.left
+            } else {
+                s.right
             }
-            if sum < stage.threshold as f64 {
-                return -(si as i32);
-            }
-        }
-        1
+        })
     }
 
     fn reach(&self) -> usize {
@@ -319,30 +332,19 @@ impl Program for HaarTrees {
         let Some(norm) = self.variance.inverse_std(t, base) else {
             return -1;
         };
-        for (si, stage) in self.stages.iter().enumerate() {
-            let mut sum = 0.0f64;
-            let first = stage.first as usize;
-            for &(root, leaf0) in self
-                .trees
-                .get_unchecked(first..first + stage.count as usize)
-            {
-                // Child links were checked at load time to point forward, so this terminates.
-                let mut idx = 0i32;
-                loop {
-                    let n = self.nodes.get_unchecked(root as usize + idx as usize);
-                    let value = n.feature.value(t.sum, base) * norm;
-                    idx = if value < n.threshold { n.left } else { n.right };
-                    if idx <= 0 {
-                        break;
-                    }
+        run_stages(&self.stages, &self.trees, |&(root, leaf0)| {
+            // Child links were checked at load time to point forward, so this terminates.
+            let mut idx = 0i32;
+            loop {
+                let n = self.nodes.get_unchecked(root as usize + idx as usize);
+                let value = n.feature.value(t.sum, base) * norm;
+                idx = if value < n.threshold { n.left } else { n.right };
+                if idx <= 0 {
+                    break;
                 }
-                sum += *self.leaves.get_unchecked((leaf0 as i32 - idx) as usize) as f64;
             }
-            if sum < stage.threshold as f64 {
-                return -(si as i32);
-            }
-        }
-        1
+            *self.leaves.get_unchecked((leaf0 as i32 - idx) as usize)
+        })
     }
 
     fn reach(&self) -> usize {
@@ -603,32 +605,20 @@ impl Program for HaarTwoSplits {
         let Some(norm) = self.variance.inverse_std(t, base) else {
             return -1;
         };
-        for (si, stage) in self.stages.iter().enumerate() {
-            let mut sum = 0.0f64;
-            let first = stage.first as usize;
-            for tree in self
-                .trees
-                .get_unchecked(first..first + stage.count as usize)
-            {
-                let below0 = tree.root.value(t.sum, base) * norm < tree.root_threshold;
-                let below1 = tree.second.value(t.sum, base) * norm < tree.second_threshold;
-                let second = if below1 {
-                    tree.leaves[1]
-                } else {
-                    tree.leaves[2]
-                };
-                let leaf = if below0 == tree.leaf_when_below {
-                    tree.leaves[0]
-                } else {
-                    second
-                };
-                sum += leaf as f64;
+        run_stages(&self.stages, &self.trees, |tree| {
+            let below0 = tree.root.value(t.sum, base) * norm < tree.root_threshold;
+            let below1 = tree.second.value(t.sum, base) * norm < tree.second_threshold;
+            let second = if below1 {
+                tree.leaves[1]
+            } else {
+                tree.leaves[2]
+            };
+            if below0 == tree.leaf_when_below {
+                tree.leaves[0]
+            } else {
+                second
             }
-            if sum < stage.threshold as f64 {
-                return -(si as i32);
-            }
-        }
-        1
+        })
     }
 
     fn reach(&self) -> usize {

@@ -8,6 +8,7 @@ pub mod detector;
 pub mod draw;
 pub mod embedder;
 pub mod evaluate;
+pub mod frames;
 pub mod gallery;
 pub mod grey;
 pub mod image_io;

@@ -4,6 +4,7 @@
 //! stages crop, embed and match them. This crate is the library behind the `facegate` binary.
 
 pub mod align;
+pub mod capture;
 pub mod detector;
 pub mod draw;
 pub mod embedder;

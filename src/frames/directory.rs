@@ -17,7 +17,8 @@ impl DirectorySource {
     /// Lists the directory's `.jpg`, `.jpeg` and `.png` files (other files are ignored). With
     /// `fps`, frames are released at that rate, as a camera would deliver them.
     pub fn open(dir: &Path, fps: Option<f64>) -> Result<DirectorySource, String> {
-        let fail = |e: std::io::Error| format!("cannot read frame directory {}: {e}", dir.display());
+        let fail =
+            |e: std::io::Error| format!("cannot read frame directory {}: {e}", dir.display());
         let mut files = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(fail)? {
             let path = entry.map_err(fail)?.path();
@@ -37,7 +38,9 @@ impl DirectorySource {
         }
         files.sort();
         let pace = match fps {
-            Some(f) if f.is_finite() && f > 0.0 => Some((Duration::from_secs_f64(1.0 / f), Instant::now())),
+            Some(f) if f.is_finite() && f > 0.0 => {
+                Some((Duration::from_secs_f64(1.0 / f), Instant::now()))
+            }
             Some(f) => return Err(format!("the frame rate must be a positive number, not {f}")),
             None => None,
         };
@@ -116,18 +119,26 @@ mod tests {
         })
         .collect();
         assert_eq!(sizes[..2], ["2x2".to_string(), "4x3".to_string()]);
-        assert!(sizes[2].starts_with("skipped: cannot read image ") && sizes[2].contains("c.jpg"), "{sizes:?}");
+        assert!(
+            sizes[2].starts_with("skipped: cannot read image ") && sizes[2].contains("c.jpg"),
+            "{sizes:?}"
+        );
         assert_eq!(sizes.len(), 3);
     }
 
     #[test]
     fn missing_or_empty_directories_are_named() {
-        let err = DirectorySource::open(Path::new("/nonexistent/frames"), None).err().unwrap();
+        let err = DirectorySource::open(Path::new("/nonexistent/frames"), None)
+            .err()
+            .unwrap();
         assert!(err.contains("/nonexistent/frames"), "{err}");
         let dir = scratch("empty");
         let err = DirectorySource::open(&dir, None).err().unwrap();
         assert!(err.contains("holds no .jpg"), "{err}");
         let err = DirectorySource::open(&dir, Some(0.0)).err().unwrap();
-        assert!(err.contains("holds no") || err.contains("frame rate"), "{err}");
+        assert!(
+            err.contains("holds no") || err.contains("frame rate"),
+            "{err}"
+        );
     }
 }

@@ -24,18 +24,28 @@ pub struct MjpegSplitter<R: Read> {
 #[derive(Debug, PartialEq)]
 pub enum SplitError {
     /// Frame `n` (1-based) breaks the JPEG structure; the splitter resynchronises on the next frame.
-    Corrupt { frame: u64, problem: String },
+    Corrupt {
+        frame: u64,
+        problem: String,
+    },
     /// The stream ended inside frame `n`.
-    Truncated { frame: u64 },
+    Truncated {
+        frame: u64,
+    },
     Io(String),
 }
 
 impl std::fmt::Display for SplitError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SplitError::Corrupt { frame, problem } => write!(f, "frame {frame}: corrupt JPEG ({problem})"),
+            SplitError::Corrupt { frame, problem } => {
+                write!(f, "frame {frame}: corrupt JPEG ({problem})")
+            }
             SplitError::Truncated { frame } => {
-                write!(f, "frame {frame}: the stream ended in the middle of the JPEG")
+                write!(
+                    f,
+                    "frame {frame}: the stream ended in the middle of the JPEG"
+                )
             }
             SplitError::Io(e) => write!(f, "read error: {e}"),
         }
@@ -116,7 +126,10 @@ impl<R: Read> MjpegSplitter<R> {
         let mut pending_marker: Option<u8> = None;
         loop {
             if out.len() > MAX_FRAME_BYTES {
-                return Err(corrupt(format!("no end marker within {} MiB", MAX_FRAME_BYTES >> 20)));
+                return Err(corrupt(format!(
+                    "no end marker within {} MiB",
+                    MAX_FRAME_BYTES >> 20
+                )));
             }
             let marker = match pending_marker.take() {
                 Some(m) => m,
@@ -183,13 +196,13 @@ impl<R: Read> MjpegSplitter<R> {
 }
 
 /// A frame source over an MJPEG byte stream (a file or stdin).
-pub struct MjpegSource<R: Read + Send> {
+pub struct MjpegSource<R: Read> {
     name: String,
     splitter: MjpegSplitter<R>,
     live: bool,
 }
 
-impl<R: Read + Send> MjpegSource<R> {
+impl<R: Read> MjpegSource<R> {
     /// `live`: the stream comes from a camera in real time, so frames may be dropped when the
     /// consumer falls behind.
     pub fn new(name: String, input: R, live: bool) -> Self {
@@ -201,7 +214,7 @@ impl<R: Read + Send> MjpegSource<R> {
     }
 }
 
-impl<R: Read + Send> FrameSource for MjpegSource<R> {
+impl<R: Read> FrameSource for MjpegSource<R> {
     fn describe(&self) -> String {
         format!("MJPEG stream {}", self.name)
     }
@@ -214,7 +227,11 @@ impl<R: Read + Send> FrameSource for MjpegSource<R> {
         match self.splitter.next_jpeg() {
             Ok(Some(jpeg)) => Ok(match image_io::decode(&jpeg) {
                 Ok(photo) => Next::Frame(photo),
-                Err(e) => Next::Skipped(format!("{}: frame {}: {e}", self.name, self.splitter.frames())),
+                Err(e) => Next::Skipped(format!(
+                    "{}: frame {}: {e}",
+                    self.name,
+                    self.splitter.frames()
+                )),
             }),
             Ok(None) if self.splitter.frames() == 0 => {
                 Err(format!("{}: no JPEG image in the stream", self.name))
@@ -254,7 +271,10 @@ mod tests {
     #[test]
     fn frames_split_at_their_own_end_marker() {
         // An embedded thumbnail (its own SOI/EOI inside APP1), stuffed bytes and a restart marker.
-        let a = fake_jpeg(&[0xFF, 0xD8, 1, 2, 0xFF, 0xD9], &[5, 0xFF, 0x00, 6, 0xFF, 0xD3, 7]);
+        let a = fake_jpeg(
+            &[0xFF, 0xD8, 1, 2, 0xFF, 0xD9],
+            &[5, 0xFF, 0x00, 6, 0xFF, 0xD3, 7],
+        );
         let b = fake_jpeg(b"Exif", &[9, 9, 9]);
         let mut stream = b"--boundary\r\nContent-Type: image/jpeg\r\n\r\n".to_vec();
         stream.extend_from_slice(&a);
@@ -269,7 +289,10 @@ mod tests {
         let a = fake_jpeg(b"x", &[1, 2, 3]);
         let mut stream = a.clone();
         stream.extend_from_slice(&a[..a.len() - 3]);
-        assert_eq!(split(&stream), vec![Ok(a), Err(SplitError::Truncated { frame: 2 })]);
+        assert_eq!(
+            split(&stream),
+            vec![Ok(a), Err(SplitError::Truncated { frame: 2 })]
+        );
     }
 
     #[test]
@@ -278,14 +301,21 @@ mod tests {
         let mut stream = vec![0xFF, 0xD8, 0x12, 0x34];
         stream.extend_from_slice(&a);
         let frames = split(&stream);
-        assert!(matches!(&frames[0], Err(SplitError::Corrupt { frame: 1, .. })), "{frames:?}");
+        assert!(
+            matches!(&frames[0], Err(SplitError::Corrupt { frame: 1, .. })),
+            "{frames:?}"
+        );
         assert_eq!(frames[1], Ok(a));
         assert_eq!(frames.len(), 2);
     }
 
     #[test]
     fn real_frames_decode_and_garbage_is_refused() {
-        let jpeg = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/photos/obama.jpg")).unwrap();
+        let jpeg = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/photos/obama.jpg"
+        ))
+        .unwrap();
         let mut stream = jpeg.clone();
         stream.extend_from_slice(&jpeg);
         let mut src = MjpegSource::new("test".into(), stream.as_slice(), false);
@@ -294,6 +324,9 @@ mod tests {
         }
         assert!(matches!(src.next_frame(), Ok(Next::End)));
         let mut src = MjpegSource::new("stdin".into(), &b"hello"[..], false);
-        assert_eq!(src.next_frame().err().unwrap(), "stdin: no JPEG image in the stream");
+        assert_eq!(
+            src.next_frame().err().unwrap(),
+            "stdin: no JPEG image in the stream"
+        );
     }
 }

@@ -7,7 +7,7 @@
 pub mod directory;
 pub mod mjpeg;
 
-#[cfg(feature = "camera")]
+#[cfg(all(feature = "camera", target_os = "linux"))]
 pub mod camera;
 
 use crate::image_io::Photo;
@@ -21,7 +21,7 @@ pub enum Next {
     End,
 }
 
-pub trait FrameSource: Send {
+pub trait FrameSource {
     /// Names the source in messages ("directory frames/", "camera 0", "stdin").
     fn describe(&self) -> String;
 

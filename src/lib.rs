@@ -19,4 +19,5 @@ pub mod model_card;
 pub mod models;
 mod onnx_prep;
 pub mod recognize;
+pub mod tracker;
 pub mod yunet;

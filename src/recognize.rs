@@ -50,6 +50,20 @@ pub struct FaceFinder {
     pub params: DetectParams,
     /// Crop the detection box instead of aligning on landmarks (to measure what alignment buys).
     pub skip_alignment: bool,
+    /// Photos whose larger side exceeds this are downscaled for the cascade (landmarks and crops
+    /// still come from the full-size photo). `None` scans every photo at full size.
+    pub detect_max_side: Option<u32>,
+    /// Time spent in the last call, per stage.
+    pub last_timings: FinderTimings,
+}
+
+/// Where [`FaceFinder::faces`] spent its time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FinderTimings {
+    /// Cascade scan, or YuNet on the whole photo.
+    pub detect: std::time::Duration,
+    /// YuNet landmarks in each cascade box, plus alignment.
+    pub landmarks: std::time::Duration,
 }
 
 impl FaceFinder {
@@ -60,6 +74,8 @@ impl FaceFinder {
             yunet,
             params: DetectParams::default(),
             skip_alignment: false,
+            detect_max_side: None,
+            last_timings: FinderTimings::default(),
         }
     }
 
@@ -67,6 +83,8 @@ impl FaceFinder {
     pub fn faces(&mut self, photo: &Photo, embedder: &Embedder) -> Result<Vec<Face>, String> {
         let card = embedder.card();
         let (w, h) = (card.input.width as u32, card.input.height as u32);
+        let started = std::time::Instant::now();
+        let mut landmark_time = std::time::Duration::ZERO;
         let mut found: Vec<(Rect, Option<[[f32; 2]; 5]>)> = match self.kind {
             DetectorKind::Yunet => self
                 .yunet_whole(&photo.rgb)?
@@ -83,7 +101,8 @@ impl FaceFinder {
                 .collect(),
             DetectorKind::Haar | DetectorKind::Lbp => {
                 let detector = self.cascade.as_mut().ok_or("no cascade loaded")?;
-                let rects = detector.detect(photo.grey_view(), &self.params)?;
+                let rects = detect_scaled(detector, photo, &self.params, self.detect_max_side)?;
+                let landmarks_started = std::time::Instant::now();
                 let mut out = Vec::with_capacity(rects.len());
                 for r in rects {
                     // The landmark stage doubles as a check: a cascade box in which YuNet sees no
@@ -92,11 +111,13 @@ impl FaceFinder {
                         out.push((r, Some(marks)));
                     }
                 }
+                landmark_time = landmarks_started.elapsed();
                 out
             }
         };
         found.sort_by_key(|(r, _)| std::cmp::Reverse(r.w as i64 * r.h as i64));
-        Ok(found
+        let aligning = std::time::Instant::now();
+        let faces: Vec<Face> = found
             .into_iter()
             .map(|(rect, landmarks)| {
                 let crop = match (&card.alignment, landmarks) {
@@ -113,7 +134,14 @@ impl FaceFinder {
                     crop,
                 }
             })
-            .collect())
+            .collect();
+        let total = started.elapsed();
+        landmark_time += aligning.elapsed();
+        self.last_timings = FinderTimings {
+            detect: total.saturating_sub(landmark_time),
+            landmarks: landmark_time,
+        };
+        Ok(faces)
     }
 
     fn yunet_whole(&mut self, rgb: &RgbImage) -> Result<Vec<crate::yunet::Face>, String> {
@@ -146,6 +174,62 @@ impl FaceFinder {
         }
         Ok(faces)
     }
+}
+
+/// Cascade detections in frame pixels; a photo larger than `max_side` is scanned downscaled (and
+/// the smallest face searched for scales with it).
+fn detect_scaled(
+    detector: &mut Detector,
+    photo: &Photo,
+    params: &DetectParams,
+    max_side: Option<u32>,
+) -> Result<Vec<Rect>, String> {
+    let side = photo.width().max(photo.height()) as u32;
+    let Some(max_side) = max_side.filter(|&m| m > 0 && side > m) else {
+        return detector.detect(photo.grey_view(), params);
+    };
+    let s = max_side as f64 / side as f64;
+    let (w, h) = (
+        ((photo.width() as f64 * s).round() as u32).max(1),
+        ((photo.height() as f64 * s).round() as u32).max(1),
+    );
+    let grey = image::GrayImage::from_raw(
+        photo.width() as u32,
+        photo.height() as u32,
+        photo.grey.clone(),
+    )
+    .ok_or("grey image size mismatch")?;
+    let small = image::imageops::resize(&grey, w, h, FilterType::Triangle);
+    let view = crate::detector::GreyView {
+        data: small.as_raw(),
+        width: w as usize,
+        height: h as usize,
+        stride: w as usize,
+    };
+    let scaled = DetectParams {
+        min_size: (
+            (params.min_size.0 as f64 * s).round() as usize,
+            (params.min_size.1 as f64 * s).round() as usize,
+        ),
+        max_size: params.max_size.map(|(mw, mh)| {
+            (
+                (mw as f64 * s).round() as usize,
+                (mh as f64 * s).round() as usize,
+            )
+        }),
+        ..params.clone()
+    };
+    let back = 1.0 / s;
+    Ok(detector
+        .detect(view, &scaled)?
+        .into_iter()
+        .map(|r| Rect {
+            x: (r.x as f64 * back).round() as i32,
+            y: (r.y as f64 * back).round() as i32,
+            w: (r.w as f64 * back).round() as i32,
+            h: (r.h as f64 * back).round() as i32,
+        })
+        .collect())
 }
 
 /// YuNet on a square region around a cascade box: the landmarks of the face that agrees best with

@@ -5,6 +5,7 @@ mod detect;
 mod evaluation;
 mod faces;
 mod recognition;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -41,6 +42,10 @@ enum Command {
     BenchEmbed(bench::EmbedArgs),
     /// Time matching one face against galleries of many people.
     BenchMatch(bench::MatchArgs),
+    /// Recognise people live from a camera, a directory of frames or an MJPEG stream; events as JSON lines.
+    Watch(watch::WatchArgs),
+    /// List cameras and the modes they offer.
+    Cameras(watch::CamerasArgs),
     /// Derive the match threshold for a target false-accept rate from labelled photos.
     Calibrate(evaluation::CalibrateArgs),
 }
@@ -56,6 +61,8 @@ fn main() -> ExitCode {
         Command::Gallery(args) => recognition::gallery(args),
         Command::Eval(args) => evaluation::eval(args),
         Command::Calibrate(args) => evaluation::calibrate(args),
+        Command::Watch(args) => watch::run(args),
+        Command::Cameras(args) => watch::cameras(args),
         Command::BenchEmbed(args) => bench::embed(args),
         Command::BenchMatch(args) => bench::matching(args),
     };

@@ -1,0 +1,331 @@
+//! `facegate watch` and `facegate cameras`: live recognition from a camera, a directory of frames
+//! or an MJPEG stream, with events as JSON lines.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use facegate::capture::{Capture, Item};
+use facegate::events::{self, Snapshots};
+use facegate::frames::directory::DirectorySource;
+use facegate::frames::mjpeg::MjpegSource;
+use facegate::frames::FrameSource;
+use facegate::live::{Recognizer, StageTotals};
+use facegate::tracker::TrackerConfig;
+
+use crate::faces::{GalleryArgs, ModelArgs, Pipeline};
+
+#[derive(clap::Args, Clone)]
+#[group(id = "source", multiple = false)]
+pub struct SourceArgs {
+    /// Camera index (/dev/videoN) [default: 0 when no other source is given]
+    #[arg(long, value_name = "N", group = "source")]
+    pub camera: Option<u32>,
+    /// A directory of JPEG/PNG frames, processed in file-name order
+    #[arg(long, value_name = "DIR", group = "source")]
+    pub frames: Option<PathBuf>,
+    /// A stream of concatenated JPEGs (MJPEG), from a file or `-` for stdin
+    #[arg(long, value_name = "FILE", group = "source")]
+    pub mjpeg: Option<PathBuf>,
+    /// Release --frames at this rate, like a camera (frames are then dropped when behind)
+    #[arg(long, value_name = "FPS", requires = "frames")]
+    pub fps: Option<f64>,
+    /// Treat the --mjpeg stream as live: drop the oldest frames when recognition falls behind
+    #[arg(long, requires = "mjpeg")]
+    pub live: bool,
+    /// Camera resolution asked for (the closest the camera offers is used)
+    #[arg(long, value_name = "WxH", default_value = "640x480", value_parser = parse_size)]
+    pub size: (u32, u32),
+    /// Camera frame rate asked for
+    #[arg(long, value_name = "FPS", default_value_t = 30)]
+    pub camera_fps: u32,
+}
+
+fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s
+        .split_once('x')
+        .ok_or("expected WIDTHxHEIGHT, like 640x480")?;
+    let parse = |v: &str| v.trim().parse::<u32>().ok().filter(|&n| n > 0);
+    match (parse(w), parse(h)) {
+        (Some(w), Some(h)) => Ok((w, h)),
+        _ => Err(format!("expected WIDTHxHEIGHT, like 640x480, not {s}")),
+    }
+}
+
+type Opener = Box<dyn FnOnce() -> Result<Box<dyn FrameSource>, String> + Send>;
+
+impl SourceArgs {
+    /// How to open the chosen source (on the capture thread).
+    pub fn opener(&self) -> Result<Opener, String> {
+        if let Some(dir) = self.frames.clone() {
+            let fps = self.fps;
+            return Ok(Box::new(move || {
+                Ok(Box::new(DirectorySource::open(&dir, fps)?) as Box<dyn FrameSource>)
+            }));
+        }
+        if let Some(path) = self.mjpeg.clone() {
+            let live = self.live;
+            return Ok(Box::new(move || {
+                if path.as_os_str() == "-" {
+                    return Ok(
+                        Box::new(MjpegSource::new("stdin".into(), std::io::stdin(), live))
+                            as Box<dyn FrameSource>,
+                    );
+                }
+                let file = std::fs::File::open(&path)
+                    .map_err(|e| format!("cannot open MJPEG stream {}: {e}", path.display()))?;
+                Ok(Box::new(MjpegSource::new(
+                    path.display().to_string(),
+                    file,
+                    live,
+                )))
+            }));
+        }
+        self.camera_opener(self.camera.unwrap_or(0))
+    }
+
+    #[cfg(all(feature = "camera", target_os = "linux"))]
+    fn camera_opener(&self, index: u32) -> Result<Opener, String> {
+        use facegate::frames::camera::{CameraRequest, CameraSource};
+        let request = CameraRequest {
+            index,
+            width: self.size.0,
+            height: self.size.1,
+            fps: self.camera_fps,
+        };
+        Ok(Box::new(move || {
+            Ok(Box::new(CameraSource::open(request)?) as Box<dyn FrameSource>)
+        }))
+    }
+
+    #[cfg(not(all(feature = "camera", target_os = "linux")))]
+    fn camera_opener(&self, index: u32) -> Result<Opener, String> {
+        Err(format!(
+            "cannot open camera {index}: this facegate was built without camera support (the `camera` feature, Linux only); use --frames or --mjpeg"
+        ))
+    }
+}
+
+#[derive(clap::Args, Clone)]
+pub struct TrackingArgs {
+    /// Matches of the same person needed within the window before "identified" (the same count
+    /// of non-matches makes "unknown")
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub confirm: usize,
+    /// Frames in which a face was embedded that the vote looks back over
+    #[arg(long, value_name = "M", default_value_t = 5)]
+    pub window: usize,
+    /// Frames without the face after which a person has "left"
+    #[arg(long, value_name = "FRAMES", default_value_t = 15)]
+    pub leave_after: u64,
+    /// Re-embed a recognised face every this many frames (others every frame)
+    #[arg(long, value_name = "FRAMES", default_value_t = 10)]
+    pub recheck: u64,
+    /// Frames larger than this (longer side, pixels) are downscaled for detection
+    #[arg(long, value_name = "PX", default_value_t = 640)]
+    pub detect_size: u32,
+    /// Smallest face looked for, in frame pixels
+    #[arg(long, value_name = "PX", default_value_t = 60)]
+    pub min_face: usize,
+    /// Threads for the detector's scan (0: one per core); embedding runs on one
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub threads: usize,
+}
+
+impl TrackingArgs {
+    pub fn tracker(&self) -> TrackerConfig {
+        TrackerConfig {
+            confirm: self.confirm,
+            window: self.window,
+            leave_after: self.leave_after,
+            recheck_every: self.recheck,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    #[command(flatten)]
+    pub tracking: TrackingArgs,
+    #[command(flatten)]
+    pub gallery: GalleryArgs,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Save a picture of the face of each identified/unknown event in this directory
+    #[arg(long, value_name = "DIR")]
+    pub snapshots: Option<PathBuf>,
+    /// Print frames per second, per-stage milliseconds and dropped frames to stderr
+    #[arg(long)]
+    pub stats: bool,
+    /// Seconds between --stats lines
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    pub stats_every: f64,
+}
+
+/// Builds the recognizer for a stream: the pipeline's stages, tuned for frames.
+pub fn recognizer(
+    model: &ModelArgs,
+    gallery: &GalleryArgs,
+    tracking: &TrackingArgs,
+) -> Result<(Recognizer, usize), String> {
+    let pipeline = Pipeline::new(model)?;
+    let g = pipeline.open_gallery(&gallery.gallery)?;
+    let Pipeline {
+        mut finder,
+        embedder,
+        threshold,
+    } = pipeline;
+    finder.detect_max_side = Some(tracking.detect_size);
+    finder.params.min_size = (tracking.min_face, tracking.min_face);
+    finder.params.threads = if tracking.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        tracking.threads
+    };
+    let people = g.people().len();
+    let r = Recognizer::new(finder, embedder, g.people(), threshold, tracking.tracker())?;
+    Ok((r, people))
+}
+
+pub fn run(args: WatchArgs) -> Result<ExitCode, String> {
+    if !(args.stats_every > 0.0) {
+        return Err("--stats-every must be a positive number of seconds".into());
+    }
+    let (mut recognizer, people) = recognizer(&args.model, &args.gallery, &args.tracking)?;
+    let snapshots = args.snapshots.as_deref().map(Snapshots::new).transpose()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))
+        .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
+    let capture = Capture::start(args.source.opener()?, stop)?;
+    eprintln!(
+        "facegate: watching {} with {people} {} enrolled",
+        capture.description(),
+        if people == 1 { "person" } else { "people" }
+    );
+    if people == 0 {
+        eprintln!(
+            "facegate: warning: the gallery {} is empty: every face is unknown",
+            args.gallery.gallery.display()
+        );
+    }
+
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut emit = |events: Vec<facegate::live::Event>| -> Result<(), String> {
+        for e in &events {
+            let saved = match &snapshots {
+                Some(s) => s.save(e).unwrap_or_else(|err| {
+                    eprintln!("facegate: warning: {err}");
+                    None
+                }),
+                None => None,
+            };
+            writeln!(out, "{}", events::json_line(e, saved.as_deref()))
+                .map_err(|e| format!("cannot write events to stdout: {e}"))?;
+        }
+        if !events.is_empty() {
+            out.flush()
+                .map_err(|e| format!("cannot write events to stdout: {e}"))?;
+        }
+        Ok(())
+    };
+
+    let mut stats = Stats::new(Duration::from_secs_f64(args.stats_every));
+    let outcome = loop {
+        let item = match capture.next() {
+            Ok(Some(item)) => item,
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
+        };
+        match item {
+            Item::Skipped(why) => eprintln!("facegate: warning: skipped {why}"),
+            Item::Frame(frame) => {
+                let events = recognizer.process(&frame)?;
+                emit(events)?;
+                if args.stats {
+                    stats.maybe_print(&recognizer.totals(), capture.counts().dropped);
+                }
+            }
+        }
+    };
+    emit(recognizer.finish())?;
+    if args.stats {
+        stats.print(&recognizer.totals(), capture.counts().dropped);
+    }
+    let counts = capture.counts();
+    eprintln!(
+        "facegate: {} frames, {} dropped, {} unreadable",
+        recognizer.totals().frames,
+        counts.dropped,
+        counts.skipped
+    );
+    outcome.map(|()| ExitCode::SUCCESS)
+}
+
+/// Periodic `--stats` lines, each about the interval since the previous one.
+struct Stats {
+    every: Duration,
+    since: Instant,
+    last: StageTotals,
+    last_dropped: u64,
+}
+
+impl Stats {
+    fn new(every: Duration) -> Stats {
+        Stats {
+            every,
+            since: Instant::now(),
+            last: StageTotals::default(),
+            last_dropped: 0,
+        }
+    }
+
+    fn maybe_print(&mut self, totals: &StageTotals, dropped: u64) {
+        if self.since.elapsed() >= self.every {
+            self.print(totals, dropped);
+        }
+    }
+
+    fn print(&mut self, totals: &StageTotals, dropped: u64) {
+        let part = totals.since(&self.last);
+        let seconds = self.since.elapsed().as_secs_f64().max(1e-9);
+        let [detect, landmarks, embed, track] = part.per_frame_ms();
+        eprintln!(
+            "facegate: stats: {:.1} fps, per frame: detect {detect:.1} ms, landmarks+align {landmarks:.1} ms, embed {embed:.1} ms, match+track {track:.2} ms; {:.2} faces/frame, {} embedded, {} dropped",
+            part.frames as f64 / seconds,
+            part.faces as f64 / part.frames.max(1) as f64,
+            part.embedded,
+            dropped - self.last_dropped,
+        );
+        self.since = Instant::now();
+        self.last = *totals;
+        self.last_dropped = dropped;
+    }
+}
+
+#[derive(clap::Args)]
+pub struct CamerasArgs {}
+
+#[cfg(all(feature = "camera", target_os = "linux"))]
+pub fn cameras(_: CamerasArgs) -> Result<ExitCode, String> {
+    let lines = facegate::frames::camera::list()?;
+    if lines.is_empty() {
+        eprintln!("facegate: no camera found (no /dev/video* device that V4L2 can open)");
+        return Ok(ExitCode::FAILURE);
+    }
+    for l in lines {
+        println!("{l}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(not(all(feature = "camera", target_os = "linux")))]
+pub fn cameras(_: CamerasArgs) -> Result<ExitCode, String> {
+    Err("this facegate was built without camera support (the `camera` feature, Linux only)".into())
+}

@@ -1,0 +1,260 @@
+//! `facegate watch` end to end: frames built from the test photos, through the real pipeline, to
+//! the exact sequence of events.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use image::{imageops, RgbImage};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn photo(name: &str) -> PathBuf {
+    root().join("tests/fixtures/photos").join(name)
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("facegate-watch-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn facegate() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_facegate"))
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "facegate failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// A photo shrunk to fit `side` pixels, as a person further from the camera.
+fn person(name: &str, side: u32) -> RgbImage {
+    let rgb = facegate::image_io::load(&photo(name)).unwrap().rgb;
+    let s = side as f32 / rgb.width().max(rgb.height()) as f32;
+    imageops::resize(
+        &rgb,
+        (rgb.width() as f32 * s) as u32,
+        (rgb.height() as f32 * s) as u32,
+        imageops::FilterType::Triangle,
+    )
+}
+
+/// The scene, 640x480 frames: Obama walks in and leaves; a stranger (Biden) comes and stays;
+/// Obama comes back beside him.
+fn scene() -> Vec<RgbImage> {
+    let obama = person("obama2.jpg", 320);
+    let biden = person("biden.jpg", 320);
+    let blank = || RgbImage::from_pixel(640, 480, image::Rgb([96, 96, 96]));
+    let mut frames = Vec::new();
+    for i in 0..6 {
+        let mut f = blank();
+        imageops::overlay(&mut f, &obama, 40 + 4 * i, 60);
+        frames.push(f);
+    }
+    frames.extend((0..20).map(|_| blank()));
+    for i in 0..12 {
+        let mut f = blank();
+        imageops::overlay(&mut f, &biden, 310 - i % 3, 80);
+        if i >= 6 {
+            imageops::overlay(&mut f, &obama, 10, 60);
+        }
+        frames.push(f);
+    }
+    frames
+}
+
+/// Events as "frame:event:name:track", and a check of every line's fields.
+fn summarise(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            assert!(v["ts"].as_f64().unwrap() > 1.7e9, "{line}");
+            let score = v["score"].as_f64().unwrap();
+            let b = &v["box"];
+            let (x, y, w, h) = (
+                b["x"].as_i64().unwrap(),
+                b["y"].as_i64().unwrap(),
+                b["w"].as_i64().unwrap(),
+                b["h"].as_i64().unwrap(),
+            );
+            assert!(
+                x >= 0 && y >= 0 && w >= 40 && h >= 40 && x + w <= 640 && y + h <= 480,
+                "{line}"
+            );
+            let name = v["name"].as_str().unwrap_or("-");
+            match v["event"].as_str().unwrap() {
+                "identified" => assert!(score >= 0.363, "{line}"),
+                "unknown" => assert!(score < 0.363 && name == "-", "{line}"),
+                _ => {}
+            }
+            format!(
+                "{}:{}:{name}:{}",
+                v["frame"],
+                v["event"].as_str().unwrap(),
+                v["track"]
+            )
+        })
+        .collect()
+}
+
+/// The sequence the scene must produce (3 of 5 votes to decide, 15 frames to leave).
+const EXPECTED: [&str; 6] = [
+    "3:identified:Obama:1",
+    "21:left:Obama:1",
+    "29:unknown:-:2",
+    "35:identified:Obama:3",
+    "38:left:-:2",
+    "38:left:Obama:3",
+];
+
+fn enrolled_gallery(dir: &Path) -> PathBuf {
+    let gallery = dir.join("gallery");
+    let out = facegate()
+        .args(["enroll", "--name", "Obama", "--gallery"])
+        .arg(&gallery)
+        .arg(photo("obama.jpg"))
+        .output()
+        .unwrap();
+    ok(&out);
+    gallery
+}
+
+#[test]
+fn a_directory_of_frames_gives_one_event_per_visit() {
+    let dir = scratch("frames");
+    let gallery = enrolled_gallery(&dir);
+    let frames = dir.join("frames");
+    std::fs::create_dir_all(&frames).unwrap();
+    for (i, f) in scene().iter().enumerate() {
+        f.save(frames.join(format!("frame{:04}.png", i + 1)))
+            .unwrap();
+    }
+    let snaps = dir.join("snaps");
+    let out = facegate()
+        .args(["watch", "--min-face", "40", "--stats", "--gallery"])
+        .arg(&gallery)
+        .arg("--frames")
+        .arg(&frames)
+        .arg("--snapshots")
+        .arg(&snaps)
+        .output()
+        .unwrap();
+    let stdout = ok(&out);
+    assert_eq!(
+        summarise(&stdout),
+        EXPECTED,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("facegate: stats: ") && stderr.contains("38 frames, 0 dropped"),
+        "{stderr}"
+    );
+    // One snapshot per identified/unknown event, named in its line, showing a face-sized box.
+    let mut saved = 0;
+    for line in stdout.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if let Some(p) = v["snapshot"].as_str() {
+            let img = image::open(p).unwrap();
+            assert_eq!(img.width() as i64, v["box"]["w"].as_i64().unwrap());
+            saved += 1;
+        }
+    }
+    assert_eq!(saved, 3);
+    assert_eq!(std::fs::read_dir(&snaps).unwrap().count(), 3);
+}
+
+fn jpeg(frame: &RgbImage) -> Vec<u8> {
+    let mut c = mozjpeg::Compress::new(mozjpeg::ColorSpace::JCS_RGB);
+    c.set_size(frame.width() as usize, frame.height() as usize);
+    c.set_quality(92.0);
+    let mut started = c.start_compress(Vec::new()).unwrap();
+    started.write_scanlines(frame.as_raw()).unwrap();
+    started.finish().unwrap()
+}
+
+#[test]
+fn an_mjpeg_stream_on_stdin_gives_the_same_events_and_survives_a_bad_frame() {
+    let dir = scratch("mjpeg");
+    let gallery = enrolled_gallery(&dir);
+    let mut stream = Vec::new();
+    for (i, f) in scene().iter().enumerate() {
+        let mut data = jpeg(f);
+        if i == 10 {
+            // A frame cut short, then the stream goes on (an empty frame: no events lost).
+            data.truncate(data.len() / 2);
+            data.extend_from_slice(&[0xFF, 0xD9]);
+        }
+        stream.extend_from_slice(&data);
+    }
+    let mut child = facegate()
+        .args(["watch", "--min-face", "40", "--mjpeg", "-", "--gallery"])
+        .arg(&gallery)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(&stream));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    let stdout = ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(summarise(&stdout), EXPECTED, "{stderr}");
+    assert!(stderr.contains("skipped stdin: frame 11: "), "{stderr}");
+    assert!(
+        stderr.contains("37 frames, 0 dropped, 1 unreadable"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn missing_sources_are_clear_errors() {
+    let dir = scratch("errors");
+    let gallery = dir.join("gallery");
+    let models = root().join("models");
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--frames", "/nonexistent/frames"],
+            "cannot read frame directory /nonexistent/frames",
+        ),
+        (
+            &["--mjpeg", "/nonexistent/cam.mjpeg"],
+            "cannot open MJPEG stream /nonexistent/cam.mjpeg",
+        ),
+        (&["--camera", "250"], "cannot open camera 250"),
+        (
+            &["--frames", models.to_str().unwrap()],
+            "holds no .jpg, .jpeg or .png files",
+        ),
+    ];
+    for (args, message) in cases {
+        let out = facegate()
+            .arg("watch")
+            .arg("--gallery")
+            .arg(&gallery)
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(message) && !stderr.contains("panicked"),
+            "{args:?}: {stderr}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+}

@@ -1,6 +1,7 @@
 //! The `facegate` command line: a thin layer over the library, one module per subcommand.
 
 mod bench;
+mod bench_watch;
 mod detect;
 mod evaluation;
 mod faces;
@@ -44,6 +45,8 @@ enum Command {
     BenchMatch(bench::MatchArgs),
     /// Recognise people live from a camera, a directory of frames or an MJPEG stream; events as JSON lines.
     Watch(watch::WatchArgs),
+    /// Time the live pipeline on 640x480 scenes with one and five faces, and its peak memory.
+    BenchWatch(bench_watch::BenchWatchArgs),
     /// List cameras and the modes they offer.
     Cameras(watch::CamerasArgs),
     /// Derive the match threshold for a target false-accept rate from labelled photos.
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
         Command::Calibrate(args) => evaluation::calibrate(args),
         Command::Watch(args) => watch::run(args),
         Command::Cameras(args) => watch::cameras(args),
+        Command::BenchWatch(args) => bench_watch::run(args),
         Command::BenchEmbed(args) => bench::embed(args),
         Command::BenchMatch(args) => bench::matching(args),
     };

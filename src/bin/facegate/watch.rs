@@ -175,6 +175,16 @@ pub fn recognizer(
 ) -> Result<(Recognizer, usize), String> {
     let pipeline = Pipeline::new(model)?;
     let g = pipeline.open_gallery(&gallery.gallery)?;
+    let r = recognizer_for(pipeline, g.people(), tracking)?;
+    Ok((r, g.people().len()))
+}
+
+/// A recognizer over `people`, from a loaded pipeline.
+pub fn recognizer_for(
+    pipeline: Pipeline,
+    people: &[facegate::gallery::Person],
+    tracking: &TrackingArgs,
+) -> Result<Recognizer, String> {
     let Pipeline {
         mut finder,
         embedder,
@@ -187,9 +197,7 @@ pub fn recognizer(
     } else {
         tracking.threads
     };
-    let people = g.people().len();
-    let r = Recognizer::new(finder, embedder, g.people(), threshold, tracking.tracker())?;
-    Ok((r, people))
+    Recognizer::new(finder, embedder, people, threshold, tracking.tracker())
 }
 
 pub fn run(args: WatchArgs) -> Result<ExitCode, String> {

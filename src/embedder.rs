@@ -1,8 +1,10 @@
 //! Face embeddings with `tract`: an ONNX embedder described by a model card, run on aligned crops,
 //! a batch of faces per call, L2-normalised so that a dot product is the cosine similarity.
 //!
-//! The ONNX file is parsed once; an optimised plan with a concrete input shape is built per batch
-//! size the first time that size is seen, then reused.
+//! The ONNX file is parsed once into one optimised plan with a concrete input shape (a fixed batch
+//! of faces), which is reused for every call. Only the plan is kept: the parsed model, the
+//! protobuf and the file bytes are each a full copy of the weights in f32 (SFace: 38 MB), and
+//! dropping them as soon as the next form exists is what keeps a board's memory use down.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -23,8 +25,7 @@ type Plan = Arc<TypedRunnableModel>;
 
 pub struct Embedder {
     card: ModelCard,
-    model: InferenceModel,
-    plans: Vec<Option<Plan>>,
+    plan: Plan,
     batch: usize,
 }
 
@@ -32,35 +33,50 @@ impl Embedder {
     /// Loads the model a card describes, checking the file against the card and the network's
     /// output against the card's embedding size.
     pub fn load(card_path: &Path) -> Result<Embedder, ModelError> {
-        Embedder::from_loaded(ModelCard::load(card_path)?)
+        Embedder::from_loaded(ModelCard::load(card_path)?, DEFAULT_BATCH)
     }
 
-    pub fn from_loaded(loaded: LoadedModel) -> Result<Embedder, ModelError> {
+    /// Like [`Embedder::load`], running `batch` faces (1 to [`MAX_BATCH`]) per network call.
+    pub fn load_with_batch(card_path: &Path, batch: usize) -> Result<Embedder, ModelError> {
+        Embedder::from_loaded(ModelCard::load(card_path)?, batch)
+    }
+
+    pub fn from_loaded(loaded: LoadedModel, batch: usize) -> Result<Embedder, ModelError> {
+        let LoadedModel {
+            card,
+            onnx,
+            onnx_path,
+        } = loaded;
         let fail = |problem: String| ModelError {
-            path: loaded.onnx_path.clone(),
+            path: onnx_path.clone(),
             problem,
         };
-        let onnx = tract_onnx::onnx()
+        let batch = batch.clamp(1, MAX_BATCH);
+        let reader = tract_onnx::onnx()
             .with_ignore_output_shapes(true)
             .with_ignore_value_info(true);
-        let mut proto = onnx
-            .proto_model_for_read(&mut &loaded.onnx[..])
+        let mut proto = reader
+            .proto_model_for_read(&mut &onnx[..])
             .map_err(|e| fail(format!("not an ONNX model: {e:#}")))?;
+        drop(onnx);
         crate::onnx_prep::fold_constant_dequantize(&mut proto);
-        let model = onnx
+        let model = reader
             .model_for_proto_model(&proto)
             .map_err(|e| fail(format!("not a loadable ONNX model: {e:#}")))?;
-        let mut embedder = Embedder {
-            card: loaded.card,
-            model,
-            plans: vec![None; MAX_BATCH + 1],
-            batch: DEFAULT_BATCH,
-        };
-        // Build the single-face plan now so a wrong model is refused at load time, not mid-stream.
-        let probe = RgbImage::new(
-            embedder.card.input.width as u32,
-            embedder.card.input.height as u32,
-        );
+        drop(proto);
+        let (w, h) = (card.input.width, card.input.height);
+        let plan = model
+            .with_input_fact(0, f32::fact([batch, 3, h, w]).into())
+            .and_then(|m| m.into_optimized())
+            .and_then(|m| m.into_runnable())
+            .map_err(|e| {
+                fail(format!(
+                    "cannot prepare the network for {batch} faces of {w}x{h}: {e:#}"
+                ))
+            })?;
+        let mut embedder = Embedder { card, plan, batch };
+        // Run it once so a wrong model is refused at load time, not mid-stream.
+        let probe = RgbImage::new(w as u32, h as u32);
         let out = embedder.embed(&[probe]).map_err(fail)?;
         if out[0].len() != embedder.card.embedding_dim {
             return Err(fail(format!(
@@ -81,27 +97,9 @@ impl Embedder {
         &self.card.sha256
     }
 
-    fn plan(&mut self, batch: usize) -> Result<Plan, String> {
-        if let Some(p) = &self.plans[batch] {
-            return Ok(p.clone());
-        }
-        let (w, h) = (self.card.input.width, self.card.input.height);
-        let plan = self
-            .model
-            .clone()
-            .with_input_fact(0, f32::fact([batch, 3, h, w]).into())
-            .and_then(|m| m.into_optimized())
-            .and_then(|m| m.into_runnable())
-            .map_err(|e| {
-                format!("cannot prepare the network for {batch} faces of {w}x{h}: {e:#}")
-            })?;
-        self.plans[batch] = Some(plan.clone());
-        Ok(plan)
-    }
-
-    /// Faces per network run (1 to [`MAX_BATCH`]).
-    pub fn set_batch_size(&mut self, faces: usize) {
-        self.batch = faces.clamp(1, MAX_BATCH);
+    /// Faces per network run.
+    pub fn batch_size(&self) -> usize {
+        self.batch
     }
 
     /// One unit-length embedding per crop. Crops must be the card's input size.
@@ -116,7 +114,8 @@ impl Embedder {
     fn embed_batch(&mut self, crops: &[RgbImage]) -> Result<Vec<Vec<f32>>, String> {
         let spec = &self.card.input;
         let (w, h) = (spec.width, spec.height);
-        let mut data = vec![0f32; crops.len() * 3 * h * w];
+        // A short last batch is padded with zeros: the plan's batch size is fixed.
+        let mut data = vec![0f32; self.batch * 3 * h * w];
         for (i, crop) in crops.iter().enumerate() {
             if (crop.width() as usize, crop.height() as usize) != (w, h) {
                 return Err(format!(
@@ -138,19 +137,23 @@ impl Embedder {
                 }
             }
         }
-        let plan = self.plan(crops.len())?;
-        let input = tract_ndarray::Array4::from_shape_vec((crops.len(), 3, h, w), data)
+        let input = tract_ndarray::Array4::from_shape_vec((self.batch, 3, h, w), data)
             .map_err(|e| e.to_string())?
             .into_tensor();
-        let result = plan
+        let result = self
+            .plan
             .run(tvec!(input.into()))
             .map_err(|e| format!("the network failed: {e:#}"))?;
         let view = result[0]
             .to_plain_array_view::<f32>()
             .map_err(|e| e.to_string())?;
-        let per_face = view.len() / crops.len().max(1);
+        let per_face = view.len() / self.batch;
         let flat: Vec<f32> = view.iter().copied().collect();
-        Ok(flat.chunks(per_face).map(normalized).collect())
+        Ok(flat
+            .chunks(per_face)
+            .take(crops.len())
+            .map(normalized)
+            .collect())
     }
 }
 

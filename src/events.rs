@@ -103,7 +103,7 @@ mod tests {
     #[test]
     fn lines_follow_the_contract() {
         let event = Event {
-            ts: 1_732_300_000.12549,
+            ts: 1_732_300_000.125_49,
             kind: EventKind::Identified,
             name: Some("Ada \"the\" Lovelace".into()),
             score: 0.712_34,

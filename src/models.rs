@@ -27,11 +27,14 @@ pub fn default_embedder() -> Result<crate::embedder::Embedder, crate::model_card
             path: path.clone(),
             problem: e.to_string(),
         })?;
-    crate::embedder::Embedder::from_loaded(crate::model_card::LoadedModel {
-        card,
-        onnx: SFACE_ONNX.to_vec(),
-        onnx_path: path.with_file_name("sface_int8w.onnx"),
-    })
+    crate::embedder::Embedder::from_loaded(
+        crate::model_card::LoadedModel {
+            card,
+            onnx: SFACE_ONNX.to_vec(),
+            onnx_path: path.with_file_name("sface_int8w.onnx"),
+        },
+        crate::embedder::DEFAULT_BATCH,
+    )
 }
 
 pub fn default_yunet() -> Result<crate::yunet::YuNet, String> {

@@ -352,3 +352,92 @@ fn damaged_or_foreign_galleries_are_reported_and_left_alone() {
     let line = identify(&g, &photo("obama2.jpg"));
     assert_eq!(line["faces"][0]["name"], "Obama");
 }
+
+/// Camera-style enrollment, driven by recorded frames: the shots are taken by the program, a shot
+/// of someone else is refused, and the result identifies like a file enrollment.
+#[test]
+fn enrollment_from_frames_takes_three_checked_shots() {
+    let dir = scratch("frames");
+    let frames = dir.join("frames");
+    std::fs::create_dir_all(&frames).unwrap();
+    let blank = image::RgbImage::from_pixel(320, 240, image::Rgb([96, 96, 96]));
+    let obama = obama_photo().to_rgb8();
+    let mirrored = image::imageops::flip_horizontal(&obama);
+    let biden = facegate::image_io::load(Path::new(&photo("biden.jpg")))
+        .unwrap()
+        .rgb;
+    let obama2 = facegate::image_io::load(Path::new(&photo("obama2.jpg")))
+        .unwrap()
+        .rgb;
+    // Nobody, Obama, then Biden steps in front while Obama turns, then Obama turned both ways.
+    let scene: Vec<&image::RgbImage> = [
+        vec![&blank; 2],
+        vec![&obama; 3],
+        vec![&biden; 3],
+        vec![&mirrored; 3],
+        vec![&obama2; 3],
+    ]
+    .concat();
+    for (i, f) in scene.iter().enumerate() {
+        f.save(frames.join(format!("{:03}.png", i + 1))).unwrap();
+    }
+    let gallery = dir.join("gallery");
+    let out = facegate(
+        &[
+            "enroll",
+            "--name",
+            "Barack",
+            "--gallery",
+            gallery.to_str().unwrap(),
+            "--frames",
+            frames.to_str().unwrap(),
+            "--shot-gap",
+            "3",
+        ],
+        &[],
+    );
+    let stdout = ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("Shot 1 of 3 taken (frame 3)"), "{stdout}");
+    assert!(stderr.contains("waiting: no face found"), "{stderr}");
+    assert!(
+        stderr.contains("waiting: this face does not look like the earlier shots"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("Shot 2 of 3 taken (frame 9)"), "{stdout}");
+    assert!(stdout.contains("Shot 3 of 3 taken (frame 12)"), "{stdout}");
+    assert!(
+        stdout.contains("enrolled Barack as p000001 from 3 shots"),
+        "{stdout}"
+    );
+    let v = identify(&gallery, &photo("obama2.jpg"));
+    assert_eq!(v["faces"][0]["name"], "Barack");
+
+    // Frames that run out before three good shots: a clear error, and nothing stored.
+    let few = dir.join("few");
+    std::fs::create_dir_all(&few).unwrap();
+    blank.save(few.join("1.png")).unwrap();
+    let out = facegate(
+        &[
+            "enroll",
+            "--name",
+            "Nobody",
+            "--gallery",
+            gallery.to_str().unwrap(),
+            "--frames",
+            few.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("the frames ran out with 0 of 3 shots; last problem: no face found"),
+        "{stderr}"
+    );
+    let listed = ok(&facegate(
+        &["gallery", "list", "--gallery", gallery.to_str().unwrap()],
+        &[],
+    ));
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+}

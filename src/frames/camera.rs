@@ -101,7 +101,7 @@ impl FrameSource for CameraSource {
 /// YUYV 4:2:2 (two pixels share U and V) to RGB, BT.601 limited range in 16.16 fixed point.
 pub fn yuyv_to_rgb(data: &[u8], width: u32, height: u32) -> Result<RgbImage, String> {
     let need = width as usize * height as usize * 2;
-    if width % 2 != 0 || data.len() < need {
+    if !width.is_multiple_of(2) || data.len() < need {
         return Err(format!(
             "a {width}x{height} YUYV frame needs {need} bytes, got {}",
             data.len()

@@ -111,8 +111,8 @@ pub fn embed(args: EmbedArgs) -> Result<ExitCode, String> {
     let mut reference: Option<(f64, Vec<Vec<f32>>)> = None;
     let mut dump = serde_json::Map::new();
     for card in &args.models {
-        let mut e = facegate::embedder::Embedder::load(card).map_err(|e| e.to_string())?;
-        e.set_batch_size(batch);
+        let mut e = facegate::embedder::Embedder::load_with_batch(card, batch)
+            .map_err(|e| e.to_string())?;
         let run = |e: &mut facegate::embedder::Embedder| -> Result<(f64, Vec<Vec<f32>>), String> {
             let start = Instant::now();
             let mut out = Vec::new();

@@ -3,6 +3,7 @@
 mod bench;
 mod bench_watch;
 mod detect;
+mod enroll;
 mod evaluation;
 mod faces;
 mod recognition;
@@ -30,7 +31,7 @@ enum Command {
     /// Time the detector on photos (used by tools/bench_detect.py to compare with OpenCV).
     Bench(bench::Args),
     /// Enroll a person from photos (three shots recommended).
-    Enroll(recognition::EnrollArgs),
+    Enroll(enroll::EnrollArgs),
     /// Name the faces in photos, or say they are unknown.
     Identify(recognition::IdentifyArgs),
     /// Say whether two photos show the same person.
@@ -58,7 +59,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Detect(args) => detect::run(args),
         Command::Bench(args) => bench::run(args),
-        Command::Enroll(args) => recognition::enroll(args),
+        Command::Enroll(args) => enroll::enroll(args),
         Command::Identify(args) => recognition::identify(args),
         Command::Verify(args) => recognition::verify(args),
         Command::Gallery(args) => recognition::gallery(args),

@@ -44,6 +44,21 @@ pub struct SourceArgs {
     pub camera_fps: u32,
 }
 
+impl Default for SourceArgs {
+    /// The default camera in its default mode (what `facegate watch` with no flags uses).
+    fn default() -> Self {
+        SourceArgs {
+            camera: None,
+            frames: None,
+            mjpeg: None,
+            fps: None,
+            live: false,
+            size: (640, 480),
+            camera_fps: 30,
+        }
+    }
+}
+
 fn parse_size(s: &str) -> Result<(u32, u32), String> {
     let (w, h) = s
         .split_once('x')
@@ -201,7 +216,7 @@ pub fn recognizer_for(
 }
 
 pub fn run(args: WatchArgs) -> Result<ExitCode, String> {
-    if !(args.stats_every > 0.0) {
+    if !args.stats_every.is_finite() || args.stats_every <= 0.0 {
         return Err("--stats-every must be a positive number of seconds".into());
     }
     let (mut recognizer, people) = recognizer(&args.model, &args.gallery, &args.tracking)?;

@@ -1,0 +1,312 @@
+//! `facegate enroll`: a person in, from photos or from a camera taking the shots itself.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use facegate::capture::{Capture, Item};
+use facegate::embedder::{cosine, normalized};
+use facegate::gallery::{self, Gallery};
+use facegate::image_io::{self, Photo};
+use facegate::recognize::Face;
+
+use crate::faces::{GalleryArgs, ModelArgs, Pipeline};
+use crate::watch::SourceArgs;
+
+/// Faces narrower than this (photo pixels) are too small to enroll.
+const MIN_ENROLL_FACE: i32 = 80;
+/// Aligned crops whose grey Laplacian variance is below this are too blurred to enroll.
+const MIN_SHARPNESS: f64 = 15.0;
+/// Shots a camera enrollment takes.
+const CAMERA_SHOTS: usize = 3;
+
+#[derive(clap::Args)]
+pub struct EnrollArgs {
+    /// The person's name (any text; it is never used as a file name)
+    #[arg(long)]
+    pub name: String,
+    #[command(flatten)]
+    pub gallery: GalleryArgs,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Use the largest face of a shot that shows several
+    #[arg(long)]
+    pub largest: bool,
+    /// Do not keep the aligned crops (the gallery then cannot be re-embedded for a new model)
+    #[arg(long)]
+    pub no_crops: bool,
+    /// Take the three shots from a camera (index N, default 0) instead of photos
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "0", conflicts_with = "images")]
+    pub camera: Option<u32>,
+    /// Take the three shots from a directory of frames (a recording), as from a camera
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["images", "camera"])]
+    pub frames: Option<PathBuf>,
+    /// Frames to wait between camera shots, so the person can turn
+    #[arg(long, value_name = "FRAMES", default_value_t = 30)]
+    pub shot_gap: u64,
+    /// Seconds to wait for usable camera shots before giving up
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub timeout: u64,
+    /// Shots of the person (three recommended)
+    #[arg(value_name = "IMAGE", required_unless_present_any = ["camera", "frames"])]
+    pub images: Vec<PathBuf>,
+}
+
+/// A shot that passed the checks.
+struct Shot {
+    embedding: Vec<f32>,
+    png: Vec<u8>,
+    aligned: bool,
+}
+
+/// Why a photo is not a usable shot, or the shot.
+fn check_shot(pipeline: &mut Pipeline, photo: &Photo, largest: bool) -> Result<Shot, String> {
+    let mut faces: Vec<(Face, Vec<f32>)> = pipeline.faces(photo)?;
+    if faces.is_empty() {
+        return Err("no face found".into());
+    }
+    if faces.len() > 1 && !largest {
+        return Err(format!(
+            "{} faces; enroll needs one (or --largest)",
+            faces.len()
+        ));
+    }
+    let (face, embedding) = faces.swap_remove(0);
+    if face.rect.w < MIN_ENROLL_FACE {
+        return Err(format!(
+            "the face is too small ({} px wide, at least {MIN_ENROLL_FACE} needed)",
+            face.rect.w
+        ));
+    }
+    let sharpness = laplacian_variance(&face.crop);
+    if sharpness < MIN_SHARPNESS {
+        return Err(format!(
+            "the face is too blurred (sharpness {sharpness:.1}, at least {MIN_SHARPNESS} needed)"
+        ));
+    }
+    let mut png = Vec::new();
+    face.crop
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(|e| e.to_string())?;
+    Ok(Shot {
+        embedding,
+        png,
+        aligned: face.landmarks.is_some(),
+    })
+}
+
+fn mean_direction(shots: &[&Vec<f32>]) -> Vec<f32> {
+    let mut mean = vec![0f32; shots.first().map_or(0, |s| s.len())];
+    for s in shots {
+        for (m, v) in mean.iter_mut().zip(s.iter()) {
+            *m += v;
+        }
+    }
+    normalized(&mean)
+}
+
+pub fn enroll(args: EnrollArgs) -> Result<ExitCode, String> {
+    gallery::validate_name(&args.name)?;
+    let mut pipeline = Pipeline::new(&args.model)?;
+    // Fail on a damaged or foreign gallery before anyone poses for three shots.
+    pipeline.open_gallery(&args.gallery.gallery)?;
+    let (shots, labels) = if args.camera.is_some() || args.frames.is_some() {
+        let shots = shots_from_stream(&args, &mut pipeline)?;
+        let labels = (1..=shots.len()).map(|i| format!("shot {i}")).collect();
+        (shots, labels)
+    } else {
+        shots_from_files(&args, &mut pipeline)?
+    };
+    // Every shot must look like the others: compare it with the mean of the rest.
+    if shots.len() > 1 {
+        for (i, shot) in shots.iter().enumerate() {
+            let others: Vec<&Vec<f32>> = shots
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, s)| &s.embedding)
+                .collect();
+            let score = cosine(&shot.embedding, &mean_direction(&others));
+            if score < pipeline.threshold {
+                return Err(format!(
+                    "{} does not look like the same person as the other shots (cosine {score:.3}, threshold {:.3})",
+                    labels[i], pipeline.threshold
+                ));
+            }
+        }
+    }
+    let lock = Gallery::lock(&args.gallery.gallery).map_err(|e| e.to_string())?;
+    let mut g = pipeline.open_gallery(&args.gallery.gallery)?;
+    let crops: Vec<Vec<u8>> = if args.no_crops {
+        Vec::new()
+    } else {
+        shots.iter().map(|s| s.png.clone()).collect()
+    };
+    let embeddings = shots.into_iter().map(|s| s.embedding).collect();
+    let person = g
+        .add(&lock, &args.name, embeddings, &crops)
+        .map_err(|e| e.to_string())?;
+    println!(
+        "enrolled {} as {} from {} shot{}",
+        person.entry.name,
+        person.entry.id,
+        person.entry.shots,
+        if person.entry.shots == 1 { "" } else { "s" }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn shots_from_files(
+    args: &EnrollArgs,
+    pipeline: &mut Pipeline,
+) -> Result<(Vec<Shot>, Vec<String>), String> {
+    if args.images.len() < 3 {
+        eprintln!(
+            "facegate: warning: enrolling from {} shot{}; three shots (turning slightly) match more reliably",
+            args.images.len(),
+            if args.images.len() == 1 { "" } else { "s" }
+        );
+    }
+    let mut shots = Vec::new();
+    let mut labels = Vec::new();
+    for (i, path) in args.images.iter().enumerate() {
+        let which = format!("shot {} ({})", i + 1, path.display());
+        let photo = image_io::load(path).map_err(|e| e.to_string())?;
+        let shot =
+            check_shot(pipeline, &photo, args.largest).map_err(|why| format!("{which}: {why}"))?;
+        if !shot.aligned {
+            eprintln!("facegate: warning: {which}: no landmarks found, the face is not aligned");
+        }
+        shots.push(shot);
+        labels.push(which);
+    }
+    Ok((shots, labels))
+}
+
+/// Takes the shots from a camera (or recorded frames): waits for a single, sharp, large enough
+/// face that looks like the earlier shots, takes it, asks the person to turn, and repeats.
+fn shots_from_stream(args: &EnrollArgs, pipeline: &mut Pipeline) -> Result<Vec<Shot>, String> {
+    let source = SourceArgs {
+        camera: args.camera,
+        frames: args.frames.clone(),
+        ..SourceArgs::default()
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed));
+    let capture = Capture::start(source.opener()?, stop.clone())?;
+    let prompts = [
+        "look straight at the camera",
+        "turn your head slightly to one side",
+        "turn your head slightly to the other side",
+    ];
+    println!(
+        "Enrolling {} from {}: {}.",
+        args.name,
+        capture.description(),
+        prompts[0]
+    );
+    let started = Instant::now();
+    let timeout = Duration::from_secs(args.timeout);
+    let mut shots: Vec<Shot> = Vec::new();
+    let mut last_shot_frame: Option<u64> = None;
+    let mut last_problem = String::from("no frame arrived");
+    let mut shown_problem = String::new();
+    while shots.len() < CAMERA_SHOTS {
+        if started.elapsed() > timeout {
+            return Err(format!(
+                "gave up after {} s with {} of {CAMERA_SHOTS} shots; last problem: {last_problem}",
+                args.timeout,
+                shots.len()
+            ));
+        }
+        let frame = match capture.next()? {
+            Some(Item::Frame(f)) => f,
+            Some(Item::Skipped(why)) => {
+                eprintln!("facegate: warning: skipped {why}");
+                continue;
+            }
+            None if stop.load(Ordering::Relaxed) => return Err("enrollment interrupted".into()),
+            None => return Err(format!(
+                "the frames ran out with {} of {CAMERA_SHOTS} shots; last problem: {last_problem}",
+                shots.len()
+            )),
+        };
+        if last_shot_frame.is_some_and(|n| frame.number < n + args.shot_gap) {
+            continue;
+        }
+        let checked = check_shot(pipeline, &frame.photo, args.largest).and_then(|shot| {
+            if shots.is_empty() {
+                return Ok(shot);
+            }
+            let earlier: Vec<&Vec<f32>> = shots.iter().map(|s| &s.embedding).collect();
+            let score = cosine(&shot.embedding, &mean_direction(&earlier));
+            if score < pipeline.threshold {
+                Err(format!(
+                    "this face does not look like the earlier shots (cosine {score:.3}, threshold {:.3})",
+                    pipeline.threshold
+                ))
+            } else {
+                Ok(shot)
+            }
+        });
+        match checked {
+            Ok(shot) => {
+                shots.push(shot);
+                last_shot_frame = Some(frame.number);
+                shown_problem.clear();
+                match prompts.get(shots.len()) {
+                    Some(next) => println!(
+                        "Shot {} of {CAMERA_SHOTS} taken (frame {}). Now {next}.",
+                        shots.len(),
+                        frame.number
+                    ),
+                    None => println!(
+                        "Shot {CAMERA_SHOTS} of {CAMERA_SHOTS} taken (frame {}).",
+                        frame.number
+                    ),
+                }
+            }
+            Err(problem) => {
+                // Say why we are still waiting, once per new reason, not once per frame.
+                let kind: String = problem
+                    .chars()
+                    .take_while(|c| !c.is_ascii_digit())
+                    .collect();
+                if kind != shown_problem {
+                    eprintln!("facegate: waiting: {problem}");
+                    shown_problem = kind;
+                }
+                last_problem = problem;
+            }
+        }
+    }
+    Ok(shots)
+}
+
+/// Variance of the 4-neighbour Laplacian of the crop's grey image: low for blurred faces.
+pub fn laplacian_variance(crop: &image::RgbImage) -> f64 {
+    let (w, h) = (crop.width() as usize, crop.height() as usize);
+    let grey: Vec<f64> = crop
+        .pixels()
+        .map(|p| facegate::grey::luma(p.0[0], p.0[1], p.0[2]) as f64)
+        .collect();
+    let mut values = Vec::with_capacity(w * h);
+    for y in 1..h.saturating_sub(1) {
+        for x in 1..w.saturating_sub(1) {
+            let c = grey[y * w + x];
+            values.push(
+                grey[y * w + x - 1]
+                    + grey[y * w + x + 1]
+                    + grey[(y - 1) * w + x]
+                    + grey[(y + 1) * w + x]
+                    - 4.0 * c,
+            );
+        }
+    }
+    let n = values.len().max(1) as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n
+}

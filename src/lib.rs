@@ -19,6 +19,8 @@ pub mod live;
 pub mod matcher;
 pub mod model_card;
 pub mod models;
+#[cfg(feature = "mqtt")]
+pub mod mqtt;
 mod onnx_prep;
 pub mod recognize;
 pub mod tracker;

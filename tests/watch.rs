@@ -258,3 +258,152 @@ fn missing_sources_are_clear_errors() {
         assert!(out.stdout.is_empty());
     }
 }
+
+#[cfg(feature = "mqtt")]
+/// A free local TCP port (bound, then released for the broker).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[cfg(feature = "mqtt")]
+/// A real broker: Debian's mosquitto (installed by tools/setup.sh), on a port of its own.
+struct Broker(std::process::Child);
+
+impl Broker {
+    fn start(port: u16) -> Broker {
+        // Debian installs it in /usr/sbin, which is not on every user's PATH.
+        let program = if Path::new("/usr/sbin/mosquitto").exists() {
+            "/usr/sbin/mosquitto"
+        } else {
+            "mosquitto"
+        };
+        let child = Command::new(program)
+            .args(["-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto must be installed for the MQTT test (tools/setup.sh installs it)");
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(started.elapsed().as_secs() < 10, "mosquitto did not start");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Broker(child)
+    }
+}
+
+#[cfg(feature = "mqtt")]
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[cfg(feature = "mqtt")]
+#[test]
+fn events_are_published_to_an_mqtt_broker() {
+    use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+    let dir = scratch("mqtt");
+    let gallery = enrolled_gallery(&dir);
+    let frames = dir.join("frames");
+    std::fs::create_dir_all(&frames).unwrap();
+    // Obama's visit only: identified, then left at the end of the stream.
+    for (i, f) in scene().iter().take(8).enumerate() {
+        f.save(frames.join(format!("frame{:04}.png", i + 1)))
+            .unwrap();
+    }
+    let port = free_port();
+    let _broker = Broker::start(port);
+    let (client, mut connection) =
+        Client::new(MqttOptions::new("facegate-test", "127.0.0.1", port), 10);
+    client.subscribe("door/events", QoS::AtLeastOnce).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for n in connection.iter() {
+            match n {
+                Ok(Event::Incoming(Packet::SubAck(_))) => tx.send(None).unwrap(),
+                Ok(Event::Incoming(Packet::Publish(p))) => tx
+                    .send(Some(String::from_utf8(p.payload.to_vec()).unwrap()))
+                    .unwrap(),
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    });
+    assert_eq!(
+        rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap(),
+        None,
+        "subscribed"
+    );
+    let out = facegate()
+        .args([
+            "watch",
+            "--min-face",
+            "40",
+            "--mqtt-topic",
+            "door/events",
+            "--gallery",
+        ])
+        .arg(&gallery)
+        .arg("--frames")
+        .arg(&frames)
+        .arg("--mqtt")
+        .arg(format!("mqtt://127.0.0.1:{port}"))
+        .output()
+        .unwrap();
+    let stdout = ok(&out);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        summarise(&stdout),
+        ["3:identified:Obama:1", "8:left:Obama:1"]
+    );
+    let received: Vec<String> = (0..lines.len())
+        .map(|_| {
+            rx.recv_timeout(std::time::Duration::from_secs(10))
+                .unwrap()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(received, lines);
+}
+
+#[cfg(feature = "mqtt")]
+#[test]
+fn an_unreachable_broker_does_not_stop_watching() {
+    let dir = scratch("nobroker");
+    let gallery = enrolled_gallery(&dir);
+    let frames = dir.join("frames");
+    std::fs::create_dir_all(&frames).unwrap();
+    for (i, f) in scene().iter().take(4).enumerate() {
+        f.save(frames.join(format!("frame{:04}.png", i + 1)))
+            .unwrap();
+    }
+    let out = facegate()
+        .args(["watch", "--min-face", "40", "--gallery"])
+        .arg(&gallery)
+        .arg("--frames")
+        .arg(&frames)
+        .arg("--mqtt")
+        .arg(format!("mqtt://127.0.0.1:{}", free_port()))
+        .output()
+        .unwrap();
+    let stdout = ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        summarise(&stdout),
+        ["3:identified:Obama:1", "4:left:Obama:1"]
+    );
+    assert!(
+        stderr.contains("warning: MQTT broker 127.0.0.1:"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("queued events were not delivered"),
+        "{stderr}"
+    );
+}

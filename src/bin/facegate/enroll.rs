@@ -229,10 +229,12 @@ fn shots_from_stream(args: &EnrollArgs, pipeline: &mut Pipeline) -> Result<Vec<S
                 continue;
             }
             None if stop.load(Ordering::Relaxed) => return Err("enrollment interrupted".into()),
-            None => return Err(format!(
+            None => {
+                return Err(format!(
                 "the frames ran out with {} of {CAMERA_SHOTS} shots; last problem: {last_problem}",
                 shots.len()
-            )),
+            ))
+            }
         };
         if last_shot_frame.is_some_and(|n| frame.number < n + args.shot_gap) {
             continue;

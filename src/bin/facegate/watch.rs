@@ -177,6 +177,21 @@ pub struct WatchArgs {
     /// Print frames per second, per-stage milliseconds and dropped frames to stderr
     #[arg(long)]
     pub stats: bool,
+    /// Publish each event (the same JSON line) to this MQTT broker: mqtt://host[:port]
+    #[arg(long, value_name = "URL")]
+    pub mqtt: Option<String>,
+    /// MQTT topic for events
+    #[arg(
+        long,
+        value_name = "TOPIC",
+        default_value = "facegate/events",
+        requires = "mqtt"
+    )]
+    pub mqtt_topic: String,
+    /// MQTT user name; the password is read from FACEGATE_MQTT_PASSWORD (never a flag, which
+    /// other users could see in the process list)
+    #[arg(long, value_name = "USER", requires = "mqtt")]
+    pub mqtt_user: Option<String>,
     /// Seconds between --stats lines
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
     pub stats_every: f64,
@@ -221,6 +236,10 @@ pub fn run(args: WatchArgs) -> Result<ExitCode, String> {
     }
     let (mut recognizer, people) = recognizer(&args.model, &args.gallery, &args.tracking)?;
     let snapshots = args.snapshots.as_deref().map(Snapshots::new).transpose()?;
+    let mqtt = match &args.mqtt {
+        Some(url) => Some(connect_mqtt(url, &args.mqtt_topic, args.mqtt_user.clone())?),
+        None => None,
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))
@@ -249,8 +268,11 @@ pub fn run(args: WatchArgs) -> Result<ExitCode, String> {
                 }),
                 None => None,
             };
-            writeln!(out, "{}", events::json_line(e, saved.as_deref()))
-                .map_err(|e| format!("cannot write events to stdout: {e}"))?;
+            let line = events::json_line(e, saved.as_deref());
+            writeln!(out, "{line}").map_err(|e| format!("cannot write events to stdout: {e}"))?;
+            if let Some(m) = &mqtt {
+                m.publish(&line);
+            }
         }
         if !events.is_empty() {
             out.flush()
@@ -278,6 +300,9 @@ pub fn run(args: WatchArgs) -> Result<ExitCode, String> {
         }
     };
     emit(recognizer.finish())?;
+    if let Some(m) = mqtt {
+        m.close();
+    }
     if args.stats {
         stats.print(&recognizer.totals(), capture.counts().dropped);
     }
@@ -289,6 +314,40 @@ pub fn run(args: WatchArgs) -> Result<ExitCode, String> {
         counts.skipped
     );
     outcome.map(|()| ExitCode::SUCCESS)
+}
+
+#[cfg(feature = "mqtt")]
+fn connect_mqtt(
+    url: &str,
+    topic: &str,
+    user: Option<String>,
+) -> Result<facegate::mqtt::Publisher, String> {
+    let credentials = user.map(|u| {
+        (
+            u,
+            std::env::var("FACEGATE_MQTT_PASSWORD").unwrap_or_default(),
+        )
+    });
+    facegate::mqtt::Publisher::connect(url, topic, credentials)
+}
+
+/// Without the `mqtt` feature: the same signature, always refusing.
+#[cfg(not(feature = "mqtt"))]
+fn connect_mqtt(_: &str, _: &str, _: Option<String>) -> Result<NoMqtt, String> {
+    Err("this facegate was built without MQTT support (the `mqtt` feature)".into())
+}
+
+#[cfg(not(feature = "mqtt"))]
+enum NoMqtt {}
+
+#[cfg(not(feature = "mqtt"))]
+impl NoMqtt {
+    fn publish(&self, _: &str) {
+        match *self {}
+    }
+    fn close(self) {
+        match self {}
+    }
 }
 
 /// Periodic `--stats` lines, each about the interval since the previous one.

@@ -10,7 +10,7 @@ use crate::detector::Rect;
 use crate::embedder::Embedder;
 use crate::gallery::Person;
 use crate::matcher::Matcher;
-use crate::recognize::FaceFinder;
+use crate::recognize::{Candidate, Face, FaceFinder};
 use crate::tracker::{EventKind, Tracker, TrackerConfig, Vote};
 
 /// Something worth telling the world about.
@@ -67,6 +67,7 @@ pub struct Recognizer {
     names: Vec<String>,
     threshold: f32,
     tracker: Tracker,
+    tracking: TrackerConfig,
     totals: StageTotals,
     last: (u64, SystemTime),
 }
@@ -92,6 +93,7 @@ impl Recognizer {
             names: people.iter().map(|p| p.entry.name.clone()).collect(),
             threshold,
             tracker: Tracker::new(tracking),
+            tracking,
             totals: StageTotals::default(),
             last: (0, UNIX_EPOCH),
         })
@@ -101,24 +103,69 @@ impl Recognizer {
         self.totals
     }
 
-    pub fn embedder_mut(&mut self) -> &mut Embedder {
-        &mut self.embedder
+    /// Forgets every track and timing, as if no frame had been seen (for benchmarks).
+    pub fn restart(&mut self) {
+        self.tracker = Tracker::new(self.tracking);
+        self.totals = StageTotals::default();
+    }
+
+    /// Threads the detector scans each frame with.
+    pub fn set_detect_threads(&mut self, threads: usize) {
+        self.finder.params.threads = threads.max(1);
     }
 
     /// Runs one frame through the pipeline and returns the events it completes.
     pub fn process(&mut self, frame: &Frame) -> Result<Vec<Event>, String> {
         self.last = (frame.number, frame.time);
-        let faces = self.finder.faces(&frame.photo, &self.embedder)?;
-        let timings = self.finder.last_timings;
+        let detecting = Instant::now();
+        let candidates = self.finder.candidates(&frame.photo)?;
+        let detect_time = detecting.elapsed();
+
+        // A box that continues a recognised track and is not due for a recheck keeps its track
+        // without the landmark check: that stage costs as much per face as detection does.
+        let confirming = Instant::now();
+        let rects: Vec<Rect> = candidates.iter().map(|c| c.rect).collect();
+        let settled = self.tracker.settled(frame.number, &rects);
+        let mut kept: Vec<(Candidate, Option<Face>)> = Vec::with_capacity(candidates.len());
+        for (candidate, settled) in candidates.into_iter().zip(settled) {
+            if settled {
+                kept.push((candidate, None));
+            } else if let Some(face) =
+                self.finder
+                    .confirm(&frame.photo, candidate, &self.embedder)?
+            {
+                kept.push((candidate, Some(face)));
+            }
+        }
+        let mut landmark_time = confirming.elapsed();
 
         let tracking = Instant::now();
-        let rects: Vec<Rect> = faces.iter().map(|f| f.rect).collect();
+        let rects: Vec<Rect> = kept.iter().map(|(c, _)| c.rect).collect();
         let assigned = self.tracker.assign(frame.number, &rects);
-        let wanted: Vec<usize> = (0..faces.len()).filter(|&i| assigned[i].embed).collect();
         let mut track_time = tracking.elapsed();
 
+        let confirming = Instant::now();
+        let mut wanted = Vec::new();
+        let mut crops: Vec<RgbImage> = Vec::new();
+        for (i, a) in assigned.iter().enumerate() {
+            if !a.embed {
+                continue;
+            }
+            // Dropping unconfirmed boxes can hand a settled box another track, one that is due.
+            let face = match kept[i].1.take() {
+                Some(face) => Some(face),
+                None => self
+                    .finder
+                    .confirm(&frame.photo, kept[i].0, &self.embedder)?,
+            };
+            if let Some(face) = face {
+                wanted.push(i);
+                crops.push(face.crop);
+            }
+        }
+        landmark_time += confirming.elapsed();
+
         let embedding = Instant::now();
-        let crops: Vec<RgbImage> = wanted.iter().map(|&i| faces[i].crop.clone()).collect();
         let embeddings = self.embedder.embed(&crops)?;
         let embed_time = embedding.elapsed();
 
@@ -163,10 +210,10 @@ impl Recognizer {
         track_time += matching.elapsed();
 
         self.totals.frames += 1;
-        self.totals.faces += faces.len() as u64;
+        self.totals.faces += kept.len() as u64;
         self.totals.embedded += wanted.len() as u64;
-        self.totals.detect += timings.detect;
-        self.totals.landmarks += timings.landmarks;
+        self.totals.detect += detect_time;
+        self.totals.landmarks += landmark_time;
         self.totals.embed += embed_time;
         self.totals.track += track_time;
         Ok(out)

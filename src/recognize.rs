@@ -32,6 +32,13 @@ pub struct Face {
     pub crop: RgbImage,
 }
 
+/// A detector box not yet checked by the landmark stage.
+#[derive(Debug, Clone, Copy)]
+pub struct Candidate {
+    pub rect: Rect,
+    pub landmarks: Option<[[f32; 2]; 5]>,
+}
+
 /// Largest photo side YuNet sees when it scans a whole photo; larger photos are downscaled first.
 const YUNET_MAX_SIDE: u32 = 640;
 /// Side of the square region, relative to a cascade box, searched for landmarks.
@@ -55,6 +62,9 @@ pub struct FaceFinder {
     pub detect_max_side: Option<u32>,
     /// Time spent in the last call, per stage.
     pub last_timings: FinderTimings,
+    /// Scratch for downscaling photos for detection (bilinear, as the cascade's own pyramid).
+    resizer: crate::detector::Resizer,
+    small: Vec<u8>,
 }
 
 /// Where [`FaceFinder::faces`] spent its time.
@@ -76,72 +86,98 @@ impl FaceFinder {
             skip_alignment: false,
             detect_max_side: None,
             last_timings: FinderTimings::default(),
+            resizer: Default::default(),
+            small: Vec::new(),
         }
     }
 
     /// Faces in `photo`, aligned for `embedder`, largest first.
     pub fn faces(&mut self, photo: &Photo, embedder: &Embedder) -> Result<Vec<Face>, String> {
-        let card = embedder.card();
-        let (w, h) = (card.input.width as u32, card.input.height as u32);
         let started = std::time::Instant::now();
-        let mut landmark_time = std::time::Duration::ZERO;
-        let mut found: Vec<(Rect, Option<[[f32; 2]; 5]>)> = match self.kind {
+        let mut found = self.candidates(photo)?;
+        let detected = std::time::Instant::now();
+        let mut faces = Vec::with_capacity(found.len());
+        for candidate in found.drain(..) {
+            if let Some(face) = self.confirm(photo, candidate, embedder)? {
+                faces.push(face);
+            }
+        }
+        self.last_timings = FinderTimings {
+            detect: detected - started,
+            landmarks: detected.elapsed(),
+        };
+        Ok(faces)
+    }
+
+    /// The detector's boxes, largest first, with landmarks when the detector gives them (YuNet).
+    /// Cascade boxes still need [`FaceFinder::confirm`].
+    pub fn candidates(&mut self, photo: &Photo) -> Result<Vec<Candidate>, String> {
+        let mut found: Vec<Candidate> = match self.kind {
             DetectorKind::Yunet => self
                 .yunet_whole(&photo.rgb)?
                 .into_iter()
-                .map(|f| {
-                    let r = Rect {
+                .map(|f| Candidate {
+                    rect: Rect {
                         x: f.bbox[0].round() as i32,
                         y: f.bbox[1].round() as i32,
                         w: f.bbox[2].round() as i32,
                         h: f.bbox[3].round() as i32,
-                    };
-                    (r, Some(f.landmarks))
+                    },
+                    landmarks: Some(f.landmarks),
                 })
                 .collect(),
             DetectorKind::Haar | DetectorKind::Lbp => {
                 let detector = self.cascade.as_mut().ok_or("no cascade loaded")?;
-                let rects = detect_scaled(detector, photo, &self.params, self.detect_max_side)?;
-                let landmarks_started = std::time::Instant::now();
-                let mut out = Vec::with_capacity(rects.len());
-                for r in rects {
-                    // The landmark stage doubles as a check: a cascade box in which YuNet sees no
-                    // face is a cascade false positive (a collar, a pattern) and is dropped.
-                    if let Some(marks) = landmarks_in_box(&mut self.yunet, &photo.rgb, &r)? {
-                        out.push((r, Some(marks)));
-                    }
-                }
-                landmark_time = landmarks_started.elapsed();
-                out
+                detect_scaled(
+                    detector,
+                    photo,
+                    &self.params,
+                    self.detect_max_side,
+                    (&mut self.resizer, &mut self.small),
+                )?
+                .into_iter()
+                .map(|rect| Candidate {
+                    rect,
+                    landmarks: None,
+                })
+                .collect()
             }
         };
-        found.sort_by_key(|(r, _)| std::cmp::Reverse(r.w as i64 * r.h as i64));
-        let aligning = std::time::Instant::now();
-        let faces: Vec<Face> = found
-            .into_iter()
-            .map(|(rect, landmarks)| {
-                let crop = match (&card.alignment, landmarks) {
-                    (Alignment::FivePoint { template }, Some(marks)) if !self.skip_alignment => {
-                        align::crop_to_photo(&marks, template)
-                            .map(|m| align::warp(&photo.rgb, &m, w, h))
-                            .unwrap_or_else(|| box_crop(&photo.rgb, &rect, w, h))
-                    }
-                    _ => box_crop(&photo.rgb, &rect, w, h),
-                };
-                Face {
-                    rect,
-                    landmarks,
-                    crop,
-                }
-            })
-            .collect();
-        let total = started.elapsed();
-        landmark_time += aligning.elapsed();
-        self.last_timings = FinderTimings {
-            detect: total.saturating_sub(landmark_time),
-            landmarks: landmark_time,
+        found.sort_by_key(|c| std::cmp::Reverse(c.rect.w as i64 * c.rect.h as i64));
+        Ok(found)
+    }
+
+    /// Landmarks and the aligned crop for a candidate, or `None` when the landmark stage finds
+    /// no face in a cascade box: that is a cascade false positive (a collar, a pattern).
+    pub fn confirm(
+        &mut self,
+        photo: &Photo,
+        candidate: Candidate,
+        embedder: &Embedder,
+    ) -> Result<Option<Face>, String> {
+        let Candidate { rect, landmarks } = candidate;
+        let landmarks = match landmarks {
+            Some(marks) => marks,
+            None => match landmarks_in_box(&mut self.yunet, &photo.rgb, &rect)? {
+                Some(marks) => marks,
+                None => return Ok(None),
+            },
         };
-        Ok(faces)
+        let card = embedder.card();
+        let (w, h) = (card.input.width as u32, card.input.height as u32);
+        let crop = match &card.alignment {
+            Alignment::FivePoint { template } if !self.skip_alignment => {
+                align::crop_to_photo(&landmarks, template)
+                    .map(|m| align::warp(&photo.rgb, &m, w, h))
+                    .unwrap_or_else(|| box_crop(&photo.rgb, &rect, w, h))
+            }
+            _ => box_crop(&photo.rgb, &rect, w, h),
+        };
+        Ok(Some(Face {
+            rect,
+            landmarks: Some(landmarks),
+            crop,
+        }))
     }
 
     fn yunet_whole(&mut self, rgb: &RgbImage) -> Result<Vec<crate::yunet::Face>, String> {
@@ -183,6 +219,7 @@ fn detect_scaled(
     photo: &Photo,
     params: &DetectParams,
     max_side: Option<u32>,
+    (resizer, small): (&mut crate::detector::Resizer, &mut Vec<u8>),
 ) -> Result<Vec<Rect>, String> {
     let side = photo.width().max(photo.height()) as u32;
     let Some(max_side) = max_side.filter(|&m| m > 0 && side > m) else {
@@ -193,15 +230,10 @@ fn detect_scaled(
         ((photo.width() as f64 * s).round() as u32).max(1),
         ((photo.height() as f64 * s).round() as u32).max(1),
     );
-    let grey = image::GrayImage::from_raw(
-        photo.width() as u32,
-        photo.height() as u32,
-        photo.grey.clone(),
-    )
-    .ok_or("grey image size mismatch")?;
-    let small = image::imageops::resize(&grey, w, h, FilterType::Triangle);
+    small.resize((w * h) as usize, 0);
+    resizer.resize(photo.grey_view(), small, w as usize, h as usize);
     let view = crate::detector::GreyView {
-        data: small.as_raw(),
+        data: small,
         width: w as usize,
         height: h as usize,
         stride: w as usize,

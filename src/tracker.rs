@@ -141,9 +141,9 @@ impl Tracker {
         self.tracks.is_empty()
     }
 
-    /// Joins this frame's detections to tracks (best overlaps first, each track at most once) and
-    /// opens tracks for the rest.
-    pub fn assign(&mut self, frame: u64, rects: &[Rect]) -> Vec<Assignment> {
+    /// For each detection, the index of the track it continues (best overlaps first, each track
+    /// at most once).
+    fn associate(&self, rects: &[Rect]) -> Vec<Option<usize>> {
         let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
         for (d, r) in rects.iter().enumerate() {
             for (t, track) in self.tracks.iter().enumerate() {
@@ -162,6 +162,29 @@ impl Tracker {
                 taken[t] = true;
             }
         }
+        track_of
+    }
+
+    fn due(&self, track: &Track, frame: u64) -> bool {
+        match (track.decision, track.last_embedded) {
+            (None, _) | (_, None) => true,
+            (Some(_), Some(last)) => frame >= last + self.config.recheck_every,
+        }
+    }
+
+    /// Which detections continue a decided track that needs no new embedding this frame: those
+    /// can skip the landmark check and alignment too. [`Tracker::assign`] with the same boxes
+    /// agrees.
+    pub fn settled(&self, frame: u64, rects: &[Rect]) -> Vec<bool> {
+        self.associate(rects)
+            .into_iter()
+            .map(|t| t.is_some_and(|t| !self.due(&self.tracks[t], frame)))
+            .collect()
+    }
+
+    /// Joins this frame's detections to tracks and opens tracks for the rest.
+    pub fn assign(&mut self, frame: u64, rects: &[Rect]) -> Vec<Assignment> {
+        let track_of = self.associate(rects);
         let mut out = Vec::with_capacity(rects.len());
         for (d, r) in rects.iter().enumerate() {
             let t = match track_of[d] {
@@ -179,13 +202,10 @@ impl Tracker {
                     self.tracks.len() - 1
                 }
             };
+            let embed = self.due(&self.tracks[t], frame);
             let track = &mut self.tracks[t];
             track.rect = *r;
             track.last_seen = frame;
-            let embed = match (track.decision, track.last_embedded) {
-                (None, _) | (_, None) => true,
-                (Some(_), Some(last)) => frame >= last + self.config.recheck_every,
-            };
             if embed {
                 track.last_embedded = Some(frame);
             }

@@ -15,3 +15,11 @@ echo "annotated photo: out/astronaut.png"
 rm -rf out/gallery
 $fg enroll --gallery out/gallery --name "Barack Obama" $photos/obama.jpg
 $fg identify --gallery out/gallery --json $photos/obama2.jpg $photos/biden.jpg
+# 3. The live pipeline on a stream of JPEG frames, as `ffmpeg -f mjpeg -` or an IP camera sends
+#    them: Obama for 10 frames, then nobody, then Biden; one event per visit, as JSON lines.
+stream() {
+  for _ in $(seq 10); do cat $photos/obama2.jpg; done
+  for _ in $(seq 20); do cat $photos/messi5.jpg; done
+  for _ in $(seq 10); do cat $photos/biden.jpg; done
+}
+stream | $fg watch --gallery out/gallery --mjpeg - --stats

@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 pub use cascade::{Cascade, CascadeError, FeatureType};
 pub use group::group_rectangles;
+pub use resize::Resizer;
 
 use program::{HaarStumps, HaarTrees, HaarTwoSplits, Lbp, Program, Tables};
 

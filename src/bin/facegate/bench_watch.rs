@@ -116,10 +116,13 @@ pub fn run(args: BenchWatchArgs) -> Result<ExitCode, String> {
         (tile(&mut pipeline, "messi5.jpg", 190)?, 120, 260),
         (tile(&mut pipeline, "astronaut.png", 190)?, 330, 260),
     ];
+    // One recognizer serves every run, as one `watch` process would: the peak memory reported
+    // below is then that of a single pipeline.
+    let mut recognizer = recognizer_for(pipeline, &[], &args.tracking)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "640x480 frames, {} per run, detection at up to {} px for faces from {} px, decided faces re-embedded every {} frames",
-        args.frames, args.tracking.detect_size, args.tracking.min_face, args.tracking.recheck
+        "640x480 frames, {} per run, detection at up to {} px for faces from {} px (scale factor {}), decided faces re-embedded every {} frames",
+        args.frames, args.tracking.detect_size, args.tracking.min_face, args.tracking.scale_factor, args.tracking.recheck
     );
     println!("scene     threads    fps   detect  landmarks  embed  match+track  (ms per frame)  faces/frame  embeds/frame");
     let mut one_face_one_core = 0.0;
@@ -128,11 +131,8 @@ pub fn run(args: BenchWatchArgs) -> Result<ExitCode, String> {
             let frames: Vec<Photo> = (0..6)
                 .map(|i| compose(tiles, [0, 2, 4, 6, 4, 2][i]))
                 .collect();
-            let tracking = TrackingArgs {
-                threads,
-                ..args.tracking.clone()
-            };
-            let mut recognizer = recognizer_for(Pipeline::new(&args.model)?, &[], &tracking)?;
+            recognizer.restart();
+            recognizer.set_detect_threads(threads);
             let scene = Scene {
                 frames,
                 left: args.frames,

@@ -142,6 +142,10 @@ pub struct TrackingArgs {
     /// Frames larger than this (longer side, pixels) are downscaled for detection
     #[arg(long, value_name = "PX", default_value_t = 640)]
     pub detect_size: u32,
+    /// Ratio between the detector's pyramid levels (OpenCV's photo default is 1.1; video
+    /// commonly uses 1.2, half the levels, with tracking making up for the coarser scan)
+    #[arg(long, value_name = "F", default_value_t = 1.1)]
+    pub scale_factor: f64,
     /// Smallest face looked for, in frame pixels
     #[arg(long, value_name = "PX", default_value_t = 60)]
     pub min_face: usize,
@@ -222,6 +226,8 @@ pub fn recognizer_for(
     } = pipeline;
     finder.detect_max_side = Some(tracking.detect_size);
     finder.params.min_size = (tracking.min_face, tracking.min_face);
+    finder.params.scale_factor = tracking.scale_factor;
+    finder.params.validate()?;
     finder.params.threads = if tracking.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {

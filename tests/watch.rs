@@ -407,3 +407,48 @@ fn an_unreachable_broker_does_not_stop_watching() {
         "{stderr}"
     );
 }
+
+#[test]
+fn sigterm_finishes_the_frame_reports_who_left_and_exits_zero() {
+    use std::io::{BufRead, BufReader};
+    let dir = scratch("sigterm");
+    let gallery = enrolled_gallery(&dir);
+    let frames = dir.join("frames");
+    std::fs::create_dir_all(&frames).unwrap();
+    let obama = &scene()[0];
+    for i in 0..200 {
+        obama
+            .save(frames.join(format!("frame{:04}.png", i + 1)))
+            .unwrap();
+    }
+    // Paced like a camera at 20 fps: 10 s of frames, interrupted after the first event.
+    let mut child = facegate()
+        .args(["watch", "--min-face", "40", "--fps", "20", "--gallery"])
+        .arg(&gallery)
+        .arg("--frames")
+        .arg(&frames)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.contains("\"event\":\"identified\""), "{first}");
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(rest.len(), 1, "{rest:?}");
+    assert!(
+        rest[0].contains("\"event\":\"left\"") && rest[0].contains("\"name\":\"Obama\""),
+        "{rest:?}"
+    );
+    let frame: u64 = serde_json::from_str::<serde_json::Value>(&rest[0]).unwrap()["frame"]
+        .as_u64()
+        .unwrap();
+    assert!(frame < 150, "stopped at frame {frame}, long before the end");
+}

@@ -13,6 +13,7 @@ use image::RgbImage;
 use tract_onnx::prelude::*;
 
 use crate::model_card::{ChannelOrder, LoadedModel, ModelCard, ModelError};
+use crate::onnx_prep::DenseHead;
 
 /// Most faces per network run.
 pub const MAX_BATCH: usize = 8;
@@ -26,6 +27,8 @@ type Plan = Arc<TypedRunnableModel>;
 pub struct Embedder {
     card: ModelCard,
     plan: Plan,
+    /// The final int8 dense layer, run here rather than by tract (see [`DenseHead`]).
+    head: Option<DenseHead>,
     batch: usize,
 }
 
@@ -42,6 +45,16 @@ impl Embedder {
     }
 
     pub fn from_loaded(loaded: LoadedModel, batch: usize) -> Result<Embedder, ModelError> {
+        Embedder::build(loaded, batch, true)
+    }
+
+    /// Loads the model with every layer run by tract, without the int8 dense head (to measure
+    /// what the head changes).
+    pub fn load_all_in_tract(card_path: &Path) -> Result<Embedder, ModelError> {
+        Embedder::build(ModelCard::load(card_path)?, DEFAULT_BATCH, false)
+    }
+
+    fn build(loaded: LoadedModel, batch: usize, int8_head: bool) -> Result<Embedder, ModelError> {
         let LoadedModel {
             card,
             onnx,
@@ -59,6 +72,11 @@ impl Embedder {
             .proto_model_for_read(&mut &onnx[..])
             .map_err(|e| fail(format!("not an ONNX model: {e:#}")))?;
         drop(onnx);
+        let head = if int8_head {
+            crate::onnx_prep::split_dense_head(&mut proto)
+        } else {
+            None
+        };
         crate::onnx_prep::fold_constant_dequantize(&mut proto);
         let model = reader
             .model_for_proto_model(&proto)
@@ -74,7 +92,12 @@ impl Embedder {
                     "cannot prepare the network for {batch} faces of {w}x{h}: {e:#}"
                 ))
             })?;
-        let mut embedder = Embedder { card, plan, batch };
+        let mut embedder = Embedder {
+            card,
+            plan,
+            head,
+            batch,
+        };
         // Run it once so a wrong model is refused at load time, not mid-stream.
         let probe = RgbImage::new(w as u32, h as u32);
         let out = embedder.embed(&[probe]).map_err(fail)?;
@@ -95,6 +118,11 @@ impl Embedder {
     /// The model's fingerprint (sha256 of the ONNX file, from its verified card).
     pub fn fingerprint(&self) -> &str {
         &self.card.sha256
+    }
+
+    /// Whether the final dense layer runs in int8 outside tract.
+    pub fn has_int8_head(&self) -> bool {
+        self.head.is_some()
     }
 
     /// Faces per network run.
@@ -152,7 +180,10 @@ impl Embedder {
         Ok(flat
             .chunks(per_face)
             .take(crops.len())
-            .map(normalized)
+            .map(|features| match &self.head {
+                Some(head) => normalized(&head.apply(features)),
+                None => normalized(features),
+            })
             .collect())
     }
 }

@@ -21,7 +21,7 @@ pub mod model_card;
 pub mod models;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;
-mod onnx_prep;
+pub mod onnx_prep;
 pub mod recognize;
 pub mod tracker;
 pub mod yunet;

@@ -124,3 +124,203 @@ fn fold_graph(graph: &mut GraphProto) -> usize {
     graph.initializer.extend(new_initializers);
     count
 }
+
+/// A final fully connected layer kept in int8 and run outside tract: `y = scale * (W x) + bias`
+/// per output row.
+///
+/// In SFace that layer holds two thirds of the weights (128 x 50 176). Given to tract it becomes
+/// 26 MB of f32 weights, plus a packed copy, and a matrix-vector product that streams all of it
+/// from memory for every face; kept as int8 it is 6.4 MB, read once per face.
+#[derive(Debug, Clone)]
+pub struct DenseHead {
+    pub rows: usize,
+    pub cols: usize,
+    /// Row-major, `rows * cols`.
+    pub weights: Vec<i8>,
+    pub scale: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+impl DenseHead {
+    /// `features` (one face) to the layer's output.
+    pub fn apply(&self, features: &[f32]) -> Vec<f32> {
+        self.weights
+            .chunks_exact(self.cols)
+            .zip(self.scale.iter().zip(&self.bias))
+            .map(|(row, (s, b))| s * dot_i8(row, features) + b)
+            .collect()
+    }
+}
+
+/// Dot product of int8 weights with f32 values, with eight partial sums so that it vectorises.
+fn dot_i8(w: &[i8], x: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (cw, cx) = (w.chunks_exact(8), x.chunks_exact(8));
+    let tail: f32 = cw
+        .remainder()
+        .iter()
+        .zip(cx.remainder())
+        .map(|(&a, b)| a as f32 * b)
+        .sum();
+    for (a, b) in cw.zip(cx) {
+        for k in 0..8 {
+            acc[k] += a[k] as f32 * b[k];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+fn attr_f(node: &tract_onnx::pb::NodeProto, name: &str, default: f32) -> f32 {
+    node.attribute
+        .iter()
+        .find(|a| a.name == name)
+        .map_or(default, |a| a.f)
+}
+
+fn attr_i(node: &tract_onnx::pb::NodeProto, name: &str, default: i64) -> i64 {
+    node.attribute
+        .iter()
+        .find(|a| a.name == name)
+        .map_or(default, |a| a.i)
+}
+
+/// Finds the pattern `Gemm(x, DequantizeLinear(int8 W, per-row or single scale, zero 0), bias)`,
+/// optionally followed by a constant `BatchNormalization`, that ends the graph; removes it (the
+/// graph then outputs `x`) and returns it as a [`DenseHead`]. Must run before
+/// [`fold_constant_dequantize`]. Any other shape of model is left alone.
+pub fn split_dense_head(model: &mut ModelProto) -> Option<DenseHead> {
+    let graph = model.graph.as_mut()?;
+    if graph.output.len() != 1 {
+        return None;
+    }
+    let output = graph.output[0].name.clone();
+    let producer = |name: &str| {
+        graph
+            .node
+            .iter()
+            .position(|n| n.output.iter().any(|o| o == name))
+    };
+    let init = |name: &str| graph.initializer.iter().find(|t| t.name == name);
+    let last = producer(&output)?;
+    let (gemm_at, bn_at) = if graph.node[last].op_type == "BatchNormalization" {
+        (producer(&graph.node[last].input[0])?, Some(last))
+    } else {
+        (last, None)
+    };
+    let gemm = &graph.node[gemm_at];
+    if gemm.op_type != "Gemm"
+        || gemm.input.len() != 3
+        || attr_i(gemm, "transA", 0) != 0
+        || attr_i(gemm, "transB", 0) != 1
+        || attr_f(gemm, "alpha", 1.0) != 1.0
+        || attr_f(gemm, "beta", 1.0) != 1.0
+    {
+        return None;
+    }
+    // Nothing else may read the Gemm's output or its weights.
+    let readers = |name: &str| {
+        graph
+            .node
+            .iter()
+            .filter(|n| n.input.iter().any(|i| i == name))
+            .count()
+    };
+    if readers(&gemm.output[0]) != bn_at.map_or(0, |_| 1) || readers(&gemm.input[1]) != 1 {
+        return None;
+    }
+    let dq_at = producer(&gemm.input[1])?;
+    let dq = &graph.node[dq_at];
+    if dq.op_type != "DequantizeLinear" || attr_i(dq, "block_size", 0) != 0 {
+        return None;
+    }
+    let q = init(dq.input.first()?)?;
+    if q.data_type != INT8 || q.raw_data.is_empty() || q.dims.len() != 2 {
+        return None;
+    }
+    let (rows, cols) = (q.dims[0] as usize, q.dims[1] as usize);
+    let scales = values(init(dq.input.get(1)?)?)?;
+    if let Some(zero) = dq.input.get(2) {
+        if values(init(zero)?)?.iter().any(|&z| z != 0.0) {
+            return None;
+        }
+    }
+    let scale: Vec<f32> = match scales.len() {
+        1 => vec![scales[0]; rows],
+        n if n == rows && attr_i(dq, "axis", 1) == 0 => scales,
+        _ => return None,
+    };
+    // The bias may itself be behind a constant DequantizeLinear.
+    let bias_name = gemm.input[2].clone();
+    let bias: Vec<f32> = match init(&bias_name) {
+        Some(t) => values(t)?,
+        None => {
+            let b = &graph.node[producer(&bias_name)?];
+            if b.op_type != "DequantizeLinear"
+                || b.input.len() > 2 && values(init(&b.input[2])?)?.iter().any(|&z| z != 0.0)
+            {
+                return None;
+            }
+            let (bq, bs) = (values(init(&b.input[0])?)?, values(init(&b.input[1])?)?);
+            bq.iter()
+                .enumerate()
+                .map(|(i, v)| v * bs[if bs.len() == 1 { 0 } else { i }])
+                .collect()
+        }
+    };
+    if bias.len() != rows || q.raw_data.len() != rows * cols {
+        return None;
+    }
+    let mut head = DenseHead {
+        rows,
+        cols,
+        weights: q.raw_data.iter().map(|&b| b as i8).collect(),
+        scale,
+        bias,
+    };
+    if let Some(bn) = bn_at {
+        let n = &graph.node[bn];
+        let p: Vec<Vec<f32>> = n.input[1..]
+            .iter()
+            .map(|i| init(i).and_then(values))
+            .collect::<Option<_>>()?;
+        if p.len() != 4 || p.iter().any(|v| v.len() != rows) {
+            return None;
+        }
+        let eps = attr_f(n, "epsilon", 1e-5);
+        for r in 0..rows {
+            let g = p[0][r] / (p[3][r] + eps).sqrt();
+            head.scale[r] *= g;
+            head.bias[r] = (head.bias[r] - p[2][r]) * g + p[1][r];
+        }
+    }
+    let features = gemm.input[0].clone();
+    let weight_name = dq.input[0].clone();
+    let mut drop_nodes = vec![gemm_at, dq_at];
+    drop_nodes.extend(bn_at);
+    let mut i = 0;
+    graph.node.retain(|_| {
+        i += 1;
+        !drop_nodes.contains(&(i - 1))
+    });
+    graph.initializer.retain(|t| t.name != weight_name);
+    let elem_type = graph.output[0].r#type.clone();
+    graph.output[0] = tract_onnx::pb::ValueInfoProto {
+        name: features,
+        r#type: elem_type.map(|t| tract_onnx::pb::TypeProto {
+            value: match t.value {
+                Some(tract_onnx::pb::type_proto::Value::TensorType(tt)) => {
+                    Some(tract_onnx::pb::type_proto::Value::TensorType(
+                        tract_onnx::pb::type_proto::Tensor {
+                            elem_type: tt.elem_type,
+                            shape: None,
+                        },
+                    ))
+                }
+                other => other,
+            },
+            ..t
+        }),
+        doc_string: String::new(),
+    };
+    Some(head)
+}

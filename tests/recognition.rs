@@ -188,3 +188,18 @@ fn alignment_reproduces_opencv_crops() {
         );
     }
 }
+
+#[test]
+fn the_int8_dense_head_embeds_like_tract_in_f32() {
+    let card = root().join("models/sface_int8w.json");
+    let mut split = Embedder::load(&card).unwrap();
+    let mut whole = Embedder::load_all_in_tract(&card).unwrap();
+    assert!(split.has_int8_head() && !whole.has_int8_head());
+    for name in ["obama.jpg", "biden.jpg", "messi5.jpg"] {
+        let crop = aligned_crop(name);
+        let a = split.embed(std::slice::from_ref(&crop)).unwrap().remove(0);
+        let b = whole.embed(std::slice::from_ref(&crop)).unwrap().remove(0);
+        assert_eq!(a.len(), 128);
+        assert!(cosine(&a, &b) > 0.99999, "{name}: {}", cosine(&a, &b));
+    }
+}

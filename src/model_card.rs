@@ -85,7 +85,8 @@ impl std::error::Error for ModelError {}
 /// A card with the model bytes it describes, checked against each other.
 pub struct LoadedModel {
     pub card: ModelCard,
-    pub onnx: Vec<u8>,
+    /// Borrowed for the models built into the binary: a copy would only add to peak memory.
+    pub onnx: std::borrow::Cow<'static, [u8]>,
     pub onnx_path: PathBuf,
 }
 
@@ -134,7 +135,7 @@ impl ModelCard {
         }
         Ok(LoadedModel {
             card,
-            onnx,
+            onnx: onnx.into(),
             onnx_path,
         })
     }

@@ -30,7 +30,7 @@ pub fn default_embedder() -> Result<crate::embedder::Embedder, crate::model_card
     crate::embedder::Embedder::from_loaded(
         crate::model_card::LoadedModel {
             card,
-            onnx: SFACE_ONNX.to_vec(),
+            onnx: SFACE_ONNX.into(),
             onnx_path: path.with_file_name("sface_int8w.onnx"),
         },
         crate::embedder::DEFAULT_BATCH,

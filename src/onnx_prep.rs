@@ -287,10 +287,11 @@ pub fn split_dense_head(model: &mut ModelProto) -> Option<DenseHead> {
             return None;
         }
         let eps = attr_f(n, "epsilon", 1e-5);
-        for r in 0..rows {
-            let g = p[0][r] / (p[3][r] + eps).sqrt();
-            head.scale[r] *= g;
-            head.bias[r] = (head.bias[r] - p[2][r]) * g + p[1][r];
+        let (gamma, beta, mean, var) = (&p[0], &p[1], &p[2], &p[3]);
+        for (r, (scale, bias)) in head.scale.iter_mut().zip(&mut head.bias).enumerate() {
+            let g = gamma[r] / (var[r] + eps).sqrt();
+            *scale *= g;
+            *bias = (*bias - mean[r]) * g + beta[r];
         }
     }
     let features = gemm.input[0].clone();

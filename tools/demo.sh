@@ -16,7 +16,8 @@ rm -rf out/gallery
 $fg enroll --gallery out/gallery --name "Barack Obama" $photos/obama.jpg
 $fg identify --gallery out/gallery --json $photos/obama2.jpg $photos/biden.jpg
 # 3. The live pipeline on a stream of JPEG frames, as `ffmpeg -f mjpeg -` or an IP camera sends
-#    them: Obama for 10 frames, then nobody, then Biden; one event per visit, as JSON lines.
+#    them: Obama for 10 frames, then 20 frames with no face of a visitor's size (messi5.jpg's
+#    faces are smaller than 60 px), then Biden; one event per visit, as JSON lines.
 stream() {
   for _ in $(seq 10); do cat $photos/obama2.jpg; done
   for _ in $(seq 20); do cat $photos/messi5.jpg; done

@@ -452,3 +452,76 @@ fn sigterm_finishes_the_frame_reports_who_left_and_exits_zero() {
         .unwrap();
     assert!(frame < 150, "stopped at frame {frame}, long before the end");
 }
+
+#[test]
+fn a_config_file_sets_defaults_and_flags_override_it() {
+    let dir = scratch("config");
+    let gallery = enrolled_gallery(&dir);
+    let frames = dir.join("frames");
+    std::fs::create_dir_all(&frames).unwrap();
+    for (i, f) in scene().iter().take(8).enumerate() {
+        f.save(frames.join(format!("frame{:04}.png", i + 1)))
+            .unwrap();
+    }
+    let config = dir.join("facegate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "# the door\ngallery = {:?}\nframes = {:?}\nmin_face = 40\nconfirm = 3\nstats = true\n",
+            gallery.to_str().unwrap(),
+            frames.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let out = facegate()
+        .arg("watch")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(
+        summarise(&ok(&out)),
+        ["3:identified:Obama:1", "8:left:Obama:1"]
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("facegate: stats: "));
+    // A flag beats the file; a source on the command line replaces the file's source.
+    let out = facegate()
+        .args(["watch", "--confirm", "2", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(
+        summarise(&ok(&out)),
+        ["2:identified:Obama:1", "8:left:Obama:1"]
+    );
+    let out = facegate()
+        .arg("watch")
+        .arg("--config")
+        .arg(&config)
+        .args(["--mjpeg", "/nonexistent/s.mjpeg"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("cannot open MJPEG stream /nonexistent/s.mjpeg"));
+
+    for (text, message) in [
+        ("galery = \"x\"\n", "unknown setting `galery`"),
+        ("camera = [1]\n", "`camera` must be a string or a number"),
+        ("camera = \n", "is not valid TOML"),
+    ] {
+        std::fs::write(&config, text).unwrap();
+        let out = facegate()
+            .arg("watch")
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(&format!("config file {}", config.display()))
+                && stderr.contains(message),
+            "{stderr}"
+        );
+    }
+}

@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_watch;
+mod config;
 mod detect;
 mod enroll;
 mod evaluation;
@@ -11,7 +12,7 @@ mod watch;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -55,7 +56,21 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let mut cmd = Cli::command();
+    if let Some(path) = config::config_path(&argv) {
+        cmd = match config::apply(cmd, &path, &argv) {
+            Ok(cmd) => cmd,
+            Err(message) => {
+                eprintln!("facegate: {message}");
+                return ExitCode::FAILURE;
+            }
+        };
+    }
+    let cli = match Cli::from_arg_matches(&cmd.get_matches_from(argv)) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
         Command::Detect(args) => detect::run(args),
         Command::Bench(args) => bench::run(args),

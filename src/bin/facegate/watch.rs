@@ -166,6 +166,10 @@ impl TrackingArgs {
 
 #[derive(clap::Args)]
 pub struct WatchArgs {
+    /// A TOML file of settings: keys are these flags' long names (`gallery = "/var/lib/facegate"`,
+    /// `camera = 0`, `mqtt = "mqtt://broker"`); flags given here override it
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     #[command(flatten)]
     pub source: SourceArgs,
     #[command(flatten)]

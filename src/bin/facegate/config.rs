@@ -1,0 +1,139 @@
+//! `facegate watch --config FILE`: a TOML file of settings, for a service that should not carry
+//! its setup on the command line. Keys are `watch`'s long flag names (`gallery`, `camera`,
+//! `threshold`, `mqtt-topic`, ...); each value becomes that flag's default, so a flag given on the
+//! command line still wins.
+//!
+//! ```toml
+//! camera = 0
+//! gallery = "/var/lib/facegate/gallery"
+//! threshold = 0.40
+//! mqtt = "mqtt://homeassistant.local"
+//! mqtt-topic = "facegate/front-door"
+//! stats = true
+//! ```
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use clap::{ArgAction, Command};
+
+/// The `--config FILE` of a `watch` command line, if any (read before clap parses, because the
+/// file supplies defaults for the parse).
+pub fn config_path(args: &[OsString]) -> Option<PathBuf> {
+    let sub = args
+        .iter()
+        .skip(1)
+        .position(|a| !a.to_string_lossy().starts_with('-'))?
+        + 1;
+    if args[sub] != "watch" {
+        return None;
+    }
+    let rest = &args[sub + 1..];
+    for (i, a) in rest.iter().enumerate() {
+        let s = a.to_string_lossy();
+        if s == "--" {
+            break;
+        }
+        if s == "--config" {
+            return rest.get(i + 1).map(PathBuf::from);
+        }
+        if let Some(v) = s.strip_prefix("--config=") {
+            return Some(PathBuf::from(v));
+        }
+    }
+    None
+}
+
+/// The frame sources exclude each other: one named on the command line replaces the file's.
+const SOURCES: [&str; 3] = ["camera", "frames", "mjpeg"];
+
+/// Reads the file and turns its settings into defaults of the `watch` subcommand.
+pub fn apply(cmd: Command, path: &Path, argv: &[OsString]) -> Result<Command, String> {
+    let named = |flag: &str| {
+        argv.iter().any(|a| {
+            let a = a.to_string_lossy();
+            a == format!("--{flag}") || a.starts_with(&format!("--{flag}="))
+        })
+    };
+    let source_on_command_line = SOURCES.iter().any(|s| named(s));
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+    let table: toml::Table = toml::from_str(&text)
+        .map_err(|e| format!("config file {} is not valid TOML: {e}", path.display()))?;
+    let watch = cmd
+        .find_subcommand("watch")
+        .ok_or("no watch subcommand")?
+        .clone();
+    let mut settings = Vec::new();
+    for (key, value) in &table {
+        let flag = key.replace('_', "-");
+        let arg = watch
+            .get_arguments()
+            .find(|a| a.get_long() == Some(flag.as_str()) && flag != "config" && flag != "help")
+            .ok_or_else(|| {
+                format!(
+                    "config file {}: unknown setting `{key}` (settings are the long flag names of `facegate watch --help`)",
+                    path.display()
+                )
+            })?;
+        let is_switch = matches!(arg.get_action(), ArgAction::SetTrue);
+        let text = match value {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) if is_switch => b.to_string(),
+            _ => {
+                return Err(format!(
+                    "config file {}: `{key}` must be {}",
+                    path.display(),
+                    if is_switch {
+                        "true or false"
+                    } else {
+                        "a string or a number"
+                    }
+                ))
+            }
+        };
+        if (is_switch && text == "false")
+            || (source_on_command_line && SOURCES.contains(&flag.as_str()))
+        {
+            continue;
+        }
+        settings.push((arg.get_id().clone(), text));
+    }
+    Ok(cmd.mut_subcommand("watch", |mut sub| {
+        for (id, text) in settings {
+            sub = sub.mut_arg(id, |a| a.default_value(text));
+        }
+        sub
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<OsString> {
+        list.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn the_config_path_is_found_only_for_watch() {
+        assert_eq!(
+            config_path(&args(&["facegate", "watch", "--config", "a.toml"])),
+            Some("a.toml".into())
+        );
+        assert_eq!(
+            config_path(&args(&["facegate", "watch", "--stats", "--config=b.toml"])),
+            Some("b.toml".into())
+        );
+        assert_eq!(
+            config_path(&args(&["facegate", "identify", "--config", "a.toml"])),
+            None
+        );
+        assert_eq!(
+            config_path(&args(&["facegate", "watch", "--", "--config"])),
+            None
+        );
+    }
+}

@@ -1,0 +1,84 @@
+//! `cross/deploy`, checked without a board: its dry run must name every step, in order, and the
+//! unit and example config it installs must agree with the binary.
+
+use std::path::Path;
+use std::process::Command;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn the_dry_run_installs_binary_config_and_unit_then_starts_the_service() {
+    let out = Command::new("bash")
+        .arg(root().join("cross/deploy"))
+        .args([
+            "--dry-run",
+            "--binary",
+            env!("CARGO_BIN_EXE_facegate"),
+            "pi@board",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let steps = [
+        "+ scp -q",
+        "pi@board:/tmp/facegate-deploy.",
+        "useradd --system",
+        "--groups video facegate",
+        "/usr/local/bin/facegate",
+        "if [ 0 = 1 ] || [ ! -f /etc/facegate/config.toml ]",
+        "/etc/systemd/system/facegate.service",
+        "systemctl enable facegate",
+        "systemctl restart facegate",
+    ];
+    let mut at = 0;
+    for step in steps {
+        let found = stdout[at..]
+            .find(step)
+            .unwrap_or_else(|| panic!("missing or out of order: {step}\n{stdout}"));
+        at += found;
+    }
+    let missing = Command::new("bash")
+        .arg(root().join("cross/deploy"))
+        .args(["--dry-run", "--binary", "/nonexistent/facegate", "pi@board"])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/facegate does not exist")
+    );
+}
+
+#[test]
+fn the_example_config_is_accepted_by_watch() {
+    // Every key of the shipped config must be a real `watch` setting: point it at a missing
+    // directory of frames and expect the frame error, not a config error.
+    let config = std::fs::read_to_string(root().join("cross/config.example.toml")).unwrap();
+    let dir = std::env::temp_dir().join(format!("facegate-deploy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("config.toml");
+    let gallery = dir.join("gallery");
+    let config = config.replace("/var/lib/facegate/gallery", gallery.to_str().unwrap());
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_facegate"))
+        .args(["watch", "--frames", "/nonexistent/frames", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot read frame directory /nonexistent/frames"),
+        "{stderr}"
+    );
+    let unit = std::fs::read_to_string(root().join("cross/facegate.service")).unwrap();
+    assert!(
+        unit.contains("ExecStart=/usr/local/bin/facegate watch --config /etc/facegate/config.toml")
+    );
+    assert!(unit.contains("StateDirectory=facegate") && unit.contains("Restart=on-failure"));
+}

@@ -11,7 +11,7 @@ use crate::embedder::Embedder;
 use crate::gallery::Person;
 use crate::matcher::Matcher;
 use crate::recognize::{Candidate, Face, FaceFinder};
-use crate::tracker::{EventKind, Tracker, TrackerConfig, Vote};
+use crate::tracker::{EventKind, TrackEvent, Tracker, TrackerConfig, Vote};
 
 /// Something worth telling the world about.
 #[derive(Debug, Clone)]
@@ -192,19 +192,13 @@ impl Recognizer {
                 (i, assigned[i].track, vote)
             })
             .collect();
-        let events = self.tracker.record(frame.number, &votes);
-        let ts = unix_seconds(frame.time);
-        let out = events
+        let out = self
+            .tracker
+            .record(frame.number, &votes)
             .into_iter()
-            .map(|e| Event {
-                ts,
-                kind: e.kind,
-                name: e.person.and_then(|p| self.names.get(p).cloned()),
-                score: e.score,
-                rect: e.rect,
-                track: e.track,
-                frame: frame.number,
-                face: e.detection.map(|_| cut(&frame.photo.rgb, &e.rect)),
+            .map(|e| {
+                let face = e.detection.map(|_| cut(&frame.photo.rgb, &e.rect));
+                self.event(e, frame.number, frame.time, face)
             })
             .collect();
         track_time += matching.elapsed();
@@ -222,21 +216,24 @@ impl Recognizer {
     /// The stream is over: everyone still in view has left.
     pub fn finish(&mut self) -> Vec<Event> {
         let (frame, time) = self.last;
-        let ts = unix_seconds(time);
         self.tracker
             .finish()
             .into_iter()
-            .map(|e| Event {
-                ts,
-                kind: e.kind,
-                name: e.person.and_then(|p| self.names.get(p).cloned()),
-                score: e.score,
-                rect: e.rect,
-                track: e.track,
-                frame,
-                face: None,
-            })
+            .map(|e| self.event(e, frame, time, None))
             .collect()
+    }
+
+    fn event(&self, e: TrackEvent, frame: u64, time: SystemTime, face: Option<RgbImage>) -> Event {
+        Event {
+            ts: unix_seconds(time),
+            kind: e.kind,
+            name: e.person.and_then(|p| self.names.get(p).cloned()),
+            score: e.score,
+            rect: e.rect,
+            track: e.track,
+            frame,
+            face,
+        }
     }
 }
 

@@ -72,6 +72,17 @@ fn scene() -> Vec<RgbImage> {
     frames
 }
 
+/// The first `n` frames of the scene as PNG files in `dir/frames`.
+fn scene_frames(dir: &Path, n: usize) -> PathBuf {
+    let frames = dir.join("frames");
+    std::fs::create_dir_all(&frames).unwrap();
+    for (i, f) in scene().iter().take(n).enumerate() {
+        f.save(frames.join(format!("frame{:04}.png", i + 1)))
+            .unwrap();
+    }
+    frames
+}
+
 /// Events as "frame:event:name:track", and a check of every line's fields.
 fn summarise(stdout: &str) -> Vec<String> {
     stdout
@@ -134,12 +145,7 @@ fn enrolled_gallery(dir: &Path) -> PathBuf {
 fn a_directory_of_frames_gives_one_event_per_visit() {
     let dir = scratch("frames");
     let gallery = enrolled_gallery(&dir);
-    let frames = dir.join("frames");
-    std::fs::create_dir_all(&frames).unwrap();
-    for (i, f) in scene().iter().enumerate() {
-        f.save(frames.join(format!("frame{:04}.png", i + 1)))
-            .unwrap();
-    }
+    let frames = scene_frames(&dir, usize::MAX);
     let snaps = dir.join("snaps");
     let out = facegate()
         .args(["watch", "--min-face", "40", "--stats", "--gallery"])
@@ -310,13 +316,8 @@ fn events_are_published_to_an_mqtt_broker() {
     use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
     let dir = scratch("mqtt");
     let gallery = enrolled_gallery(&dir);
-    let frames = dir.join("frames");
-    std::fs::create_dir_all(&frames).unwrap();
     // Obama's visit only: identified, then left at the end of the stream.
-    for (i, f) in scene().iter().take(8).enumerate() {
-        f.save(frames.join(format!("frame{:04}.png", i + 1)))
-            .unwrap();
-    }
+    let frames = scene_frames(&dir, 8);
     let port = free_port();
     let _broker = Broker::start(port);
     let (client, mut connection) =
@@ -377,12 +378,7 @@ fn events_are_published_to_an_mqtt_broker() {
 fn an_unreachable_broker_does_not_stop_watching() {
     let dir = scratch("nobroker");
     let gallery = enrolled_gallery(&dir);
-    let frames = dir.join("frames");
-    std::fs::create_dir_all(&frames).unwrap();
-    for (i, f) in scene().iter().take(4).enumerate() {
-        f.save(frames.join(format!("frame{:04}.png", i + 1)))
-            .unwrap();
-    }
+    let frames = scene_frames(&dir, 4);
     let out = facegate()
         .args(["watch", "--min-face", "40", "--gallery"])
         .arg(&gallery)
@@ -457,12 +453,7 @@ fn sigterm_finishes_the_frame_reports_who_left_and_exits_zero() {
 fn a_config_file_sets_defaults_and_flags_override_it() {
     let dir = scratch("config");
     let gallery = enrolled_gallery(&dir);
-    let frames = dir.join("frames");
-    std::fs::create_dir_all(&frames).unwrap();
-    for (i, f) in scene().iter().take(8).enumerate() {
-        f.save(frames.join(format!("frame{:04}.png", i + 1)))
-            .unwrap();
-    }
+    let frames = scene_frames(&dir, 8);
     let config = dir.join("facegate.toml");
     std::fs::write(
         &config,

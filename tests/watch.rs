@@ -430,8 +430,9 @@ fn sigterm_finishes_the_frame_reports_who_left_and_exits_zero() {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
     assert!(first.contains("\"event\":\"identified\""), "{first}");
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+    let killed = Command::new("sh")
+        // The shell's own `kill`: /bin/kill is not on every minimal system.
+        .args(["-c", &format!("kill -TERM {}", child.id())])
         .status()
         .unwrap();
     assert!(killed.success());

@@ -60,20 +60,9 @@ pub struct FaceFinder {
     /// Photos whose larger side exceeds this are downscaled for the cascade (landmarks and crops
     /// still come from the full-size photo). `None` scans every photo at full size.
     pub detect_max_side: Option<u32>,
-    /// Time spent in the last call, per stage.
-    pub last_timings: FinderTimings,
     /// Scratch for downscaling photos for detection (bilinear, as the cascade's own pyramid).
     resizer: crate::detector::Resizer,
     small: Vec<u8>,
-}
-
-/// Where [`FaceFinder::faces`] spent its time.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct FinderTimings {
-    /// Cascade scan, or YuNet on the whole photo.
-    pub detect: std::time::Duration,
-    /// YuNet landmarks in each cascade box, plus alignment.
-    pub landmarks: std::time::Duration,
 }
 
 impl FaceFinder {
@@ -85,7 +74,6 @@ impl FaceFinder {
             params: DetectParams::default(),
             skip_alignment: false,
             detect_max_side: None,
-            last_timings: FinderTimings::default(),
             resizer: Default::default(),
             small: Vec::new(),
         }
@@ -93,19 +81,13 @@ impl FaceFinder {
 
     /// Faces in `photo`, aligned for `embedder`, largest first.
     pub fn faces(&mut self, photo: &Photo, embedder: &Embedder) -> Result<Vec<Face>, String> {
-        let started = std::time::Instant::now();
         let mut found = self.candidates(photo)?;
-        let detected = std::time::Instant::now();
         let mut faces = Vec::with_capacity(found.len());
         for candidate in found.drain(..) {
             if let Some(face) = self.confirm(photo, candidate, embedder)? {
                 faces.push(face);
             }
         }
-        self.last_timings = FinderTimings {
-            detect: detected - started,
-            landmarks: detected.elapsed(),
-        };
         Ok(faces)
     }
 

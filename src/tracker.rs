@@ -132,15 +132,6 @@ impl Tracker {
         }
     }
 
-    /// Tracks alive now.
-    pub fn len(&self) -> usize {
-        self.tracks.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.tracks.is_empty()
-    }
-
     /// For each detection, the index of the track it continues (best overlaps first, each track
     /// at most once).
     fn associate(&self, rects: &[Rect]) -> Vec<Option<usize>> {

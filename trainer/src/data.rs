@@ -1,0 +1,379 @@
+//! Labelled images and their split by identity.
+//!
+//! Two layouts are read: an image folder with one sub-folder per identity (LFW, CASIA-WebFace,
+//! VGGFace2 and the 5-celebrity set use it) and the digit tables in `../shared/data` (one row per
+//! image: pixel values, then the label; gzip allowed). Every image is brought to the network's
+//! square input size once, at load time, as RGB bytes.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use facegate::evaluate::Rng;
+use image::imageops::FilterType;
+use image::{GrayImage, RgbImage};
+
+#[derive(Clone)]
+pub struct Dataset {
+    pub side: usize,
+    /// RGB, row-major, `side * side * 3` bytes each.
+    pub images: Vec<Vec<u8>>,
+    pub labels: Vec<usize>,
+    pub classes: Vec<String>,
+}
+
+/// How faces in photos become network inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FaceCrop {
+    /// Resize the whole image (digits, or photos already cropped and aligned).
+    None,
+    /// Find the largest face with YuNet and align its five landmarks to the ArcFace template,
+    /// as facegate does at run time.
+    Align,
+}
+
+impl Dataset {
+    pub fn len(&self) -> usize {
+        self.images.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.images.is_empty()
+    }
+
+    pub fn class_count(&self) -> usize {
+        self.classes.len()
+    }
+
+    /// Indices of each class's images.
+    pub fn by_class(&self) -> Vec<Vec<usize>> {
+        let mut out = vec![Vec::new(); self.classes.len()];
+        for (i, &l) in self.labels.iter().enumerate() {
+            out[l].push(i);
+        }
+        out
+    }
+
+    /// The images of `classes`, relabelled 0.. in the order given.
+    pub fn subset(&self, classes: &[usize]) -> Dataset {
+        let mut out = Dataset {
+            side: self.side,
+            images: Vec::new(),
+            labels: Vec::new(),
+            classes: classes.iter().map(|&c| self.classes[c].clone()).collect(),
+        };
+        for (new, &c) in classes.iter().enumerate() {
+            for (i, &l) in self.labels.iter().enumerate() {
+                if l == c {
+                    out.images.push(self.images[i].clone());
+                    out.labels.push(new);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Loads `path`: a directory of identity folders, or a `.csv`/`.csv.gz` digit table.
+pub fn load(path: &Path, side: usize, crop: FaceCrop) -> Result<Dataset, String> {
+    if path.is_dir() {
+        load_folder(path, side, crop)
+    } else {
+        load_table(path, side)
+    }
+}
+
+fn load_table(path: &Path, side: usize) -> Result<Dataset, String> {
+    let fail = |what: String| format!("{}: {what}", path.display());
+    let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+    let text = if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut s = String::new();
+        flate2::read::GzDecoder::new(&bytes[..])
+            .read_to_string(&mut s)
+            .map_err(|e| fail(format!("not valid gzip text: {e}")))?;
+        s
+    } else {
+        String::from_utf8(bytes).map_err(|_| fail("not text".into()))?
+    };
+    let mut rows: Vec<(Vec<f32>, usize)> = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let fields: Result<Vec<f32>, _> =
+            line.split(',').map(|f| f.trim().parse::<f32>()).collect();
+        let Ok(mut fields) = fields else {
+            if n == 0 {
+                continue; // a header row
+            }
+            return Err(fail(format!("line {}: not a row of numbers", n + 1)));
+        };
+        let label = fields
+            .pop()
+            .ok_or_else(|| fail(format!("line {}: empty", n + 1)))?;
+        if label < 0.0 || label.fract() != 0.0 {
+            return Err(fail(format!(
+                "line {}: label {label} is not a class number",
+                n + 1
+            )));
+        }
+        rows.push((fields, label as usize));
+    }
+    let pixels = rows
+        .first()
+        .map(|r| r.0.len())
+        .ok_or_else(|| fail("no rows".into()))?;
+    let native = (pixels as f64).sqrt() as usize;
+    if native * native != pixels {
+        return Err(fail(format!(
+            "rows have {pixels} pixels, not a square image"
+        )));
+    }
+    // Digits store 0..16, MNIST 0..255.
+    let max = rows
+        .iter()
+        .flat_map(|r| r.0.iter())
+        .fold(0f32, |m, &v| m.max(v));
+    let scale = if max <= 16.0 { 255.0 / 16.0 } else { 1.0 };
+    let classes = rows.iter().map(|r| r.1).max().unwrap_or(0) + 1;
+    let mut ds = Dataset {
+        side,
+        images: Vec::with_capacity(rows.len()),
+        labels: Vec::with_capacity(rows.len()),
+        classes: (0..classes).map(|c| c.to_string()).collect(),
+    };
+    for (n, (px, label)) in rows.into_iter().enumerate() {
+        if px.len() != pixels {
+            return Err(fail(format!(
+                "row {} has {} pixels, the first has {pixels}",
+                n + 1,
+                px.len()
+            )));
+        }
+        let grey = GrayImage::from_fn(native as u32, native as u32, |x, y| {
+            image::Luma([(px[y as usize * native + x as usize] * scale)
+                .round()
+                .clamp(0.0, 255.0) as u8])
+        });
+        let resized =
+            image::imageops::resize(&grey, side as u32, side as u32, FilterType::Triangle);
+        ds.images
+            .push(resized.pixels().flat_map(|p| [p.0[0]; 3]).collect());
+        ds.labels.push(label);
+    }
+    Ok(ds)
+}
+
+fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: cannot list: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+fn load_folder(dir: &Path, side: usize, crop: FaceCrop) -> Result<Dataset, String> {
+    let mut aligner = match crop {
+        FaceCrop::Align => Some(Aligner::new(side)?),
+        FaceCrop::None => None,
+    };
+    let mut ds = Dataset {
+        side,
+        images: Vec::new(),
+        labels: Vec::new(),
+        classes: Vec::new(),
+    };
+    let mut skipped = Vec::new();
+    for class_dir in sorted_entries(dir)?.into_iter().filter(|p| p.is_dir()) {
+        let label = ds.classes.len();
+        let mut count = 0;
+        for file in sorted_entries(&class_dir)?
+            .into_iter()
+            .filter(|p| p.is_file())
+        {
+            let photo = facegate::image_io::load(&file).map_err(|e| e.to_string())?;
+            let input = match aligner.as_mut() {
+                Some(a) => a
+                    .align(&photo.rgb)
+                    .map_err(|e| format!("{}: {e}", file.display()))?,
+                None => Some(image::imageops::resize(
+                    &photo.rgb,
+                    side as u32,
+                    side as u32,
+                    FilterType::Triangle,
+                )),
+            };
+            match input {
+                Some(img) => {
+                    ds.images.push(img.into_raw());
+                    ds.labels.push(label);
+                    count += 1;
+                }
+                None => skipped.push(file),
+            }
+        }
+        if count > 0 {
+            let name = class_dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            ds.classes.push(name);
+        }
+    }
+    if !skipped.is_empty() {
+        eprintln!(
+            "note: no face found in {} photo(s), skipped: {}",
+            skipped.len(),
+            skipped[0].display()
+        );
+    }
+    if ds.is_empty() {
+        return Err(format!(
+            "{}: no images in identity sub-folders",
+            dir.display()
+        ));
+    }
+    Ok(ds)
+}
+
+/// ArcFace's 112x112 five-point template, scaled to the input side.
+pub fn template(side: usize) -> [[f32; 2]; 5] {
+    const ARCFACE: [[f32; 2]; 5] = [
+        [38.2946, 51.6963],
+        [73.5318, 51.5014],
+        [56.0252, 71.7366],
+        [41.5493, 92.3655],
+        [70.7299, 92.2041],
+    ];
+    let s = side as f32 / 112.0;
+    ARCFACE.map(|[x, y]| [x * s, y * s])
+}
+
+struct Aligner {
+    yunet: facegate::yunet::YuNet,
+    side: usize,
+}
+
+impl Aligner {
+    fn new(side: usize) -> Result<Aligner, String> {
+        Ok(Aligner {
+            yunet: facegate::models::default_yunet()?,
+            side,
+        })
+    }
+
+    fn align(&mut self, photo: &RgbImage) -> Result<Option<RgbImage>, String> {
+        let faces = self.yunet.detect(photo)?;
+        let largest = faces.iter().max_by(|a, b| {
+            (a.bbox[2] * a.bbox[3])
+                .partial_cmp(&(b.bbox[2] * b.bbox[3]))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        let Some(face) = largest else { return Ok(None) };
+        let Some(map) = facegate::align::crop_to_photo(&face.landmarks, &template(self.side))
+        else {
+            return Ok(None);
+        };
+        Ok(Some(facegate::align::warp(
+            photo,
+            &map,
+            self.side as u32,
+            self.side as u32,
+        )))
+    }
+}
+
+/// Identity-disjoint parts of one data set.
+pub struct Split {
+    pub train: Dataset,
+    pub val: Dataset,
+    pub test: Dataset,
+}
+
+/// Splits by identity, never by image: `test` identities never appear in training. Named
+/// identities go to the test part first; the rest are drawn with `seed`.
+pub fn split_by_identity(
+    ds: &Dataset,
+    val_identities: usize,
+    test_identities: usize,
+    held_out: &[String],
+    seed: u64,
+) -> Result<Split, String> {
+    let n = ds.class_count();
+    let mut test: Vec<usize> = Vec::new();
+    for name in held_out {
+        let c = ds.classes.iter().position(|c| c == name).ok_or_else(|| {
+            format!(
+                "held-out identity {name:?} is not in the data (it has {})",
+                ds.classes.join(", ")
+            )
+        })?;
+        test.push(c);
+    }
+    let mut rest: Vec<usize> = (0..n).filter(|c| !test.contains(c)).collect();
+    let order = Rng::new(seed).pick(rest.len(), rest.len());
+    rest = order.into_iter().map(|i| rest[i]).collect();
+    while test.len() < test_identities && !rest.is_empty() {
+        test.push(rest.remove(0));
+    }
+    let val: Vec<usize> = rest.drain(..val_identities.min(rest.len())).collect();
+    if rest.len() < 2 {
+        return Err(format!(
+            "{n} identities leave {} for training after {} test and {} validation; triplets need 2",
+            rest.len(),
+            test.len(),
+            val.len()
+        ));
+    }
+    rest.sort();
+    test.sort();
+    Ok(Split {
+        train: ds.subset(&rest),
+        val: ds.subset(&val),
+        test: ds.subset(&test),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared(path: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/data")
+            .join(path)
+    }
+
+    #[test]
+    fn digits_table_loads_and_splits_by_identity() {
+        let ds = load(&shared("digits.csv.gz"), 16, FaceCrop::None).unwrap();
+        assert_eq!(ds.len(), 1797);
+        assert_eq!(ds.class_count(), 10);
+        assert_eq!(ds.images[0].len(), 16 * 16 * 3);
+        let split = split_by_identity(&ds, 1, 3, &["9".to_string()], 7).unwrap();
+        assert_eq!(split.test.class_count(), 3);
+        assert!(split.test.classes.contains(&"9".to_string()));
+        assert_eq!(split.val.class_count(), 1);
+        assert_eq!(split.train.class_count(), 6);
+        for name in &split.train.classes {
+            assert!(!split.test.classes.contains(name) && !split.val.classes.contains(name));
+        }
+        assert_eq!(split.train.len() + split.val.len() + split.test.len(), 1797);
+    }
+
+    #[test]
+    fn bad_tables_are_named_errors() {
+        let dir = std::env::temp_dir().join(format!("facegate-train-data-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bad = dir.join("bad.csv");
+        std::fs::write(&bad, "1,2,3,0\n1,x,3,1\n").unwrap();
+        let err = load(&bad, 8, FaceCrop::None).err().unwrap();
+        assert!(err.contains("bad.csv") && err.contains("line 2"), "{err}");
+        let missing = load(&dir.join("missing.csv"), 8, FaceCrop::None)
+            .err()
+            .unwrap();
+        assert!(missing.contains("missing.csv"), "{missing}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

@@ -1,0 +1,505 @@
+//! facegate-train: trains facegate's face embedder with triplet loss, evaluates it on unseen
+//! identities and exports it to ONNX (f32 and int8) with the model card the edge binary reads.
+
+mod data;
+mod eval;
+mod export;
+mod loss;
+mod model;
+mod onnx_io;
+mod plot;
+mod study;
+mod train;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use burn::prelude::*;
+use clap::{Args, Parser, Subcommand};
+
+use data::FaceCrop;
+use loss::Mining;
+use train::{Augment, OptimizerKind, Pixels, TrainConfig};
+
+const FACE_RECIPE: &str = "\
+FACE RECIPE
+  Data: one folder per person, any number of photos each (JPEG or PNG, any size):
+      faces/alice/1.jpg  faces/alice/2.jpg ...  faces/bob/1.jpg ...
+  (LFW, CASIA-WebFace and VGGFace2 unpack to this layout.) --crop align finds each photo's
+  largest face with YuNet and aligns it to the ArcFace template, exactly as facegate does at run
+  time; photos without a face are skipped and counted.
+
+  From scratch (thousands of identities, e.g. CASIA-WebFace), on a GPU host:
+      cargo run --release -p facegate-train --features gpu -- train \\
+          --data casia/ --crop align --input-size 112 --embedding-dim 128 --width 1.0 \\
+          --final-channels 512 --test-identities 500 --val-identities 200 \\
+          --mining batch-hard --identities-per-batch 32 --images-per-identity 4 \\
+          --epochs 30 --learning-rate 0.001 --out runs/casia
+  Fine-tuning the shipped SFace on your own people (CPU is fine, minutes):
+      cargo run --release -p facegate-train -- train --data my_faces/ --crop align \\
+          --init models/sface_int8w.onnx --mining semi-hard --margin 0.2 \\
+          --learning-rate 0.00002 --epochs 5 --identities-per-batch 5 --images-per-identity 4 \\
+          --test-identities 0 --val-data my_faces_val/ --out runs/mine
+  Then use it: facegate identify --model runs/casia/embedder_int8.json ...
+
+  Hyper-parameters that work: P x K = 32 x 4 (GPU) or 8 x 4 (CPU); margin 0.2-0.3 on unit
+  embeddings; AdamW, learning rate 1e-3 from scratch, 1e-5 to 5e-5 when fine-tuning; batch-hard or
+  semi-hard mining (random mining stalls once easy triplets dominate).
+
+GPU
+  Build with `--features gpu` (burn's wgpu backend: Vulkan on Linux/Windows, Metal on macOS; needs
+  the GPU vendor's Vulkan driver, e.g. NVIDIA's libnvidia-gl). --device auto takes the GPU when one
+  answers and the CPU otherwise. burn's CUDA backend is not offered: it downloads an LLVM bundle
+  while building.";
+
+#[derive(Parser)]
+#[command(name = "facegate-train", version, about = "Train, evaluate and export facegate's face embedder", after_long_help = FACE_RECIPE)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train an embedder, evaluate it on unseen identities and export ONNX + model cards.
+    Train(TrainArgs),
+    /// Evaluate an ONNX embedder (facegate's, SFace, or one trained here) on a data set.
+    Evaluate(EvaluateArgs),
+    /// Train once per mining strategy and tabulate 1-shot/3-shot accuracy on unseen classes.
+    MiningStudy(StudyArgs),
+}
+
+#[derive(Args, Clone)]
+struct DataArgs {
+    /// Identity folders (one sub-folder per person) or a digit table (.csv or .csv.gz).
+    #[arg(long)]
+    data: PathBuf,
+    /// How photos become inputs.
+    #[arg(long, value_enum, default_value_t = FaceCrop::None)]
+    crop: FaceCrop,
+    /// Identities held out of training entirely and evaluated at the end.
+    #[arg(long, default_value_t = 3)]
+    test_identities: usize,
+    /// Identities held out for per-epoch validation.
+    #[arg(long, default_value_t = 0)]
+    val_identities: usize,
+    /// Put this identity (folder name or digit) into the test part; repeatable.
+    #[arg(long = "hold-out")]
+    held_out: Vec<String>,
+    /// A separate validation set (same layout); with it, per-epoch validation uses it.
+    #[arg(long)]
+    val_data: Option<PathBuf>,
+    /// Seed for the split, the batches and the augmentation.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+#[derive(Args, Clone)]
+struct ModelArgs {
+    /// Square input side in pixels.
+    #[arg(long, default_value_t = 112)]
+    input_size: usize,
+    /// Embedding size (64, 128 or 512 are usual).
+    #[arg(long, default_value_t = 128)]
+    embedding_dim: usize,
+    /// Channel multiplier on MobileFaceNet's widths.
+    #[arg(long, default_value_t = 0.5)]
+    width: f32,
+    /// Channels of the last 1x1 convolution before the global depthwise convolution.
+    #[arg(long, default_value_t = 256)]
+    final_channels: usize,
+    /// Start from this ONNX embedder's weights (fine-tuning); its architecture replaces the above.
+    #[arg(long)]
+    init: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+struct HyperArgs {
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    /// Identities per batch (P).
+    #[arg(long, default_value_t = 8)]
+    identities_per_batch: usize,
+    /// Images per identity in a batch (K).
+    #[arg(long, default_value_t = 4)]
+    images_per_identity: usize,
+    #[arg(long, value_enum, default_value_t = Mining::BatchHard)]
+    mining: Mining,
+    /// Margin on the Euclidean distance between unit-length embeddings.
+    #[arg(long, default_value_t = 0.3)]
+    margin: f32,
+    #[arg(long, value_enum, default_value_t = OptimizerKind::Adamw)]
+    optimizer: OptimizerKind,
+    #[arg(long, default_value_t = 1e-3)]
+    learning_rate: f64,
+    #[arg(long, default_value_t = 5e-4)]
+    weight_decay: f32,
+    /// Steps of linear warm-up before the cosine decay.
+    #[arg(long, default_value_t = 50)]
+    warmup_steps: usize,
+    /// No horizontal flips (digits and text are not mirror-symmetric; faces are).
+    #[arg(long)]
+    no_flip: bool,
+    /// Largest random shift, in pixels.
+    #[arg(long, default_value_t = 2)]
+    jitter: usize,
+    /// Largest brightness change, fraction of full scale.
+    #[arg(long, default_value_t = 0.1)]
+    brightness: f32,
+    /// Largest contrast change, fraction.
+    #[arg(long, default_value_t = 0.2)]
+    contrast: f32,
+    /// Stop after this many steps in all (0: none).
+    #[arg(long, default_value_t = 0)]
+    max_steps: usize,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    hyper: HyperArgs,
+    /// Output folder: checkpoint, metrics.jsonl, eval.json, plots, ONNX models and cards.
+    #[arg(long)]
+    out: PathBuf,
+    /// Continue the run saved in --out (its checkpoint and settings).
+    #[arg(long)]
+    resume: bool,
+    /// Where to train.
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
+    /// Random enrolment draws per k-shot figure.
+    #[arg(long, default_value_t = 20)]
+    draws: usize,
+    /// File stem of the exported models.
+    #[arg(long, default_value = "embedder")]
+    name: String,
+}
+
+#[derive(Args)]
+struct EvaluateArgs {
+    /// The ONNX embedder (a model card beside it, same stem, supplies the pixel scaling).
+    #[arg(long)]
+    model: PathBuf,
+    /// Identity folders or a digit table: every identity is evaluated.
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long, value_enum, default_value_t = FaceCrop::None)]
+    crop: FaceCrop,
+    #[arg(long, default_value_t = 20)]
+    draws: usize,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
+}
+
+#[derive(Args)]
+struct StudyArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    hyper: HyperArgs,
+    /// Strategies to compare (default: all).
+    #[arg(long = "strategy", value_enum)]
+    strategies: Vec<Mining>,
+    /// Folder for the table (mining.md) and the per-strategy results (mining.json).
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
+    #[arg(long, default_value_t = 20)]
+    draws: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum DeviceChoice {
+    /// The GPU when built with `--features gpu` and one answers, else the CPU.
+    Auto,
+    Cpu,
+    Gpu,
+}
+
+fn pick_device(choice: DeviceChoice) -> Result<Device, String> {
+    match choice {
+        DeviceChoice::Cpu => Ok(Device::flex()),
+        DeviceChoice::Gpu => gpu_device().ok_or_else(|| {
+            if cfg!(feature = "gpu") {
+                "no GPU answered (wgpu found no adapter); use --device cpu".to_string()
+            } else {
+                "this build has no GPU backend: rebuild with `--features gpu`".to_string()
+            }
+        }),
+        DeviceChoice::Auto => Ok(gpu_device().unwrap_or_else(Device::flex)),
+    }
+}
+
+#[cfg(feature = "gpu")]
+fn gpu_device() -> Option<Device> {
+    // wgpu panics when no adapter exists; a small computation proves the device works.
+    std::panic::catch_unwind(|| {
+        let device = Device::wgpu(Default::default());
+        let probe: f32 = Tensor::<1>::ones([4], &device).sum().into_scalar();
+        (probe == 4.0).then_some(device)
+    })
+    .ok()
+    .flatten()
+}
+
+#[cfg(not(feature = "gpu"))]
+fn gpu_device() -> Option<Device> {
+    None
+}
+
+fn config_from(h: &HyperArgs, pixels: Pixels, seed: u64) -> TrainConfig {
+    TrainConfig {
+        epochs: h.epochs,
+        identities_per_batch: h.identities_per_batch,
+        images_per_identity: h.images_per_identity,
+        mining: h.mining,
+        margin: h.margin,
+        optimizer: h.optimizer,
+        learning_rate: h.learning_rate,
+        weight_decay: h.weight_decay,
+        warmup_steps: h.warmup_steps,
+        augment: Augment {
+            flip: !h.no_flip,
+            jitter: h.jitter,
+            brightness: h.brightness,
+            contrast: h.contrast,
+        },
+        pixels,
+        seed,
+        max_steps: h.max_steps,
+    }
+}
+
+/// Our own networks take pixels scaled to [-1, 1].
+const OWN_PIXELS: Pixels = Pixels {
+    scale: 1.0 / 255.0,
+    mean: 0.5,
+    std: 0.5,
+};
+
+/// Pixel scaling of an existing ONNX embedder: its card's when one sits beside it, else raw
+/// 0..255 values (SFace and other InsightFace exports scale inside the graph).
+fn pixels_of(onnx: &Path) -> Result<Pixels, String> {
+    let card = onnx.with_extension("json");
+    if !card.exists() {
+        return Ok(Pixels {
+            scale: 1.0,
+            mean: 0.0,
+            std: 1.0,
+        });
+    }
+    let text = std::fs::read_to_string(&card).map_err(|e| format!("{}: {e}", card.display()))?;
+    let c: facegate::model_card::ModelCard = serde_json::from_str(&text)
+        .map_err(|e| format!("{}: not a model card: {e}", card.display()))?;
+    let same = |v: [f32; 3]| v.iter().all(|&x| x == v[0]);
+    if !same(c.input.mean) || !same(c.input.std) {
+        return Err(format!(
+            "{}: per-channel mean/std are not supported for training",
+            card.display()
+        ));
+    }
+    Ok(Pixels {
+        scale: c.input.scale,
+        mean: c.input.mean[0],
+        std: c.input.std[0],
+    })
+}
+
+struct Prepared {
+    split: data::Split,
+    net: model::Net,
+    pixels: Pixels,
+}
+
+/// The data at the network's input size, and the network: `given` (a checkpoint), the --init
+/// model, or a new MobileFaceNet.
+fn prepare(
+    d: &DataArgs,
+    m: &ModelArgs,
+    given: Option<(model::Net, Pixels)>,
+    device: &Device,
+) -> Result<Prepared, String> {
+    // New layers draw their initial weights from this seed: runs repeat.
+    device.seed(d.seed);
+    let (net, pixels) = match (given, &m.init) {
+        (Some(given), _) => given,
+        (None, Some(path)) => (onnx_io::import(path, device)?, pixels_of(path)?),
+        (None, None) => {
+            let arch = model::Architecture {
+                input_size: m.input_size,
+                embedding_dim: m.embedding_dim,
+                width: m.width,
+                final_channels: m.final_channels,
+            };
+            (model::mobilefacenet(&arch, device), OWN_PIXELS)
+        }
+    };
+    let ds = data::load(&d.data, net.input_size, d.crop)?;
+    let mut split = data::split_by_identity(
+        &ds,
+        d.val_identities,
+        d.test_identities,
+        &d.held_out,
+        d.seed,
+    )?;
+    if let Some(val) = &d.val_data {
+        split.val = data::load(val, net.input_size, d.crop)?;
+    }
+    Ok(Prepared { split, net, pixels })
+}
+
+fn write(path: &Path, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn run_train(a: TrainArgs) -> Result<(), String> {
+    let device = pick_device(a.device)?;
+    std::fs::create_dir_all(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
+    let resumed = if a.resume {
+        let (net, state) = train::load_checkpoint(&a.out, &device)?;
+        eprintln!(
+            "resuming at epoch {} (step {}); optimizer moments start afresh",
+            state.epoch, state.step
+        );
+        Some((net, state))
+    } else {
+        None
+    };
+    let given = resumed
+        .as_ref()
+        .map(|(net, state)| (net.clone(), state.config.pixels));
+    let Prepared { split, net, pixels } = prepare(&a.data, &a.model, given, &device)?;
+    let (config, start) = match resumed {
+        Some((_, state)) => (state.config.clone(), Some(state)),
+        None => (config_from(&a.hyper, pixels, a.data.seed), None),
+    };
+    eprintln!(
+        "training on {} ({} parameters): {} images of {} identities; validation {}; unseen test {} identities",
+        device_name(&device),
+        net.parameter_count(),
+        split.train.len(),
+        split.train.class_count(),
+        split.val.len(),
+        split.test.class_count()
+    );
+    let outcome = train::train(
+        net,
+        &split.train,
+        &split.val,
+        &config,
+        Some(&a.out),
+        start.as_ref(),
+        &device,
+    )?;
+    let summary = finish(&outcome.net, &split, &config, &a, &device)?;
+    println!("{summary}");
+    Ok(())
+}
+
+fn device_name(device: &Device) -> String {
+    format!("{device:?}")
+}
+
+/// Evaluation, plots and export after training.
+fn finish(
+    net: &model::Net,
+    split: &data::Split,
+    config: &TrainConfig,
+    a: &TrainArgs,
+    device: &Device,
+) -> Result<String, String> {
+    let evaluated = if split.test.is_empty() {
+        &split.val
+    } else {
+        &split.test
+    };
+    let mut result = serde_json::Map::new();
+    let mut threshold = 0.5;
+    let mut calibrated_on = "not calibrated: no held-out identities".to_string();
+    if !evaluated.is_empty() {
+        let embs = train::embed_all(net, evaluated, config.pixels, device);
+        let (report, curve) = eval::evaluate(&embs, &evaluated.labels, a.draws, config.seed);
+        threshold = report.threshold_far_1e2;
+        calibrated_on = format!(
+            "FAR 1 % over {} images of {} identities unseen in training (facegate-train)",
+            report.images, report.identities
+        );
+        write(
+            &a.out.join("roc.svg"),
+            &plot::roc_svg(&[("unseen identities", &curve)]),
+        )?;
+        write(
+            &a.out.join("embedding.svg"),
+            &plot::embedding_svg(&embs, &evaluated.labels, &evaluated.classes),
+        )?;
+        let json = serde_json::to_value(&report).map_err(|e| e.to_string())?;
+        write(
+            &a.out.join("eval.json"),
+            &serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?,
+        )?;
+        result.insert("unseen".into(), json);
+    }
+    let artefact = export::Artefact {
+        name: &a.name,
+        pixels: config.pixels,
+        aligned: a.data.crop == FaceCrop::Align,
+        threshold,
+        calibrated_on,
+        source: format!(
+            "facegate-train {} on {}",
+            config.mining.name(),
+            a.data.data.display()
+        ),
+    };
+    let report = export::export(net, &artefact, &split.train, &a.out, device)?;
+    if report.tract_max_abs_diff >= 1e-4 {
+        return Err(format!(
+            "tract's output differs from the trained network by {}",
+            report.tract_max_abs_diff
+        ));
+    }
+    result.insert(
+        "export".into(),
+        serde_json::to_value(&report).map_err(|e| e.to_string())?,
+    );
+    serde_json::to_string_pretty(&result).map_err(|e| e.to_string())
+}
+
+fn run_evaluate(a: EvaluateArgs) -> Result<(), String> {
+    let device = pick_device(a.device)?;
+    let net = onnx_io::import(&a.model, &device)?;
+    let pixels = pixels_of(&a.model)?;
+    let ds = data::load(&a.data, net.input_size, a.crop)?;
+    let embs = train::embed_all(&net, &ds, pixels, &device);
+    let (report, _) = eval::evaluate(&embs, &ds.labels, a.draws, a.seed);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train(a) => run_train(a),
+        Command::Evaluate(a) => run_evaluate(a),
+        Command::MiningStudy(a) => study::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

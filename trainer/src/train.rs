@@ -1,0 +1,420 @@
+//! The training loop: P x K batches, augmentation, mining, AdamW with warm-up and cosine decay,
+//! per-epoch checkpoints and a metrics log.
+
+use std::fs;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::optim::{AdamConfig, AdamWConfig, GradientsParams};
+use burn::prelude::*;
+use facegate::evaluate::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::data::Dataset;
+use crate::loss::{self, Mining};
+use crate::model::Net;
+use crate::onnx_io::{self, ExportOptions};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    Adam,
+    Adamw,
+}
+
+/// How pixels become network input: `(v * scale - mean) / std` for every channel. Stored in the
+/// model card so facegate feeds the exported network exactly what training did.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Pixels {
+    pub scale: f32,
+    pub mean: f32,
+    pub std: f32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Augment {
+    pub flip: bool,
+    /// Largest shift in pixels, each way.
+    pub jitter: usize,
+    /// Largest brightness change, as a fraction of full scale.
+    pub brightness: f32,
+    /// Largest contrast change, as a fraction.
+    pub contrast: f32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    /// Identities per batch (P) and images per identity (K).
+    pub identities_per_batch: usize,
+    pub images_per_identity: usize,
+    pub mining: Mining,
+    pub margin: f32,
+    pub optimizer: OptimizerKind,
+    pub learning_rate: f64,
+    pub weight_decay: f32,
+    pub warmup_steps: usize,
+    pub augment: Augment,
+    pub pixels: Pixels,
+    pub seed: u64,
+    /// Stop after this many optimizer steps in all (0: no limit). Tests use it.
+    pub max_steps: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub epoch: usize,
+    pub step: usize,
+    pub config: TrainConfig,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EpochLog {
+    pub epoch: usize,
+    pub step: usize,
+    pub loss: f32,
+    pub active_fraction: f32,
+    pub learning_rate: f64,
+    pub seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_one_shot: Option<f64>,
+}
+
+pub struct Outcome {
+    pub net: Net,
+    pub log: Vec<EpochLog>,
+}
+
+/// Input tensor for `indices`, augmented when `augment` is given.
+pub fn batch_tensor(
+    ds: &Dataset,
+    indices: &[usize],
+    pixels: Pixels,
+    augment: Option<(&Augment, &mut Rng)>,
+    device: &Device,
+) -> Tensor<4> {
+    let s = ds.side;
+    let mut data = vec![0f32; indices.len() * 3 * s * s];
+    let mut augment = augment;
+    for (b, &i) in indices.iter().enumerate() {
+        let img = &ds.images[i];
+        let (mut flip, mut dx, mut dy, mut gain, mut offset) = (false, 0i64, 0i64, 1f32, 0f32);
+        if let Some((aug, rng)) = augment.as_mut() {
+            let mut unit = || (rng.next_u64() >> 11) as f32 / (1u64 << 53) as f32;
+            flip = aug.flip && unit() < 0.5;
+            let j = aug.jitter as f32;
+            dx = ((unit() * 2.0 - 1.0) * j).round() as i64;
+            dy = ((unit() * 2.0 - 1.0) * j).round() as i64;
+            gain = 1.0 + (unit() * 2.0 - 1.0) * aug.contrast;
+            offset = (unit() * 2.0 - 1.0) * aug.brightness * 255.0;
+        }
+        let base = b * 3 * s * s;
+        for y in 0..s {
+            // Shifted pixels read the nearest edge pixel, not black: a black band is a cue the
+            // network would learn and never see at run time.
+            let sy = (y as i64 - dy).clamp(0, s as i64 - 1) as usize;
+            for x in 0..s {
+                let mut sx = (x as i64 - dx).clamp(0, s as i64 - 1) as usize;
+                if flip {
+                    sx = s - 1 - sx;
+                }
+                for c in 0..3 {
+                    let v = img[(sy * s + sx) * 3 + c] as f32;
+                    let v = ((v - 127.5) * gain + 127.5 + offset).clamp(0.0, 255.0);
+                    data[base + c * s * s + y * s + x] =
+                        (v * pixels.scale - pixels.mean) / pixels.std;
+                }
+            }
+        }
+    }
+    Tensor::from_data(TensorData::new(data, [indices.len(), 3, s, s]), device)
+}
+
+/// Unit-length embeddings of every image, without augmentation.
+pub fn embed_all(net: &Net, ds: &Dataset, pixels: Pixels, device: &Device) -> Vec<Vec<f32>> {
+    let net = net.valid();
+    let mut out = Vec::with_capacity(ds.len());
+    let all: Vec<usize> = (0..ds.len()).collect();
+    for chunk in all.chunks(64) {
+        let e = net.embed(batch_tensor(ds, chunk, pixels, None, device));
+        let dim = e.dims()[1];
+        let flat: Vec<f32> = e
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap_or_default();
+        out.extend(flat.chunks(dim).map(|c| c.to_vec()));
+    }
+    out
+}
+
+/// P identities, K images each (drawn with replacement when an identity has fewer).
+fn sample_batch(
+    by_class: &[Vec<usize>],
+    p: usize,
+    k: usize,
+    rng: &mut Rng,
+) -> (Vec<usize>, Vec<usize>) {
+    let eligible: Vec<usize> = (0..by_class.len())
+        .filter(|&c| by_class[c].len() >= 2)
+        .collect();
+    let chosen = rng.pick(eligible.len(), p);
+    let (mut idx, mut labels) = (Vec::new(), Vec::new());
+    for c in chosen.into_iter().map(|i| eligible[i]) {
+        let members = &by_class[c];
+        let picks: Vec<usize> = if members.len() >= k {
+            rng.pick(members.len(), k)
+        } else {
+            (0..k)
+                .map(|_| (rng.next_u64() % members.len() as u64) as usize)
+                .collect()
+        };
+        for m in picks {
+            idx.push(members[m]);
+            labels.push(c);
+        }
+    }
+    (idx, labels)
+}
+
+fn learning_rate(config: &TrainConfig, step: usize, total: usize) -> f64 {
+    let base = config.learning_rate;
+    if step < config.warmup_steps {
+        return base * (step + 1) as f64 / config.warmup_steps as f64;
+    }
+    let span = total.saturating_sub(config.warmup_steps).max(1);
+    let t = (step - config.warmup_steps) as f64 / span as f64;
+    // Cosine decay to 1 % of the base rate.
+    base * (0.01 + 0.99 * 0.5 * (1.0 + (std::f64::consts::PI * t.min(1.0)).cos()))
+}
+
+struct Progress {
+    tty: bool,
+    last: Instant,
+}
+
+impl Progress {
+    fn show(
+        &mut self,
+        epoch: usize,
+        epochs: usize,
+        step: usize,
+        steps: usize,
+        loss: f32,
+        active: f32,
+    ) {
+        if !self.tty || (self.last.elapsed().as_millis() < 200 && step + 1 != steps) {
+            return;
+        }
+        self.last = Instant::now();
+        let width = 24;
+        let filled = (step + 1) * width / steps.max(1);
+        eprint!(
+            "\repoch {}/{epochs} [{}{}] {}/{steps} loss {loss:.4} active {:.0}%   ",
+            epoch + 1,
+            "#".repeat(filled),
+            ".".repeat(width - filled),
+            step + 1,
+            active * 100.0
+        );
+        let _ = std::io::stderr().flush();
+    }
+}
+
+/// Trains `net` on `train`; `val` (may be empty) is evaluated 1-shot after each epoch.
+pub fn train(
+    net: Net,
+    train: &Dataset,
+    val: &Dataset,
+    config: &TrainConfig,
+    out_dir: Option<&Path>,
+    start: Option<&Checkpoint>,
+    device: &Device,
+) -> Result<Outcome, String> {
+    // Gradients need the autodiff decorator over the chosen backend; evaluation stays on the
+    // plain device.
+    let ad = device.clone().autodiff();
+    let mut net = net.train();
+    let by_class = train.by_class();
+    if by_class.iter().filter(|c| c.len() >= 2).count() < 2 {
+        return Err("training needs at least 2 identities with 2 or more images each".into());
+    }
+    let batch = config.identities_per_batch * config.images_per_identity;
+    let steps_per_epoch = train.len().div_ceil(batch).max(1);
+    let total_steps = steps_per_epoch * config.epochs;
+    let mut optimizer = match config.optimizer {
+        OptimizerKind::Adam => AdamConfig::new().init(),
+        OptimizerKind::Adamw => AdamWConfig::new()
+            .with_weight_decay(config.weight_decay)
+            .init(),
+    };
+    let (first_epoch, mut step) = start.map_or((0, 0), |c| (c.epoch, c.step));
+    let mut rng = Rng::new(config.seed.wrapping_add(step as u64));
+    let mut progress = Progress {
+        tty: std::io::stderr().is_terminal(),
+        last: Instant::now(),
+    };
+    let mut log = Vec::new();
+    let mut metrics = match out_dir {
+        Some(dir) => Some(
+            fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("metrics.jsonl"))
+                .map_err(|e| format!("{}: {e}", dir.join("metrics.jsonl").display()))?,
+        ),
+        None => None,
+    };
+    'epochs: for epoch in first_epoch..config.epochs {
+        let started = Instant::now();
+        let (mut loss_sum, mut active_sum, mut counted) = (0f64, 0f64, 0usize);
+        let mut lr = config.learning_rate;
+        for s in 0..steps_per_epoch {
+            if config.max_steps > 0 && step >= config.max_steps {
+                break 'epochs;
+            }
+            let (idx, labels) = sample_batch(
+                &by_class,
+                config.identities_per_batch,
+                config.images_per_identity,
+                &mut rng,
+            );
+            let x = batch_tensor(
+                train,
+                &idx,
+                config.pixels,
+                Some((&config.augment, &mut rng)),
+                &ad,
+            );
+            let emb = net.embed(x);
+            lr = learning_rate(config, step, total_steps);
+            step += 1;
+            let Some(value) =
+                loss::batch_loss(config.mining, emb, &labels, config.margin, &mut rng)
+            else {
+                continue;
+            };
+            let loss_value: f32 = value.loss.clone().into_scalar::<f32>();
+            if !loss_value.is_finite() {
+                return Err(format!(
+                    "the loss became {loss_value} at step {step}; lower --learning-rate"
+                ));
+            }
+            let grads = GradientsParams::from_grads(value.loss.backward(), &net);
+            net = optimizer.step(lr, net, grads);
+            loss_sum += loss_value as f64;
+            active_sum += value.active as f64;
+            counted += 1;
+            progress.show(
+                epoch,
+                config.epochs,
+                s,
+                steps_per_epoch,
+                loss_value,
+                value.active,
+            );
+        }
+        if progress.tty {
+            eprintln!();
+        }
+        let val_one_shot = (!val.is_empty()).then(|| {
+            let embs = embed_all(&net, val, config.pixels, device);
+            crate::eval::k_shot(&embs, &val.labels, 1, 10, config.seed)
+        });
+        let entry = EpochLog {
+            epoch: epoch + 1,
+            step,
+            loss: (loss_sum / counted.max(1) as f64) as f32,
+            active_fraction: (active_sum / counted.max(1) as f64) as f32,
+            learning_rate: lr,
+            seconds: started.elapsed().as_secs_f64(),
+            val_one_shot,
+        };
+        let line = serde_json::to_string(&entry).map_err(|e| e.to_string())?;
+        if !progress.tty || out_dir.is_some() {
+            eprintln!("{line}");
+        }
+        if let Some(file) = metrics.as_mut() {
+            writeln!(file, "{line}").map_err(|e| format!("metrics.jsonl: {e}"))?;
+        }
+        log.push(entry);
+        if let Some(dir) = out_dir {
+            save_checkpoint(
+                dir,
+                &net,
+                &Checkpoint {
+                    epoch: epoch + 1,
+                    step,
+                    config: config.clone(),
+                },
+            )?;
+        }
+    }
+    Ok(Outcome { net, log })
+}
+
+pub fn checkpoint_paths(dir: &Path) -> (PathBuf, PathBuf) {
+    (dir.join("checkpoint.onnx"), dir.join("checkpoint.json"))
+}
+
+/// The network with its BatchNorms unfolded (so training can go on) and the loop's position.
+/// Written to temporary files, then renamed: an interrupted save leaves the previous checkpoint.
+fn save_checkpoint(dir: &Path, net: &Net, state: &Checkpoint) -> Result<(), String> {
+    let (onnx, json) = checkpoint_paths(dir);
+    let bytes = onnx_io::export(net, ExportOptions::checkpoint());
+    let text = serde_json::to_string_pretty(state).map_err(|e| e.to_string())?;
+    for (path, data) in [(&onnx, bytes), (&json, text.into_bytes())] {
+        let tmp = path.with_extension("tmp");
+        fs::write(&tmp, data)
+            .and_then(|_| fs::rename(&tmp, path))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+pub fn load_checkpoint(dir: &Path, device: &Device) -> Result<(Net, Checkpoint), String> {
+    let (onnx, json) = checkpoint_paths(dir);
+    let text = fs::read_to_string(&json).map_err(|e| format!("{}: {e}", json.display()))?;
+    let state: Checkpoint =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", json.display()))?;
+    let net = onnx_io::import(&onnx, device)?;
+    Ok((net, state))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_warms_up_then_decays() {
+        let config = TrainConfig {
+            epochs: 1,
+            identities_per_batch: 2,
+            images_per_identity: 2,
+            mining: Mining::Hard,
+            margin: 0.2,
+            optimizer: OptimizerKind::Adamw,
+            learning_rate: 1.0,
+            weight_decay: 0.0,
+            warmup_steps: 10,
+            augment: Augment {
+                flip: false,
+                jitter: 0,
+                brightness: 0.0,
+                contrast: 0.0,
+            },
+            pixels: Pixels {
+                scale: 1.0,
+                mean: 0.0,
+                std: 1.0,
+            },
+            seed: 1,
+            max_steps: 0,
+        };
+        assert!((learning_rate(&config, 0, 100) - 0.1).abs() < 1e-9);
+        assert!((learning_rate(&config, 9, 100) - 1.0).abs() < 1e-9);
+        assert!(learning_rate(&config, 50, 100) < 0.6);
+        assert!((learning_rate(&config, 100, 100) - 0.01).abs() < 1e-9);
+    }
+}

@@ -111,6 +111,10 @@ struct ModelArgs {
     /// Start from this ONNX embedder's weights (fine-tuning); its architecture replaces the above.
     #[arg(long)]
     init: Option<PathBuf>,
+    /// With --init: let BatchNorm statistics follow the new data (by default they stay frozen:
+    /// a few people in small batches would overwrite statistics learned on millions of faces).
+    #[arg(long)]
+    update_norms: bool,
 }
 
 #[derive(Args, Clone)]
@@ -276,6 +280,7 @@ fn config_from(h: &HyperArgs, pixels: Pixels, seed: u64) -> TrainConfig {
         pixels,
         seed,
         max_steps: h.max_steps,
+        frozen_norms: false,
     }
 }
 
@@ -332,7 +337,11 @@ fn prepare(
     device.seed(d.seed);
     let (net, pixels) = match (given, &m.init) {
         (Some(given), _) => given,
-        (None, Some(path)) => (onnx_io::import(path, device)?, pixels_of(path)?),
+        (None, Some(path)) => {
+            let mut net = onnx_io::import(path, device)?;
+            net.frozen_norms = !m.update_norms;
+            (net, pixels_of(path)?)
+        }
         (None, None) => {
             let arch = model::Architecture {
                 input_size: m.input_size,
@@ -380,7 +389,11 @@ fn run_train(a: TrainArgs) -> Result<(), String> {
     let Prepared { split, net, pixels } = prepare(&a.data, &a.model, given, &device)?;
     let (config, start) = match resumed {
         Some((_, state)) => (state.config.clone(), Some(state)),
-        None => (config_from(&a.hyper, pixels, a.data.seed), None),
+        None => {
+            let mut config = config_from(&a.hyper, pixels, a.data.seed);
+            config.frozen_norms = net.frozen_norms;
+            (config, None)
+        }
     };
     eprintln!(
         "training on {} ({} parameters): {} images of {} identities; validation {}; unseen test {} identities",

@@ -43,6 +43,11 @@ pub struct Net {
     /// Input side (square), channels are always RGB.
     #[module(skip)]
     pub input_size: usize,
+    /// BatchNorms use their running statistics even in training (their scale and shift still
+    /// learn). Fine-tuning on a few people in small batches would otherwise overwrite statistics
+    /// gathered on millions of faces with those of a handful.
+    #[module(skip)]
+    pub frozen_norms: bool,
 }
 
 enum Value {
@@ -73,8 +78,8 @@ impl Net {
                     Value::Map(t.sub_scalar(*sub).mul_scalar(*mul))
                 }
                 (Op::Conv(k), Value::Map(t)) => Value::Map(self.convs[*k].forward(t)),
-                (Op::Norm(k), Value::Map(t)) => Value::Map(self.norms[*k].forward(t)),
-                (Op::Norm(k), Value::Flat(t)) => Value::Flat(self.norms[*k].forward(t)),
+                (Op::Norm(k), Value::Map(t)) => Value::Map(self.norm(*k, t)),
+                (Op::Norm(k), Value::Flat(t)) => Value::Flat(self.norm(*k, t)),
                 (Op::PRelu(k), Value::Map(t)) => Value::Map(self.prelus[*k].forward(t)),
                 (Op::PRelu(k), Value::Flat(t)) => Value::Flat(self.prelus[*k].forward(t)),
                 (Op::Relu, Value::Map(t)) => Value::Map(burn::tensor::activation::relu(t)),
@@ -93,6 +98,22 @@ impl Net {
             Value::Flat(t) => t,
             Value::Map(t) => t.flatten(1, 3),
         }
+    }
+
+    fn norm<const D: usize>(&self, k: usize, t: Tensor<D>) -> Tensor<D> {
+        let norm = &self.norms[k];
+        if !self.frozen_norms {
+            return norm.forward(t);
+        }
+        let device = t.device();
+        burn::tensor::module::batch_norm(
+            t,
+            norm.gamma.val(),
+            norm.beta.val(),
+            norm.running_mean.value().to_device(&device),
+            norm.running_var.value().to_device(&device),
+            norm.epsilon,
+        )
     }
 
     /// Unit-length embeddings.
@@ -227,6 +248,7 @@ pub fn mobilefacenet(arch: &Architecture, device: &Device) -> Net {
             linears: Vec::new(),
             ops: Vec::new(),
             input_size: arch.input_size,
+            frozen_norms: false,
         },
         device,
         channels: 3,

@@ -221,8 +221,9 @@ pub fn export(net: &Net, options: ExportOptions) -> Vec<u8> {
         let mut consumed = 1;
         match &ops[i] {
             Op::Affine { sub, mul } => {
-                let sub_name = w.constant(&format!("{out}_sub"), &[], vec![*sub]);
-                let mul_name = w.constant(&format!("{out}_mul"), &[], vec![*mul]);
+                // Constant names must not collide with node names, which are `<output>_<op>`.
+                let sub_name = w.constant(&format!("{out}_offset"), &[], vec![*sub]);
+                let mul_name = w.constant(&format!("{out}_factor"), &[], vec![*mul]);
                 let shifted = format!("{out}_shifted");
                 w.node("Sub", &[&input, &sub_name], &shifted, vec![]);
                 w.node("Mul", &[&shifted, &mul_name], &out, vec![]);
@@ -502,6 +503,7 @@ pub fn import_bytes(bytes: &[u8], device: &Device) -> Result<Net, String> {
         linears: Vec::new(),
         ops: Vec::new(),
         input_size: shape[2] as usize,
+        frozen_norms: false,
     };
     // Value name -> index into the value list (0 = input, i = output of op i-1).
     let mut value_of: HashMap<String, usize> = HashMap::new();

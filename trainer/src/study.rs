@@ -51,6 +51,7 @@ pub fn run(a: StudyArgs) -> Result<(), String> {
         };
         let mut config = crate::config_from(&a.hyper, first.pixels, a.data.seed);
         config.mining = mining;
+        config.frozen_norms = first.net.frozen_norms;
         eprintln!("== {} ==", mining.name());
         let started = Instant::now();
         let outcome = train::train(net, &split.train, &split.val, &config, None, None, &device)?;

@@ -60,6 +60,9 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Stop after this many optimizer steps in all (0: no limit). Tests use it.
     pub max_steps: usize,
+    /// BatchNorms keep their running statistics (fine-tuning).
+    #[serde(default)]
+    pub frozen_norms: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -236,6 +239,7 @@ pub fn train(
     // plain device.
     let ad = device.clone().autodiff();
     let mut net = net.train();
+    net.frozen_norms = config.frozen_norms;
     let by_class = train.by_class();
     if by_class.iter().filter(|c| c.len() >= 2).count() < 2 {
         return Err("training needs at least 2 identities with 2 or more images each".into());
@@ -266,13 +270,15 @@ pub fn train(
         ),
         None => None,
     };
-    'epochs: for epoch in first_epoch..config.epochs {
+    for epoch in first_epoch..config.epochs {
+        let mut stopped = false;
         let started = Instant::now();
         let (mut loss_sum, mut active_sum, mut counted) = (0f64, 0f64, 0usize);
         let mut lr = config.learning_rate;
         for s in 0..steps_per_epoch {
             if config.max_steps > 0 && step >= config.max_steps {
-                break 'epochs;
+                stopped = true;
+                break;
             }
             let (idx, labels) = sample_batch(
                 &by_class,
@@ -318,6 +324,9 @@ pub fn train(
         if progress.tty {
             eprintln!();
         }
+        if stopped && counted == 0 {
+            break;
+        }
         let val_one_shot = (!val.is_empty()).then(|| {
             let embs = embed_all(&net, val, config.pixels, device);
             crate::eval::k_shot(&embs, &val.labels, 1, 10, config.seed)
@@ -349,6 +358,9 @@ pub fn train(
                     config: config.clone(),
                 },
             )?;
+        }
+        if stopped {
+            break;
         }
     }
     Ok(Outcome { net, log })
@@ -411,6 +423,7 @@ mod tests {
             },
             seed: 1,
             max_steps: 0,
+            frozen_norms: false,
         };
         assert!((learning_rate(&config, 0, 100) - 0.1).abs() < 1e-9);
         assert!((learning_rate(&config, 9, 100) - 1.0).abs() < 1e-9);

@@ -367,7 +367,7 @@ mod tests {
                 .powf_scalar(2.0)
                 .sum_dim(1)
                 .into_data()
-                .to_vec()
+                .try_to_vec::<f32>()
                 .unwrap();
             assert!(norms.iter().all(|n| (n - 1.0).abs() < 1e-4), "{norms:?}");
         }

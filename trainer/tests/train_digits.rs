@@ -167,20 +167,52 @@ fn fine_tuning_the_shipped_model_keeps_its_validation_accuracy() {
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/sface_int8w.onnx");
     let celebs = shared("data/5-celebrity-faces");
     let before = Command::new(env!("CARGO_BIN_EXE_facegate-train"))
-        .args(["evaluate", "--crop", "align", "--device", "cpu", "--draws", "5", "--model"])
+        .args([
+            "evaluate", "--crop", "align", "--device", "cpu", "--draws", "5", "--model",
+        ])
         .arg(&model)
         .arg("--data")
         .arg(celebs.join("val"))
         .output()
         .unwrap();
-    assert!(before.status.success(), "{}", String::from_utf8_lossy(&before.stderr));
+    assert!(
+        before.status.success(),
+        "{}",
+        String::from_utf8_lossy(&before.stderr)
+    );
     let before: serde_json::Value = serde_json::from_slice(&before.stdout).unwrap();
 
     let out = out_dir("finetune");
     let run = Command::new(env!("CARGO_BIN_EXE_facegate-train"))
-        .args(["train", "--crop", "align", "--test-identities", "0", "--mining", "semi-hard"])
-        .args(["--margin", "0.2", "--learning-rate", "0.00002", "--epochs", "1", "--max-steps", "2"])
-        .args(["--identities-per-batch", "5", "--images-per-identity", "2", "--device", "cpu", "--draws", "5"])
+        .args([
+            "train",
+            "--crop",
+            "align",
+            "--test-identities",
+            "0",
+            "--mining",
+            "semi-hard",
+        ])
+        .args([
+            "--margin",
+            "0.2",
+            "--learning-rate",
+            "0.00002",
+            "--epochs",
+            "1",
+            "--max-steps",
+            "2",
+        ])
+        .args([
+            "--identities-per-batch",
+            "5",
+            "--images-per-identity",
+            "2",
+            "--device",
+            "cpu",
+            "--draws",
+            "5",
+        ])
         .arg("--init")
         .arg(&model)
         .arg("--data")
@@ -195,10 +227,18 @@ fn fine_tuning_the_shipped_model_keeps_its_validation_accuracy() {
     assert!(run.status.success(), "{stderr}");
     let after: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
     let one_shot = |v: &serde_json::Value| v["one_shot"].as_f64().unwrap();
-    assert!(one_shot(&after["unseen"]) >= one_shot(&before), "before {before}, after {after}");
-    assert!(after["export"]["tract_max_abs_diff"].as_f64().unwrap() < 1e-4, "{after}");
+    assert!(
+        one_shot(&after["unseen"]) >= one_shot(&before),
+        "before {before}, after {after}"
+    );
+    assert!(
+        after["export"]["tract_max_abs_diff"].as_f64().unwrap() < 1e-4,
+        "{after}"
+    );
     // The card keeps SFace's input: raw pixels, five-point alignment, 112x112.
-    let card: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("embedder_int8.json")).unwrap()).unwrap();
+    let card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("embedder_int8.json")).unwrap())
+            .unwrap();
     assert_eq!(card["input"]["width"], 112);
     assert_eq!(card["alignment"]["kind"], "five_point");
     assert_eq!(card["embedding_dim"], 128);

@@ -3,10 +3,15 @@
 detections must be identical, and each SFace form's embeddings must agree with x86's to cosine
 >= 0.99 (the int8 kernels differ per architecture). Correctness only: qemu is ~300x slower.
 
-    python3 cross/emulated_check.py [--arm BINARY] [--x86 BINARY]
+    python3 cross/emulated_check.py [--arm BINARY] [--x86 BINARY] [--forms shipped|all]
 
-Needs qemu-user-static and the aarch64 C library (Debian: libc6-dev-arm64-cross), and the model
-variants of tools/cards.py (../shared/anchors; onnxruntime to make the QLinearConv one).
+Then end to end, both binaries on the same inputs: detection with two threads, enrolling Barack
+Obama from one photo and identifying a second photo of him (known) and Joe Biden (unknown), and
+`watch` over a directory of frames (the same events in the same frames). CI runs it with
+`--forms shipped` against the x86 test build.
+
+Needs qemu-user-static and the aarch64 C library (Debian: libc6-dev-arm64-cross); `--forms all`
+also needs the model variants of tools/cards.py (../shared/anchors; onnxruntime for QLinearConv).
 """
 import argparse
 import json
@@ -14,12 +19,20 @@ import math
 import os
 import subprocess
 import sys
+import shutil
 import tempfile
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
-from cards import CROPS, ROOT, three_forms  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+CROPS = os.path.join(ROOT, "tests", "fixtures", "aligned")
 
-QEMU = ["qemu-aarch64-static", "-L", "/usr/aarch64-linux-gnu"]
+# The loader and the C library must come from the same package. With -L alone, qemu takes the
+# loader from the cross sysroot (libc6-arm64-cross) but the loader then finds libc.so.6 through
+# /etc/ld.so.cache, which on a machine with arm64 multiarch packages is libc6:arm64, a different
+# Debian revision; their private structures differ, and pthread_create loops forever walking a
+# list whose head is at another offset. LD_LIBRARY_PATH keeps both from the sysroot.
+SYSROOT = "/usr/aarch64-linux-gnu"
+QEMU = ["qemu-aarch64-static", "-L", SYSROOT, "-E", f"LD_LIBRARY_PATH={SYSROOT}/lib"]
 PHOTOS = ["messi5.jpg", "astronaut.png", "obama2.jpg"]
 
 
@@ -31,6 +44,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--arm", default=os.path.join(ROOT, "target", "aarch64-unknown-linux-gnu", "emulation", "facegate"))
     ap.add_argument("--x86", default=os.path.join(ROOT, "target", "release", "facegate"))
+    ap.add_argument("--forms", choices=["shipped", "all"], default="all",
+                    help="embedding forms compared: the shipped model only, or f32, QDQ and QLinearConv")
     args = ap.parse_args()
     photos = [os.path.join(ROOT, "tests", "fixtures", "photos", p) for p in PHOTOS]
     failures = 0
@@ -42,7 +57,11 @@ def main():
         print(f"detect {cascade}: {sum(len(json.loads(l)['faces']) for l in arm.splitlines())} raw windows, "
               f"{'identical to x86' if same else 'DIFFERENT from x86'}")
     crops = sorted(os.path.join(CROPS, f) for f in os.listdir(CROPS) if f.endswith(".png"))[:3]
-    cards = sum((["--model", c] for c in three_forms()), [])
+    if args.forms == "all":
+        from cards import three_forms  # needs ../shared/anchors and onnx tooling
+        cards = sum((["--model", c] for c in three_forms()), [])
+    else:
+        cards = ["--model", os.path.join(ROOT, "models", "sface_int8w.json")]
     with tempfile.TemporaryDirectory() as tmp:
         outs = {}
         for name, cmd in [("arm", QEMU + [args.arm]), ("x86", [args.x86])]:
@@ -57,7 +76,56 @@ def main():
         failures += not ok
         print(f"embed {form:8}: aarch64 vs x86 lowest cosine {worst:.6f} over {len(arm_vectors)} faces "
               f"{'ok' if ok else 'BELOW 0.99'}")
+    failures += end_to_end(args.arm, args.x86)
     return 1 if failures else 0
+
+
+def photo(name):
+    return os.path.join(ROOT, "tests", "fixtures", "photos", name)
+
+
+def same(what, arm, x86):
+    ok = arm == x86
+    print(f"{what}: {'same as x86' if ok else 'DIFFERENT from x86'}")
+    if not ok:
+        print(f"  aarch64: {arm}\n  x86:     {x86}")
+    return 0 if ok else 1
+
+
+def end_to_end(arm, x86):
+    """The commands a board runs, with threads, on both architectures."""
+    failures = 0
+    threaded = ["detect", "--json", "--threads", "2", photo("messi5.jpg"), photo("faceapi-sample1.jpg")]
+    failures += same("detect --threads 2", run(QEMU + [arm] + threaded), run([x86] + threaded))
+    with tempfile.TemporaryDirectory() as tmp:
+        results = {}
+        for name, cmd in [("arm", QEMU + [arm]), ("x86", [x86])]:
+            gallery = os.path.join(tmp, "gallery-" + name)
+            run(cmd + ["enroll", "--gallery", gallery, "--name", "obama", photo("obama.jpg")])
+            ident = run(cmd + ["identify", "--json", "--gallery", gallery, photo("obama2.jpg"), photo("biden.jpg")])
+            faces = [(f.get("name"), f["score"]) for line in ident.splitlines() for f in json.loads(line)["faces"]]
+            frames = os.path.join(tmp, "frames-" + name)
+            os.makedirs(frames)
+            # Obama for four frames, then Biden for four: identified, left, unknown, left.
+            for i, src in enumerate(["obama2.jpg"] * 4 + ["biden.jpg"] * 4):
+                shutil.copy(photo(src), os.path.join(frames, f"frame{i:02}.jpg"))
+            events = run(cmd + ["watch", "--gallery", gallery, "--frames", frames, "--leave-after", "1"])
+            results[name] = (faces, [(e["frame"], e["event"], e.get("name"), e["track"])
+                                     for e in map(json.loads, events.splitlines())])
+        arm_faces, x86_faces = results["arm"][0], results["x86"][0]
+        print(f"identify: aarch64 {arm_faces}, x86 {x86_faces}")
+        failures += same("identify names", [f[0] for f in arm_faces], [f[0] for f in x86_faces])
+        if len(arm_faces) != 2 or any(abs(a[1] - b[1]) > 0.01 for a, b in zip(arm_faces, x86_faces)):
+            print("identify: scores differ by more than 0.01")
+            failures += 1
+        print(f"watch events: {results['arm'][1]}")
+        failures += same("watch events", results["arm"][1], results["x86"][1])
+        names = [e[2] for e in results["arm"][1]]
+        expected = ["obama", "obama", None, None]
+        if names != expected:
+            print(f"watch: names {names}, expected {expected}")
+            failures += 1
+    return failures
 
 
 if __name__ == "__main__":

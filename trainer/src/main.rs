@@ -30,21 +30,24 @@ FACE RECIPE
   time; photos without a face are skipped and counted.
 
   From scratch (thousands of identities, e.g. CASIA-WebFace), on a GPU host:
-      cargo run --release -p facegate-train --features gpu -- train \\
+      cargo run -p facegate-train --features gpu -- train \\
           --data casia/ --crop align --input-size 112 --embedding-dim 128 --width 1.0 \\
           --final-channels 512 --test-identities 500 --val-identities 200 \\
           --mining batch-hard --identities-per-batch 32 --images-per-identity 4 \\
           --epochs 30 --learning-rate 0.001 --out runs/casia
   Fine-tuning the shipped SFace on your own people (CPU is fine, minutes):
-      cargo run --release -p facegate-train -- train --data my_faces/ --crop align \\
+      cargo run -p facegate-train -- train --data my_faces/ --crop align \\
           --init models/sface_int8w.onnx --mining semi-hard --margin 0.2 \\
           --learning-rate 0.00002 --epochs 5 --identities-per-batch 5 --images-per-identity 4 \\
           --test-identities 0 --val-data my_faces_val/ --out runs/mine
-  Then use it: facegate identify --model runs/casia/embedder_int8.json ...
+  Then use it: facegate enroll/identify/watch --model runs/casia/embedder_int8.json ...
+  (This workspace's dev profile already optimises everything at opt-level 2; --release adds fat
+  LTO, which only makes the burn build much longer.)
 
   Hyper-parameters that work: P x K = 32 x 4 (GPU) or 8 x 4 (CPU); margin 0.2-0.3 on unit
-  embeddings; AdamW, learning rate 1e-3 from scratch, 1e-5 to 5e-5 when fine-tuning; batch-hard or
-  semi-hard mining (random mining stalls once easy triplets dominate).
+  embeddings; AdamW, learning rate 1e-3 to 3e-3 from scratch, 1e-5 to 5e-5 when fine-tuning
+  (BatchNorm statistics stay frozen unless --update-norms). docs/TRAINING.md compares the mining
+  strategies, measured.
 
 GPU
   Build with `--features gpu` (burn's wgpu backend: Vulkan on Linux/Windows, Metal on macOS; needs

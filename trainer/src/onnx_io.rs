@@ -368,9 +368,16 @@ pub fn export(net: &Net, options: ExportOptions) -> Vec<u8> {
             ])),
             ..Default::default()
         }],
+        // The output's rank and size follow from the graph; runtimes infer them.
         output: vec![pb::ValueInfoProto {
             name: OUTPUT_NAME.into(),
-            r#type: Some(tensor_type(vec![batch])),
+            r#type: Some(pb::TypeProto {
+                value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                    elem_type: pb::tensor_proto::DataType::Float as i32,
+                    shape: None,
+                })),
+                ..Default::default()
+            }),
             ..Default::default()
         }],
         ..Default::default()

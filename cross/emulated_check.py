@@ -31,8 +31,16 @@ CROPS = os.path.join(ROOT, "tests", "fixtures", "aligned")
 # /etc/ld.so.cache, which on a machine with arm64 multiarch packages is libc6:arm64, a different
 # Debian revision; their private structures differ, and pthread_create loops forever walking a
 # list whose head is at another offset. LD_LIBRARY_PATH keeps both from the sysroot.
-SYSROOT = "/usr/aarch64-linux-gnu"
-QEMU = ["qemu-aarch64-static", "-L", SYSROOT, "-E", f"LD_LIBRARY_PATH={SYSROOT}/lib"]
+ARCHES = {
+    "aarch64": ("qemu-aarch64-static", "/usr/aarch64-linux-gnu", "aarch64-unknown-linux-gnu"),
+    "armv7": ("qemu-arm-static", "/usr/arm-linux-gnueabihf", "armv7-unknown-linux-gnueabihf"),
+}
+QEMU = []  # set by main() for the chosen architecture
+
+
+def qemu_for(arch):
+    program, sysroot, _ = ARCHES[arch]
+    return [program, "-L", sysroot, "-E", f"LD_LIBRARY_PATH={sysroot}/lib"]
 PHOTOS = ["messi5.jpg", "astronaut.png", "obama2.jpg"]
 
 
@@ -42,11 +50,15 @@ def run(cmd):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--arm", default=os.path.join(ROOT, "target", "aarch64-unknown-linux-gnu", "emulation", "facegate"))
+    ap.add_argument("--arch", choices=sorted(ARCHES), default="aarch64")
+    ap.add_argument("--arm", help="the ARM binary (default: target/<triple>/emulation/facegate)")
     ap.add_argument("--x86", default=os.path.join(ROOT, "target", "release", "facegate"))
     ap.add_argument("--forms", choices=["shipped", "all"], default="all",
                     help="embedding forms compared: the shipped model only, or f32, QDQ and QLinearConv")
     args = ap.parse_args()
+    QEMU[:] = qemu_for(args.arch)
+    if args.arm is None:
+        args.arm = os.path.join(ROOT, "target", ARCHES[args.arch][2], "emulation", "facegate")
     photos = [os.path.join(ROOT, "tests", "fixtures", "photos", p) for p in PHOTOS]
     failures = 0
     for cascade in ["haarcascade_frontalface_default.xml", "lbpcascade_frontalface_improved.xml"]:
@@ -74,7 +86,7 @@ def main():
                     for u, v in zip(arm_vectors, outs["x86"][form]))
         ok = worst >= 0.99
         failures += not ok
-        print(f"embed {form:8}: aarch64 vs x86 lowest cosine {worst:.6f} over {len(arm_vectors)} faces "
+        print(f"embed {form:8}: ARM vs x86 lowest cosine {worst:.6f} over {len(arm_vectors)} faces "
               f"{'ok' if ok else 'BELOW 0.99'}")
     failures += end_to_end(args.arm, args.x86)
     return 1 if failures else 0
@@ -88,7 +100,7 @@ def same(what, arm, x86):
     ok = arm == x86
     print(f"{what}: {'same as x86' if ok else 'DIFFERENT from x86'}")
     if not ok:
-        print(f"  aarch64: {arm}\n  x86:     {x86}")
+        print(f"  ARM: {arm}\n  x86: {x86}")
     return 0 if ok else 1
 
 
@@ -113,7 +125,7 @@ def end_to_end(arm, x86):
             results[name] = (faces, [(e["frame"], e["event"], e.get("name"), e["track"])
                                      for e in map(json.loads, events.splitlines())])
         arm_faces, x86_faces = results["arm"][0], results["x86"][0]
-        print(f"identify: aarch64 {arm_faces}, x86 {x86_faces}")
+        print(f"identify: ARM {arm_faces}, x86 {x86_faces}")
         failures += same("identify names", [f[0] for f in arm_faces], [f[0] for f in x86_faces])
         if len(arm_faces) != 2 or any(abs(a[1] - b[1]) > 0.01 for a, b in zip(arm_faces, x86_faces)):
             print("identify: scores differ by more than 0.01")

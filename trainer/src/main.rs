@@ -328,6 +328,27 @@ struct Prepared {
     pixels: Pixels,
 }
 
+/// The network training starts from: the --init model (BatchNorm statistics frozen unless
+/// --update-norms), or a new MobileFaceNet; with its pixel scaling.
+fn initial_net(m: &ModelArgs, device: &Device) -> Result<(model::Net, Pixels), String> {
+    match &m.init {
+        Some(path) => {
+            let mut net = onnx_io::import(path, device)?;
+            net.frozen_norms = !m.update_norms;
+            Ok((net, pixels_of(path)?))
+        }
+        None => {
+            let arch = model::Architecture {
+                input_size: m.input_size,
+                embedding_dim: m.embedding_dim,
+                width: m.width,
+                final_channels: m.final_channels,
+            };
+            Ok((model::mobilefacenet(&arch, device), OWN_PIXELS))
+        }
+    }
+}
+
 /// The data at the network's input size, and the network: `given` (a checkpoint), the --init
 /// model, or a new MobileFaceNet.
 fn prepare(
@@ -338,22 +359,9 @@ fn prepare(
 ) -> Result<Prepared, String> {
     // New layers draw their initial weights from this seed: runs repeat.
     device.seed(d.seed);
-    let (net, pixels) = match (given, &m.init) {
-        (Some(given), _) => given,
-        (None, Some(path)) => {
-            let mut net = onnx_io::import(path, device)?;
-            net.frozen_norms = !m.update_norms;
-            (net, pixels_of(path)?)
-        }
-        (None, None) => {
-            let arch = model::Architecture {
-                input_size: m.input_size,
-                embedding_dim: m.embedding_dim,
-                width: m.width,
-                final_channels: m.final_channels,
-            };
-            (model::mobilefacenet(&arch, device), OWN_PIXELS)
-        }
+    let (net, pixels) = match given {
+        Some(given) => given,
+        None => initial_net(m, device)?,
     };
     let ds = data::load(&d.data, net.input_size, d.crop)?;
     let mut split = data::split_by_identity(

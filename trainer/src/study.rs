@@ -7,7 +7,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::loss::Mining;
-use crate::{eval, model, pick_device, prepare, train, StudyArgs};
+use crate::{eval, pick_device, prepare, train, StudyArgs};
 
 #[derive(Serialize)]
 struct Row {
@@ -37,21 +37,10 @@ pub fn run(a: StudyArgs) -> Result<(), String> {
     for mining in strategies {
         // Every strategy starts from the same initial weights.
         device.seed(a.data.seed);
-        let net = match &a.model.init {
-            Some(path) => crate::onnx_io::import(path, &device)?,
-            None => model::mobilefacenet(
-                &model::Architecture {
-                    input_size: a.model.input_size,
-                    embedding_dim: a.model.embedding_dim,
-                    width: a.model.width,
-                    final_channels: a.model.final_channels,
-                },
-                &device,
-            ),
-        };
+        let (net, _) = crate::initial_net(&a.model, &device)?;
         let mut config = crate::config_from(&a.hyper, first.pixels, a.data.seed);
         config.mining = mining;
-        config.frozen_norms = first.net.frozen_norms;
+        config.frozen_norms = net.frozen_norms;
         eprintln!("== {} ==", mining.name());
         let started = Instant::now();
         let outcome = train::train(net, &split.train, &split.val, &config, None, None, &device)?;

@@ -46,11 +46,7 @@ impl Dataset {
 
     /// Indices of each class's images.
     pub fn by_class(&self) -> Vec<Vec<usize>> {
-        let mut out = vec![Vec::new(); self.classes.len()];
-        for (i, &l) in self.labels.iter().enumerate() {
-            out[l].push(i);
-        }
-        out
+        group_by_label(&self.labels, self.classes.len())
     }
 
     /// The images of `classes`, relabelled 0.. in the order given.
@@ -71,6 +67,15 @@ impl Dataset {
         }
         out
     }
+}
+
+/// Indices of each label's items, for labels below `classes`.
+pub fn group_by_label(labels: &[usize], classes: usize) -> Vec<Vec<usize>> {
+    let mut out = vec![Vec::new(); classes];
+    for (i, &l) in labels.iter().enumerate() {
+        out[l].push(i);
+    }
+    out
 }
 
 /// Loads `path`: a directory of identity folders, or a `.csv`/`.csv.gz` digit table.

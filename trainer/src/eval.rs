@@ -1,7 +1,8 @@
 //! Evaluation on identities the network never saw: k-shot identification, verification ROC and
 //! open-set identification, all on cosine similarity of unit-length embeddings.
 
-use facegate::evaluate::Rng;
+use facegate::embedder::cosine;
+use facegate::evaluate::{draw, Embedded, Rng};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]
@@ -24,10 +25,6 @@ pub struct Report {
     pub draws: usize,
 }
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
 fn unit(v: Vec<f32>) -> Vec<f32> {
     facegate::embedder::normalized(&v)
 }
@@ -41,35 +38,24 @@ fn mean_template(embs: &[Vec<f32>], members: &[usize]) -> Vec<f32> {
 }
 
 /// Rank-1 accuracy with `shots` enrolled images per identity, averaged over `draws` random
-/// enrolments. Identities with no image left to probe are left out of that draw.
+/// enrolments (facegate's own enrolment draw). Identities with no image left to probe are left out.
 pub fn k_shot(embs: &[Vec<f32>], labels: &[usize], shots: usize, draws: usize, seed: u64) -> f64 {
     let classes = labels.iter().copied().max().map_or(0, |m| m + 1);
-    let mut by_class = vec![Vec::new(); classes];
-    for (i, &l) in labels.iter().enumerate() {
-        by_class[l].push(i);
-    }
+    let by_class = crate::data::group_by_label(labels, classes);
+    let pool: Vec<Embedded> = (0..embs.len())
+        .filter(|&i| by_class[labels[i]].len() > shots)
+        .map(|i| Embedded {
+            person: labels[i],
+            embedding: Some(embs[i].clone()),
+        })
+        .collect();
     let mut rng = Rng::new(seed);
     let (mut right, mut total) = (0usize, 0usize);
     for _ in 0..draws {
-        let mut templates = Vec::new();
-        let mut probes = Vec::new();
-        for (c, members) in by_class.iter().enumerate() {
-            if members.len() <= shots {
-                continue;
-            }
-            let chosen = rng.pick(members.len(), shots);
-            let enrolled: Vec<usize> = chosen.iter().map(|&k| members[k]).collect();
-            templates.push((c, mean_template(embs, &enrolled)));
-            probes.extend(members.iter().copied().filter(|i| !enrolled.contains(i)));
-        }
-        for p in probes {
-            let best = templates
-                .iter()
-                .max_by(|a, b| dot(&embs[p], &a.1).total_cmp(&dot(&embs[p], &b.1)))
-                .map(|t| t.0);
-            right += usize::from(best == Some(labels[p]));
-            total += 1;
-        }
+        // No threshold: only the rank-1 count is read.
+        let r = draw(&pool, &[], &[], classes, shots, f32::MAX, &mut rng);
+        right += r.rank1;
+        total += r.probes;
     }
     if total == 0 {
         0.0
@@ -83,7 +69,7 @@ pub fn pair_scores(embs: &[Vec<f32>], labels: &[usize]) -> (Vec<f32>, Vec<f32>) 
     let (mut genuine, mut impostor) = (Vec::new(), Vec::new());
     for i in 0..embs.len() {
         for j in i + 1..embs.len() {
-            let s = dot(&embs[i], &embs[j]);
+            let s = cosine(&embs[i], &embs[j]);
             if labels[i] == labels[j] {
                 genuine.push(s)
             } else {
@@ -141,10 +127,7 @@ pub fn open_set(embs: &[Vec<f32>], labels: &[usize], shots: usize, draws: usize,
     if classes < 2 {
         return 0.0;
     }
-    let mut by_class = vec![Vec::new(); classes];
-    for (i, &l) in labels.iter().enumerate() {
-        by_class[l].push(i);
-    }
+    let by_class = crate::data::group_by_label(labels, classes);
     let mut rng = Rng::new(seed ^ 0x5eed);
     let mut sum = 0.0;
     for _ in 0..draws {
@@ -168,7 +151,7 @@ pub fn open_set(embs: &[Vec<f32>], labels: &[usize], shots: usize, draws: usize,
         let best = |p: usize| {
             templates
                 .iter()
-                .map(|(c, t)| (*c, dot(&embs[p], t)))
+                .map(|(c, t)| (*c, cosine(&embs[p], t)))
                 .max_by(|a, b| a.1.total_cmp(&b.1))
         };
         let mut stranger_scores: Vec<f32> = stranger_probes

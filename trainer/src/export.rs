@@ -71,7 +71,8 @@ fn card(a: &Artefact, file: &str, bytes: &[u8], form: &str, side: usize, dim: us
     }
 }
 
-fn write_atomic(path: &Path, data: &[u8]) -> Result<(), String> {
+/// Writes through a temporary file and a rename: an interrupted write leaves the old file.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), String> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, data)
         .and_then(|_| std::fs::rename(&tmp, path))
@@ -133,18 +134,8 @@ pub fn export(
     }
     let indices: Vec<usize> = (0..n).map(|i| i * check.len() / n).collect();
     let x = batch_tensor(check, &indices, artefact.pixels, None, device);
-    let input: Vec<f32> = x
-        .clone()
-        .into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .map_err(|e| format!("{e:?}"))?;
-    let expected: Vec<f32> = net
-        .forward(x)
-        .into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .map_err(|e| format!("{e:?}"))?;
+    let input = crate::model::host(x.clone())?;
+    let expected = crate::model::host(net.forward(x))?;
     let dim = expected.len() / n;
 
     let f32_bytes = onnx_io::export(&net, ExportOptions::edge(WeightForm::F32));

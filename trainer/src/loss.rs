@@ -74,13 +74,7 @@ pub fn distances(embeddings: &Tensor<2>) -> Tensor<2> {
 }
 
 /// Chooses triplets `(a, p, n)` from the batch's distances (row-major `b * b`).
-pub fn mine(
-    mining: Mining,
-    d: &[f32],
-    labels: &[usize],
-    margin: f32,
-    rng: &mut Rng,
-) -> Vec<[usize; 3]> {
+pub fn mine(mining: Mining, d: &[f32], labels: &[usize], rng: &mut Rng) -> Vec<[usize; 3]> {
     let b = labels.len();
     let dist = |i: usize, j: usize| d[i * b + j];
     let positives = |a: usize| (0..b).filter(move |&p| p != a && labels[p] == labels[a]);
@@ -107,18 +101,15 @@ pub fn mine(
                         Mining::Random => Some(negs[(rng.next_u64() % negs.len() as u64) as usize]),
                         Mining::Hard => nearest(a, a),
                         Mining::Mixed => nearest(p, a),
+                        // The nearest negative farther than the positive is the hardest
+                        // semi-hard one when any lies inside the margin, and the fallback when
+                        // none does: one search serves both.
                         Mining::SemiHard => {
                             let dap = dist(a, p);
-                            let farther = negs.iter().copied().filter(|&n| dist(a, n) > dap);
-                            farther
+                            negs.iter()
+                                .copied()
+                                .filter(|&n| dist(a, n) > dap)
                                 .min_by(|&x, &y| dist(a, x).total_cmp(&dist(a, y)))
-                                .filter(|&n| dist(a, n) < dap + margin)
-                                .or_else(|| {
-                                    negs.iter()
-                                        .copied()
-                                        .filter(|&n| dist(a, n) > dap)
-                                        .min_by(|&x, &y| dist(a, x).total_cmp(&dist(a, y)))
-                                })
                                 .or_else(|| nearest(a, a))
                         }
                         Mining::BatchAll => {
@@ -159,12 +150,7 @@ pub fn batch_loss(
 ) -> Option<LossValue> {
     let b = labels.len();
     let d = distances(&embeddings);
-    let host: Vec<f32> = d
-        .clone()
-        .into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .ok()?;
+    let host = crate::model::host(d.clone()).ok()?;
     if mining == Mining::Contrastive {
         let (mut same, mut different) = (Vec::new(), Vec::new());
         for i in 0..b {
@@ -193,7 +179,7 @@ pub fn batch_loss(
             active: active as f32 / total,
         });
     }
-    let triplets = mine(mining, &host, labels, margin, rng);
+    let triplets = mine(mining, &host, labels, rng);
     if triplets.is_empty() {
         return None;
     }
@@ -236,17 +222,17 @@ mod tests {
         let (d, labels) = line();
         let mut rng = Rng::new(1);
         // Anchor 0, positive 1: the nearest negative to the anchor is 2 (1.5 away).
-        let hard = mine(Mining::Hard, &d, &labels, 0.2, &mut rng);
+        let hard = mine(Mining::Hard, &d, &labels, &mut rng);
         assert!(hard.contains(&[0, 1, 2]));
-        // Semi-hard for (0, 1): d_ap = 1; negative 2 is at 1.5, outside a 0.2 margin, so the
-        // fallback takes the nearest farther one, still 2. With margin 1, 2 is inside.
-        assert!(mine(Mining::SemiHard, &d, &labels, 1.0, &mut rng).contains(&[0, 1, 2]));
+        // Semi-hard for (0, 1): d_ap = 1; the nearest negative farther than that is 2 (at 1.5),
+        // inside a margin of 1 and the fallback outside a margin of 0.2 alike.
+        assert!(mine(Mining::SemiHard, &d, &labels, &mut rng).contains(&[0, 1, 2]));
         // Anchor 3 (at 5), positive 2 (at 1.5): the negative nearest the positive is 1 (0.5 away).
-        assert!(mine(Mining::Mixed, &d, &labels, 0.2, &mut rng).contains(&[3, 2, 1]));
+        assert!(mine(Mining::Mixed, &d, &labels, &mut rng).contains(&[3, 2, 1]));
         // Batch-all: 4 anchors x 1 positive x 2 negatives.
-        assert_eq!(mine(Mining::BatchAll, &d, &labels, 0.2, &mut rng).len(), 8);
+        assert_eq!(mine(Mining::BatchAll, &d, &labels, &mut rng).len(), 8);
         // Hardest positive for anchor 2 is 3; nearest negative is 1.
-        assert!(mine(Mining::HardPosNeg, &d, &labels, 0.2, &mut rng).contains(&[2, 3, 1]));
+        assert!(mine(Mining::HardPosNeg, &d, &labels, &mut rng).contains(&[2, 3, 1]));
     }
 
     #[test]

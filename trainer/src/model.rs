@@ -50,6 +50,7 @@ pub struct Net {
     pub frozen_norms: bool,
 }
 
+#[derive(Clone)]
 enum Value {
     Map(Tensor<4>),
     Flat(Tensor<2>),
@@ -72,7 +73,7 @@ impl Net {
         let mut kept: Vec<Option<Value>> = Vec::with_capacity(self.ops.len() + 1);
         let mut x = Value::Map(input);
         for (i, op) in self.ops.iter().enumerate() {
-            kept.push(if keep[i] { Some(clone_value(&x)) } else { None });
+            kept.push(if keep[i] { Some(x.clone()) } else { None });
             x = match (op, x) {
                 (Op::Affine { sub, mul }, Value::Map(t)) => {
                     Value::Map(t.sub_scalar(*sub).mul_scalar(*mul))
@@ -137,11 +138,12 @@ impl Net {
     }
 }
 
-fn clone_value(v: &Value) -> Value {
-    match v {
-        Value::Map(t) => Value::Map(t.clone()),
-        Value::Flat(t) => Value::Flat(t.clone()),
-    }
+/// A tensor's values on the host, as f32.
+pub fn host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, String> {
+    t.into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| format!("{e:?}"))
 }
 
 pub fn l2_normalize(x: Tensor<2>) -> Tensor<2> {

@@ -115,6 +115,26 @@ impl Writer {
         name.to_string()
     }
 
+    /// A Conv's or Gemm's weight (`dims[0]` output channels) and bias, with `norm` folded in.
+    /// Returns their names.
+    fn folded(
+        &mut self,
+        out: &str,
+        dims: &[usize],
+        mut weights: Vec<f32>,
+        bias: Option<Vec<f32>>,
+        norm: Option<&burn::nn::BatchNorm>,
+    ) -> (String, String) {
+        let mut bias = bias.unwrap_or_else(|| vec![0.0; dims[0]]);
+        if let Some(norm) = norm {
+            let (scale, shift) = norm_affine(norm);
+            fold(&mut weights, &mut bias, &scale, &shift);
+        }
+        let weight = self.weight(&format!("{out}_w"), dims, weights);
+        let bias = self.constant(&format!("{out}_b"), &[dims[0]], bias);
+        (weight, bias)
+    }
+
     fn node(
         &mut self,
         op: &str,
@@ -161,10 +181,7 @@ fn float_attr(name: &str, value: f32) -> pb::AttributeProto {
 }
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .unwrap_or_default()
+    model::host(t).unwrap_or_default()
 }
 
 /// Per-channel `(scale, shift)` of a BatchNorm in inference: `y = x * scale + shift`.
@@ -214,11 +231,13 @@ pub fn export(net: &Net, options: ExportOptions) -> Vec<u8> {
         let input = names[i].clone();
         let out = format!("v{}", i + 1);
         // A BatchNorm right after a Conv or Linear is folded into it: its output name covers both.
-        let next_norm = match ops.get(i + 1) {
-            Some(Op::Norm(k)) if options.fold_norms => Some(&net.norms[*k]),
+        let next_norm = match (&ops[i], ops.get(i + 1)) {
+            (Op::Conv(_) | Op::Linear(_), Some(Op::Norm(k))) if options.fold_norms => {
+                Some(&net.norms[*k])
+            }
             _ => None,
         };
-        let mut consumed = 1;
+        let consumed = if next_norm.is_some() { 2 } else { 1 };
         match &ops[i] {
             Op::Affine { sub, mul } => {
                 // Constant names must not collide with node names, which are `<output>_<op>`.
@@ -231,18 +250,8 @@ pub fn export(net: &Net, options: ExportOptions) -> Vec<u8> {
             Op::Conv(k) => {
                 let conv = &net.convs[*k];
                 let dims = conv.weight.val().dims();
-                let mut weights = values(conv.weight.val());
-                let mut bias = match &conv.bias {
-                    Some(b) => values(b.val()),
-                    None => vec![0.0; dims[0]],
-                };
-                if let Some(norm) = next_norm {
-                    let (scale, shift) = norm_affine(norm);
-                    fold(&mut weights, &mut bias, &scale, &shift);
-                    consumed = 2;
-                }
-                let wn = w.weight(&format!("{out}_w"), &dims, weights);
-                let bn = w.constant(&format!("{out}_b"), &[dims[0]], bias);
+                let bias = conv.bias.as_ref().map(|b| values(b.val()));
+                let (wn, bn) = w.folded(&out, &dims, values(conv.weight.val()), bias, next_norm);
                 let [top, left, bottom, right] = match conv.padding {
                     burn::nn::PaddingConfig2d::Explicit(t, l, b, r) => [t, l, b, r],
                     _ => [0; 4],
@@ -264,18 +273,8 @@ pub fn export(net: &Net, options: ExportOptions) -> Vec<u8> {
                 let linear = &net.linears[*k];
                 let weight = model::linear_weight(linear);
                 let dims = weight.dims();
-                let mut weights = values(weight);
-                let mut bias = match &linear.bias {
-                    Some(b) => values(b.val()),
-                    None => vec![0.0; dims[0]],
-                };
-                if let Some(norm) = next_norm {
-                    let (scale, shift) = norm_affine(norm);
-                    fold(&mut weights, &mut bias, &scale, &shift);
-                    consumed = 2;
-                }
-                let wn = w.weight(&format!("{out}_w"), &dims, weights);
-                let bn = w.constant(&format!("{out}_b"), &[dims[0]], bias);
+                let bias = linear.bias.as_ref().map(|b| values(b.val()));
+                let (wn, bn) = w.folded(&out, &dims, values(weight), bias, next_norm);
                 w.node(
                     "Gemm",
                     &[&input, &wn, &bn],

@@ -142,11 +142,7 @@ pub fn embed_all(net: &Net, ds: &Dataset, pixels: Pixels, device: &Device) -> Ve
     for chunk in all.chunks(64) {
         let e = net.embed(batch_tensor(ds, chunk, pixels, None, device));
         let dim = e.dims()[1];
-        let flat: Vec<f32> = e
-            .into_data()
-            .convert::<f32>()
-            .try_to_vec::<f32>()
-            .unwrap_or_default();
+        let flat = crate::model::host(e).unwrap_or_default();
         out.extend(flat.chunks(dim).map(|c| c.to_vec()));
     }
     out
@@ -376,13 +372,8 @@ fn save_checkpoint(dir: &Path, net: &Net, state: &Checkpoint) -> Result<(), Stri
     let (onnx, json) = checkpoint_paths(dir);
     let bytes = onnx_io::export(net, ExportOptions::checkpoint());
     let text = serde_json::to_string_pretty(state).map_err(|e| e.to_string())?;
-    for (path, data) in [(&onnx, bytes), (&json, text.into_bytes())] {
-        let tmp = path.with_extension("tmp");
-        fs::write(&tmp, data)
-            .and_then(|_| fs::rename(&tmp, path))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-    }
-    Ok(())
+    crate::export::write_atomic(&onnx, &bytes)?;
+    crate::export::write_atomic(&json, text.as_bytes())
 }
 
 pub fn load_checkpoint(dir: &Path, device: &Device) -> Result<(Net, Checkpoint), String> {

@@ -17,13 +17,34 @@ fn out_dir(name: &str) -> PathBuf {
     dir
 }
 
-#[test]
-fn short_training_on_digits_lowers_the_loss_and_exports_a_model_tract_runs() {
-    let out = out_dir("digits");
-    let run = Command::new(env!("CARGO_BIN_EXE_facegate-train"))
+/// `facegate-train train` on the digits with 7, 8 and 9 held out, on the CPU, into `out`.
+fn train_on_digits(out: &Path, options: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_facegate-train"))
         .args(["train", "--data"])
         .arg(shared("data/digits.csv.gz"))
         .args([
+            "--hold-out",
+            "7",
+            "--hold-out",
+            "8",
+            "--hold-out",
+            "9",
+            "--device",
+            "cpu",
+        ])
+        .args(options)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn short_training_on_digits_lowers_the_loss_and_exports_a_model_tract_runs() {
+    let out = out_dir("digits");
+    let run = train_on_digits(
+        &out,
+        &[
             "--input-size",
             "16",
             "--embedding-dim",
@@ -32,40 +53,23 @@ fn short_training_on_digits_lowers_the_loss_and_exports_a_model_tract_runs() {
             "0.25",
             "--final-channels",
             "64",
-        ])
-        .args([
-            "--hold-out",
-            "7",
-            "--hold-out",
-            "8",
-            "--hold-out",
-            "9",
             "--test-identities",
             "3",
-        ])
-        .args([
             "--epochs",
             "4",
             "--identities-per-batch",
             "7",
             "--images-per-identity",
             "5",
-        ])
-        .args([
             "--warmup-steps",
             "10",
             "--learning-rate",
             "0.003",
             "--no-flip",
-            "--device",
-            "cpu",
             "--draws",
             "5",
-        ])
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+        ],
+    );
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "{stderr}");
     let summary: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
@@ -113,25 +117,18 @@ fn short_training_on_digits_lowers_the_loss_and_exports_a_model_tract_runs() {
     }
 
     // Resuming continues from the saved epoch instead of starting over.
-    let resumed = Command::new(env!("CARGO_BIN_EXE_facegate-train"))
-        .args(["train", "--data"])
-        .arg(shared("data/digits.csv.gz"))
-        .args([
+    let resumed = train_on_digits(
+        &out,
+        &[
             "--input-size",
             "16",
-            "--hold-out",
-            "7",
-            "--hold-out",
-            "8",
-            "--hold-out",
-            "9",
-        ])
-        .args([
-            "--epochs", "4", "--device", "cpu", "--draws", "2", "--resume", "--out",
-        ])
-        .arg(&out)
-        .output()
-        .unwrap();
+            "--epochs",
+            "4",
+            "--draws",
+            "2",
+            "--resume",
+        ],
+    );
     let stderr = String::from_utf8_lossy(&resumed.stderr);
     assert!(resumed.status.success(), "{stderr}");
     assert!(stderr.contains("resuming at epoch 4"), "{stderr}");

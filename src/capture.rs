@@ -21,6 +21,11 @@ use crate::image_io::Photo;
 /// stream's frames are at most two frame periods old when recognition starts on them.
 const QUEUE_SLOTS: usize = 3;
 
+/// Reasons for skipped frames waiting for the consumer. A stream of nothing but broken frames
+/// produces them far faster than anyone reads them; past this many the reason is dropped (the
+/// frame is still counted in [`Counts::skipped`]), so memory stays flat.
+const SKIP_MESSAGES: usize = 16;
+
 /// A captured frame.
 pub struct Frame {
     /// 1-based position in the source, counting frames that were skipped or dropped.
@@ -97,7 +102,7 @@ impl Capture {
             consumer_thread: thread::current(),
         });
         let (opened_tx, opened_rx) = mpsc::channel();
-        let (skipped_tx, skipped_rx) = mpsc::channel();
+        let (skipped_tx, skipped_rx) = mpsc::sync_channel(SKIP_MESSAGES);
         let thread_shared = shared.clone();
         let handle = thread::Builder::new()
             .name("facegate-capture".into())
@@ -198,7 +203,7 @@ fn produce(
     mut producer: Producer<'static, Frame>,
     consumer: &Mutex<Consumer<'static, Frame>>,
     shared: &Shared,
-    skipped: mpsc::Sender<String>,
+    skipped: mpsc::SyncSender<String>,
 ) {
     let live = source.is_live();
     let mut number = 0;
@@ -209,7 +214,8 @@ fn produce(
             Ok(Next::Frame(photo)) => photo,
             Ok(Next::Skipped(why)) => {
                 shared.skipped.fetch_add(1, Ordering::Relaxed);
-                let _ = skipped.send(why);
+                // Full: the consumer is behind on reasons; the count above still has this frame.
+                let _ = skipped.try_send(why);
                 shared.consumer_thread.unpark();
                 continue;
             }
@@ -331,6 +337,44 @@ mod tests {
         // Frames arrive in order, and the newest frame is never the one dropped.
         assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{numbers:?}");
         assert_eq!(numbers.last(), Some(&40));
+    }
+
+    /// A stream of nothing but unreadable frames.
+    struct AllBad(u64);
+
+    impl FrameSource for AllBad {
+        fn describe(&self) -> String {
+            "broken".into()
+        }
+        fn is_live(&self) -> bool {
+            false
+        }
+        fn next_frame(&mut self) -> Result<Next, String> {
+            if self.0 == 0 {
+                return Ok(Next::End);
+            }
+            self.0 -= 1;
+            Ok(Next::Skipped(format!("frame {} is bad", self.0)))
+        }
+    }
+
+    #[test]
+    fn reasons_for_skipped_frames_are_bounded_but_every_frame_is_counted() {
+        let capture = Capture::start(
+            || Ok(Box::new(AllBad(100_000)) as Box<dyn FrameSource>),
+            Arc::default(),
+        )
+        .unwrap();
+        while capture.counts().skipped < 100_000 {
+            thread::sleep(Duration::from_millis(5));
+        }
+        let mut reasons = 0;
+        while let Some(item) = capture.next().unwrap() {
+            assert!(matches!(item, Item::Skipped(_)));
+            reasons += 1;
+        }
+        assert!((1..=SKIP_MESSAGES).contains(&reasons), "{reasons}");
+        assert_eq!(capture.counts().skipped, 100_000);
     }
 
     #[test]

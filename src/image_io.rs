@@ -8,7 +8,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use image::metadata::Orientation;
-use image::{DynamicImage, ImageFormat, RgbImage};
+use image::{DynamicImage, ImageFormat, ImageReader, RgbImage};
+
+use crate::limits;
 
 /// A decoded photo.
 #[derive(Debug, Clone)]
@@ -94,7 +96,7 @@ impl fmt::Display for ImageError {
         write!(
             f,
             "cannot read image {}: {}",
-            self.path.display(),
+            crate::terminal::path(&self.path),
             self.problem
         )
     }
@@ -103,22 +105,29 @@ impl fmt::Display for ImageError {
 impl std::error::Error for ImageError {}
 
 /// Reads and decodes a JPEG or PNG photo (the format is recognised from the content, not the name).
+/// Files over [`limits::MAX_IMAGE_FILE_BYTES`] and images over [`limits::max_pixels`] are refused
+/// before they are decoded.
 pub fn load(path: &Path) -> Result<Photo, ImageError> {
     let fail = |problem: String| ImageError {
         path: path.to_path_buf(),
         problem,
     };
-    let data = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    let data = limits::read_file(path, limits::MAX_IMAGE_FILE_BYTES, "photo").map_err(fail)?;
     decode(&data).map_err(fail)
 }
 
-/// Decodes JPEG or PNG bytes.
+/// Decodes JPEG or PNG bytes, within the process's pixel limit ([`limits::max_pixels`]).
 pub fn decode(data: &[u8]) -> Result<Photo, String> {
+    decode_within(data, limits::max_pixels())
+}
+
+/// Decodes JPEG or PNG bytes of at most `max_pixels` pixels (checked from the header).
+pub fn decode_within(data: &[u8], max_pixels: u64) -> Result<Photo, String> {
     if data.is_empty() {
         return Err("the file is empty".into());
     }
     let img = if crate::jpeg::sniff(data) {
-        let d = crate::jpeg::decode(data)?;
+        let d = crate::jpeg::decode(data, max_pixels)?;
         let rgb = RgbImage::from_raw(d.width as u32, d.height as u32, d.rgb)
             .ok_or("corrupt JPEG: decoded size does not match the header")?;
         let mut img = DynamicImage::ImageRgb8(rgb);
@@ -127,7 +136,7 @@ pub fn decode(data: &[u8]) -> Result<Photo, String> {
         }
         img
     } else if data.starts_with(b"\x89PNG\r\n\x1a\n") {
-        image::load_from_memory_with_format(data, ImageFormat::Png).map_err(describe)?
+        decode_png(data, max_pixels)?
     } else {
         return Err("not a JPEG or PNG file".into());
     };
@@ -135,6 +144,18 @@ pub fn decode(data: &[u8]) -> Result<Photo, String> {
         return Err("the image has no pixels".into());
     }
     Ok(Photo::from_dynamic(img))
+}
+
+fn decode_png(data: &[u8], max_pixels: u64) -> Result<DynamicImage, String> {
+    let reader = || ImageReader::with_format(std::io::Cursor::new(data), ImageFormat::Png);
+    let (w, h) = reader().into_dimensions().map_err(describe)?;
+    limits::check_pixels(w as u64, h as u64, max_pixels)?;
+    let mut reader = reader();
+    let mut bounds = image::Limits::default();
+    // 16-bit RGBA is the widest PNG: 8 bytes a pixel, plus the decoder's line buffers.
+    bounds.max_alloc = Some((w as u64 * h as u64).saturating_mul(8) + (16 << 20));
+    reader.limits(bounds);
+    reader.decode().map_err(describe)
 }
 
 fn describe(e: image::ImageError) -> String {
@@ -169,6 +190,20 @@ mod tests {
         assert!(decode(b"\x89PNG\r\n\x1a\n\0\0")
             .unwrap_err()
             .contains("corrupt"));
+    }
+
+    #[test]
+    fn png_size_is_checked_from_the_header() {
+        let png = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/photos/astronaut.png"
+        ))
+        .unwrap();
+        let photo = decode_within(&png, u64::MAX).unwrap();
+        let pixels = (photo.width() * photo.height()) as u64;
+        assert!(decode_within(&png, pixels).is_ok());
+        let err = decode_within(&png, pixels - 1).unwrap_err();
+        assert!(err.contains("more than the limit"), "{err}");
     }
 
     #[test]

@@ -25,11 +25,26 @@ pub fn sniff(data: &[u8]) -> bool {
     data.starts_with(&[0xFF, 0xD8, 0xFF])
 }
 
-pub fn decode(data: &[u8]) -> Result<Decoded, String> {
+/// Decodes a JPEG of at most `max_pixels` pixels; the size is checked from the header, before
+/// libjpeg allocates anything for the picture.
+pub fn decode(data: &[u8], max_pixels: u64) -> Result<Decoded, String> {
+    let scans = count_scans(data);
+    if scans > crate::limits::MAX_JPEG_SCANS {
+        return Err(format!(
+            "the JPEG has {scans} scans, more than the {} a photo needs",
+            crate::limits::MAX_JPEG_SCANS
+        ));
+    }
+    let mut too_large = None;
     let result = catch_unwind(AssertUnwindSafe(|| -> std::io::Result<Decoded> {
         let d = mozjpeg::Decompress::with_err(error_manager())
             .with_markers(&[Marker::APP(1)])
             .from_mem(data)?;
+        if let Err(e) = crate::limits::check_pixels(d.width() as u64, d.height() as u64, max_pixels)
+        {
+            too_large = Some(e);
+            return Err(std::io::ErrorKind::InvalidInput.into());
+        }
         let exif_orientation = d.markers().find_map(|m| exif_orientation(m.data));
         let mut started = d.rgb()?;
         let (width, height) = (started.width(), started.height());
@@ -42,6 +57,9 @@ pub fn decode(data: &[u8]) -> Result<Decoded, String> {
             exif_orientation,
         })
     }));
+    if let Some(e) = too_large {
+        return Err(e);
+    }
     match result {
         Ok(Ok(d)) if d.rgb.len() == d.width * d.height * 3 && d.width > 0 && d.height > 0 => Ok(d),
         Ok(Ok(_)) => Err("corrupt JPEG: decoded size does not match the header".into()),
@@ -51,6 +69,12 @@ pub fn decode(data: &[u8]) -> Result<Decoded, String> {
             Err(_) => "corrupt JPEG".into(),
         }),
     }
+}
+
+/// Start-of-scan markers in the file. Entropy-coded data stuffs every 0xFF with a zero byte, so
+/// an `FF DA` pair outside the headers is always a marker.
+fn count_scans(data: &[u8]) -> usize {
+    data.windows(2).filter(|w| w == &[0xFF, 0xDA]).count()
 }
 
 fn error_manager() -> jpeg_error_mgr {
@@ -146,8 +170,30 @@ mod tests {
     }
 
     #[test]
+    fn size_and_scans_are_checked_before_decoding() {
+        let jpeg = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/photos/obama.jpg"
+        ))
+        .unwrap();
+        let d = decode(&jpeg, u64::MAX).unwrap();
+        let pixels = (d.width * d.height) as u64;
+        assert!(decode(&jpeg, pixels).is_ok());
+        let err = decode(&jpeg, pixels - 1).err().unwrap();
+        assert!(err.contains("more than the limit"), "{err}");
+        let mut many_scans = jpeg.clone();
+        for _ in 0..=crate::limits::MAX_JPEG_SCANS {
+            many_scans.extend_from_slice(&[0xFF, 0xDA]);
+        }
+        assert!(decode(&many_scans, u64::MAX)
+            .err()
+            .unwrap()
+            .contains("scans"));
+    }
+
+    #[test]
     fn garbage_is_an_error_not_a_crash() {
-        let err = decode(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 4, 1, 2, 3, 4, 5])
+        let err = decode(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 4, 1, 2, 3, 4, 5], u64::MAX)
             .err()
             .unwrap();
         assert!(err.contains("JPEG"), "{err}");

@@ -11,7 +11,7 @@ use super::{FrameSource, Next};
 use crate::image_io;
 
 /// A frame larger than this is taken as a corrupt stream rather than buffered without bound.
-const MAX_FRAME_BYTES: usize = 64 << 20;
+const MAX_FRAME_BYTES: usize = crate::limits::MAX_MJPEG_FRAME_BYTES;
 
 /// Splits a byte stream into JPEG frames.
 pub struct MjpegSplitter<R: Read> {

@@ -11,6 +11,14 @@
 //! Every change writes a new embeddings file and then a new index, each to a temporary file that is
 //! flushed to disk and renamed over, followed by a flush of the directory. The index is the commit
 //! point: a crash at any moment leaves the previous index and the embeddings file it names intact.
+//! What a killed writer leaves behind (temporary files, crops and embeddings no index names) is
+//! swept under the lock by the next write. The first write of a new gallery commits an empty index
+//! before anything else, so gallery data without an index means the index was lost: such a folder
+//! is refused, never taken for an empty gallery.
+//!
+//! The index is input like any other file: every path in it must be the name this module itself
+//! would have written (`crops/<id>-<k>.png`, `embeddings-<n>.bin`), so a hostile index cannot make
+//! `remove` delete, or `reembed` read, anything outside the gallery.
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -20,12 +28,21 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::embedder::normalized;
+use crate::limits;
 use crate::model_card::sha256_hex;
 
 pub const FORMAT_VERSION: u32 = 1;
 const INDEX: &str = "gallery.json";
 const LOCK: &str = ".lock";
 const MAGIC: &[u8; 8] = b"FGEMB\x00\x01\x00";
+const CROPS: &str = "crops";
+
+/// Bounds on what an index may declare, far above any real gallery, so that a hostile or damaged
+/// index is refused before it sizes an allocation.
+const MAX_EMBEDDING_DIM: usize = 4096;
+const MAX_SHOTS: usize = 1000;
+const MAX_PEOPLE: usize = 1_000_000;
+const MAX_ID: u64 = 999_999_999_999;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelInfo {
@@ -72,7 +89,12 @@ pub struct GalleryError {
 
 impl fmt::Display for GalleryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "gallery {}: {}", self.path.display(), self.problem)
+        write!(
+            f,
+            "gallery {}: {}",
+            crate::terminal::path(&self.path),
+            self.problem
+        )
     }
 }
 
@@ -142,52 +164,66 @@ impl Gallery {
 
     /// Opens the gallery whatever model made it (for listing and re-embedding).
     pub fn open_any(dir: &Path, model: &ModelInfo) -> Result<Gallery, GalleryError> {
-        let index_path = dir.join(INDEX);
-        let text = match fs::read_to_string(&index_path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Gallery {
-                    dir: dir.to_path_buf(),
-                    model: model.clone(),
-                    people: Vec::new(),
-                    next_id: 1,
-                    generation: None,
-                })
+        // A writer may commit between reading the index and reading the embeddings file it names,
+        // and then delete that file: read the new index instead.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match Gallery::read(dir, model) {
+                Err(Retry::Raced) if attempts < 5 => continue,
+                Err(Retry::Raced) => {
+                    return Err(err(
+                        dir,
+                        "the gallery kept changing while it was read; try again",
+                    ))
+                }
+                Err(Retry::Failed(e)) => return Err(e),
+                Ok(g) => return Ok(g),
             }
-            Err(e) => return Err(err(&index_path, e.to_string())),
+        }
+    }
+
+    fn read(dir: &Path, model: &ModelInfo) -> Result<Gallery, Retry> {
+        let Some((index, _)) = read_index(dir)? else {
+            if let Some(what) = gallery_data(dir) {
+                return Err(Retry::Failed(err(
+                    dir,
+                    format!(
+                        "the folder holds gallery data ({what}) but no {INDEX}: the index was \
+                         deleted or lost. Nothing was changed. Restore {INDEX} from a backup, or \
+                         move the folder aside to start a new gallery; `facegate gallery check` \
+                         lists what is there"
+                    ),
+                )));
+            }
+            return Ok(Gallery {
+                dir: dir.to_path_buf(),
+                model: model.clone(),
+                people: Vec::new(),
+                next_id: 1,
+                generation: None,
+            });
         };
-        let index: Index = serde_json::from_str(&text).map_err(|e| {
-            err(
-                &index_path,
-                format!("corrupt or truncated index ({e}); it was left untouched"),
-            )
-        })?;
-        if index.format_version != FORMAT_VERSION {
-            return Err(err(
-                &index_path,
-                format!(
-                    "format version {} is not supported (this facegate reads version {FORMAT_VERSION})",
-                    index.format_version
-                ),
-            ));
-        }
-        if index.embeddings_file.contains(['/', '\\'])
-            || !index.embeddings_file.starts_with("embeddings-")
-        {
-            return Err(err(
-                &index_path,
-                "the index names an invalid embeddings file",
-            ));
-        }
         let emb_path = dir.join(&index.embeddings_file);
-        let bytes = fs::read(&emb_path).map_err(|e| err(&emb_path, e.to_string()))?;
+        let bytes = match limits::read_file(
+            &emb_path,
+            limits::MAX_EMBEDDINGS_BYTES,
+            "gallery embeddings file",
+        ) {
+            Ok(b) => b,
+            Err(_) if !emb_path.exists() && index_changed(dir, &index.embeddings_file) => {
+                return Err(Retry::Raced)
+            }
+            Err(e) => return Err(Retry::Failed(err(&emb_path, e))),
+        };
         if sha256_hex(&bytes) != index.embeddings_sha256 {
-            return Err(err(
+            return Err(Retry::Failed(err(
                 &emb_path,
                 "corrupt or truncated embeddings file (its sha256 does not match the index); it was left untouched",
-            ));
+            )));
         }
-        let people = decode_embeddings(&bytes, &index).map_err(|p| err(&emb_path, p))?;
+        let people =
+            decode_embeddings(&bytes, &index).map_err(|p| Retry::Failed(err(&emb_path, p)))?;
         Ok(Gallery {
             dir: dir.to_path_buf(),
             model: index.model,
@@ -195,6 +231,67 @@ impl Gallery {
             next_id: index.next_id,
             generation: Some(index.embeddings_file),
         })
+    }
+
+    /// Checks the gallery in `dir` without changing it: the index, the embeddings it names, every
+    /// crop, and what lies in the folder that no index names.
+    pub fn check(dir: &Path) -> CheckReport {
+        let mut report = CheckReport::default();
+        if !dir.is_dir() {
+            report.problems.push(format!(
+                "{}: no such gallery folder",
+                crate::terminal::path(dir)
+            ));
+            return report;
+        }
+        let any_model = ModelInfo {
+            name: String::new(),
+            fingerprint: String::new(),
+            embedding_dim: 0,
+        };
+        let gallery = match Gallery::open_any(dir, &any_model) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                report.problems.push(e.to_string());
+                None
+            }
+        };
+        if let Some(g) = &gallery {
+            report.people = g.people.len();
+            for p in &g.people {
+                for c in &p.entry.crops {
+                    let path = dir.join(c);
+                    match fs::metadata(&path) {
+                        Ok(m) if m.is_file() && m.len() > 0 => {}
+                        Ok(_) => report.problems.push(format!(
+                            "{}: the crop of '{}' is empty or not a file",
+                            crate::terminal::path(&path),
+                            crate::terminal::escape(&p.entry.name)
+                        )),
+                        Err(e) => report.problems.push(format!(
+                            "{}: the crop of '{}' cannot be read ({e})",
+                            crate::terminal::path(&path),
+                            crate::terminal::escape(&p.entry.name)
+                        )),
+                    }
+                }
+            }
+        }
+        let referenced = gallery.as_ref().map(|g| g.referenced());
+        for (path, kind) in folder_entries(dir) {
+            let known = referenced.as_ref().is_some_and(|r| r.contains(&path));
+            let shown = crate::terminal::path(&path);
+            match kind {
+                Entry::Ours if known => {}
+                Entry::Ours | Entry::Temporary => report.leftovers.push(format!(
+                    "{shown}: left by an interrupted write (removed by the next change)"
+                )),
+                Entry::Foreign => report
+                    .foreign
+                    .push(format!("{shown}: not a gallery file (left alone)")),
+            }
+        }
+        report
     }
 
     pub fn dir(&self) -> &Path {
@@ -237,7 +334,10 @@ impl Gallery {
         if self.people.iter().any(|p| p.entry.name == name) {
             return Err(err(
                 &self.dir,
-                format!("'{name}' is already enrolled; remove or rename them first"),
+                format!(
+                    "'{}' is already enrolled; remove or rename them first",
+                    crate::terminal::escape(name)
+                ),
             ));
         }
         if shots.is_empty() || shots.iter().any(|s| s.len() != self.model.embedding_dim) {
@@ -246,13 +346,22 @@ impl Gallery {
                 "every shot needs one embedding of the model's size",
             ));
         }
+        if self.next_id > MAX_ID {
+            return Err(err(&self.dir, "the gallery has run out of person ids"));
+        }
+        self.begin_write()?;
+        if self.generation.is_none() {
+            // The empty index comes first: from now on, crops or embeddings without an index can
+            // only mean a lost index.
+            self.commit(Vec::new(), self.next_id)?;
+        }
         let id = format!("p{:06}", self.next_id);
         let mut crop_names = Vec::new();
         if !crops.is_empty() {
-            let crop_dir = self.dir.join("crops");
+            let crop_dir = self.dir.join(CROPS);
             fs::create_dir_all(&crop_dir).map_err(|e| err(&crop_dir, e.to_string()))?;
             for (k, png) in crops.iter().enumerate() {
-                let rel = format!("crops/{id}-{k}.png");
+                let rel = crop_name(&id, k);
                 write_atomic(&self.dir.join(&rel), png)?;
                 crop_names.push(rel);
             }
@@ -282,6 +391,7 @@ impl Gallery {
 
     pub fn remove(&mut self, _lock: &WriteLock, name: &str) -> Result<PersonEntry, GalleryError> {
         let i = self.find(name)?;
+        self.begin_write()?;
         let mut next = self.people.clone();
         let gone = next.remove(i);
         self.commit(next, self.next_id)?;
@@ -295,8 +405,12 @@ impl Gallery {
         validate_name(new).map_err(|p| err(&self.dir, p))?;
         let i = self.find(old)?;
         if self.people.iter().any(|p| p.entry.name == new) {
-            return Err(err(&self.dir, format!("'{new}' is already enrolled")));
+            return Err(err(
+                &self.dir,
+                format!("'{}' is already enrolled", crate::terminal::escape(new)),
+            ));
         }
+        self.begin_write()?;
         let mut next = self.people.clone();
         next[i].entry.name = new.to_string();
         self.commit(next, self.next_id)
@@ -312,6 +426,7 @@ impl Gallery {
         if shots.len() != self.people.len() {
             return Err(err(&self.dir, "one set of shots per person is needed"));
         }
+        self.begin_write()?;
         let mut next = self.people.clone();
         for (p, s) in next.iter_mut().zip(shots) {
             p.entry.shots = s.len();
@@ -327,18 +442,74 @@ impl Gallery {
         self.people
             .iter()
             .position(|p| p.entry.name == name)
-            .ok_or_else(|| err(&self.dir, format!("nobody named '{name}' is enrolled")))
+            .ok_or_else(|| {
+                err(
+                    &self.dir,
+                    format!(
+                        "nobody named '{}' is enrolled",
+                        crate::terminal::escape(name)
+                    ),
+                )
+            })
+    }
+
+    /// The crop file of one of this gallery's people (its name was checked when the index was
+    /// read, so it lies inside the gallery).
+    pub fn crop_path(&self, crop: &str) -> PathBuf {
+        self.dir.join(crop)
+    }
+
+    /// Every file the current index refers to.
+    fn referenced(&self) -> std::collections::HashSet<PathBuf> {
+        let mut files: std::collections::HashSet<PathBuf> = self
+            .people
+            .iter()
+            .flat_map(|p| p.entry.crops.iter().map(|c| self.dir.join(c)))
+            .collect();
+        if let Some(g) = &self.generation {
+            files.insert(self.dir.join(g));
+        }
+        files
+    }
+
+    /// Removes what interrupted writers left: temporary files, and crops and embeddings files no
+    /// index names. Called under the lock, after making sure this gallery is the committed one.
+    fn sweep(&self) {
+        let referenced = self.referenced();
+        for (path, kind) in folder_entries(&self.dir) {
+            if matches!(kind, Entry::Temporary)
+                || (matches!(kind, Entry::Ours) && !referenced.contains(&path))
+            {
+                let _ = fs::remove_file(&path);
+            }
+        }
+    }
+
+    /// Starts a change, under the lock: makes sure this gallery is still the committed one, then
+    /// sweeps what interrupted writers left (before this change writes files of its own).
+    fn begin_write(&self) -> Result<(), GalleryError> {
+        // Another process may have committed since this gallery was read (it should have been
+        // read under the lock): writing now would lose that change, and sweeping would delete
+        // the files it added.
+        let on_disk = read_index(&self.dir)
+            .map_err(|e| match e {
+                Retry::Failed(e) => e,
+                Retry::Raced => err(&self.dir, "the index could not be read"),
+            })?
+            .map(|(index, _)| index.embeddings_file);
+        if on_disk != self.generation {
+            return Err(err(
+                &self.dir,
+                "the gallery was changed by another process since it was read; nothing was written, run the command again",
+            ));
+        }
+        self.sweep();
+        Ok(())
     }
 
     fn commit(&mut self, people: Vec<Person>, next_id: u64) -> Result<(), GalleryError> {
         let generation = match &self.generation {
-            Some(g) => {
-                g.trim_start_matches("embeddings-")
-                    .trim_end_matches(".bin")
-                    .parse::<u64>()
-                    .unwrap_or(0)
-                    + 1
-            }
+            Some(g) => generation_of(g).unwrap_or(0) + 1,
             None => 1,
         };
         let emb_name = format!("embeddings-{generation:08}.bin");
@@ -405,12 +576,15 @@ fn encode_embeddings(people: &[Person], dim: usize) -> Vec<u8> {
 }
 
 fn decode_embeddings(bytes: &[u8], index: &Index) -> Result<Vec<Person>, String> {
-    let mut at = 0;
+    let mut at = 0usize;
     let mut take = |n: usize| -> Result<&[u8], String> {
-        let s = bytes
-            .get(at..at + n)
+        let end = at
+            .checked_add(n)
             .ok_or("the embeddings file is truncated")?;
-        at += n;
+        let s = bytes
+            .get(at..end)
+            .ok_or("the embeddings file is truncated")?;
+        at = end;
         Ok(s)
     };
     if take(8)? != MAGIC {
@@ -428,17 +602,24 @@ fn decode_embeddings(bytes: &[u8], index: &Index) -> Result<Vec<Person>, String>
         if shots != entry.shots {
             return Err(format!(
                 "'{}' has {shots} shots in the embeddings file, {} in the index",
-                entry.name, entry.shots
+                crate::terminal::escape(&entry.name),
+                entry.shots
             ));
         }
         let mut vectors = Vec::with_capacity(shots + 1);
         for _ in 0..=shots {
             let raw = take(4 * dim)?;
-            vectors.push(
-                raw.chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect::<Vec<f32>>(),
-            );
+            let v: Vec<f32> = raw
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            if v.iter().any(|x| !x.is_finite()) {
+                return Err(format!(
+                    "'{}' has an embedding that is not finite",
+                    crate::terminal::escape(&entry.name)
+                ));
+            }
+            vectors.push(v);
         }
         let centroid = vectors.pop().unwrap_or_default();
         people.push(Person {
@@ -451,6 +632,234 @@ fn decode_embeddings(bytes: &[u8], index: &Index) -> Result<Vec<Person>, String>
         return Err("the embeddings file has trailing data".into());
     }
     Ok(people)
+}
+
+/// What [`Gallery::check`] found. Problems are damage (data the index promises is missing or wrong);
+/// leftovers are what interrupted writes left, harmless and swept by the next change; foreign
+/// files are not facegate's and are never touched.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct CheckReport {
+    pub people: usize,
+    pub problems: Vec<String>,
+    pub leftovers: Vec<String>,
+    pub foreign: Vec<String>,
+}
+
+impl CheckReport {
+    pub fn is_consistent(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+enum Retry {
+    /// The index changed while it was being read.
+    Raced,
+    Failed(GalleryError),
+}
+
+impl From<GalleryError> for Retry {
+    fn from(e: GalleryError) -> Self {
+        Retry::Failed(e)
+    }
+}
+
+/// The index, checked, or `None` when there is none.
+fn read_index(dir: &Path) -> Result<Option<(Index, PathBuf)>, Retry> {
+    let index_path = dir.join(INDEX);
+    match fs::symlink_metadata(&index_path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(err(&index_path, e.to_string()).into()),
+        Ok(_) => {}
+    }
+    let text = limits::read_text(&index_path, limits::MAX_INDEX_BYTES, "gallery index")
+        .map_err(|e| err(&index_path, format!("{e}; it was left untouched")))?;
+    let index: Index = serde_json::from_str(&text).map_err(|e| {
+        err(
+            &index_path,
+            format!("corrupt or truncated index ({e}); it was left untouched"),
+        )
+    })?;
+    validate_index(&index).map_err(|p| {
+        err(
+            &index_path,
+            format!("invalid index: {p}; it was left untouched"),
+        )
+    })?;
+    Ok(Some((index, index_path)))
+}
+
+/// Whether the index on disk no longer names `embeddings_file` (a writer committed meanwhile).
+fn index_changed(dir: &Path, embeddings_file: &str) -> bool {
+    matches!(read_index(dir), Ok(Some((i, _))) if i.embeddings_file != embeddings_file)
+}
+
+/// Everything an index must satisfy before any of it is used.
+fn validate_index(index: &Index) -> Result<(), String> {
+    if index.format_version != FORMAT_VERSION {
+        return Err(format!(
+            "format version {} is not supported (this facegate reads version {FORMAT_VERSION})",
+            index.format_version
+        ));
+    }
+    if generation_of(&index.embeddings_file).is_none() {
+        return Err("it names an invalid embeddings file".into());
+    }
+    if index.embeddings_sha256.len() != 64
+        || !index
+            .embeddings_sha256
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit())
+    {
+        return Err("the embeddings sha256 is not 64 hex digits".into());
+    }
+    let m = &index.model;
+    if !(1..=MAX_EMBEDDING_DIM).contains(&m.embedding_dim) {
+        return Err(format!(
+            "embedding dimension {} is out of range (1 to {MAX_EMBEDDING_DIM})",
+            m.embedding_dim
+        ));
+    }
+    if m.name.chars().count() > 200 || m.name.chars().any(char::is_control) {
+        return Err("the model name is too long or holds control characters".into());
+    }
+    if m.fingerprint.len() > 128 || !m.fingerprint.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err("the model fingerprint is not a hex digest".into());
+    }
+    if index.people.len() > MAX_PEOPLE {
+        return Err(format!("more than {MAX_PEOPLE} people"));
+    }
+    if index.next_id == 0 || index.next_id > MAX_ID + 1 {
+        return Err(format!("next_id {} is out of range", index.next_id));
+    }
+    let mut ids = std::collections::HashSet::new();
+    let mut names = std::collections::HashSet::new();
+    for p in &index.people {
+        let number = id_number(&p.id)
+            .ok_or_else(|| format!("'{}' is not a person id", crate::terminal::escape(&p.id)))?;
+        if number >= index.next_id {
+            return Err(format!(
+                "person {} is not below next_id {} (a stale index would reuse its files)",
+                p.id, index.next_id
+            ));
+        }
+        if !ids.insert(number) {
+            return Err(format!("person id {} appears twice", p.id));
+        }
+        validate_name(&p.name).map_err(|e| format!("person {}: {e}", p.id))?;
+        if !names.insert(p.name.as_str()) {
+            return Err(format!(
+                "the name '{}' appears twice",
+                crate::terminal::escape(&p.name)
+            ));
+        }
+        if !(1..=MAX_SHOTS).contains(&p.shots) {
+            return Err(format!(
+                "person {} has {} shots (1 to {MAX_SHOTS})",
+                p.id, p.shots
+            ));
+        }
+        if p.crops.len() > p.shots {
+            return Err(format!("person {} has more crops than shots", p.id));
+        }
+        for (k, c) in p.crops.iter().enumerate() {
+            if *c != crop_name(&p.id, k) {
+                return Err(format!(
+                    "person {}: crop '{}' is not the gallery's own file name ({})",
+                    p.id,
+                    crate::terminal::escape(c),
+                    crop_name(&p.id, k)
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn crop_name(id: &str, shot: usize) -> String {
+    format!("{CROPS}/{id}-{shot}.png")
+}
+
+/// The number of a person id `p000042`: `p` and at least six digits.
+fn id_number(id: &str) -> Option<u64> {
+    let digits = id.strip_prefix('p')?;
+    if digits.len() < 6 || digits.len() > 12 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The generation of `embeddings-<digits>.bin`.
+fn generation_of(file: &str) -> Option<u64> {
+    let digits = file.strip_prefix("embeddings-")?.strip_suffix(".bin")?;
+    if digits.is_empty() || digits.len() > 18 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+enum Entry {
+    /// Named as the gallery names its files (a crop or an embeddings file).
+    Ours,
+    /// A temporary file of [`write_atomic`].
+    Temporary,
+    /// Anything else; never touched.
+    Foreign,
+}
+
+/// The files of a gallery folder and of its crops folder (not the index or the lock).
+fn folder_entries(dir: &Path) -> Vec<(PathBuf, Entry)> {
+    let mut out = Vec::new();
+    for (folder, is_crops) in [(dir.to_path_buf(), false), (dir.join(CROPS), true)] {
+        let Ok(entries) = fs::read_dir(&folder) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let is_file = e.file_type().is_ok_and(|t| t.is_file());
+            if !is_crops && (name == INDEX || name == LOCK || name == CROPS) {
+                continue;
+            }
+            let kind = if !is_file {
+                Entry::Foreign
+            } else if name.starts_with('.') && name.contains(".tmp-") {
+                Entry::Temporary
+            } else if is_crops && is_crop_file(&name) || !is_crops && generation_of(&name).is_some()
+            {
+                Entry::Ours
+            } else {
+                Entry::Foreign
+            };
+            out.push((e.path(), kind));
+        }
+    }
+    out
+}
+
+fn is_crop_file(name: &str) -> bool {
+    name.strip_suffix(".png")
+        .and_then(|stem| stem.split_once('-'))
+        .is_some_and(|(id, shot)| {
+            id_number(id).is_some() && !shot.is_empty() && shot.bytes().all(|b| b.is_ascii_digit())
+        })
+}
+
+/// What in `dir` shows it once held a gallery: an embeddings file, or a crop.
+fn gallery_data(dir: &Path) -> Option<String> {
+    let found: Vec<String> = folder_entries(dir)
+        .into_iter()
+        .filter(|(_, kind)| matches!(kind, Entry::Ours))
+        .filter_map(|(p, _)| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    let first = found.first()?;
+    Some(if found.len() == 1 {
+        crate::terminal::escape(first).into_owned()
+    } else {
+        format!(
+            "{} and {} more files",
+            crate::terminal::escape(first),
+            found.len() - 1
+        )
+    })
 }
 
 /// Writes `bytes` to `path` so that readers see the old or the new content, never a mix: temporary

@@ -21,7 +21,7 @@ pub struct ModelArgs {
     #[arg(long, global = true)]
     pub no_align: bool,
     /// Cosine similarity at or above which a face is taken as a match [default: the model card's]
-    #[arg(long, value_name = "COSINE", global = true)]
+    #[arg(long, value_name = "COSINE", global = true, value_parser = crate::ranges::cosine)]
     pub threshold: Option<f32>,
 }
 
@@ -30,6 +30,22 @@ pub struct GalleryArgs {
     /// Gallery directory
     #[arg(long, value_name = "DIR", default_value = "enrollment", global = true)]
     pub gallery: PathBuf,
+}
+
+impl GalleryArgs {
+    /// Every command but `enroll` reads an existing gallery: a mistyped path is an error, not an
+    /// empty gallery.
+    pub fn must_exist(&self) -> Result<(), String> {
+        if self.gallery.is_dir() {
+            return Ok(());
+        }
+        Err(format!(
+            "no gallery at {}: the folder does not exist (check --gallery, or enroll someone first \
+             with `facegate enroll --gallery {} --name NAME PHOTO...`)",
+            facegate::terminal::path(&self.gallery),
+            facegate::terminal::path(&self.gallery)
+        ))
+    }
 }
 
 pub struct Pipeline {
@@ -88,6 +104,6 @@ impl Pipeline {
         self.faces(&photo)?
             .into_iter()
             .next()
-            .ok_or_else(|| format!("{}: no face found", path.display()))
+            .ok_or_else(|| format!("{}: no face found", facegate::terminal::path(path)))
     }
 }

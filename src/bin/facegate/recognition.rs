@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use facegate::embedder::cosine;
 use facegate::gallery::Gallery;
 use facegate::image_io;
+use facegate::terminal::escape;
 
 use crate::faces::{GalleryArgs, ModelArgs, Pipeline};
 
@@ -41,6 +42,7 @@ struct IdentifyLine<'a> {
 }
 
 pub fn identify(args: IdentifyArgs) -> Result<ExitCode, String> {
+    args.gallery.must_exist()?;
     let mut pipeline = Pipeline::new(&args.model)?;
     let g = pipeline.open_gallery(&args.gallery.gallery)?;
     let matcher = facegate::matcher::Matcher::new(g.people());
@@ -66,6 +68,7 @@ pub fn identify(args: IdentifyArgs) -> Result<ExitCode, String> {
             }
         };
         let shown = path.display().to_string();
+        let plain = facegate::terminal::path(path);
         let line = IdentifyLine {
             image: &shown,
             faces: faces
@@ -97,7 +100,7 @@ pub fn identify(args: IdentifyArgs) -> Result<ExitCode, String> {
                 .map(|f| {
                     format!(
                         "{} ({:.3}) at {}x{}+{}+{}",
-                        f.name.unwrap_or("unknown"),
+                        escape(f.name.unwrap_or("unknown")),
                         f.score,
                         f.w,
                         f.h,
@@ -107,7 +110,7 @@ pub fn identify(args: IdentifyArgs) -> Result<ExitCode, String> {
                 })
                 .collect();
             format!(
-                "{shown}: {}",
+                "{plain}: {}",
                 if parts.is_empty() {
                     "no faces".into()
                 } else {
@@ -163,6 +166,46 @@ pub fn verify(args: VerifyArgs) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `gallery check`: under the lock, so that a writer's half-done change is not reported as damage.
+fn check(dir: &std::path::Path) -> Result<ExitCode, String> {
+    let _lock = Gallery::lock(dir).map_err(|e| e.to_string())?;
+    let report = Gallery::check(dir);
+    for p in &report.problems {
+        println!("damaged: {p}");
+    }
+    for l in &report.leftovers {
+        println!("leftover: {l}");
+    }
+    for f in &report.foreign {
+        println!("other: {f}");
+    }
+    if report.is_consistent() {
+        println!(
+            "{}: consistent, {} {}",
+            facegate::terminal::path(dir),
+            report.people,
+            if report.people == 1 {
+                "person"
+            } else {
+                "people"
+            }
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!(
+            "{}: {} {} found; nothing was changed",
+            facegate::terminal::path(dir),
+            report.problems.len(),
+            if report.problems.len() == 1 {
+                "problem"
+            } else {
+                "problems"
+            }
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}
+
 #[derive(clap::Subcommand)]
 pub enum GalleryCommand {
     /// List enrolled people
@@ -173,6 +216,8 @@ pub enum GalleryCommand {
     Rename { old: String, new: String },
     /// Re-embed every person's kept crops with the current model
     Reembed,
+    /// Check the gallery: index, embeddings and crops agree; exits 1 if anything is damaged
+    Check,
 }
 
 #[derive(clap::Args)]
@@ -187,15 +232,24 @@ pub struct GalleryCmdArgs {
 
 pub fn gallery(args: GalleryCmdArgs) -> Result<ExitCode, String> {
     let dir = &args.gallery.gallery;
+    args.gallery.must_exist()?;
+    let command = match args.command {
+        GalleryCommand::Check => return check(dir),
+        other => other,
+    };
     let mut pipeline = Pipeline::new(&args.model)?;
     let info = pipeline.model_info();
-    match args.command {
+    match command {
+        GalleryCommand::Check => return check(dir),
         GalleryCommand::List => {
             let g = Gallery::open_any(dir, &info).map_err(|e| e.to_string())?;
             for p in g.people() {
                 println!(
                     "{}\t{}\t{} shots\tenrolled {}",
-                    p.entry.id, p.entry.name, p.entry.shots, p.entry.enrolled_unix
+                    p.entry.id,
+                    escape(&p.entry.name),
+                    p.entry.shots,
+                    p.entry.enrolled_unix
                 );
             }
             if g.model().fingerprint != info.fingerprint {
@@ -206,13 +260,13 @@ pub fn gallery(args: GalleryCmdArgs) -> Result<ExitCode, String> {
             let lock = Gallery::lock(dir).map_err(|e| e.to_string())?;
             let mut g = Gallery::open_any(dir, &info).map_err(|e| e.to_string())?;
             let gone = g.remove(&lock, &name).map_err(|e| e.to_string())?;
-            println!("removed {} ({})", gone.name, gone.id);
+            println!("removed {} ({})", escape(&gone.name), gone.id);
         }
         GalleryCommand::Rename { old, new } => {
             let lock = Gallery::lock(dir).map_err(|e| e.to_string())?;
             let mut g = Gallery::open_any(dir, &info).map_err(|e| e.to_string())?;
             g.rename(&lock, &old, &new).map_err(|e| e.to_string())?;
-            println!("renamed {old} to {new}");
+            println!("renamed {} to {}", escape(&old), escape(&new));
         }
         GalleryCommand::Reembed => {
             let lock = Gallery::lock(dir).map_err(|e| e.to_string())?;
@@ -222,15 +276,13 @@ pub fn gallery(args: GalleryCmdArgs) -> Result<ExitCode, String> {
                 if p.entry.crops.is_empty() {
                     return Err(format!(
                         "{} was enrolled without crops (--no-crops) and cannot be re-embedded",
-                        p.entry.name
+                        escape(&p.entry.name)
                     ));
                 }
                 let mut crops = Vec::new();
                 for c in &p.entry.crops {
-                    let path = dir.join(c);
-                    let img = image::open(&path)
-                        .map_err(|e| format!("cannot read crop {}: {e}", path.display()))?;
-                    crops.push(img.to_rgb8());
+                    let photo = image_io::load(&g.crop_path(c)).map_err(|e| e.to_string())?;
+                    crops.push(photo.rgb);
                 }
                 all.push(pipeline.embedder.embed(&crops)?);
             }
@@ -239,7 +291,7 @@ pub fn gallery(args: GalleryCmdArgs) -> Result<ExitCode, String> {
                 .map_err(|e| e.to_string())?;
             println!(
                 "re-embedded {n} people with {}",
-                pipeline.embedder.card().name
+                escape(&pipeline.embedder.card().name)
             );
         }
     }

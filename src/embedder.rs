@@ -55,6 +55,30 @@ impl Embedder {
     }
 
     fn build(loaded: LoadedModel, batch: usize, int8_head: bool) -> Result<Embedder, ModelError> {
+        let path = loaded.onnx_path.clone();
+        // tract checks most of a model but can still panic on a malformed graph deep in its
+        // analysis: a wrong model file must be an error naming it, not the end of the process.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Embedder::build_checked(loaded, batch, int8_head)
+        }))
+        .unwrap_or_else(|panic| {
+            let why = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("unknown failure");
+            Err(ModelError {
+                path,
+                problem: format!("not a usable embedding model (tract failed on it: {why})"),
+            })
+        })
+    }
+
+    fn build_checked(
+        loaded: LoadedModel,
+        batch: usize,
+        int8_head: bool,
+    ) -> Result<Embedder, ModelError> {
         let LoadedModel {
             card,
             onnx,
@@ -68,16 +92,8 @@ impl Embedder {
         let reader = tract_onnx::onnx()
             .with_ignore_output_shapes(true)
             .with_ignore_value_info(true);
-        let mut proto = reader
-            .proto_model_for_read(&mut &onnx[..])
-            .map_err(|e| fail(format!("not an ONNX model: {e:#}")))?;
+        let (proto, head) = crate::onnx_prep::read_and_rewrite(&onnx, int8_head).map_err(fail)?;
         drop(onnx);
-        let head = if int8_head {
-            crate::onnx_prep::split_dense_head(&mut proto)
-        } else {
-            None
-        };
-        crate::onnx_prep::fold_constant_dequantize(&mut proto);
         let model = reader
             .model_for_proto_model(&proto)
             .map_err(|e| fail(format!("not a loadable ONNX model: {e:#}")))?;

@@ -86,6 +86,11 @@ impl Recognizer {
         tracking: TrackerConfig,
     ) -> Result<Recognizer, String> {
         tracking.validate()?;
+        if !(-1.0..=1.0).contains(&threshold) {
+            return Err(format!(
+                "the match threshold must be a cosine from -1 to 1, got {threshold}"
+            ));
+        }
         Ok(Recognizer {
             finder,
             embedder,

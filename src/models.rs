@@ -22,11 +22,12 @@ const LBP_CASCADE_XML: &str = include_str!("../models/lbpcascade_frontalface_imp
 /// The default embedder (SFace, int8 weights), checked against its card like a file on disk.
 pub fn default_embedder() -> Result<crate::embedder::Embedder, crate::model_card::ModelError> {
     let path = std::path::PathBuf::from("<built-in>/sface_int8w.json");
-    let card: crate::model_card::ModelCard =
-        serde_json::from_str(SFACE_CARD).map_err(|e| crate::model_card::ModelError {
+    let card = crate::model_card::ModelCard::parse(SFACE_CARD).map_err(|problem| {
+        crate::model_card::ModelError {
             path: path.clone(),
-            problem: e.to_string(),
-        })?;
+            problem,
+        }
+    })?;
     crate::embedder::Embedder::from_loaded(
         crate::model_card::LoadedModel {
             card,

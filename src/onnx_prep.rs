@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 
 use tract_onnx::pb::{GraphProto, ModelProto, TensorProto};
+use tract_onnx::prelude::Framework;
 
 const FLOAT: i32 = 1;
 const UINT8: i32 = 2;
@@ -30,6 +31,25 @@ fn values(t: &TensorProto) -> Option<Vec<f32>> {
         INT8 | UINT8 => Some(t.int32_data.iter().map(|&v| v as f32).collect()),
         _ => None,
     }
+}
+
+/// Decodes ONNX bytes and applies the rewrites: the dense head split off (when `int8_head` and the
+/// model ends in one), then constant `DequantizeLinear` folded. Errors describe what is wrong with
+/// the bytes; the rewrites leave any model they do not recognise alone.
+pub fn read_and_rewrite(
+    onnx: &[u8],
+    int8_head: bool,
+) -> Result<(ModelProto, Option<DenseHead>), String> {
+    let mut proto = tract_onnx::onnx()
+        .proto_model_for_read(&mut &onnx[..])
+        .map_err(|e| format!("not an ONNX model: {e:#}"))?;
+    let head = if int8_head {
+        split_dense_head(&mut proto)
+    } else {
+        None
+    };
+    fold_constant_dequantize(&mut proto);
+    Ok((proto, head))
 }
 
 /// Folds every `DequantizeLinear` whose inputs are all initializers into an f32 initializer.

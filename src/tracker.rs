@@ -35,8 +35,18 @@ impl Default for TrackerConfig {
     }
 }
 
+/// The longest vote window: each track keeps this many votes, and more than a few seconds of
+/// frames says nothing more about who someone is.
+pub const MAX_WINDOW: usize = 1000;
+
 impl TrackerConfig {
     pub fn validate(&self) -> Result<(), String> {
+        if self.window > MAX_WINDOW {
+            return Err(format!(
+                "the vote window ({}) can be at most {MAX_WINDOW} frames",
+                self.window
+            ));
+        }
         if self.confirm == 0 || self.confirm > self.window {
             return Err(format!(
                 "confirmations ({}) must be between 1 and the window ({})",

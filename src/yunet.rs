@@ -36,10 +36,11 @@ pub struct YuNet {
 
 impl YuNet {
     pub fn load(path: &Path) -> Result<YuNet, ModelError> {
-        let bytes = std::fs::read(path).map_err(|e| ModelError {
-            path: path.to_path_buf(),
-            problem: e.to_string(),
-        })?;
+        let bytes = crate::limits::read_file(path, crate::limits::MAX_MODEL_BYTES, "model")
+            .map_err(|problem| ModelError {
+                path: path.to_path_buf(),
+                problem,
+            })?;
         YuNet::from_bytes(&bytes).map_err(|problem| ModelError {
             path: path.to_path_buf(),
             problem,

@@ -140,7 +140,11 @@ fn broken_cascade_and_bad_parameters_are_clear_errors() {
 
     let out = facegate(&["detect", "--scale-factor", "1.0", &photo("messi5.jpg")]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("scale factor"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--scale-factor") && stderr.contains("out of range"),
+        "{stderr}"
+    );
 }
 
 #[test]

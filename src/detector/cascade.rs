@@ -133,15 +133,12 @@ impl Cascade {
     }
 
     pub fn from_file(path: &Path) -> Result<Cascade, CascadeError> {
-        let name = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| CascadeError {
-            source_name: name.clone(),
-            problem: e.to_string(),
-        })?;
-        let text = String::from_utf8(bytes).map_err(|_| CascadeError {
-            source_name: name.clone(),
-            problem: "not a text file (invalid UTF-8); expected OpenCV cascade XML".into(),
-        })?;
+        let name = crate::terminal::path(path);
+        let text = crate::limits::read_text(path, crate::limits::MAX_CASCADE_BYTES, "cascade XML")
+            .map_err(|problem| CascadeError {
+                source_name: name.clone(),
+                problem,
+            })?;
         Cascade::from_xml(&text, &name)
     }
 
@@ -195,6 +192,15 @@ fn as_int(v: f64, what: &str) -> Result<i32, String> {
     Ok(v as i32)
 }
 
+/// A value stored as f32: a finite f64 such as 1e300 would become infinity.
+fn as_f32(v: f64, what: &str) -> Result<f32, String> {
+    let f = v as f32;
+    if !f.is_finite() {
+        return Err(format!("{what} {v:e} is out of range"));
+    }
+    Ok(f)
+}
+
 fn int_child(node: Xml, name: &str) -> Result<i32, String> {
     let values = numbers(required(node, name)?)?;
     match values.as_slice() {
@@ -204,7 +210,13 @@ fn int_child(node: Xml, name: &str) -> Result<i32, String> {
 }
 
 fn parse(xml: &str) -> Result<Cascade, String> {
-    let doc = roxmltree::Document::parse(xml).map_err(|e| format!("not valid XML: {e}"))?;
+    super::xml_shape::check(xml)?;
+    let options = roxmltree::ParsingOptions {
+        allow_dtd: false,
+        nodes_limit: crate::limits::MAX_XML_NODES,
+    };
+    let doc = roxmltree::Document::parse_with_options(xml, options)
+        .map_err(|e| format!("not valid XML: {e}"))?;
     let storage = doc.root_element();
     if storage.tag_name().name() != "opencv_storage" {
         return Err(format!(
@@ -292,7 +304,7 @@ fn parse(xml: &str) -> Result<Cascade, String> {
     for (si, stage) in elements(required(root, "stages")?).enumerate() {
         let where_ = format!("stage {si}");
         let threshold = match numbers(required(stage, "stageThreshold")?)?.as_slice() {
-            [t] => *t as f32 - STAGE_THRESHOLD_EPS,
+            [t] => as_f32(*t, "stage threshold")? - STAGE_THRESHOLD_EPS,
             _ => return Err(format!("{where_}: <stageThreshold> must hold one number")),
         };
         let weak = required(stage, "weakClassifiers").map_err(|e| format!("{where_}: {e}"))?;
@@ -349,7 +361,7 @@ fn parse(xml: &str) -> Result<Cascade, String> {
                     }
                     0.0
                 } else {
-                    values[3] as f32
+                    as_f32(values[3], "node threshold")?
                 };
                 cascade.nodes.push(Node {
                     left,
@@ -358,7 +370,9 @@ fn parse(xml: &str) -> Result<Cascade, String> {
                     threshold,
                 });
             }
-            cascade.leaves.extend(leaves.iter().map(|&v| v as f32));
+            for &v in &leaves {
+                cascade.leaves.push(as_f32(v, "leaf value")?);
+            }
         }
         let tree_count = cascade.trees.len() - first_tree;
         if tree_count == 0 {
@@ -401,23 +415,16 @@ fn parse_haar_features(node: Xml, win_w: i32, win_h: i32) -> Result<Vec<HaarFeat
                 y: as_int(v[1], "rectangle y")?,
                 w: as_int(v[2], "rectangle width")?,
                 h: as_int(v[3], "rectangle height")?,
-                weight: v[4] as f32,
+                weight: as_f32(v[4], "rectangle weight")?,
             };
+            // In i64: values near the i32 limits must not wrap into the window.
+            let (x, y, w, h) = (r.x as i64, r.y as i64, r.w as i64, r.h as i64);
+            let (win_w, win_h) = (win_w as i64, win_h as i64);
             let inside = if tilted {
                 // A tilted rectangle spans (x - h, y) .. (x + w, y + w + h).
-                r.w >= 0
-                    && r.h >= 0
-                    && r.y >= 0
-                    && r.x - r.h >= 0
-                    && r.x + r.w <= win_w
-                    && r.y + r.w + r.h <= win_h
+                w >= 0 && h >= 0 && y >= 0 && x - h >= 0 && x + w <= win_w && y + w + h <= win_h
             } else {
-                r.w >= 0
-                    && r.h >= 0
-                    && r.x >= 0
-                    && r.y >= 0
-                    && r.x + r.w <= win_w
-                    && r.y + r.h <= win_h
+                w >= 0 && h >= 0 && x >= 0 && y >= 0 && x + w <= win_w && y + h <= win_h
             };
             if !inside {
                 return Err(format!(
@@ -457,12 +464,13 @@ fn parse_lbp_features(node: Xml, win_w: i32, win_h: i32) -> Result<Vec<LbpFeatur
             w: as_int(v[2], "rectangle width")?,
             h: as_int(v[3], "rectangle height")?,
         };
-        if f.x < 0
-            || f.y < 0
-            || f.w <= 0
-            || f.h <= 0
-            || f.x + 3 * f.w > win_w
-            || f.y + 3 * f.h > win_h
+        let (x, y, w, h) = (f.x as i64, f.y as i64, f.w as i64, f.h as i64);
+        if x < 0
+            || y < 0
+            || w <= 0
+            || h <= 0
+            || x + 3 * w > win_w as i64
+            || y + 3 * h > win_h as i64
         {
             return Err(format!(
                 "feature {fi}: 3x3 block grid at {} {} of {}x{} blocks lies outside the {win_w}x{win_h} window",
@@ -524,6 +532,27 @@ mod tests {
             (
                 TINY.replace("0.5</internalNodes>", "abc</internalNodes>"),
                 "'abc', not a number",
+            ),
+            // Near the integer limits, sums must not wrap back into the window.
+            (
+                TINY.replace("0 0 2 2 -1.", "2147483647 0 2147483647 2 -1."),
+                "lies outside",
+            ),
+            (
+                TINY.replace("0 0 2 2 -1.", "-2147483648 0 2 2 -1."),
+                "lies outside",
+            ),
+            (
+                TINY.replace("-1. 1.", "-1e300 1."),
+                "leaf value -1e300 is out of range",
+            ),
+            (
+                TINY.replace("<cascade ", "<!DOCTYPE x [<!ENTITY a 'b'>]><cascade "),
+                "not allowed",
+            ),
+            (
+                TINY.replace("<stages>", &format!("<stages>{}", "<_>".repeat(100_000))),
+                "nest more than",
             ),
             // A tilted rectangle reaches h pixels left of x: OpenCV would read outside the window.
             (

@@ -13,6 +13,7 @@ mod group;
 mod integral;
 mod program;
 mod resize;
+mod xml_shape;
 
 use std::sync::Arc;
 
@@ -84,11 +85,16 @@ impl Default for DetectParams {
     }
 }
 
+/// Scale factors accepted. Below 1.01 the pyramid grows past 700 levels (each a full scan) for a
+/// large photo, and the level list itself grows without bound as the factor nears 1.
+pub const SCALE_FACTOR_RANGE: (f64, f64) = (1.01, 10.0);
+
 impl DetectParams {
     pub fn validate(&self) -> Result<(), String> {
-        if !(self.scale_factor.is_finite() && self.scale_factor > 1.0) {
+        let (lo, hi) = SCALE_FACTOR_RANGE;
+        if !(self.scale_factor.is_finite() && (lo..=hi).contains(&self.scale_factor)) {
             return Err(format!(
-                "scale factor must be a number greater than 1, got {}",
+                "scale factor must be a number from {lo} to {hi}, got {}",
                 self.scale_factor
             ));
         }

@@ -14,7 +14,7 @@ pub struct Args {
     #[command(flatten)]
     pub search: SearchArgs,
     /// Timed runs per image (after one untimed warm-up run)
-    #[arg(long, value_name = "N", default_value_t = 5)]
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = crate::ranges::int(1usize, 100_000))]
     pub repeat: usize,
     #[arg(value_name = "IMAGE", required = true)]
     pub images: Vec<PathBuf>,
@@ -71,10 +71,10 @@ pub struct EmbedArgs {
     #[arg(long = "model", value_name = "CARD", required = true)]
     pub models: Vec<PathBuf>,
     /// Timed passes over the crops (after one warm-up pass)
-    #[arg(long, value_name = "N", default_value_t = 5)]
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = crate::ranges::int(1usize, 100_000))]
     pub repeat: usize,
     /// Faces per network run
-    #[arg(long, value_name = "N", default_value_t = 1)]
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = crate::ranges::int(1usize, 256))]
     pub batch: usize,
     /// Also write every model's embeddings of every crop here, as JSON (to compare platforms)
     #[arg(long, value_name = "FILE")]
@@ -160,11 +160,11 @@ pub fn embed(args: EmbedArgs) -> Result<ExitCode, String> {
 #[derive(clap::Args)]
 pub struct MatchArgs {
     /// Gallery sizes to time (people)
-    #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000", value_parser = crate::ranges::int(1usize, 2_000_000))]
     pub people: Vec<usize>,
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = crate::ranges::int(1usize, 4096))]
     pub dim: usize,
-    #[arg(long, value_name = "N", default_value_t = 50)]
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = crate::ranges::int(1usize, 100_000))]
     pub repeat: usize,
 }
 

@@ -25,7 +25,7 @@ pub struct BenchWatchArgs {
     #[arg(long, value_name = "DIR", default_value = "tests/fixtures/photos")]
     pub photos: PathBuf,
     /// Frames per run
-    #[arg(long, value_name = "N", default_value_t = 150)]
+    #[arg(long, value_name = "N", default_value_t = 150, value_parser = crate::ranges::int(1u64, 1_000_000))]
     pub frames: u64,
     #[command(flatten)]
     pub tracking: TrackingArgs,

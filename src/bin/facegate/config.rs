@@ -16,6 +16,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use clap::{ArgAction, Command};
+use facegate::settings::Value;
 
 /// The `--config FILE` of a `watch` command line, if any (read before clap parses, because the
 /// file supplies defaults for the parse).
@@ -56,36 +57,30 @@ pub fn apply(cmd: Command, path: &Path, argv: &[OsString]) -> Result<Command, St
         })
     };
     let source_on_command_line = SOURCES.iter().any(|s| named(s));
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
-    let table: toml::Table = toml::from_str(&text)
-        .map_err(|e| format!("config file {} is not valid TOML: {e}", path.display()))?;
     let watch = cmd
         .find_subcommand("watch")
         .ok_or("no watch subcommand")?
         .clone();
     let mut settings = Vec::new();
-    for (key, value) in &table {
-        let flag = key.replace('_', "-");
+    for (flag, value) in facegate::settings::read(path)? {
+        let shown = facegate::terminal::escape(&flag).into_owned();
         let arg = watch
             .get_arguments()
             .find(|a| a.get_long() == Some(flag.as_str()) && flag != "config" && flag != "help")
             .ok_or_else(|| {
                 format!(
-                    "config file {}: unknown setting `{key}` (settings are the long flag names of `facegate watch --help`)",
-                    path.display()
+                    "config file {}: unknown setting `{shown}` (settings are the long flag names of `facegate watch --help`)",
+                    facegate::terminal::path(path)
                 )
             })?;
         let is_switch = matches!(arg.get_action(), ArgAction::SetTrue);
         let text = match value {
-            toml::Value::String(s) => s.clone(),
-            toml::Value::Integer(i) => i.to_string(),
-            toml::Value::Float(f) => f.to_string(),
-            toml::Value::Boolean(b) if is_switch => b.to_string(),
+            Value::Text(t) if !is_switch => t,
+            Value::Switch(b) if is_switch => b.to_string(),
             _ => {
                 return Err(format!(
-                    "config file {}: `{key}` must be {}",
-                    path.display(),
+                    "config file {}: `{shown}` must be {}",
+                    facegate::terminal::path(path),
                     if is_switch {
                         "true or false"
                     } else {

@@ -15,19 +15,19 @@ pub struct SearchArgs {
     #[arg(long, value_name = "PATH")]
     pub cascade: Option<PathBuf>,
     /// Ratio between pyramid levels (> 1)
-    #[arg(long, value_name = "F", default_value_t = 1.1)]
+    #[arg(long, value_name = "F", default_value_t = 1.1, value_parser = crate::ranges::scale_factor)]
     pub scale_factor: f64,
     /// Overlapping raw detections a face needs (0 prints raw detections)
-    #[arg(long, value_name = "N", default_value_t = 3)]
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = crate::ranges::int(0u32, 1000))]
     pub min_neighbors: u32,
     /// Smallest face size searched for, in pixels
-    #[arg(long, value_name = "PX", default_value_t = 0)]
+    #[arg(long, value_name = "PX", default_value_t = 0, value_parser = crate::ranges::int(0, crate::ranges::MAX_PX))]
     pub min_size: usize,
     /// Largest face size searched for, in pixels [default: the whole image]
-    #[arg(long, value_name = "PX")]
+    #[arg(long, value_name = "PX", value_parser = crate::ranges::int(1, crate::ranges::MAX_PX))]
     pub max_size: Option<usize>,
     /// Threads scanning each image (0: one per CPU core); results do not depend on it
-    #[arg(long, value_name = "N", default_value_t = 1)]
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = crate::ranges::int(0, crate::ranges::MAX_THREADS))]
     pub threads: usize,
 }
 
@@ -120,7 +120,8 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
                 .collect();
             writeln!(
                 out,
-                "{shown}: {} face{} ({}x{}) {}",
+                "{}: {} face{} ({}x{}) {}",
+                facegate::terminal::path(path),
                 faces.len(),
                 if faces.len() == 1 { "" } else { "s" },
                 photo.width(),

@@ -44,10 +44,10 @@ pub struct EnrollArgs {
     #[arg(long, value_name = "DIR", conflicts_with_all = ["images", "camera"])]
     pub frames: Option<PathBuf>,
     /// Frames to wait between camera shots, so the person can turn
-    #[arg(long, value_name = "FRAMES", default_value_t = 30)]
+    #[arg(long, value_name = "FRAMES", default_value_t = 30, value_parser = crate::ranges::int(1u64, 100_000))]
     pub shot_gap: u64,
     /// Seconds to wait for usable camera shots before giving up
-    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = crate::ranges::int(1u64, 86_400))]
     pub timeout: u64,
     /// Shots of the person (three recommended)
     #[arg(value_name = "IMAGE", required_unless_present_any = ["camera", "frames"])]
@@ -214,6 +214,7 @@ fn shots_from_stream(args: &EnrollArgs, pipeline: &mut Pipeline) -> Result<Vec<S
     let mut last_shot_frame: Option<u64> = None;
     let mut last_problem = String::from("no frame arrived");
     let mut shown_problem = String::new();
+    let mut skip_warnings = facegate::warnings::Throttle::per_minute();
     while shots.len() < CAMERA_SHOTS {
         if started.elapsed() > timeout {
             return Err(format!(
@@ -225,7 +226,7 @@ fn shots_from_stream(args: &EnrollArgs, pipeline: &mut Pipeline) -> Result<Vec<S
         let frame = match capture.next()? {
             Some(Item::Frame(f)) => f,
             Some(Item::Skipped(why)) => {
-                eprintln!("facegate: warning: skipped {why}");
+                skip_warnings.warn(&format!("skipped {why}"));
                 continue;
             }
             None if stop.load(Ordering::Relaxed) => return Err("enrollment interrupted".into()),

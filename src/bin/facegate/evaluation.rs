@@ -13,10 +13,10 @@ pub struct EvalArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Photos enrolled per person in each draw
-    #[arg(long, value_name = "K", default_value_t = 3)]
+    #[arg(long, value_name = "K", default_value_t = 3, value_parser = crate::ranges::int(1usize, 100))]
     pub gallery_shots: usize,
     /// Random draws of the enrolled photos
-    #[arg(long, value_name = "N", default_value_t = 20)]
+    #[arg(long, value_name = "N", default_value_t = 20, value_parser = crate::ranges::int(1usize, 100_000))]
     pub draws: usize,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -159,7 +159,7 @@ pub struct CalibrateArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Target false-accept rate over different-person pairs
-    #[arg(long, value_name = "RATE", default_value_t = 0.01)]
+    #[arg(long, value_name = "RATE", default_value_t = 0.01, value_parser = crate::ranges::real(1e-9, 1.0))]
     pub far: f64,
     /// One sub-folder per person (train/ and val/ are pooled)
     pub dataset: PathBuf,

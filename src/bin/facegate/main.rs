@@ -7,6 +7,7 @@ mod detect;
 mod enroll;
 mod evaluation;
 mod faces;
+mod ranges;
 mod recognition;
 mod watch;
 
@@ -23,6 +24,10 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Largest image decoded, in pixels (checked from the file's header before decoding) [default:
+    /// 12582912, 4096x3072]
+    #[arg(long, value_name = "PIXELS", global = true, value_parser = ranges::int(1u64, 1 << 32))]
+    max_pixels: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -62,7 +67,7 @@ fn main() -> ExitCode {
         cmd = match config::apply(cmd, &path, &argv) {
             Ok(cmd) => cmd,
             Err(message) => {
-                eprintln!("facegate: {message}");
+                eprintln!("facegate: {}", facegate::terminal::escape_message(&message));
                 return ExitCode::FAILURE;
             }
         };
@@ -71,6 +76,9 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    if let Some(pixels) = cli.max_pixels {
+        facegate::limits::set_max_pixels(pixels);
+    }
     let result = match cli.command {
         Command::Detect(args) => detect::run(args),
         Command::Bench(args) => bench::run(args),
@@ -89,7 +97,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(message) => {
-            eprintln!("facegate: {message}");
+            eprintln!("facegate: {}", facegate::terminal::escape_message(&message));
             ExitCode::FAILURE
         }
     }

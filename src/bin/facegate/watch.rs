@@ -30,7 +30,7 @@ pub struct SourceArgs {
     #[arg(long, value_name = "FILE")]
     pub mjpeg: Option<PathBuf>,
     /// Release --frames at this rate, like a camera (frames are then dropped when behind)
-    #[arg(long, value_name = "FPS", requires = "frames")]
+    #[arg(long, value_name = "FPS", requires = "frames", value_parser = crate::ranges::real(0.001, 1000.0))]
     pub fps: Option<f64>,
     /// Treat the --mjpeg stream as live: drop the oldest frames when recognition falls behind
     #[arg(long, requires = "mjpeg")]
@@ -39,7 +39,7 @@ pub struct SourceArgs {
     #[arg(long, value_name = "WxH", default_value = "640x480", value_parser = parse_size)]
     pub size: (u32, u32),
     /// Camera frame rate asked for
-    #[arg(long, value_name = "FPS", default_value_t = 30)]
+    #[arg(long, value_name = "FPS", default_value_t = 30, value_parser = crate::ranges::int(1u32, 1000))]
     pub camera_fps: u32,
 }
 
@@ -127,29 +127,29 @@ impl SourceArgs {
 pub struct TrackingArgs {
     /// Matches of the same person needed within the window before "identified" (the same count
     /// of non-matches makes "unknown")
-    #[arg(long, value_name = "N", default_value_t = 3)]
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = crate::ranges::int(1, facegate::tracker::MAX_WINDOW))]
     pub confirm: usize,
     /// Frames in which a face was embedded that the vote looks back over
-    #[arg(long, value_name = "M", default_value_t = 5)]
+    #[arg(long, value_name = "M", default_value_t = 5, value_parser = crate::ranges::int(1, facegate::tracker::MAX_WINDOW))]
     pub window: usize,
     /// Frames without the face after which a person has "left"
-    #[arg(long, value_name = "FRAMES", default_value_t = 15)]
+    #[arg(long, value_name = "FRAMES", default_value_t = 15, value_parser = crate::ranges::int(1u64, 1_000_000))]
     pub leave_after: u64,
     /// Re-embed a recognised face every this many frames (others every frame)
-    #[arg(long, value_name = "FRAMES", default_value_t = 10)]
+    #[arg(long, value_name = "FRAMES", default_value_t = 10, value_parser = crate::ranges::int(1u64, 1_000_000))]
     pub recheck: u64,
     /// Frames larger than this (longer side, pixels) are downscaled for detection
-    #[arg(long, value_name = "PX", default_value_t = 640)]
+    #[arg(long, value_name = "PX", default_value_t = 640, value_parser = crate::ranges::int(32u32, 16384))]
     pub detect_size: u32,
     /// Ratio between the detector's pyramid levels: half as many levels as the photo default
     /// (1.1), for 1.5x the frame rate; tracking over frames makes up for the coarser scan
-    #[arg(long, value_name = "F", default_value_t = 1.2)]
+    #[arg(long, value_name = "F", default_value_t = 1.2, value_parser = crate::ranges::scale_factor)]
     pub scale_factor: f64,
     /// Smallest face looked for, in frame pixels
-    #[arg(long, value_name = "PX", default_value_t = 60)]
+    #[arg(long, value_name = "PX", default_value_t = 60, value_parser = crate::ranges::int(0, crate::ranges::MAX_PX))]
     pub min_face: usize,
     /// Threads for the detector's scan (0: one per core); embedding runs on one
-    #[arg(long, value_name = "N", default_value_t = 1)]
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = crate::ranges::int(0, crate::ranges::MAX_THREADS))]
     pub threads: usize,
 }
 
@@ -200,7 +200,7 @@ pub struct WatchArgs {
     #[arg(long, value_name = "USER", requires = "mqtt")]
     pub mqtt_user: Option<String>,
     /// Seconds between --stats lines
-    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = crate::ranges::real(0.1, 86_400.0))]
     pub stats_every: f64,
 }
 
@@ -291,6 +291,7 @@ pub fn run(args: WatchArgs) -> Result<ExitCode, String> {
     };
 
     let mut stats = Stats::new(Duration::from_secs_f64(args.stats_every));
+    let mut skip_warnings = facegate::warnings::Throttle::per_minute();
     let outcome = loop {
         let item = match capture.next() {
             Ok(Some(item)) => item,
@@ -298,7 +299,7 @@ pub fn run(args: WatchArgs) -> Result<ExitCode, String> {
             Err(e) => break Err(e),
         };
         match item {
-            Item::Skipped(why) => eprintln!("facegate: warning: skipped {why}"),
+            Item::Skipped(why) => skip_warnings.warn(&format!("skipped {why}")),
             Item::Frame(frame) => {
                 let events = recognizer.process(&frame)?;
                 emit(events)?;

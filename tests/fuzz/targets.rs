@@ -1,0 +1,107 @@
+// The fuzz targets' bodies, shared by the libFuzzer binaries (fuzz_targets/) and by the corpus
+// replay in `cargo test` (tests/fuzz_replay.rs), so every stored input and every past crash runs
+// through exactly the code that was fuzzed. Each returns nothing: the property checked is that
+// no input panics, aborts, hangs or allocates without bound.
+
+use facegate::detector::{Cascade, DetectParams, Detector, GreyView};
+use facegate::frames::mjpeg::{MjpegSplitter, SplitError};
+use facegate::gallery::{Gallery, ModelInfo};
+use facegate::image_io;
+use facegate::model_card::{sha256_hex, ModelCard};
+
+/// Small enough that a fuzzer spends its time on structure, not on decoding big pictures.
+const FUZZ_MAX_PIXELS: u64 = 1 << 20;
+
+pub fn image_decode(data: &[u8]) {
+    if let Ok(photo) = image_io::decode_within(data, FUZZ_MAX_PIXELS) {
+        assert_eq!(photo.grey.len(), photo.width() * photo.height());
+    }
+}
+
+pub fn mjpeg_split(data: &[u8]) {
+    let mut splitter = MjpegSplitter::new(data);
+    for _ in 0..10_000 {
+        match splitter.next_jpeg() {
+            Ok(Some(frame)) => {
+                let _ = image_io::decode_within(&frame, FUZZ_MAX_PIXELS);
+            }
+            Ok(None) | Err(SplitError::Io(_)) => return,
+            Err(_) => {}
+        }
+    }
+}
+
+pub fn cascade_xml(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(cascade) = Cascade::from_xml(text, "fuzz") else {
+        return;
+    };
+    // A cascade that loads must also run: every index it holds was checked at load.
+    let (w, h) = (40, 32);
+    let grey: Vec<u8> = (0..w * h).map(|i| (i * 37 % 251) as u8).collect();
+    let view = GreyView {
+        data: &grey,
+        width: w,
+        height: h,
+        stride: w,
+    };
+    let params = DetectParams {
+        min_neighbors: 0,
+        scale_factor: 1.5,
+        ..DetectParams::default()
+    };
+    let _ = Detector::new(cascade).detect(view, &params);
+}
+
+/// A card's JSON, a zero byte, then ONNX bytes.
+pub fn model_card(data: &[u8]) {
+    let (card, onnx) = match data.iter().position(|&b| b == 0) {
+        Some(at) => (&data[..at], &data[at + 1..]),
+        None => (data, &[][..]),
+    };
+    if let Ok(text) = std::str::from_utf8(card) {
+        let _ = ModelCard::parse(text);
+    }
+    let _ = facegate::onnx_prep::read_and_rewrite(onnx, true);
+}
+
+/// An index (where `@SHA@` stands for the sha256 of what follows, so the embeddings decoder is
+/// reachable), a zero byte, then the embeddings file.
+pub fn gallery_reader(data: &[u8]) {
+    let (index, embeddings) = match data.iter().position(|&b| b == 0) {
+        Some(at) => (&data[..at], &data[at + 1..]),
+        None => (data, &[][..]),
+    };
+    let Ok(index) = std::str::from_utf8(index) else {
+        return;
+    };
+    let index = index.replace("@SHA@", &sha256_hex(embeddings));
+    let dir = std::env::temp_dir().join(format!("facegate-fuzz-gallery-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("crops")).expect("temporary gallery");
+    std::fs::write(dir.join("gallery.json"), index).expect("temporary gallery");
+    std::fs::write(dir.join("embeddings-00000001.bin"), embeddings).expect("temporary gallery");
+    std::fs::write(dir.join("crops/p000001-0.png"), b"png").expect("temporary gallery");
+    let model = ModelInfo {
+        name: "fuzz".into(),
+        fingerprint: "00".into(),
+        embedding_dim: 4,
+    };
+    if let Ok(g) = Gallery::open_any(&dir, &model) {
+        for p in g.people() {
+            assert_eq!(p.centroid.len(), g.model().embedding_dim);
+            for c in &p.entry.crops {
+                assert!(g.crop_path(c).starts_with(&dir));
+            }
+        }
+    }
+    let _ = Gallery::check(&dir);
+}
+
+pub fn settings_toml(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = facegate::settings::parse(text);
+    }
+}

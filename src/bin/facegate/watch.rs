@@ -62,10 +62,17 @@ fn parse_size(s: &str) -> Result<(u32, u32), String> {
     let (w, h) = s
         .split_once('x')
         .ok_or("expected WIDTHxHEIGHT, like 640x480")?;
-    let parse = |v: &str| v.trim().parse::<u32>().ok().filter(|&n| n > 0);
+    let parse = |v: &str| {
+        v.trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|&n| (1..=16384).contains(&n))
+    };
     match (parse(w), parse(h)) {
         (Some(w), Some(h)) => Ok((w, h)),
-        _ => Err(format!("expected WIDTHxHEIGHT, like 640x480, not {s}")),
+        _ => Err(format!(
+            "expected WIDTHxHEIGHT, like 640x480 (1 to 16384 a side), not {s}"
+        )),
     }
 }
 

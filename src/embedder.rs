@@ -192,6 +192,13 @@ impl Embedder {
             .to_plain_array_view::<f32>()
             .map_err(|e| e.to_string())?;
         let per_face = view.len() / self.batch;
+        if per_face == 0 || self.head.as_ref().is_some_and(|h| h.cols != per_face) {
+            return Err(format!(
+                "the network's output ({} values for {} faces) does not fit this model",
+                view.len(),
+                self.batch
+            ));
+        }
         let flat: Vec<f32> = view.iter().copied().collect();
         Ok(flat
             .chunks(per_face)

@@ -41,7 +41,8 @@ const CROPS: &str = "crops";
 /// index is refused before it sizes an allocation.
 const MAX_EMBEDDING_DIM: usize = 4096;
 const MAX_SHOTS: usize = 1000;
-const MAX_PEOPLE: usize = 1_000_000;
+/// What a 64 MiB index holds (about 250 bytes a person).
+const MAX_PEOPLE: usize = 200_000;
 const MAX_ID: u64 = 999_999_999_999;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -204,6 +205,13 @@ impl Gallery {
                 generation: None,
             });
         };
+        if crops_is_link(dir) {
+            return Err(Retry::Failed(err(
+                &dir.join(CROPS),
+                "the crops folder is a symbolic link; a gallery keeps its crops inside itself, \
+                 so it was left alone (replace the link with the folder it points to)",
+            )));
+        }
         let emb_path = dir.join(&index.embeddings_file);
         let bytes = match limits::read_file(
             &emb_path,
@@ -365,6 +373,7 @@ impl Gallery {
                 write_atomic(&self.dir.join(&rel), png)?;
                 crop_names.push(rel);
             }
+            crash_point("after-crops");
         }
         let centroid = centroid(&shots);
         let entry = PersonEntry {
@@ -503,6 +512,12 @@ impl Gallery {
                 "the gallery was changed by another process since it was read; nothing was written, run the command again",
             ));
         }
+        if crops_is_link(&self.dir) {
+            return Err(err(
+                &self.dir.join(CROPS),
+                "the crops folder is a symbolic link; nothing was written",
+            ));
+        }
         self.sweep();
         Ok(())
     }
@@ -514,8 +529,6 @@ impl Gallery {
         };
         let emb_name = format!("embeddings-{generation:08}.bin");
         let bytes = encode_embeddings(&people, self.model.embedding_dim);
-        write_atomic(&self.dir.join(&emb_name), &bytes)?;
-        crash_point("after-embeddings");
         let index = Index {
             format_version: FORMAT_VERSION,
             model: self.model.clone(),
@@ -526,7 +539,13 @@ impl Gallery {
         };
         let text =
             serde_json::to_string_pretty(&index).map_err(|e| err(&self.dir, e.to_string()))?;
+        // What is written must be readable: the reader's checks, applied before writing anything.
+        validate_written(&index, &people, text.len(), bytes.len())
+            .map_err(|p| err(&self.dir, format!("{p}; nothing was written")))?;
+        write_atomic(&self.dir.join(&emb_name), &bytes)?;
+        crash_point("after-embeddings");
         write_atomic(&self.dir.join(INDEX), text.as_bytes())?;
+        crash_point("after-index");
         if let Some(old) = self.generation.replace(emb_name) {
             let _ = fs::remove_file(self.dir.join(old));
         }
@@ -688,6 +707,36 @@ fn read_index(dir: &Path) -> Result<Option<(Index, PathBuf)>, Retry> {
     Ok(Some((index, index_path)))
 }
 
+/// A change about to be committed passes every check a reader will make.
+fn validate_written(
+    index: &Index,
+    people: &[Person],
+    index_bytes: usize,
+    embeddings_bytes: usize,
+) -> Result<(), String> {
+    validate_index(index)?;
+    if index_bytes as u64 > limits::MAX_INDEX_BYTES
+        || embeddings_bytes as u64 > limits::MAX_EMBEDDINGS_BYTES
+    {
+        return Err("the gallery would outgrow its size limits".into());
+    }
+    let dim = index.model.embedding_dim;
+    for p in people {
+        if p.shots.len() != p.entry.shots
+            || p.shots
+                .iter()
+                .chain([&p.centroid])
+                .any(|v| v.len() != dim || v.iter().any(|x| !x.is_finite()))
+        {
+            return Err(format!(
+                "the embeddings of '{}' are not {dim} finite numbers a shot",
+                crate::terminal::escape(&p.entry.name)
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Whether the index on disk no longer names `embeddings_file` (a writer committed meanwhile).
 fn index_changed(dir: &Path, embeddings_file: &str) -> bool {
     matches!(read_index(dir), Ok(Some((i, _))) if i.embeddings_file != embeddings_file)
@@ -810,6 +859,10 @@ enum Entry {
 fn folder_entries(dir: &Path) -> Vec<(PathBuf, Entry)> {
     let mut out = Vec::new();
     for (folder, is_crops) in [(dir.to_path_buf(), false), (dir.join(CROPS), true)] {
+        // A crops link may point anywhere: never list (and so never sweep) through it.
+        if is_crops && crops_is_link(dir) {
+            continue;
+        }
         let Ok(entries) = fs::read_dir(&folder) else {
             continue;
         };
@@ -821,7 +874,7 @@ fn folder_entries(dir: &Path) -> Vec<(PathBuf, Entry)> {
             }
             let kind = if !is_file {
                 Entry::Foreign
-            } else if name.starts_with('.') && name.contains(".tmp-") {
+            } else if is_temporary_of_ours(&name, is_crops) {
                 Entry::Temporary
             } else if is_crops && is_crop_file(&name) || !is_crops && generation_of(&name).is_some()
             {
@@ -833,6 +886,22 @@ fn folder_entries(dir: &Path) -> Vec<(PathBuf, Entry)> {
         }
     }
     out
+}
+
+/// `.<file>.tmp-<pid>`, where `<file>` is one the gallery writes in that folder.
+fn is_temporary_of_ours(name: &str, in_crops: bool) -> bool {
+    let Some((file, pid)) = name
+        .strip_prefix('.')
+        .and_then(|rest| rest.rsplit_once(".tmp-"))
+    else {
+        return false;
+    };
+    let ours = if in_crops {
+        is_crop_file(file)
+    } else {
+        file == INDEX || generation_of(file).is_some()
+    };
+    ours && !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn is_crop_file(name: &str) -> bool {
@@ -848,6 +917,8 @@ fn gallery_data(dir: &Path) -> Option<String> {
     let found: Vec<String> = folder_entries(dir)
         .into_iter()
         .filter(|(_, kind)| matches!(kind, Entry::Ours))
+        // The empty first commit, killed before its index was written, holds nobody.
+        .filter(|(path, _)| !holds_nobody(path))
         .filter_map(|(p, _)| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .collect();
     let first = found.first()?;
@@ -860,6 +931,18 @@ fn gallery_data(dir: &Path) -> Option<String> {
             found.len() - 1
         )
     })
+}
+
+/// Whether `path` is an embeddings file whose header says it holds no people.
+fn holds_nobody(path: &Path) -> bool {
+    let mut header = [0u8; 16];
+    File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut header))
+        .is_ok_and(|()| header[..8] == MAGIC[..] && header[12..16] == [0, 0, 0, 0])
+}
+
+fn crops_is_link(dir: &Path) -> bool {
+    fs::symlink_metadata(dir.join(CROPS)).is_ok_and(|m| m.file_type().is_symlink())
 }
 
 /// Writes `bytes` to `path` so that readers see the old or the new content, never a mix: temporary

@@ -104,7 +104,19 @@ fn fold_graph(graph: &mut GraphProto) -> usize {
         if block != 0 || zv.len() != sv.len() {
             continue;
         }
-        let dims: Vec<usize> = q.dims.iter().map(|&d| d as usize).collect();
+        // Dimensions come from the file: negative or overflowing ones, or ones that disagree
+        // with the data, leave the node to tract's own checks.
+        let Ok(dims) = q
+            .dims
+            .iter()
+            .map(|&d| usize::try_from(d))
+            .collect::<Result<Vec<usize>, _>>()
+        else {
+            continue;
+        };
+        if dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) != Some(qv.len()) {
+            continue;
+        }
         let out: Vec<f32> = if sv.len() == 1 {
             qv.iter().map(|&v| (v - zv[0]) * sv[0]).collect()
         } else {
@@ -223,7 +235,7 @@ pub fn split_dense_head(model: &mut ModelProto) -> Option<DenseHead> {
     let init = |name: &str| graph.initializer.iter().find(|t| t.name == name);
     let last = producer(&output)?;
     let (gemm_at, bn_at) = if graph.node[last].op_type == "BatchNormalization" {
-        (producer(&graph.node[last].input[0])?, Some(last))
+        (producer(graph.node[last].input.first()?)?, Some(last))
     } else {
         (last, None)
     };
@@ -245,7 +257,7 @@ pub fn split_dense_head(model: &mut ModelProto) -> Option<DenseHead> {
             .filter(|n| n.input.iter().any(|i| i == name))
             .count()
     };
-    if readers(&gemm.output[0]) != bn_at.map_or(0, |_| 1) || readers(&gemm.input[1]) != 1 {
+    if readers(gemm.output.first()?) != bn_at.map_or(0, |_| 1) || readers(&gemm.input[1]) != 1 {
         return None;
     }
     let dq_at = producer(&gemm.input[1])?;
@@ -257,7 +269,14 @@ pub fn split_dense_head(model: &mut ModelProto) -> Option<DenseHead> {
     if q.data_type != INT8 || q.raw_data.is_empty() || q.dims.len() != 2 {
         return None;
     }
-    let (rows, cols) = (q.dims[0] as usize, q.dims[1] as usize);
+    let (rows, cols) = (
+        usize::try_from(q.dims[0]).ok()?,
+        usize::try_from(q.dims[1]).ok()?,
+    );
+    // Before anything is sized by `rows`: the file's dimensions must match its data.
+    if rows.checked_mul(cols)? != q.raw_data.len() {
+        return None;
+    }
     let scales = values(init(dq.input.get(1)?)?)?;
     if let Some(zero) = dq.input.get(2) {
         if values(init(zero)?)?.iter().any(|&z| z != 0.0) {
@@ -280,7 +299,13 @@ pub fn split_dense_head(model: &mut ModelProto) -> Option<DenseHead> {
             {
                 return None;
             }
-            let (bq, bs) = (values(init(&b.input[0])?)?, values(init(&b.input[1])?)?);
+            let (bq, bs) = (
+                values(init(b.input.first()?)?)?,
+                values(init(b.input.get(1)?)?)?,
+            );
+            if bs.len() != 1 && bs.len() != bq.len() {
+                return None;
+            }
             bq.iter()
                 .enumerate()
                 .map(|(i, v)| v * bs[if bs.len() == 1 { 0 } else { i }])
@@ -299,7 +324,9 @@ pub fn split_dense_head(model: &mut ModelProto) -> Option<DenseHead> {
     };
     if let Some(bn) = bn_at {
         let n = &graph.node[bn];
-        let p: Vec<Vec<f32>> = n.input[1..]
+        let p: Vec<Vec<f32>> = n
+            .input
+            .get(1..)?
             .iter()
             .map(|i| init(i).and_then(values))
             .collect::<Option<_>>()?;

@@ -97,7 +97,7 @@ mod tests {
     }
 
     #[test]
-    fn deep_wide_and_dtd_documents_are_refused_in_linear_time() {
+    fn deep_wide_and_dtd_documents_are_refused() {
         let deep = "<a>".repeat(1_000_000);
         assert!(check(&deep).unwrap_err().contains("nest"));
         let ok_depth = format!("{}{}", "<a>".repeat(32), "</a>".repeat(32));

@@ -98,6 +98,7 @@ pub fn gallery_reader(data: &[u8]) {
         }
     }
     let _ = Gallery::check(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 pub fn settings_toml(data: &[u8]) {

@@ -93,8 +93,9 @@ def field(num, wire, payload):
     return key + onnx_varint(payload)
 def s(x):
     return x.encode()
-def node(op, inputs, outputs):
-    return b"".join(field(1, 2, s(i)) for i in inputs) + b"".join(field(2, 2, s(o)) for o in outputs) + field(4, 2, s(op))
+def node(op, inputs, outputs, ints=()):
+    attrs = b"".join(field(5, 2, field(1, 2, s(k)) + field(3, 0, v) + field(20, 0, 2)) for k, v in ints)
+    return b"".join(field(1, 2, s(i)) for i in inputs) + b"".join(field(2, 2, s(o)) for o in outputs) + field(4, 2, s(op)) + attrs
 def tensor(name, dtype, dims, raw):
     return b"".join(field(1, 0, d) for d in dims) + field(2, 0, dtype) + field(8, 2, s(name)) + field(9, 2, raw)
 graph = (
@@ -110,6 +111,33 @@ graph = (
 )
 model = field(1, 0, 7) + field(7, 2, graph) + field(8, 2, field(2, 0, 13))
 put("model_card", "card-and-dense-onnx", card + b"\0" + model)
+
+# Inputs that crashed the ONNX rewrites before they checked what the file claims (found in review,
+# kept as regressions): a BatchNormalization output with no inputs, a dense weight claiming 2^40
+# rows over 4 bytes of data, and a per-axis DequantizeLinear over a zero-sized dimension.
+def regression(target, name, data):
+    d = HERE / "regressions" / target
+    d.mkdir(parents=True, exist_ok=True)
+    (d / name).write_bytes(data)
+def model_of(nodes, inits, inputs, outputs):
+    g = b"".join(field(1, 2, n) for n in nodes) + field(2, 2, s("g"))
+    g += b"".join(field(5, 2, t) for t in inits)
+    g += b"".join(field(11, 2, field(1, 2, s(i))) for i in inputs)
+    g += b"".join(field(12, 2, field(1, 2, s(o))) for o in outputs)
+    return field(1, 0, 7) + field(7, 2, g) + field(8, 2, field(2, 0, 13))
+regression("model_card", "batchnorm-without-inputs", card + b"\0" + model_of(
+    [node("BatchNormalization", [], ["y"])], [], [], ["y"]))
+regression("model_card", "dense-rows-beyond-data", card + b"\0" + model_of(
+    [node("DequantizeLinear", ["wq", "ws"], ["w"]), node("Gemm", ["x", "w", "b"], ["y"], [("transB", 1)])],
+    [tensor("wq", 3, [1 << 40, 2], bytes([1, 2, 3, 4])),
+     tensor("ws", 1, [1], struct.pack("<f", 0.5)),
+     tensor("b", 1, [2], struct.pack("<2f", 0.0, 1.0))],
+    ["x"], ["y"]))
+regression("model_card", "dequantize-zero-dimension", card + b"\0" + model_of(
+    [node("DequantizeLinear", ["q", "sc"], ["w"], [("axis", 0)]), node("Identity", ["w"], ["y"])],
+    [tensor("q", 3, [2, 0], bytes([1, 2, 3, 4])),
+     tensor("sc", 1, [2], struct.pack("<2f", 0.5, 0.25))],
+    [], ["y"]))
 
 dim = 4
 vec = struct.pack("<4f", 0.5, 0.5, 0.5, 0.5)

@@ -75,11 +75,16 @@ pub fn check_pixels(width: u64, height: u64, limit: u64) -> Result<(), String> {
 /// ("model card", "cascade"). The size is checked before reading and enforced while reading, so
 /// a file that grows, or a device that never ends, costs at most `limit` bytes.
 pub fn read_file(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>, String> {
-    let file = File::open(path).map_err(|e| e.to_string())?;
-    let meta = file.metadata().map_err(|e| e.to_string())?;
+    // Before opening: opening a named pipe would wait for a writer, forever.
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
     if meta.is_dir() {
         return Err("is a directory, not a file".into());
     }
+    if !meta.is_file() {
+        return Err("is not a regular file (a device or a pipe)".into());
+    }
+    let file = File::open(path).map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
     if meta.len() > limit {
         return Err(too_large(meta.len(), limit, what));
     }
@@ -145,6 +150,9 @@ mod tests {
         assert!(read_file(&dir, 2000, "model card")
             .unwrap_err()
             .contains("directory"));
+        assert!(read_file(Path::new("/dev/zero"), 2000, "photo")
+            .unwrap_err()
+            .contains("not a regular file"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -262,6 +262,19 @@ fn numeric_flags_and_settings_are_range_checked() {
 }
 
 #[test]
+fn a_named_pipe_is_refused_instead_of_waited_on() {
+    let dir = scratch("fifo");
+    let fifo = dir.join("photo.jpg");
+    let made = Command::new("mkfifo").arg(&fifo).status();
+    if !made.is_ok_and(|s| s.success()) {
+        eprintln!("skipped: mkfifo is not available");
+        return;
+    }
+    let out = facegate(&["detect", fifo.to_str().unwrap()]);
+    refused(&out, &["photo.jpg", "not a regular file"]);
+}
+
+#[test]
 fn control_characters_in_names_and_paths_are_escaped() {
     let dir = scratch("terminal");
     let sneaky = dir.join("\x1b]0;owned\x07\x1b[2J.jpg");

@@ -269,18 +269,12 @@ impl Gallery {
             for p in &g.people {
                 for c in &p.entry.crops {
                     let path = dir.join(c);
-                    match fs::metadata(&path) {
-                        Ok(m) if m.is_file() && m.len() > 0 => {}
-                        Ok(_) => report.problems.push(format!(
-                            "{}: the crop of '{}' is empty or not a file",
+                    if let Err(why) = looks_like_png(&path) {
+                        report.problems.push(format!(
+                            "{}: the crop of '{}' {why}",
                             crate::terminal::path(&path),
                             crate::terminal::escape(&p.entry.name)
-                        )),
-                        Err(e) => report.problems.push(format!(
-                            "{}: the crop of '{}' cannot be read ({e})",
-                            crate::terminal::path(&path),
-                            crate::terminal::escape(&p.entry.name)
-                        )),
+                        ));
                     }
                 }
             }
@@ -939,6 +933,22 @@ fn holds_nobody(path: &Path) -> bool {
     File::open(path)
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut header))
         .is_ok_and(|()| header[..8] == MAGIC[..] && header[12..16] == [0, 0, 0, 0])
+}
+
+/// A crop is a regular file that starts like a PNG (decoding every crop is `reembed`'s job).
+fn looks_like_png(path: &Path) -> Result<(), String> {
+    let meta = fs::symlink_metadata(path).map_err(|e| format!("cannot be read ({e})"))?;
+    if !meta.is_file() {
+        return Err("is not a regular file".into());
+    }
+    let mut head = [0u8; 8];
+    File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .map_err(|_| "is empty or truncated".to_string())?;
+    if &head != b"\x89PNG\r\n\x1a\n" {
+        return Err("is not a PNG file".into());
+    }
+    Ok(())
 }
 
 fn crops_is_link(dir: &Path) -> bool {

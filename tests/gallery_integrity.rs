@@ -119,6 +119,17 @@ fn index_paths_cannot_reach_outside_the_gallery() {
     }
     write_index(&g, &original);
     ok(&run(&["gallery", "check"], &g));
+    // A crop that is missing or no longer a PNG is damage.
+    let crop = g.join("crops/p000002-0.png");
+    let png = std::fs::read(&crop).unwrap();
+    std::fs::write(&crop, b"GIF89a, not a PNG at all").unwrap();
+    let check = run(&["gallery", "check"], &g);
+    assert_eq!(check.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&check.stdout).contains("is not a PNG file"));
+    std::fs::remove_file(&crop).unwrap();
+    assert!(!Gallery::check(&g).is_consistent());
+    std::fs::write(&crop, png).unwrap();
+    assert!(Gallery::check(&g).is_consistent());
 }
 
 #[test]

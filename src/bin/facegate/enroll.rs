@@ -172,7 +172,7 @@ fn shots_from_files(
     let mut shots = Vec::new();
     let mut labels = Vec::new();
     for (i, path) in args.images.iter().enumerate() {
-        let which = format!("shot {} ({})", i + 1, path.display());
+        let which = format!("shot {} ({})", i + 1, facegate::terminal::path(path));
         let photo = image_io::load(path).map_err(|e| e.to_string())?;
         let shot =
             check_shot(pipeline, &photo, args.largest).map_err(|why| format!("{which}: {why}"))?;

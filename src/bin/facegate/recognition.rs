@@ -49,7 +49,7 @@ pub fn identify(args: IdentifyArgs) -> Result<ExitCode, String> {
     if g.people().is_empty() {
         eprintln!(
             "facegate: warning: the gallery {} is empty: every face is unknown",
-            args.gallery.gallery.display()
+            facegate::terminal::path(&args.gallery.gallery)
         );
     }
     let stdout = std::io::stdout();

@@ -263,13 +263,13 @@ pub fn run(args: WatchArgs) -> Result<ExitCode, String> {
     let capture = Capture::start(args.source.opener()?, stop)?;
     eprintln!(
         "facegate: watching {} with {people} {} enrolled",
-        capture.description(),
+        facegate::terminal::escape(capture.description()),
         if people == 1 { "person" } else { "people" }
     );
     if people == 0 {
         eprintln!(
             "facegate: warning: the gallery {} is empty: every face is unknown",
-            args.gallery.gallery.display()
+            facegate::terminal::path(&args.gallery.gallery)
         );
     }
 

@@ -187,6 +187,10 @@ impl Gallery {
     fn read(dir: &Path, model: &ModelInfo) -> Result<Gallery, Retry> {
         let Some((index, _)) = read_index(dir)? else {
             if let Some(what) = gallery_data(dir) {
+                // A new gallery's first writer may have committed its index since we looked.
+                if fs::symlink_metadata(dir.join(INDEX)).is_ok() {
+                    return Err(Retry::Raced);
+                }
                 return Err(Retry::Failed(err(
                     dir,
                     format!(

@@ -2,24 +2,17 @@
 //! nothing outside the gallery is touched, nothing committed is lost, and `gallery check` says
 //! what is wrong.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{ok, photo, stderr};
 use facegate::gallery::Gallery;
 
-fn photo(name: &str) -> String {
-    format!(
-        "{}/tests/fixtures/photos/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    )
-}
-
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("facegate-gi-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::scratch("gi", name)
 }
 
 fn command(args: &[&str], gallery: &Path) -> Command {
@@ -30,19 +23,6 @@ fn command(args: &[&str], gallery: &Path) -> Command {
 
 fn run(args: &[&str], gallery: &Path) -> Output {
     command(args, gallery).output().expect("run facegate")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "facegate failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// A gallery with Obama (one shot, crop kept) and Biden.

@@ -2,9 +2,13 @@
 //! a message naming the input and the problem, never a panic, an abort, a hang or a flood.
 //! (The gallery's own defences are in tests/gallery_integrity.rs.)
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+
+use common::{photo, stderr};
 
 fn facegate(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_facegate"))
@@ -13,22 +17,8 @@ fn facegate(args: &[&str]) -> Output {
         .expect("run facegate")
 }
 
-fn photo(name: &str) -> String {
-    format!(
-        "{}/tests/fixtures/photos/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    )
-}
-
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("facegate-hard-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    common::scratch("hard", name)
 }
 
 /// Fails with a message holding every one of `needles`, and no panic.

@@ -185,7 +185,7 @@ impl Gallery {
     }
 
     fn read(dir: &Path, model: &ModelInfo) -> Result<Gallery, Retry> {
-        let Some((index, _)) = read_index(dir)? else {
+        let Some(index) = read_index(dir)? else {
             if let Some(what) = gallery_data(dir) {
                 // A new gallery's first writer may have committed its index since we looked.
                 if fs::symlink_metadata(dir.join(INDEX)).is_ok() {
@@ -498,12 +498,7 @@ impl Gallery {
         // Another process may have committed since this gallery was read (it should have been
         // read under the lock): writing now would lose that change, and sweeping would delete
         // the files it added.
-        let on_disk = read_index(&self.dir)
-            .map_err(|e| match e {
-                Retry::Failed(e) => e,
-                Retry::Raced => err(&self.dir, "the index could not be read"),
-            })?
-            .map(|(index, _)| index.embeddings_file);
+        let on_disk = read_index(&self.dir)?.map(|index| index.embeddings_file);
         if on_disk != self.generation {
             return Err(err(
                 &self.dir,
@@ -681,11 +676,11 @@ impl From<GalleryError> for Retry {
 }
 
 /// The index, checked, or `None` when there is none.
-fn read_index(dir: &Path) -> Result<Option<(Index, PathBuf)>, Retry> {
+fn read_index(dir: &Path) -> Result<Option<Index>, GalleryError> {
     let index_path = dir.join(INDEX);
     match fs::symlink_metadata(&index_path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(err(&index_path, e.to_string()).into()),
+        Err(e) => return Err(err(&index_path, e.to_string())),
         Ok(_) => {}
     }
     let text = limits::read_text(&index_path, limits::MAX_INDEX_BYTES, "gallery index")
@@ -702,7 +697,7 @@ fn read_index(dir: &Path) -> Result<Option<(Index, PathBuf)>, Retry> {
             format!("invalid index: {p}; it was left untouched"),
         )
     })?;
-    Ok(Some((index, index_path)))
+    Ok(Some(index))
 }
 
 /// A change about to be committed passes every check a reader will make.
@@ -737,7 +732,7 @@ fn validate_written(
 
 /// Whether the index on disk no longer names `embeddings_file` (a writer committed meanwhile).
 fn index_changed(dir: &Path, embeddings_file: &str) -> bool {
-    matches!(read_index(dir), Ok(Some((i, _))) if i.embeddings_file != embeddings_file)
+    matches!(read_index(dir), Ok(Some(i)) if i.embeddings_file != embeddings_file)
 }
 
 /// Everything an index must satisfy before any of it is used.
@@ -949,7 +944,7 @@ fn looks_like_png(path: &Path) -> Result<(), String> {
     File::open(path)
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
         .map_err(|_| "is empty or truncated".to_string())?;
-    if &head != b"\x89PNG\r\n\x1a\n" {
+    if !crate::image_io::is_png(&head) {
         return Err("is not a PNG file".into());
     }
     Ok(())

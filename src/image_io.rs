@@ -135,7 +135,7 @@ pub fn decode_within(data: &[u8], max_pixels: u64) -> Result<Photo, String> {
             img.apply_orientation(o);
         }
         img
-    } else if data.starts_with(b"\x89PNG\r\n\x1a\n") {
+    } else if is_png(data) {
         decode_png(data, max_pixels)?
     } else {
         return Err("not a JPEG or PNG file".into());
@@ -144,6 +144,11 @@ pub fn decode_within(data: &[u8], max_pixels: u64) -> Result<Photo, String> {
         return Err("the image has no pixels".into());
     }
     Ok(Photo::from_dynamic(img))
+}
+
+/// Whether `data` starts with the PNG signature.
+pub fn is_png(data: &[u8]) -> bool {
+    data.starts_with(b"\x89PNG\r\n\x1a\n")
 }
 
 fn decode_png(data: &[u8], max_pixels: u64) -> Result<DynamicImage, String> {

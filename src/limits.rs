@@ -83,12 +83,12 @@ pub fn read_file(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>, String>
     if !meta.is_file() {
         return Err("is not a regular file (a device or a pipe)".into());
     }
-    let file = File::open(path).map_err(|e| e.to_string())?;
-    let meta = file.metadata().map_err(|e| e.to_string())?;
     if meta.len() > limit {
         return Err(too_large(meta.len(), limit, what));
     }
+    let file = File::open(path).map_err(|e| e.to_string())?;
     let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // `take`: a file that grew since its size was read is still read only this far.
     file.take(limit + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| e.to_string())?;

@@ -233,15 +233,12 @@ pub struct GalleryCmdArgs {
 pub fn gallery(args: GalleryCmdArgs) -> Result<ExitCode, String> {
     let dir = &args.gallery.gallery;
     args.gallery.must_exist()?;
-    let command = match args.command {
-        GalleryCommand::Check => return check(dir),
-        other => other,
-    };
-    let mut pipeline = Pipeline::new(&args.model)?;
-    let info = pipeline.model_info();
-    match command {
+    // Loading the models is for the commands that need them; `check` reads only the files.
+    let pipeline = || Pipeline::new(&args.model);
+    match args.command {
         GalleryCommand::Check => return check(dir),
         GalleryCommand::List => {
+            let info = pipeline()?.model_info();
             let g = Gallery::open_any(dir, &info).map_err(|e| e.to_string())?;
             for p in g.people() {
                 println!(
@@ -257,18 +254,22 @@ pub fn gallery(args: GalleryCmdArgs) -> Result<ExitCode, String> {
             }
         }
         GalleryCommand::Remove { name } => {
+            let info = pipeline()?.model_info();
             let lock = Gallery::lock(dir).map_err(|e| e.to_string())?;
             let mut g = Gallery::open_any(dir, &info).map_err(|e| e.to_string())?;
             let gone = g.remove(&lock, &name).map_err(|e| e.to_string())?;
             println!("removed {} ({})", escape(&gone.name), gone.id);
         }
         GalleryCommand::Rename { old, new } => {
+            let info = pipeline()?.model_info();
             let lock = Gallery::lock(dir).map_err(|e| e.to_string())?;
             let mut g = Gallery::open_any(dir, &info).map_err(|e| e.to_string())?;
             g.rename(&lock, &old, &new).map_err(|e| e.to_string())?;
             println!("renamed {} to {}", escape(&old), escape(&new));
         }
         GalleryCommand::Reembed => {
+            let mut pipeline = pipeline()?;
+            let info = pipeline.model_info();
             let lock = Gallery::lock(dir).map_err(|e| e.to_string())?;
             let mut g = Gallery::open_any(dir, &info).map_err(|e| e.to_string())?;
             let mut all = Vec::new();

@@ -118,6 +118,15 @@ pub struct Gallery {
     generation: Option<String>,
 }
 
+/// See [`Gallery::index_stamp`]. Commits replace the index by renaming a new file over it, so
+/// every commit changes the inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexStamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    inode: u64,
+}
+
 /// Held while a process changes a gallery; released on drop.
 pub struct WriteLock {
     _file: File,
@@ -308,6 +317,21 @@ impl Gallery {
         &self.model
     }
 
+    /// What the index file looks like on disk now (size, time, inode): a cheap way for a long-
+    /// running reader to notice that another process committed a change. `None` when absent.
+    pub fn index_stamp(dir: &Path) -> Option<IndexStamp> {
+        let m = fs::metadata(dir.join(INDEX)).ok()?;
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(&m);
+        #[cfg(not(unix))]
+        let inode = 0;
+        Some(IndexStamp {
+            len: m.len(),
+            modified: m.modified().ok(),
+            inode,
+        })
+    }
+
     pub fn people(&self) -> &[Person] {
         &self.people
     }
@@ -443,6 +467,124 @@ impl Gallery {
         let old = std::mem::replace(&mut self.model, model);
         self.commit(next, self.next_id)
             .inspect_err(|_| self.model = old.clone())
+    }
+
+    /// Adds one shot to the person with this id. Its crop is kept when every earlier shot has
+    /// one (a person enrolled without crops stays without).
+    pub fn add_shot(
+        &mut self,
+        _lock: &WriteLock,
+        id: &str,
+        embedding: Vec<f32>,
+        crop: &[u8],
+    ) -> Result<&Person, GalleryError> {
+        let i = self.find_id(id)?;
+        let person = &self.people[i];
+        if embedding.len() != self.model.embedding_dim {
+            return Err(err(
+                &self.dir,
+                "the shot's embedding is not of the model's size",
+            ));
+        }
+        if person.shots.len() >= MAX_SHOTS {
+            return Err(err(
+                &self.dir,
+                format!("{id} already has {MAX_SHOTS} shots"),
+            ));
+        }
+        let keep_crop = !person.entry.crops.is_empty();
+        self.editable_crops(person)?;
+        self.begin_write()?;
+        let mut next = self.people.clone();
+        let p = &mut next[i];
+        if keep_crop {
+            let last = p.entry.crops.last().and_then(|c| crop_number(id, c));
+            let k = last.map_or(0, |k| k + 1);
+            if k > MAX_CROP_NUMBER {
+                return Err(err(&self.dir, format!("{id} has run out of crop numbers")));
+            }
+            let rel = crop_name(id, k);
+            write_atomic(&self.dir.join(&rel), crop)?;
+            p.entry.crops.push(rel);
+        }
+        p.shots.push(embedding);
+        p.entry.shots = p.shots.len();
+        p.centroid = centroid(&p.shots);
+        self.commit(next, self.next_id)?;
+        Ok(&self.people[i])
+    }
+
+    /// Drops shot `index` (0-based) of the person with this id, with its crop; the last shot
+    /// cannot be dropped (remove the person instead).
+    pub fn remove_shot(
+        &mut self,
+        _lock: &WriteLock,
+        id: &str,
+        index: usize,
+    ) -> Result<&Person, GalleryError> {
+        let i = self.find_id(id)?;
+        let person = &self.people[i];
+        if index >= person.shots.len() {
+            return Err(err(
+                &self.dir,
+                format!("{id} has no shot {index} (it has {})", person.shots.len()),
+            ));
+        }
+        if person.shots.len() == 1 {
+            return Err(err(
+                &self.dir,
+                format!("{id}'s only shot cannot be dropped; remove the person instead"),
+            ));
+        }
+        self.editable_crops(person)?;
+        self.begin_write()?;
+        let mut next = self.people.clone();
+        let p = &mut next[i];
+        p.shots.remove(index);
+        let gone = (!p.entry.crops.is_empty()).then(|| p.entry.crops.remove(index));
+        p.entry.shots = p.shots.len();
+        p.centroid = centroid(&p.shots);
+        self.commit(next, self.next_id)?;
+        if let Some(c) = gone {
+            let _ = fs::remove_file(self.dir.join(c));
+        }
+        Ok(&self.people[i])
+    }
+
+    /// Shots can be edited one by one only when crops and shots pair up (all or none kept).
+    fn editable_crops(&self, person: &Person) -> Result<(), GalleryError> {
+        let crops = person.entry.crops.len();
+        if crops != 0 && crops != person.shots.len() {
+            return Err(err(
+                &self.dir,
+                format!(
+                    "{} has {crops} crops for {} shots, so its shots cannot be edited one by one",
+                    person.entry.id,
+                    person.shots.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The person with this id (`p000001`).
+    pub fn person(&self, id: &str) -> Option<&Person> {
+        self.people.iter().find(|p| p.entry.id == id)
+    }
+
+    fn find_id(&self, id: &str) -> Result<usize, GalleryError> {
+        self.people
+            .iter()
+            .position(|p| p.entry.id == id)
+            .ok_or_else(|| {
+                err(
+                    &self.dir,
+                    format!(
+                        "nobody with id '{}' is enrolled",
+                        crate::terminal::escape(id)
+                    ),
+                )
+            })
     }
 
     fn find(&self, name: &str) -> Result<usize, GalleryError> {
@@ -803,15 +945,20 @@ fn validate_index(index: &Index) -> Result<(), String> {
         if p.crops.len() > p.shots {
             return Err(format!("person {} has more crops than shots", p.id));
         }
-        for (k, c) in p.crops.iter().enumerate() {
-            if *c != crop_name(&p.id, k) {
+        // Crops are numbered in the order taken; a dropped shot leaves a gap, never a reuse, so a
+        // crop file is never overwritten while an index names it.
+        let mut previous = None;
+        for c in &p.crops {
+            let number = crop_number(&p.id, c).filter(|&k| previous.is_none_or(|p| k > p));
+            let Some(k) = number else {
                 return Err(format!(
-                    "person {}: crop '{}' is not the gallery's own file name ({})",
+                    "person {}: crop '{}' is not the gallery's own file name ({}, numbered upwards)",
                     p.id,
                     crate::terminal::escape(c),
-                    crop_name(&p.id, k)
+                    crop_name(&p.id, previous.map_or(0, |p| p + 1))
                 ));
-            }
+            };
+            previous = Some(k);
         }
     }
     Ok(())
@@ -819,6 +966,21 @@ fn validate_index(index: &Index) -> Result<(), String> {
 
 fn crop_name(id: &str, shot: usize) -> String {
     format!("{CROPS}/{id}-{shot}.png")
+}
+
+/// Largest crop number: far above any real count of shots, small enough to print as it was read.
+const MAX_CROP_NUMBER: usize = 999_999;
+
+/// The shot number `k` of a crop named exactly `crops/<id>-<k>.png` (no leading zeros).
+fn crop_number(id: &str, crop: &str) -> Option<usize> {
+    let digits = crop
+        .strip_prefix(CROPS)?
+        .strip_prefix('/')?
+        .strip_prefix(id)?
+        .strip_prefix('-')?
+        .strip_suffix(".png")?;
+    let k: usize = digits.parse().ok().filter(|&k| k <= MAX_CROP_NUMBER)?;
+    (crop_name(id, k) == crop).then_some(k)
 }
 
 /// The number of a person id `p000042`: `p` and at least six digits.

@@ -71,6 +71,29 @@ pub fn decode(data: &[u8], max_pixels: u64) -> Result<Decoded, String> {
     }
 }
 
+/// Encodes packed RGB as a baseline JPEG. Fast settings, not mozjpeg's smallest-file ones: live
+/// frames are encoded for every stream client, and a board has little CPU to spare.
+pub fn encode(rgb: &image::RgbImage, quality: f32) -> Result<Vec<u8>, String> {
+    let (w, h) = (rgb.width() as usize, rgb.height() as usize);
+    if w == 0 || h == 0 {
+        return Err("cannot encode an image without pixels as JPEG".into());
+    }
+    let result = catch_unwind(AssertUnwindSafe(|| -> std::io::Result<Vec<u8>> {
+        let mut c = mozjpeg::Compress::new(mozjpeg::ColorSpace::JCS_RGB);
+        c.set_size(w, h);
+        c.set_fastest_defaults();
+        c.set_quality(quality);
+        let mut started = c.start_compress(Vec::with_capacity(w * h / 4))?;
+        started.write_scanlines(rgb.as_raw())?;
+        started.finish()
+    }));
+    match result {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => Err(format!("cannot encode JPEG: {e}")),
+        Err(_) => Err("cannot encode JPEG".into()),
+    }
+}
+
 /// Start-of-scan markers in the file. Entropy-coded data stuffs every 0xFF with a zero byte, so
 /// an `FF DA` pair outside the headers is always a marker.
 fn count_scans(data: &[u8]) -> usize {

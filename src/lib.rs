@@ -8,6 +8,7 @@ pub mod capture;
 pub mod detector;
 pub mod draw;
 pub mod embedder;
+pub mod enrollment;
 pub mod evaluate;
 pub mod events;
 pub mod frames;
@@ -23,7 +24,10 @@ pub mod models;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;
 pub mod onnx_prep;
+pub mod pipeline;
 pub mod recognize;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod settings;
 pub mod terminal;
 pub mod tracker;

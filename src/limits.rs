@@ -64,11 +64,20 @@ pub fn check_pixels(width: u64, height: u64, limit: u64) -> Result<(), String> {
     match width.checked_mul(height) {
         Some(pixels) if pixels <= limit => Ok(()),
         _ => Err(format!(
-            "the image is {width}x{height} pixels, more than the limit of {limit} ({:.1} MP); \
+            "the image is {width}x{height} pixels, {PIXEL_LIMIT_WORDS} of {limit} ({:.1} MP); \
              scale it down, or raise the limit with --max-pixels",
             limit as f64 / 1e6
         )),
     }
+}
+
+/// The words [`check_pixels`] refuses with, so that callers (the HTTP API answers 413 to a
+/// decompression bomb) can tell this refusal from other decoding errors.
+const PIXEL_LIMIT_WORDS: &str = "more than the limit";
+
+/// Whether a decoding error is [`check_pixels`]'s refusal.
+pub fn is_pixel_limit(message: &str) -> bool {
+    message.contains(PIXEL_LIMIT_WORDS) && message.contains("--max-pixels")
 }
 
 /// Reads a whole file of at most `limit` bytes; `what` names the kind of file in the message

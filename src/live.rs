@@ -11,7 +11,7 @@ use crate::embedder::Embedder;
 use crate::gallery::Person;
 use crate::matcher::Matcher;
 use crate::recognize::{Candidate, Face, FaceFinder};
-use crate::tracker::{EventKind, TrackEvent, Tracker, TrackerConfig, Vote};
+use crate::tracker::{Decision, EventKind, TrackEvent, Tracker, TrackerConfig, Vote};
 
 /// Something worth telling the world about.
 #[derive(Debug, Clone)]
@@ -24,8 +24,38 @@ pub struct Event {
     pub rect: Rect,
     pub track: u64,
     pub frame: u64,
-    /// The face's box cut from the frame (identified and unknown events), for snapshots.
+    /// The face's box, with a margin, cut from the frame (identified and unknown events), for
+    /// snapshots.
     pub face: Option<RgbImage>,
+}
+
+/// What a track in view has decided so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ViewState {
+    Identified,
+    Unknown,
+    /// Still voting.
+    Pending,
+}
+
+impl ViewState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ViewState::Identified => "identified",
+            ViewState::Unknown => "unknown",
+            ViewState::Pending => "pending",
+        }
+    }
+}
+
+/// A face in view now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InView {
+    pub track: u64,
+    pub rect: Rect,
+    pub state: ViewState,
+    pub name: Option<String>,
+    pub score: f32,
 }
 
 /// Total time per stage over all frames so far.
@@ -65,6 +95,7 @@ pub struct Recognizer {
     embedder: Embedder,
     matcher: Matcher,
     names: Vec<String>,
+    ids: Vec<String>,
     threshold: f32,
     tracker: Tracker,
     tracking: TrackerConfig,
@@ -96,6 +127,7 @@ impl Recognizer {
             embedder,
             matcher: Matcher::new(people),
             names: people.iter().map(|p| p.entry.name.clone()).collect(),
+            ids: people.iter().map(|p| p.entry.id.clone()).collect(),
             threshold,
             tracker: Tracker::new(tracking),
             tracking,
@@ -112,6 +144,44 @@ impl Recognizer {
     pub fn restart(&mut self) {
         self.tracker = Tracker::new(self.tracking);
         self.totals = StageTotals::default();
+    }
+
+    /// The gallery changed (people added, renamed or removed by another writer): match against
+    /// `people` from the next frame on. Running tracks keep their votes for people still enrolled.
+    pub fn set_people(&mut self, people: &[Person]) {
+        let new_ids: Vec<String> = people.iter().map(|p| p.entry.id.clone()).collect();
+        let old_ids = std::mem::replace(&mut self.ids, new_ids);
+        let ids = &self.ids;
+        self.tracker.remap_people(|old| {
+            let id = old_ids.get(old)?;
+            ids.iter().position(|i| i == id)
+        });
+        self.matcher = Matcher::new(people);
+        self.names = people.iter().map(|p| p.entry.name.clone()).collect();
+    }
+
+    /// Faces in the last frame processed, with what their tracks decided so far.
+    pub fn in_view(&self) -> Vec<InView> {
+        self.tracker
+            .in_view(self.last.0)
+            .into_iter()
+            .map(|t| {
+                let (state, name, score) = match t.decision {
+                    Some((Decision::Identified(p), score)) => {
+                        (ViewState::Identified, self.names.get(p).cloned(), score)
+                    }
+                    Some((Decision::Unknown, score)) => (ViewState::Unknown, None, score),
+                    None => (ViewState::Pending, None, 0.0),
+                };
+                InView {
+                    track: t.track,
+                    rect: t.rect,
+                    state,
+                    name,
+                    score,
+                }
+            })
+            .collect()
     }
 
     /// Threads the detector scans each frame with.
@@ -202,7 +272,9 @@ impl Recognizer {
             .record(frame.number, &votes)
             .into_iter()
             .map(|e| {
-                let face = e.detection.map(|_| cut(&frame.photo.rgb, &e.rect));
+                let face = e
+                    .detection
+                    .map(|_| cut(&frame.photo.rgb, &with_margin(&e.rect)));
                 self.event(e, frame.number, frame.time, face)
             })
             .collect();
@@ -239,6 +311,18 @@ impl Recognizer {
             frame,
             face,
         }
+    }
+}
+
+/// A face box grown by a quarter of its size on every side: snapshots show the head, and a face
+/// detector can find the face in them again (the "this is NAME" correction enrolls from one).
+fn with_margin(r: &Rect) -> Rect {
+    let (mx, my) = (r.w / 4, r.h / 4);
+    Rect {
+        x: r.x - mx,
+        y: r.y - my,
+        w: r.w + 2 * mx,
+        h: r.h + 2 * my,
     }
 }
 

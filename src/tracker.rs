@@ -103,6 +103,14 @@ struct Track {
     decision: Option<(Decision, f32)>,
 }
 
+/// A face in view and what its track has decided so far (`None`: still voting).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct InView {
+    pub track: u64,
+    pub rect: Rect,
+    pub decision: Option<(Decision, f32)>,
+}
+
 /// Which track a detection belongs to, and whether it needs an embedding this frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Assignment {
@@ -169,7 +177,11 @@ impl Tracker {
     fn due(&self, track: &Track, frame: u64) -> bool {
         match (track.decision, track.last_embedded) {
             (None, _) | (_, None) => true,
-            (Some(_), Some(last)) => frame >= last + self.config.recheck_every,
+            // A decided track has at least `confirm` votes, unless the gallery changed under it
+            // (see `remap_people`): then it is embedded every frame until it has them again.
+            (Some(_), Some(last)) => {
+                frame >= last + self.config.recheck_every || track.votes.len() < self.config.confirm
+            }
         }
     }
 
@@ -251,6 +263,32 @@ impl Tracker {
         let leave_after = self.config.leave_after;
         events.extend(self.remove_where(|t| frame >= t.last_seen + leave_after));
         events
+    }
+
+    /// The tracks whose face was in frame `frame`, with their decision so far.
+    pub fn in_view(&self, frame: u64) -> Vec<InView> {
+        self.tracks
+            .iter()
+            .filter(|t| t.last_seen == frame)
+            .map(|t| InView {
+                track: t.id,
+                rect: t.rect,
+                decision: t.decision,
+            })
+            .collect()
+    }
+
+    /// The gallery changed under running tracks: `map` gives each old person index its new one,
+    /// or `None` for someone removed. Every face in view votes again, a frame at a time, against
+    /// the new gallery: a stranger just enrolled is named within `confirm` frames, and a person
+    /// removed becomes unknown. A decision that still holds emits no new event.
+    pub fn remap_people(&mut self, map: impl Fn(usize) -> Option<usize>) {
+        for t in &mut self.tracks {
+            t.votes.clear();
+            if let Some((Decision::Identified(p), score)) = t.decision {
+                t.decision = map(p).map(|q| (Decision::Identified(q), score));
+            }
+        }
     }
 
     /// Ends every track (the stream is over): "left" for each decided one.
@@ -432,6 +470,44 @@ mod tests {
                 "end:Left:1:Some(1)"
             ]
         );
+    }
+
+    #[test]
+    fn a_gallery_change_makes_faces_in_view_vote_again_at_once() {
+        let mut tracker = Tracker::new(TrackerConfig {
+            confirm: 2,
+            window: 3,
+            leave_after: 9,
+            recheck_every: 10,
+        });
+        let mut run = |tracker: &mut Tracker, frames: std::ops::RangeInclusive<u64>, vote: Vote| {
+            let mut log = Vec::new();
+            for frame in frames {
+                let a = tracker.assign(frame, &[rect(100)])[0];
+                if a.embed {
+                    for e in tracker.record(frame, &[(0, a.track, vote)]) {
+                        log.push(format!("{frame}:{:?}:{:?}", e.kind, e.person));
+                    }
+                    log.push(format!("{frame}:embedded"));
+                }
+            }
+            log
+        };
+        // A stranger is decided unknown, then rechecked only every 10 frames.
+        let log = run(&mut tracker, 1..=6, NOBODY);
+        assert_eq!(log, ["1:embedded", "2:Unknown:None", "2:embedded"]);
+        // Enrolled now as person 1 (person 0 is someone else, kept): named two frames later.
+        tracker.remap_people(Some);
+        let log = run(&mut tracker, 7..=12, known(1));
+        assert_eq!(log, ["7:embedded", "8:Identified:Some(1)", "8:embedded"]);
+        // Person 0 is removed: person 1 becomes index 0; the decision follows without an event.
+        tracker.remap_people(|p| p.checked_sub(1));
+        let log = run(&mut tracker, 13..=14, known(0));
+        assert_eq!(log, ["13:embedded", "14:embedded"]);
+        // Then they are removed too: unknown again.
+        tracker.remap_people(|_| None);
+        let log = run(&mut tracker, 15..=16, NOBODY);
+        assert_eq!(log, ["15:embedded", "16:Unknown:None", "16:embedded"]);
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! crate and uses a part of them).
 #![allow(dead_code)]
 
+pub mod server;
+
 use std::path::PathBuf;
 use std::process::Output;
 

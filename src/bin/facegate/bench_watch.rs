@@ -106,7 +106,7 @@ fn peak_rss_mb() -> Option<f64> {
 }
 
 pub fn run(args: BenchWatchArgs) -> Result<ExitCode, String> {
-    let mut pipeline = Pipeline::new(&args.model)?;
+    let mut pipeline = args.model.load()?;
     let tile = |p: &mut Pipeline, name: &str, side| face_tile(p, &args.photos.join(name), side);
     let one = vec![(tile(&mut pipeline, "obama2.jpg", 260)?, 190, 110)];
     let five = vec![

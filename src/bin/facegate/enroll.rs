@@ -7,20 +7,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use facegate::capture::{Capture, Item};
-use facegate::embedder::{cosine, normalized};
+use facegate::enrollment::{
+    check_consistent, check_shot, matches_earlier, Shot, CAMERA_SHOTS, PROMPTS,
+};
 use facegate::gallery::{self, Gallery};
-use facegate::image_io::{self, Photo};
-use facegate::recognize::Face;
+use facegate::image_io;
 
 use crate::faces::{GalleryArgs, ModelArgs, Pipeline};
 use crate::watch::SourceArgs;
-
-/// Faces narrower than this (photo pixels) are too small to enroll.
-const MIN_ENROLL_FACE: i32 = 80;
-/// Aligned crops whose grey Laplacian variance is below this are too blurred to enroll.
-const MIN_SHARPNESS: f64 = 15.0;
-/// Shots a camera enrollment takes.
-const CAMERA_SHOTS: usize = 3;
 
 #[derive(clap::Args)]
 pub struct EnrollArgs {
@@ -54,62 +48,9 @@ pub struct EnrollArgs {
     pub images: Vec<PathBuf>,
 }
 
-/// A shot that passed the checks.
-struct Shot {
-    embedding: Vec<f32>,
-    png: Vec<u8>,
-    aligned: bool,
-}
-
-/// Why a photo is not a usable shot, or the shot.
-fn check_shot(pipeline: &mut Pipeline, photo: &Photo, largest: bool) -> Result<Shot, String> {
-    let mut faces: Vec<(Face, Vec<f32>)> = pipeline.faces(photo)?;
-    if faces.is_empty() {
-        return Err("no face found".into());
-    }
-    if faces.len() > 1 && !largest {
-        return Err(format!(
-            "{} faces; enroll needs one (or --largest)",
-            faces.len()
-        ));
-    }
-    let (face, embedding) = faces.swap_remove(0);
-    if face.rect.w < MIN_ENROLL_FACE {
-        return Err(format!(
-            "the face is too small ({} px wide, at least {MIN_ENROLL_FACE} needed)",
-            face.rect.w
-        ));
-    }
-    let sharpness = laplacian_variance(&face.crop);
-    if sharpness < MIN_SHARPNESS {
-        return Err(format!(
-            "the face is too blurred (sharpness {sharpness:.1}, at least {MIN_SHARPNESS} needed)"
-        ));
-    }
-    let mut png = Vec::new();
-    face.crop
-        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .map_err(|e| e.to_string())?;
-    Ok(Shot {
-        embedding,
-        png,
-        aligned: face.landmarks.is_some(),
-    })
-}
-
-fn mean_direction(shots: &[&Vec<f32>]) -> Vec<f32> {
-    let mut mean = vec![0f32; shots.first().map_or(0, |s| s.len())];
-    for s in shots {
-        for (m, v) in mean.iter_mut().zip(s.iter()) {
-            *m += v;
-        }
-    }
-    normalized(&mean)
-}
-
 pub fn enroll(args: EnrollArgs) -> Result<ExitCode, String> {
     gallery::validate_name(&args.name)?;
-    let mut pipeline = Pipeline::new(&args.model)?;
+    let mut pipeline = args.model.load()?;
     // Fail on a damaged or foreign gallery before anyone poses for three shots.
     pipeline.open_gallery(&args.gallery.gallery)?;
     let (shots, labels) = if args.camera.is_some() || args.frames.is_some() {
@@ -119,24 +60,8 @@ pub fn enroll(args: EnrollArgs) -> Result<ExitCode, String> {
     } else {
         shots_from_files(&args, &mut pipeline)?
     };
-    // Every shot must look like the others: compare it with the mean of the rest.
-    if shots.len() > 1 {
-        for (i, shot) in shots.iter().enumerate() {
-            let others: Vec<&Vec<f32>> = shots
-                .iter()
-                .enumerate()
-                .filter(|(j, _)| *j != i)
-                .map(|(_, s)| &s.embedding)
-                .collect();
-            let score = cosine(&shot.embedding, &mean_direction(&others));
-            if score < pipeline.threshold {
-                return Err(format!(
-                    "{} does not look like the same person as the other shots (cosine {score:.3}, threshold {:.3})",
-                    labels[i], pipeline.threshold
-                ));
-            }
-        }
-    }
+    let embeddings: Vec<&Vec<f32>> = shots.iter().map(|s| &s.embedding).collect();
+    check_consistent(&embeddings, &labels, pipeline.threshold)?;
     let lock = Gallery::lock(&args.gallery.gallery).map_err(|e| e.to_string())?;
     let mut g = pipeline.open_gallery(&args.gallery.gallery)?;
     let crops: Vec<Vec<u8>> = if args.no_crops {
@@ -197,11 +122,7 @@ fn shots_from_stream(args: &EnrollArgs, pipeline: &mut Pipeline) -> Result<Vec<S
     let flag = stop.clone();
     let _ = ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed));
     let capture = Capture::start(source.opener()?, stop.clone())?;
-    let prompts = [
-        "look straight at the camera",
-        "turn your head slightly to one side",
-        "turn your head slightly to the other side",
-    ];
+    let prompts = PROMPTS;
     println!(
         "Enrolling {} from {}: {}.",
         args.name,
@@ -241,19 +162,9 @@ fn shots_from_stream(args: &EnrollArgs, pipeline: &mut Pipeline) -> Result<Vec<S
             continue;
         }
         let checked = check_shot(pipeline, &frame.photo, args.largest).and_then(|shot| {
-            if shots.is_empty() {
-                return Ok(shot);
-            }
             let earlier: Vec<&Vec<f32>> = shots.iter().map(|s| &s.embedding).collect();
-            let score = cosine(&shot.embedding, &mean_direction(&earlier));
-            if score < pipeline.threshold {
-                Err(format!(
-                    "this face does not look like the earlier shots (cosine {score:.3}, threshold {:.3})",
-                    pipeline.threshold
-                ))
-            } else {
-                Ok(shot)
-            }
+            matches_earlier(&shot.embedding, &earlier, pipeline.threshold)?;
+            Ok(shot)
         });
         match checked {
             Ok(shot) => {
@@ -287,29 +198,4 @@ fn shots_from_stream(args: &EnrollArgs, pipeline: &mut Pipeline) -> Result<Vec<S
         }
     }
     Ok(shots)
-}
-
-/// Variance of the 4-neighbour Laplacian of the crop's grey image: low for blurred faces.
-pub fn laplacian_variance(crop: &image::RgbImage) -> f64 {
-    let (w, h) = (crop.width() as usize, crop.height() as usize);
-    let grey: Vec<f64> = crop
-        .pixels()
-        .map(|p| facegate::grey::luma(p.0[0], p.0[1], p.0[2]) as f64)
-        .collect();
-    let mut values = Vec::with_capacity(w * h);
-    for y in 1..h.saturating_sub(1) {
-        for x in 1..w.saturating_sub(1) {
-            let c = grey[y * w + x];
-            values.push(
-                grey[y * w + x - 1]
-                    + grey[y * w + x + 1]
-                    + grey[(y - 1) * w + x]
-                    + grey[(y + 1) * w + x]
-                    - 4.0 * c,
-            );
-        }
-    }
-    let n = values.len().max(1) as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n
 }

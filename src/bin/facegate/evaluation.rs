@@ -76,7 +76,7 @@ fn stranger_faces(pipeline: &mut Pipeline, dir: &Path) -> Result<Vec<Vec<f32>>, 
 }
 
 pub fn eval(args: EvalArgs) -> Result<ExitCode, String> {
-    let mut pipeline = Pipeline::new(&args.model)?;
+    let mut pipeline = args.model.load()?;
     let data = Dataset::open(&args.dataset)?;
     let (pool, missing_pool) = embed_all(&mut pipeline, &data.enroll_pool)?;
     let (probes, missing_probes) = embed_all(&mut pipeline, &data.probes)?;
@@ -169,7 +169,7 @@ pub fn calibrate(args: CalibrateArgs) -> Result<ExitCode, String> {
     if !(0.0..=1.0).contains(&args.far) {
         return Err(format!("--far must be between 0 and 1, got {}", args.far));
     }
-    let mut pipeline = Pipeline::new(&args.model)?;
+    let mut pipeline = args.model.load()?;
     let data = Dataset::open(&args.dataset)?;
     let photos: Vec<(usize, PathBuf)> = data
         .enroll_pool

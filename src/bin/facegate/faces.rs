@@ -1,13 +1,10 @@
 //! Options and set-up shared by the recognition subcommands.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use facegate::detector::Detector;
-use facegate::embedder::Embedder;
-use facegate::gallery::{Gallery, ModelInfo};
-use facegate::image_io::{self, Photo};
-use facegate::models;
-use facegate::recognize::{DetectorKind, Face, FaceFinder};
+pub use facegate::pipeline::Pipeline;
+use facegate::pipeline::PipelineConfig;
+use facegate::recognize::DetectorKind;
 
 #[derive(clap::Args, Clone)]
 pub struct ModelArgs {
@@ -48,62 +45,14 @@ impl GalleryArgs {
     }
 }
 
-pub struct Pipeline {
-    pub finder: FaceFinder,
-    pub embedder: Embedder,
-    pub threshold: f32,
-}
-
-impl Pipeline {
-    pub fn new(args: &ModelArgs) -> Result<Pipeline, String> {
-        let embedder = match &args.model {
-            Some(card) => Embedder::load(card),
-            None => models::default_embedder(),
-        }
-        .map_err(|e| e.to_string())?;
-        let cascade = match args.detector {
-            DetectorKind::Haar => Some(Detector::new(models::default_cascade())),
-            DetectorKind::Lbp => Some(Detector::new(models::lbp_cascade())),
-            DetectorKind::Yunet => None,
-        };
-        let yunet = models::default_yunet()?;
-        let threshold = args.threshold.unwrap_or(embedder.card().threshold.cosine);
-        let mut finder = FaceFinder::new(args.detector, cascade, yunet);
-        finder.skip_alignment = args.no_align;
-        Ok(Pipeline {
-            finder,
-            embedder,
-            threshold,
+impl ModelArgs {
+    /// Loads the stages these options name.
+    pub fn load(&self) -> Result<Pipeline, String> {
+        Pipeline::load(&PipelineConfig {
+            model: self.model.as_deref(),
+            detector: self.detector,
+            no_align: self.no_align,
+            threshold: self.threshold,
         })
-    }
-
-    pub fn model_info(&self) -> ModelInfo {
-        let card = self.embedder.card();
-        ModelInfo {
-            name: card.name.clone(),
-            fingerprint: card.sha256.clone(),
-            embedding_dim: card.embedding_dim,
-        }
-    }
-
-    pub fn open_gallery(&self, dir: &Path) -> Result<Gallery, String> {
-        Gallery::open(dir, &self.model_info()).map_err(|e| e.to_string())
-    }
-
-    /// Faces of a photo with their embeddings, largest first.
-    pub fn faces(&mut self, photo: &Photo) -> Result<Vec<(Face, Vec<f32>)>, String> {
-        let faces = self.finder.faces(photo, &self.embedder)?;
-        let crops: Vec<_> = faces.iter().map(|f| f.crop.clone()).collect();
-        let embeddings = self.embedder.embed(&crops)?;
-        Ok(faces.into_iter().zip(embeddings).collect())
-    }
-
-    /// The largest face of a photo file, or an error naming the file.
-    pub fn largest_face(&mut self, path: &Path) -> Result<(Face, Vec<f32>), String> {
-        let photo = image_io::load(path).map_err(|e| e.to_string())?;
-        self.faces(&photo)?
-            .into_iter()
-            .next()
-            .ok_or_else(|| format!("{}: no face found", facegate::terminal::path(path)))
     }
 }

@@ -9,6 +9,8 @@ mod evaluation;
 mod faces;
 mod ranges;
 mod recognition;
+#[cfg(feature = "serve")]
+mod serve;
 mod watch;
 
 use std::process::ExitCode;
@@ -52,6 +54,9 @@ enum Command {
     BenchMatch(bench::MatchArgs),
     /// Recognise people live from a camera, a directory of frames or an MJPEG stream; events as JSON lines.
     Watch(watch::WatchArgs),
+    /// Run at the door: live recognition plus the web UI, the HTTP API and the event history.
+    #[cfg(feature = "serve")]
+    Serve(serve::ServeArgs),
     /// Time the live pipeline on 640x480 scenes with one and five faces, and its peak memory.
     BenchWatch(bench_watch::BenchWatchArgs),
     /// List cameras and the modes they offer.
@@ -89,6 +94,8 @@ fn main() -> ExitCode {
         Command::Eval(args) => evaluation::eval(args),
         Command::Calibrate(args) => evaluation::calibrate(args),
         Command::Watch(args) => watch::run(args),
+        #[cfg(feature = "serve")]
+        Command::Serve(args) => serve::run(args),
         Command::Cameras(args) => watch::cameras(args),
         Command::BenchWatch(args) => bench_watch::run(args),
         Command::BenchEmbed(args) => bench::embed(args),

@@ -9,7 +9,7 @@ use facegate::gallery::Gallery;
 use facegate::image_io;
 use facegate::terminal::escape;
 
-use crate::faces::{GalleryArgs, ModelArgs, Pipeline};
+use crate::faces::{GalleryArgs, ModelArgs};
 
 #[derive(clap::Args)]
 pub struct IdentifyArgs {
@@ -43,7 +43,7 @@ struct IdentifyLine<'a> {
 
 pub fn identify(args: IdentifyArgs) -> Result<ExitCode, String> {
     args.gallery.must_exist()?;
-    let mut pipeline = Pipeline::new(&args.model)?;
+    let mut pipeline = args.model.load()?;
     let g = pipeline.open_gallery(&args.gallery.gallery)?;
     let matcher = facegate::matcher::Matcher::new(g.people());
     if g.people().is_empty() {
@@ -141,7 +141,7 @@ pub struct VerifyArgs {
 }
 
 pub fn verify(args: VerifyArgs) -> Result<ExitCode, String> {
-    let mut pipeline = Pipeline::new(&args.model)?;
+    let mut pipeline = args.model.load()?;
     let (_, ea) = pipeline.largest_face(&args.a)?;
     let (_, eb) = pipeline.largest_face(&args.b)?;
     let score = cosine(&ea, &eb);
@@ -234,7 +234,7 @@ pub fn gallery(args: GalleryCmdArgs) -> Result<ExitCode, String> {
     let dir = &args.gallery.gallery;
     args.gallery.must_exist()?;
     // Loading the models is for the commands that need them; `check` reads only the files.
-    let pipeline = || Pipeline::new(&args.model);
+    let pipeline = || args.model.load();
     match args.command {
         GalleryCommand::Check => return check(dir),
         GalleryCommand::List => {

@@ -2,17 +2,19 @@
 //! or an MJPEG stream, with events as JSON lines.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use facegate::capture::{Capture, Item};
+use facegate::capture::{Capture, Frame, Item};
 use facegate::events::{self, Snapshots};
 use facegate::frames::directory::DirectorySource;
 use facegate::frames::mjpeg::MjpegSource;
 use facegate::frames::FrameSource;
+use facegate::gallery::{Gallery, IndexStamp, ModelInfo, Person};
+use facegate::live::Event;
 use facegate::live::{Recognizer, StageTotals};
 use facegate::tracker::TrackerConfig;
 
@@ -211,16 +213,19 @@ pub struct WatchArgs {
     pub stats_every: f64,
 }
 
-/// Builds the recognizer for a stream: the pipeline's stages, tuned for frames.
+/// Builds the recognizer for a stream: the pipeline's stages, tuned for frames. Also returns the
+/// gallery it matches against, and the model it was embedded with (to re-read the gallery when it
+/// changes).
 pub fn recognizer(
     model: &ModelArgs,
     gallery: &GalleryArgs,
     tracking: &TrackingArgs,
-) -> Result<(Recognizer, usize), String> {
-    let pipeline = Pipeline::new(model)?;
+) -> Result<(Recognizer, Gallery, ModelInfo), String> {
+    let pipeline = model.load()?;
     let g = pipeline.open_gallery(&gallery.gallery)?;
+    let info = pipeline.model_info();
     let r = recognizer_for(pipeline, g.people(), tracking)?;
-    Ok((r, g.people().len()))
+    Ok((r, g, info))
 }
 
 /// A recognizer over `people`, from a loaded pipeline.
@@ -246,21 +251,52 @@ pub fn recognizer_for(
     Recognizer::new(finder, embedder, people, threshold, tracking.tracker())
 }
 
+/// What a live run does besides printing events: `serve` keeps frames and events for its API.
+pub trait Observer {
+    /// The source is open; `people` are enrolled.
+    fn started(&mut self, _source: &str, _people: &[Person]) {}
+    /// A frame went through the pipeline.
+    fn frame(&mut self, _frame: Frame, _recognizer: &Recognizer, _dropped: u64) {}
+    /// An event was printed (and published).
+    fn event(&mut self, _event: &Event) {}
+    /// The gallery changed on disk and was re-read.
+    fn gallery(&mut self, _people: &[Person]) {}
+}
+
+/// `watch` itself observes nothing more.
+struct Quiet;
+impl Observer for Quiet {}
+
+/// How often the live loop looks for a gallery changed by another process (an enrollment
+/// through the CLI or the web UI): cheap, one `stat` of the index.
+const GALLERY_POLL: Duration = Duration::from_millis(500);
+
 pub fn run(args: WatchArgs) -> Result<ExitCode, String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))
+        .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
+    live(&args, stop, &mut Quiet).map(|()| ExitCode::SUCCESS)
+}
+
+/// Runs the live pipeline until the source ends or `stop` is set: events as JSON lines on
+/// stdout (and MQTT, and snapshots), the gallery followed as it changes.
+pub fn live(
+    args: &WatchArgs,
+    stop: Arc<AtomicBool>,
+    observer: &mut dyn Observer,
+) -> Result<(), String> {
     if !args.stats_every.is_finite() || args.stats_every <= 0.0 {
         return Err("--stats-every must be a positive number of seconds".into());
     }
-    let (mut recognizer, people) = recognizer(&args.model, &args.gallery, &args.tracking)?;
+    let (mut recognizer, gallery, model) = recognizer(&args.model, &args.gallery, &args.tracking)?;
     let snapshots = args.snapshots.as_deref().map(Snapshots::new).transpose()?;
     let mqtt = match &args.mqtt {
         Some(url) => Some(connect_mqtt(url, &args.mqtt_topic, args.mqtt_user.clone())?),
         None => None,
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))
-        .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
     let capture = Capture::start(args.source.opener()?, stop)?;
+    let people = gallery.people().len();
     eprintln!(
         "facegate: watching {} with {people} {} enrolled",
         facegate::terminal::escape(capture.description()),
@@ -272,10 +308,14 @@ pub fn run(args: WatchArgs) -> Result<ExitCode, String> {
             facegate::terminal::path(&args.gallery.gallery)
         );
     }
+    observer.started(capture.description(), gallery.people());
+    let mut follower = GalleryFollower::new(&args.gallery.gallery, model);
 
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let mut emit = |events: Vec<facegate::live::Event>| -> Result<(), String> {
+    let mut emit = |events: Vec<facegate::live::Event>,
+                    observer: &mut dyn Observer|
+     -> Result<(), String> {
         for e in &events {
             let saved = match &snapshots {
                 Some(s) => s.save(e).unwrap_or_else(|err| {
@@ -289,6 +329,7 @@ pub fn run(args: WatchArgs) -> Result<ExitCode, String> {
             if let Some(m) = &mqtt {
                 m.publish(&line);
             }
+            observer.event(e);
         }
         if !events.is_empty() {
             out.flush()
@@ -305,18 +346,32 @@ pub fn run(args: WatchArgs) -> Result<ExitCode, String> {
             Ok(None) => break Ok(()),
             Err(e) => break Err(e),
         };
+        if let Some(people) = follower.poll() {
+            recognizer.set_people(&people);
+            eprintln!(
+                "facegate: the gallery changed: {} {} enrolled",
+                people.len(),
+                if people.len() == 1 {
+                    "person"
+                } else {
+                    "people"
+                }
+            );
+            observer.gallery(&people);
+        }
         match item {
             Item::Skipped(why) => skip_warnings.warn(&format!("skipped {why}")),
             Item::Frame(frame) => {
                 let events = recognizer.process(&frame)?;
-                emit(events)?;
+                observer.frame(frame, &recognizer, capture.counts().dropped);
+                emit(events, observer)?;
                 if args.stats {
                     stats.maybe_print(&recognizer.totals(), capture.counts().dropped);
                 }
             }
         }
     };
-    emit(recognizer.finish())?;
+    emit(recognizer.finish(), observer)?;
     if let Some(m) = mqtt {
         m.close();
     }
@@ -330,7 +385,52 @@ pub fn run(args: WatchArgs) -> Result<ExitCode, String> {
         counts.dropped,
         counts.skipped
     );
-    outcome.map(|()| ExitCode::SUCCESS)
+    outcome
+}
+
+/// Notices when another process commits a change to the gallery, and re-reads it.
+struct GalleryFollower {
+    dir: PathBuf,
+    model: ModelInfo,
+    stamp: Option<IndexStamp>,
+    checked: Instant,
+    warnings: facegate::warnings::Throttle,
+}
+
+impl GalleryFollower {
+    fn new(dir: &Path, model: ModelInfo) -> GalleryFollower {
+        GalleryFollower {
+            dir: dir.to_path_buf(),
+            model,
+            stamp: Gallery::index_stamp(dir),
+            checked: Instant::now(),
+            warnings: facegate::warnings::Throttle::per_minute(),
+        }
+    }
+
+    /// The gallery's people when it changed since the last look.
+    fn poll(&mut self) -> Option<Vec<Person>> {
+        if self.checked.elapsed() < GALLERY_POLL {
+            return None;
+        }
+        self.checked = Instant::now();
+        let stamp = Gallery::index_stamp(&self.dir);
+        if stamp == self.stamp {
+            return None;
+        }
+        match Gallery::open(&self.dir, &self.model) {
+            Ok(g) => {
+                self.stamp = stamp;
+                Some(g.people().to_vec())
+            }
+            Err(e) => {
+                // Keep matching against the gallery as it was; say why, and try again later.
+                self.warnings
+                    .warn(&format!("the changed gallery could not be read: {e}"));
+                None
+            }
+        }
+    }
 }
 
 #[cfg(feature = "mqtt")]

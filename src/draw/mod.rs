@@ -1,4 +1,7 @@
-//! Annotated copies of photos: detection boxes drawn onto the image and saved as PNG.
+//! Annotated copies of photos: detection boxes (and, on the live stream, names) drawn onto the
+//! image.
+
+pub mod font;
 
 use std::path::Path;
 
@@ -10,26 +13,34 @@ const BOX_COLOUR: Rgb<u8> = Rgb([0, 255, 0]);
 
 /// Draws each rectangle's outline, `thickness` pixels wide, clipped to the image.
 pub fn boxes(img: &mut RgbImage, rects: &[Rect], thickness: i32) {
+    for r in rects {
+        outline(img, r, thickness, BOX_COLOUR.0);
+    }
+}
+
+/// Draws one rectangle's outline in `colour`, `thickness` pixels wide, clipped to the image.
+pub fn outline(img: &mut RgbImage, r: &Rect, thickness: i32, colour: [u8; 3]) {
     let (w, h) = (img.width() as i32, img.height() as i32);
     let mut put = |x: i32, y: i32| {
         if (0..w).contains(&x) && (0..h).contains(&y) {
-            img.put_pixel(x as u32, y as u32, BOX_COLOUR);
+            img.put_pixel(x as u32, y as u32, Rgb(colour));
         }
     };
-    for r in rects {
-        for t in 0..thickness {
-            let (x0, y0, x1, y1) = (r.x + t, r.y + t, r.x + r.w - 1 - t, r.y + r.h - 1 - t);
-            if x0 > x1 || y0 > y1 {
-                break;
-            }
-            for x in x0..=x1 {
-                put(x, y0);
-                put(x, y1);
-            }
-            for y in y0..=y1 {
-                put(x0, y);
-                put(x1, y);
-            }
+    for t in 0..thickness {
+        let (x0, y0) = (r.x.saturating_add(t), r.y.saturating_add(t));
+        let x1 = r.x.saturating_add(r.w).saturating_sub(1 + t);
+        let y1 = r.y.saturating_add(r.h).saturating_sub(1 + t);
+        if x0 > x1 || y0 > y1 {
+            break;
+        }
+        // Only the visible part of each edge is walked: a hostile box must not cost its size.
+        for x in x0.max(0)..=x1.min(w - 1) {
+            put(x, y0);
+            put(x, y1);
+        }
+        for y in y0.max(0)..=y1.min(h - 1) {
+            put(x0, y);
+            put(x1, y);
         }
     }
 }

@@ -1,0 +1,155 @@
+//! `facegate serve`: `watch`'s live pipeline plus the web UI, the HTTP API and the event history.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use facegate::capture::Frame;
+use facegate::gallery::Person;
+use facegate::live::{Event, Recognizer};
+use facegate::serve::history::{History, Retention};
+use facegate::serve::hub::Hub;
+use facegate::serve::recorder::Recorder;
+use facegate::serve::state_dir::StateDir;
+use facegate::serve::{App, Server};
+
+use crate::watch::{Observer, WatchArgs};
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub watch: WatchArgs,
+    /// Address and port the web UI and API listen on (put HTTPS in front with a reverse proxy;
+    /// see docs/serve.md)
+    #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Where the event history, snapshots and the API token live [default: /var/lib/facegate
+    /// under systemd (STATE_DIRECTORY), ./state otherwise]
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Read the API token from this file instead of the state directory's generated one
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Forget events older than this many days (and their snapshots)
+    #[arg(long, value_name = "DAYS", default_value_t = 30.0, value_parser = crate::ranges::real(0.001, 36_500.0))]
+    pub keep_days: f64,
+    /// Keep at most this many events (the oldest go first)
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = crate::ranges::int(1u64, 100_000_000))]
+    pub keep_events: u64,
+    /// Largest request body accepted, in bytes (photos for enrollment and recognition)
+    #[arg(long, value_name = "BYTES", default_value_t = 16 << 20, value_parser = crate::ranges::int(1024usize, 1 << 30))]
+    pub max_body: usize,
+}
+
+impl ServeArgs {
+    fn state_dir(&self) -> PathBuf {
+        if let Some(d) = &self.state_dir {
+            return d.clone();
+        }
+        // systemd's StateDirectory= sets this (to /var/lib/facegate in cross/facegate.service).
+        match std::env::var_os("STATE_DIRECTORY") {
+            Some(d) if !d.is_empty() => PathBuf::from(d),
+            _ => PathBuf::from("state"),
+        }
+    }
+}
+
+/// Frames per second over windows of this length.
+const FPS_WINDOW: Duration = Duration::from_secs(2);
+
+/// Feeds the pipeline's frames and events to the server's hub and the history.
+struct ToServer {
+    hub: Arc<Hub>,
+    recorder: Recorder,
+    window: (Instant, u64),
+}
+
+impl Observer for ToServer {
+    fn started(&mut self, source: &str, _people: &[Person]) {
+        self.hub.set_stats(|s| s.source = source.to_string());
+    }
+
+    fn frame(&mut self, frame: Frame, recognizer: &Recognizer, dropped: u64) {
+        let totals = recognizer.totals();
+        let elapsed = self.window.0.elapsed();
+        let fps = (elapsed >= FPS_WINDOW).then(|| {
+            let fps = (totals.frames - self.window.1) as f64 / elapsed.as_secs_f64();
+            self.window = (Instant::now(), totals.frames);
+            fps
+        });
+        self.hub.record_totals(&totals, dropped, fps);
+        let in_view = recognizer.in_view();
+        self.hub.set_stats(|s| s.in_view = in_view.clone());
+        // The frame is done with: its pixels move into the hub without a copy.
+        self.hub
+            .frame_done(frame.number, Arc::new(frame.photo.rgb), in_view);
+    }
+
+    fn event(&mut self, event: &Event) {
+        self.recorder.send(event.clone());
+    }
+}
+
+pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))
+        .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
+
+    let state = StateDir::open(&args.state_dir())?;
+    let (token, generated) = state.token(args.token_file.as_deref())?;
+    if generated {
+        // Printed this once, for the person setting the board up; it stays in the file.
+        eprintln!(
+            "facegate: generated the API token {token} (kept in {}, readable by this user only)",
+            facegate::terminal::path(&state.dir.join(facegate::serve::state_dir::TOKEN))
+        );
+    }
+    let history = Arc::new(Mutex::new(History::open(&state.dir)?));
+    let hub = Arc::new(Hub::new(String::new()));
+    let keep = Retention {
+        days: args.keep_days,
+        events: args.keep_events,
+    };
+    let recorder = Recorder::start(history.clone(), hub.clone(), keep)?;
+    let app = App::new(
+        hub.clone(),
+        history,
+        &token,
+        args.watch.model.load()?,
+        args.watch.gallery.gallery.clone(),
+        args.max_body,
+        state.dir.clone(),
+    );
+    let server = Server::start(app, args.listen)?;
+    eprintln!(
+        "facegate: serving the web UI and API on http://{} (state in {})",
+        server.addr,
+        facegate::terminal::path(&state.dir)
+    );
+
+    let mut observer = ToServer {
+        hub: hub.clone(),
+        recorder,
+        window: (Instant::now(), 0),
+    };
+    let outcome = crate::watch::live(&args.watch, stop.clone(), &mut observer);
+    hub.set_stats(|s| s.ended = true);
+    if let Err(e) = &outcome {
+        eprintln!("facegate: {}", facegate::terminal::escape_message(e));
+    }
+    if !stop.load(Ordering::Relaxed) {
+        // The source ended (a recording, a closed stream): the history, people and API stay
+        // useful, so keep serving until stopped.
+        eprintln!("facegate: the frame source ended; still serving until stopped (Ctrl-C)");
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    observer.recorder.finish();
+    server.stop();
+    outcome.map(|()| ExitCode::SUCCESS)
+}

@@ -1,0 +1,81 @@
+//! The loaded recognition stages for still photos: detector, landmarks and alignment, embedder and
+//! the match threshold, as the photo commands and the HTTP API use them.
+
+use std::path::Path;
+
+use crate::detector::Detector;
+use crate::embedder::Embedder;
+use crate::gallery::{Gallery, ModelInfo};
+use crate::image_io::{self, Photo};
+use crate::models;
+use crate::recognize::{DetectorKind, Face, FaceFinder};
+
+pub struct Pipeline {
+    pub finder: FaceFinder,
+    pub embedder: Embedder,
+    pub threshold: f32,
+}
+
+/// What to load: the model card (`None`: the built-in default), the detector, whether to align,
+/// and the threshold (`None`: the card's).
+#[derive(Debug, Clone)]
+pub struct PipelineConfig<'a> {
+    pub model: Option<&'a Path>,
+    pub detector: DetectorKind,
+    pub no_align: bool,
+    pub threshold: Option<f32>,
+}
+
+impl Pipeline {
+    pub fn load(config: &PipelineConfig<'_>) -> Result<Pipeline, String> {
+        let embedder = match config.model {
+            Some(card) => Embedder::load(card),
+            None => models::default_embedder(),
+        }
+        .map_err(|e| e.to_string())?;
+        let cascade = match config.detector {
+            DetectorKind::Haar => Some(Detector::new(models::default_cascade())),
+            DetectorKind::Lbp => Some(Detector::new(models::lbp_cascade())),
+            DetectorKind::Yunet => None,
+        };
+        let yunet = models::default_yunet()?;
+        let threshold = config.threshold.unwrap_or(embedder.card().threshold.cosine);
+        let mut finder = FaceFinder::new(config.detector, cascade, yunet);
+        finder.skip_alignment = config.no_align;
+        Ok(Pipeline {
+            finder,
+            embedder,
+            threshold,
+        })
+    }
+
+    pub fn model_info(&self) -> ModelInfo {
+        let card = self.embedder.card();
+        ModelInfo {
+            name: card.name.clone(),
+            fingerprint: card.sha256.clone(),
+            embedding_dim: card.embedding_dim,
+        }
+    }
+
+    pub fn open_gallery(&self, dir: &Path) -> Result<Gallery, String> {
+        Gallery::open(dir, &self.model_info()).map_err(|e| e.to_string())
+    }
+
+    /// Faces of a photo with their embeddings, largest first.
+    pub fn faces(&mut self, photo: &Photo) -> Result<Vec<(Face, Vec<f32>)>, String> {
+        let faces = self.finder.faces(photo, &self.embedder)?;
+        let crops: Vec<_> = faces.iter().map(|f| f.crop.clone()).collect();
+        let embeddings = self.embedder.embed(&crops)?;
+        Ok(faces.into_iter().zip(embeddings).collect())
+    }
+
+    /// The largest face of a photo file, or an error naming the file.
+    pub fn largest_face(&mut self, path: &Path) -> Result<(Face, Vec<f32>), String> {
+        let photo = image_io::load(path).map_err(|e| e.to_string())?;
+        self.faces(&photo)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| format!("{}: no face found", crate::terminal::path(path)))
+    }
+}

@@ -1,0 +1,245 @@
+//! The HTTP routes: `/api/v1` (JSON, token required), `/health`, `/metrics` and the web UI.
+//! Handlers do their heavy work (recognition, JPEG encoding, SQLite) on the blocking pool.
+
+mod events;
+mod live;
+mod people;
+mod recognition;
+mod upload;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use crate::serve::auth::COOKIE;
+use crate::serve::App;
+
+pub type Shared = State<Arc<App>>;
+
+/// An error response: a status and `{"error": "..."}`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+    pub fn bad(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    }
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(serde_json::json!({ "error": self.message })),
+        )
+            .into_response()
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Runs blocking work (recognition, disk) off the async workers.
+pub async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::internal(format!("the request failed: {e}")))?
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    let api = Router::new()
+        .route("/status", get(live::status))
+        .route("/metrics", get(live::metrics))
+        .route("/openapi.yaml", get(openapi))
+        .route("/recognize", post(recognition::recognize))
+        .route("/detect", post(recognition::detect))
+        .route("/verify", post(recognition::verify))
+        .route("/people", get(people::list).post(people::create))
+        .route(
+            "/people/{id}",
+            get(people::get_one)
+                .patch(people::rename)
+                .delete(people::remove),
+        )
+        .route("/people/{id}/shots", post(people::add_shot))
+        .route(
+            "/people/{id}/shots/{shot}",
+            get(people::shot_image).delete(people::remove_shot),
+        )
+        .route("/camera/shot", post(people::camera_shot))
+        .route("/camera/shots/{shot}", get(people::camera_shot_image))
+        .route("/events", get(events::list))
+        .route("/events/stream", get(events::stream))
+        .route("/events/{id}", get(events::get_one))
+        .route("/events/{id}/snapshot.jpg", get(events::snapshot))
+        .route("/events/{id}/correction", post(events::correct))
+        .route("/stream.mjpeg", get(live::mjpeg))
+        .route("/snapshot.jpg", get(live::snapshot))
+        .route("/logout", post(logout))
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            require_token,
+        ))
+        .route("/login", post(login));
+    let metrics = Router::new()
+        .route("/metrics", get(live::metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            require_token,
+        ));
+    Router::new()
+        .nest("/api/v1", api)
+        .merge(metrics)
+        .route("/health", get(health))
+        .merge(super::ui::routes())
+        .fallback(|| async { ApiError::not_found("no such page or API route") })
+        .layer(DefaultBodyLimit::max(app.max_body))
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(app)
+}
+
+async fn security_headers(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    res
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+}
+
+async fn openapi() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/yaml")],
+        include_str!("../../../docs/openapi.yaml"),
+    )
+}
+
+/// Lets a request through only with the token; counts and logs failures per address.
+async fn require_token(
+    State(app): Shared,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let now = Instant::now();
+    if app.logins.blocked(peer.ip(), now) {
+        return too_many();
+    }
+    match crate::serve::auth::credential(req.headers()) {
+        Some(c) if app.token.matches(c) => next.run(req).await,
+        given => {
+            refuse(&app, peer, given.is_some(), req.uri().path());
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "this needs the API token: send `Authorization: Bearer <token>` (the token is in \
+                 the state directory's `token` file)",
+            )
+            .into_response()
+        }
+    }
+}
+
+fn too_many() -> Response {
+    let mut res = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many failed attempts from this address; wait a minute",
+    )
+    .into_response();
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+    res
+}
+
+/// Counts a failed attempt (a wrong token; a missing one only costs nothing, as browsers make
+/// such requests before logging in) and logs it, throttled.
+fn refuse(app: &App, peer: SocketAddr, wrong: bool, path: &str) {
+    if !wrong {
+        return;
+    }
+    let n = app.logins.failed(peer.ip(), Instant::now());
+    static LOG: std::sync::Mutex<Option<crate::warnings::Throttle>> = std::sync::Mutex::new(None);
+    let mut log = crate::serve::lock(&LOG);
+    log.get_or_insert_with(crate::warnings::Throttle::per_minute)
+        .warn(&format!(
+            "wrong API token from {} for {path} ({n} in the last minute)",
+            peer.ip()
+        ));
+}
+
+#[derive(serde::Deserialize)]
+struct Login {
+    token: String,
+}
+
+/// Checks the token and sets the session cookie the web UI's pages and images use.
+async fn login(
+    State(app): Shared,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: axum::body::Bytes,
+) -> Response {
+    if app.logins.blocked(peer.ip(), Instant::now()) {
+        return too_many();
+    }
+    let Ok(login) = serde_json::from_slice::<Login>(&body) else {
+        return ApiError::bad("expected JSON: {\"token\": \"...\"}").into_response();
+    };
+    if !app.token.matches(&login.token) {
+        refuse(&app, peer, true, "/api/v1/login");
+        return ApiError::new(StatusCode::UNAUTHORIZED, "wrong token").into_response();
+    }
+    // The cookie holds the token itself: there is one user, and nothing to revoke but the
+    // token (replace the token file and restart).
+    let cookie = format!(
+        "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age=2592000",
+        login.token
+    );
+    match HeaderValue::from_str(&cookie) {
+        Ok(v) => (StatusCode::NO_CONTENT, [(header::SET_COOKIE, v)]).into_response(),
+        Err(_) => ApiError::bad("the token cannot be a cookie").into_response(),
+    }
+}
+
+async fn logout() -> Response {
+    (
+        StatusCode::NO_CONTENT,
+        [(
+            header::SET_COOKIE,
+            HeaderValue::from_static(
+                "facegate_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0",
+            ),
+        )],
+    )
+        .into_response()
+}

@@ -1,0 +1,383 @@
+//! `/people`: the gallery over HTTP (list, enroll from photos or camera shots, rename, remove,
+//! add or drop a shot), and the guided camera shots of the web UI. Writes take the gallery's
+//! lock and commit atomically, as the CLI's do, so a concurrent `facegate enroll` is never lost.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::upload::{self, Upload};
+use super::{blocking, ApiError, ApiResult, Shared};
+use crate::enrollment::{self, Shot};
+use crate::gallery::{self, Gallery, Person, WriteLock};
+use crate::image_io::Photo;
+use crate::serve::{lock, App};
+
+/// Photos a person may be created from in one request.
+const MAX_PHOTOS: usize = 10;
+
+#[derive(Serialize)]
+pub struct PersonJson {
+    id: String,
+    name: String,
+    enrolled_unix: u64,
+    shots: usize,
+    shot_urls: Vec<String>,
+}
+
+impl PersonJson {
+    pub fn of(p: &Person) -> PersonJson {
+        PersonJson {
+            id: p.entry.id.clone(),
+            name: p.entry.name.clone(),
+            enrolled_unix: p.entry.enrolled_unix,
+            shots: p.entry.shots,
+            shot_urls: (0..p.entry.crops.len())
+                .map(|k| format!("/api/v1/people/{}/shots/{k}.png", p.entry.id))
+                .collect(),
+        }
+    }
+}
+
+/// Runs a change under the gallery's lock, on the gallery as committed now.
+pub fn change<T>(
+    app: &App,
+    edit: impl FnOnce(&mut Gallery, &WriteLock) -> ApiResult<T>,
+) -> ApiResult<T> {
+    let write_lock =
+        Gallery::lock(&app.gallery_dir).map_err(|e| ApiError::internal(e.to_string()))?;
+    let model = lock(&app.pipeline).model_info();
+    let mut g =
+        Gallery::open(&app.gallery_dir, &model).map_err(|e| ApiError::internal(e.to_string()))?;
+    edit(&mut g, &write_lock)
+}
+
+fn gallery_error(e: gallery::GalleryError) -> ApiError {
+    ApiError::bad(e.problem)
+}
+
+fn person_or_404<'a>(g: &'a Gallery, id: &str) -> ApiResult<&'a Person> {
+    g.person(id).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "nobody with id '{}' is enrolled",
+            crate::terminal::escape(id)
+        ))
+    })
+}
+
+fn check_new_name(g: &Gallery, name: &str) -> ApiResult<()> {
+    gallery::validate_name(name).map_err(ApiError::bad)?;
+    if g.people().iter().any(|p| p.entry.name == name) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("'{name}' is already enrolled"),
+        ));
+    }
+    Ok(())
+}
+
+/// Enrolls `name` from checked shots (the gallery write of every way in).
+pub fn enroll(app: &App, name: &str, shots: Vec<Shot>) -> ApiResult<PersonJson> {
+    change(app, |g, write_lock| {
+        check_new_name(g, name)?;
+        let crops: Vec<Vec<u8>> = shots.iter().map(|s| s.png.clone()).collect();
+        let embeddings = shots.into_iter().map(|s| s.embedding).collect();
+        let p = g
+            .add(write_lock, name, embeddings, &crops)
+            .map_err(gallery_error)?;
+        Ok(PersonJson::of(p))
+    })
+}
+
+/// Adds a checked shot to a person.
+pub fn add_checked_shot(app: &App, id: &str, shot: Shot) -> ApiResult<PersonJson> {
+    change(app, |g, write_lock| {
+        person_or_404(g, id)?;
+        let p = g
+            .add_shot(write_lock, id, shot.embedding, &shot.png)
+            .map_err(gallery_error)?;
+        Ok(PersonJson::of(p))
+    })
+}
+
+/// Checks an uploaded photo as an enrollment shot; `what` names it in the message.
+fn shot_from(app: &App, bytes: &[u8], what: &str, largest: bool) -> ApiResult<Shot> {
+    let photo = upload::decode(bytes, what)?;
+    check(app, &photo, largest).map_err(|why| ApiError::bad(format!("{what}: {why}")))
+}
+
+pub fn check(app: &App, photo: &Photo, largest: bool) -> Result<Shot, String> {
+    enrollment::check_shot(&mut lock(&app.pipeline), photo, largest)
+}
+
+pub async fn list(State(app): Shared) -> ApiResult<Json<serde_json::Value>> {
+    blocking(move || {
+        let g = app.gallery().map_err(ApiError::internal)?;
+        let people: Vec<PersonJson> = g.people().iter().map(PersonJson::of).collect();
+        Ok(Json(serde_json::json!({ "people": people })))
+    })
+    .await
+}
+
+pub async fn get_one(State(app): Shared, Path(id): Path<String>) -> ApiResult<Json<PersonJson>> {
+    blocking(move || {
+        let g = app.gallery().map_err(ApiError::internal)?;
+        Ok(Json(PersonJson::of(person_or_404(&g, &id)?)))
+    })
+    .await
+}
+
+pub async fn create(State(app): Shared, req: Request) -> ApiResult<Response> {
+    let upload = upload::read(req, "photo").await?;
+    blocking(move || {
+        let name = upload
+            .text("name")
+            .ok_or_else(|| ApiError::bad("the form field `name` is missing"))?
+            .to_string();
+        {
+            let g = app.gallery().map_err(ApiError::internal)?;
+            check_new_name(&g, &name)?;
+        }
+        let (shots, labels) = shots_of(&app, &upload)?;
+        let embeddings: Vec<&Vec<f32>> = shots.iter().map(|s| &s.embedding).collect();
+        enrollment::check_consistent(&embeddings, &labels, lock(&app.pipeline).threshold)
+            .map_err(ApiError::bad)?;
+        let person = enroll(&app, &name, shots)?;
+        app.pending.remove(&upload.texts("shot"));
+        Ok((StatusCode::CREATED, Json(person)).into_response())
+    })
+    .await
+}
+
+/// The shots of a create request: uploaded photos, or camera shots taken earlier.
+fn shots_of(app: &App, upload: &Upload) -> ApiResult<(Vec<Shot>, Vec<String>)> {
+    let photos: Vec<&upload::File> = upload.files("photo").collect();
+    let taken = upload.texts("shot");
+    if photos.is_empty() && taken.is_empty() {
+        return Err(ApiError::bad(
+            "no shots: send photos as the form field `photo` (three recommended), or camera shot ids as `shot`",
+        ));
+    }
+    if photos.len() + taken.len() > MAX_PHOTOS {
+        return Err(ApiError::bad(format!(
+            "at most {MAX_PHOTOS} shots a person in one request"
+        )));
+    }
+    let mut shots = Vec::new();
+    let mut labels = Vec::new();
+    for (i, file) in photos.iter().enumerate() {
+        let what = upload::describe(&format!("photo {}", i + 1), file);
+        shots.push(shot_from(app, &file.bytes, &what, false)?);
+        labels.push(what);
+    }
+    for id in &taken {
+        let shot = app.pending.get(id).ok_or_else(|| {
+            ApiError::bad(format!(
+                "camera shot '{}' is unknown or expired (shots are kept 10 minutes); take it again",
+                crate::terminal::escape(id)
+            ))
+        })?;
+        shots.push(shot);
+        labels.push(format!("camera shot {id}"));
+    }
+    Ok((shots, labels))
+}
+
+#[derive(Deserialize)]
+pub struct Rename {
+    name: String,
+}
+
+pub async fn rename(
+    State(app): Shared,
+    Path(id): Path<String>,
+    Json(body): Json<Rename>,
+) -> ApiResult<Json<PersonJson>> {
+    blocking(move || {
+        change(&app, |g, write_lock| {
+            let old = person_or_404(g, &id)?.entry.name.clone();
+            if old != body.name {
+                check_new_name(g, &body.name)?;
+                g.rename(write_lock, &old, &body.name)
+                    .map_err(gallery_error)?;
+            }
+            Ok(Json(PersonJson::of(person_or_404(g, &id)?)))
+        })
+    })
+    .await
+}
+
+pub async fn remove(State(app): Shared, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    blocking(move || {
+        change(&app, |g, write_lock| {
+            let name = person_or_404(g, &id)?.entry.name.clone();
+            g.remove(write_lock, &name).map_err(gallery_error)?;
+            Ok(StatusCode::NO_CONTENT)
+        })
+    })
+    .await
+}
+
+pub async fn add_shot(
+    State(app): Shared,
+    Path(id): Path<String>,
+    req: Request,
+) -> ApiResult<Json<PersonJson>> {
+    let upload = upload::read(req, "photo").await?;
+    blocking(move || {
+        let file = upload.files("photo").next().ok_or_else(|| {
+            ApiError::bad("no photo: send it as the body, or as the form field `photo`")
+        })?;
+        let shot = shot_from(&app, &file.bytes, &upload::describe("photo", file), false)?;
+        {
+            let g = app.gallery().map_err(ApiError::internal)?;
+            let p = person_or_404(&g, &id)?;
+            let refs: Vec<&Vec<f32>> = p.shots.iter().collect();
+            enrollment::matches_earlier(&shot.embedding, &refs, lock(&app.pipeline).threshold)
+                .map_err(|why| ApiError::bad(format!("photo: {why}")))?;
+        }
+        Ok(Json(add_checked_shot(&app, &id, shot)?))
+    })
+    .await
+}
+
+fn shot_index(text: &str) -> ApiResult<usize> {
+    text.parse()
+        .map_err(|_| ApiError::not_found(format!("no shot '{}'", crate::terminal::escape(text))))
+}
+
+pub async fn remove_shot(
+    State(app): Shared,
+    Path((id, shot)): Path<(String, String)>,
+) -> ApiResult<Json<PersonJson>> {
+    let index = shot_index(&shot)?;
+    blocking(move || {
+        change(&app, |g, write_lock| {
+            let p = person_or_404(g, &id)?;
+            if index >= p.shots.len() {
+                return Err(ApiError::not_found(format!("{id} has no shot {index}")));
+            }
+            let p = g
+                .remove_shot(write_lock, &id, index)
+                .map_err(gallery_error)?;
+            Ok(Json(PersonJson::of(p)))
+        })
+    })
+    .await
+}
+
+fn png(bytes: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "image/png")], bytes).into_response()
+}
+
+pub async fn shot_image(
+    State(app): Shared,
+    Path((id, shot)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let index = shot_index(shot.strip_suffix(".png").unwrap_or(&shot))?;
+    blocking(move || {
+        let g = app.gallery().map_err(ApiError::internal)?;
+        let p = person_or_404(&g, &id)?;
+        let crop =
+            p.entry.crops.get(index).ok_or_else(|| {
+                ApiError::not_found(format!("{id} has no picture of shot {index}"))
+            })?;
+        // The crop's name was checked against the gallery's own naming when the index was read.
+        let path = g.crop_path(crop);
+        let bytes = crate::limits::read_file(&path, crate::limits::MAX_IMAGE_FILE_BYTES, "crop")
+            .map_err(|e| ApiError::internal(format!("shot {index} of {id}: {e}")))?;
+        Ok(png(bytes))
+    })
+    .await
+}
+
+#[derive(Deserialize, Default)]
+pub struct ShotRequest {
+    #[serde(default)]
+    previous: Vec<String>,
+}
+
+#[derive(Serialize)]
+pub struct ShotVerdict {
+    ok: bool,
+    verdict: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shot: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image: Option<String>,
+    /// What to ask the person before the next shot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<&'static str>,
+}
+
+/// One guided shot from the latest live frame: the checks of `enroll --camera`.
+pub async fn camera_shot(
+    State(app): Shared,
+    body: Option<Json<ShotRequest>>,
+) -> ApiResult<Json<ShotVerdict>> {
+    let request = body.map(|Json(b)| b).unwrap_or_default();
+    blocking(move || {
+        let (_, rgb) = app.hub.latest_frame().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no live frame yet: is the camera running?",
+            )
+        })?;
+        let photo = Photo::from_dynamic(image::DynamicImage::ImageRgb8(Arc::unwrap_or_clone(rgb)));
+        let earlier: Vec<Shot> = request
+            .previous
+            .iter()
+            .map(|id| {
+                app.pending.get(id).ok_or_else(|| {
+                    ApiError::bad(format!(
+                        "camera shot '{}' is unknown or expired; start again",
+                        crate::terminal::escape(id)
+                    ))
+                })
+            })
+            .collect::<ApiResult<_>>()?;
+        let threshold = lock(&app.pipeline).threshold;
+        let checked = check(&app, &photo, false).and_then(|shot| {
+            let refs: Vec<&Vec<f32>> = earlier.iter().map(|s| &s.embedding).collect();
+            enrollment::matches_earlier(&shot.embedding, &refs, threshold)?;
+            Ok(shot)
+        });
+        Ok(Json(match checked {
+            Ok(shot) => {
+                let verdict = shot.verdict();
+                let id = app.pending.add(shot);
+                ShotVerdict {
+                    ok: true,
+                    verdict,
+                    image: Some(format!("/api/v1/camera/shots/{id}.png")),
+                    shot: Some(id),
+                    next: enrollment::PROMPTS.get(earlier.len() + 1).copied(),
+                }
+            }
+            Err(why) => ShotVerdict {
+                ok: false,
+                verdict: why,
+                shot: None,
+                image: None,
+                next: None,
+            },
+        }))
+    })
+    .await
+}
+
+pub async fn camera_shot_image(
+    State(app): Shared,
+    Path(shot): Path<String>,
+) -> ApiResult<Response> {
+    let id = shot.strip_suffix(".png").unwrap_or(&shot);
+    let taken = app
+        .pending
+        .get(id)
+        .ok_or_else(|| ApiError::not_found("no such camera shot (they are kept 10 minutes)"))?;
+    Ok(png(taken.png))
+}

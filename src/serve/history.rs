@@ -1,0 +1,554 @@
+//! The event history: every identified/unknown/left event in a SQLite file in the state
+//! directory, the face snapshot of each beside it as `snapshots/<id>.jpg`, corrections people
+//! made ("this is not Ada"), and retention by age and count.
+//!
+//! Event ids are never reused (AUTOINCREMENT), so a snapshot file always belongs to the event
+//! its name says, even after retention deleted older ones.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use serde::Serialize;
+
+use crate::live::Event;
+
+pub const DATABASE: &str = "events.db";
+pub const SNAPSHOTS: &str = "snapshots";
+
+/// Marks the file as facegate's ("FGEV"), so a foreign database is refused, not altered.
+const APPLICATION_ID: i32 = 0x4647_4556;
+const SCHEMA_VERSION: i32 = 1;
+/// How long a statement waits for another connection's lock before the database is "locked".
+const BUSY_TIMEOUT_MS: u64 = 3000;
+
+const SCHEMA: &str = "
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts REAL NOT NULL,
+    event TEXT NOT NULL,
+    name TEXT,
+    score REAL NOT NULL,
+    x INTEGER NOT NULL, y INTEGER NOT NULL, w INTEGER NOT NULL, h INTEGER NOT NULL,
+    track INTEGER NOT NULL,
+    frame INTEGER NOT NULL,
+    snapshot INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX events_ts ON events(ts);
+CREATE INDEX events_name ON events(name);
+CREATE TABLE corrections (
+    event_id INTEGER PRIMARY KEY REFERENCES events(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    same INTEGER NOT NULL,
+    ts REAL NOT NULL
+);
+";
+
+/// How long events are kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub days: f64,
+    pub events: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BoxJson {
+    pub x: i32,
+    pub y: i32,
+    pub w: i32,
+    pub h: i32,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Correction {
+    pub name: String,
+    pub same: bool,
+    pub ts: f64,
+}
+
+/// A stored event, as the API shows it (the fields of `watch`'s JSON lines, plus `id`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StoredEvent {
+    pub id: i64,
+    pub ts: f64,
+    pub event: String,
+    pub name: Option<String>,
+    pub score: f32,
+    #[serde(rename = "box")]
+    pub rect: BoxJson,
+    pub track: u64,
+    pub frame: u64,
+    pub snapshot: Option<String>,
+    pub correction: Option<Correction>,
+}
+
+/// Which events a listing wants (all optional), newest first.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub person: Option<String>,
+    pub unknown: bool,
+    pub event: Option<String>,
+    pub since: Option<f64>,
+    pub until: Option<f64>,
+    pub before: Option<i64>,
+    pub limit: u32,
+}
+
+pub struct History {
+    db: Connection,
+    path: PathBuf,
+    snapshots: PathBuf,
+}
+
+fn now_unix() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl History {
+    /// Opens (or creates) the history in `state_dir`. A file that is not facegate's event
+    /// database, a corrupt one or one locked by another program is an error that says so; it is
+    /// never reset.
+    pub fn open(state_dir: &Path) -> Result<History, String> {
+        let path = state_dir.join(DATABASE);
+        let snapshots = state_dir.join(SNAPSHOTS);
+        std::fs::create_dir_all(&snapshots).map_err(|e| {
+            format!(
+                "cannot create the snapshot folder {}: {e}",
+                crate::terminal::path(&snapshots)
+            )
+        })?;
+        let shown = crate::terminal::path(&path);
+        let fail = |problem: String| {
+            format!(
+                "event history {shown}: {problem}; it was left as it is: move it away to start a \
+                 new history, or restore a backup"
+            )
+        };
+        let db = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| fail(describe(&e)))?;
+        db.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))
+            .map_err(|e| fail(describe(&e)))?;
+        let check: String = db
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(|e| fail(describe(&e)))?;
+        if check != "ok" {
+            return Err(fail(format!("the database is corrupt ({check})")));
+        }
+        let app: i32 = pragma(&db, "application_id").map_err(|e| fail(describe(&e)))?;
+        let version: i32 = pragma(&db, "user_version").map_err(|e| fail(describe(&e)))?;
+        let tables: i64 = db
+            .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+            .map_err(|e| fail(describe(&e)))?;
+        if app == 0 && version == 0 && tables == 0 {
+            let init = format!(
+                "BEGIN; {SCHEMA} PRAGMA application_id = {APPLICATION_ID}; \
+                 PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            );
+            db.execute_batch(&init).map_err(|e| fail(describe(&e)))?;
+        } else if app != APPLICATION_ID {
+            return Err(fail(
+                "it is a SQLite database, but not facegate's event history".into(),
+            ));
+        } else if version != SCHEMA_VERSION {
+            return Err(fail(format!(
+                "it has schema version {version}, and this facegate reads version {SCHEMA_VERSION}"
+            )));
+        }
+        // WAL: readers (the API) never block the writer (the pipeline's recorder).
+        db.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+            .map_err(|e| fail(describe(&e)))?;
+        db.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
+            .map_err(|e| fail(describe(&e)))?;
+        Ok(History {
+            db,
+            path,
+            snapshots,
+        })
+    }
+
+    fn fail(&self, e: rusqlite::Error) -> String {
+        format!(
+            "event history {}: {}",
+            crate::terminal::path(&self.path),
+            describe(&e)
+        )
+    }
+
+    /// Stores an event and its snapshot (JPEG bytes), returning it as stored.
+    pub fn insert(&mut self, e: &Event, snapshot: Option<&[u8]>) -> Result<StoredEvent, String> {
+        self.db
+            .execute(
+                "INSERT INTO events (ts, event, name, score, x, y, w, h, track, frame) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    (e.ts * 1e3).round() / 1e3,
+                    crate::events::kind_name(e.kind),
+                    e.name,
+                    ((e.score * 1e4).round() / 1e4) as f64,
+                    e.rect.x,
+                    e.rect.y,
+                    e.rect.w,
+                    e.rect.h,
+                    e.track as i64,
+                    e.frame as i64,
+                ],
+            )
+            .map_err(|err| self.fail(err))?;
+        let id = self.db.last_insert_rowid();
+        if let Some(jpeg) = snapshot {
+            // The row first, then the file: a crash in between leaves an event without a
+            // picture, never a picture that a later event's id would claim.
+            crate::gallery::write_atomic(&self.snapshot_path(id), jpeg)
+                .map_err(|err| err.to_string())?;
+            self.db
+                .execute("UPDATE events SET snapshot = 1 WHERE id = ?1", [id])
+                .map_err(|err| self.fail(err))?;
+        }
+        self.get(id)?
+            .ok_or_else(|| format!("event {id} vanished right after it was stored"))
+    }
+
+    /// The snapshot file of event `id` (built from the number alone, never from stored text).
+    pub fn snapshot_path(&self, id: i64) -> PathBuf {
+        self.snapshots.join(format!("{id}.jpg"))
+    }
+
+    pub fn get(&self, id: i64) -> Result<Option<StoredEvent>, String> {
+        self.db
+            .query_row(&format!("{SELECT} WHERE e.id = ?1"), [id], row_to_event)
+            .optional()
+            .map_err(|e| self.fail(e))
+    }
+
+    pub fn list(&self, f: &Filter) -> Result<Vec<StoredEvent>, String> {
+        let mut sql = format!("{SELECT} WHERE 1 = 1");
+        let mut values: Vec<rusqlite::types::Value> = Vec::new();
+        let mut bind = |sql: &mut String, clause: &str, v: rusqlite::types::Value| {
+            values.push(v);
+            sql.push_str(&format!(" AND {clause} ?{}", values.len()));
+        };
+        if let Some(p) = &f.person {
+            bind(&mut sql, "e.name =", p.clone().into());
+        }
+        if f.unknown {
+            sql.push_str(" AND e.event = 'unknown'");
+        }
+        if let Some(k) = &f.event {
+            bind(&mut sql, "e.event =", k.clone().into());
+        }
+        if let Some(t) = f.since {
+            bind(&mut sql, "e.ts >=", t.into());
+        }
+        if let Some(t) = f.until {
+            bind(&mut sql, "e.ts <=", t.into());
+        }
+        if let Some(b) = f.before {
+            bind(&mut sql, "e.id <", b.into());
+        }
+        sql.push_str(&format!(
+            " ORDER BY e.id DESC LIMIT {}",
+            f.limit.clamp(1, 500)
+        ));
+        let mut stmt = self.db.prepare(&sql).map_err(|e| self.fail(e))?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(values), row_to_event)
+            .map_err(|e| self.fail(e))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.fail(e))
+    }
+
+    pub fn count(&self) -> Result<u64, String> {
+        self.db
+            .query_row("SELECT count(*) FROM events", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(|e| self.fail(e))
+    }
+
+    /// Records a correction of event `id`: `same` says the face is `name` ("this is Ada") or is
+    /// not ("this is not Ada"). A later correction replaces an earlier one.
+    pub fn correct(&mut self, id: i64, name: &str, same: bool) -> Result<(), String> {
+        self.db
+            .execute(
+                "INSERT INTO corrections (event_id, name, same, ts) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT(event_id) DO UPDATE SET name = excluded.name, same = excluded.same, \
+                 ts = excluded.ts",
+                params![id, name, same, (now_unix() * 1e3).round() / 1e3],
+            )
+            .map_err(|e| self.fail(e))?;
+        Ok(())
+    }
+
+    /// Deletes events older than the retention's days and beyond its count (oldest first), with
+    /// their snapshots. Returns how many went.
+    pub fn enforce(&mut self, keep: Retention) -> Result<usize, String> {
+        let cutoff = now_unix() - keep.days * 86_400.0;
+        let doomed: Vec<(i64, bool)> = {
+            let mut stmt = self
+                .db
+                .prepare(
+                    "SELECT id, snapshot FROM events WHERE ts < ?1 OR id NOT IN \
+                     (SELECT id FROM events ORDER BY id DESC LIMIT ?2)",
+                )
+                .map_err(|e| self.fail(e))?;
+            let rows = stmt
+                .query_map(params![cutoff, keep.events as i64], |r| {
+                    Ok((r.get(0)?, r.get::<_, i64>(1)? != 0))
+                })
+                .map_err(|e| self.fail(e))?;
+            rows.collect::<Result<_, _>>().map_err(|e| self.fail(e))?
+        };
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        let tx = self.db.transaction().map_err(|e| {
+            format!(
+                "event history {}: {}",
+                crate::terminal::path(&self.path),
+                describe(&e)
+            )
+        })?;
+        for (id, _) in &doomed {
+            tx.execute("DELETE FROM events WHERE id = ?1", [id])
+                .map_err(|e| describe(&e))?;
+        }
+        tx.commit().map_err(|e| describe(&e))?;
+        for (id, had_snapshot) in &doomed {
+            if *had_snapshot {
+                let _ = std::fs::remove_file(self.snapshot_path(*id));
+            }
+        }
+        Ok(doomed.len())
+    }
+}
+
+const SELECT: &str = "SELECT e.id, e.ts, e.event, e.name, e.score, e.x, e.y, e.w, e.h, e.track, \
+     e.frame, e.snapshot, c.name, c.same, c.ts FROM events e \
+     LEFT JOIN corrections c ON c.event_id = e.id";
+
+fn row_to_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
+    let id: i64 = r.get(0)?;
+    let correction = match r.get::<_, Option<String>>(12)? {
+        Some(name) => Some(Correction {
+            name,
+            same: r.get(13)?,
+            ts: r.get(14)?,
+        }),
+        None => None,
+    };
+    Ok(StoredEvent {
+        id,
+        ts: r.get(1)?,
+        event: r.get(2)?,
+        name: r.get(3)?,
+        score: r.get::<_, f64>(4)? as f32,
+        rect: BoxJson {
+            x: r.get(5)?,
+            y: r.get(6)?,
+            w: r.get(7)?,
+            h: r.get(8)?,
+        },
+        track: r.get::<_, i64>(9)? as u64,
+        frame: r.get::<_, i64>(10)? as u64,
+        snapshot: (r.get::<_, i64>(11)? != 0).then(|| format!("/api/v1/events/{id}/snapshot.jpg")),
+        correction,
+    })
+}
+
+fn pragma(db: &Connection, name: &str) -> rusqlite::Result<i32> {
+    db.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+}
+
+/// SQLite's errors in words a user can act on.
+fn describe(e: &rusqlite::Error) -> String {
+    use rusqlite::ErrorCode;
+    match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) => "the file is not a SQLite database".into(),
+        Some(ErrorCode::DatabaseCorrupt) => format!("the database is corrupt ({e})"),
+        Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => {
+            "the database is locked by another program".into()
+        }
+        Some(ErrorCode::ReadOnly) | Some(ErrorCode::PermissionDenied) => {
+            format!("the database cannot be written ({e})")
+        }
+        Some(ErrorCode::DiskFull) => "the disk is full".into(),
+        _ => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detector::Rect;
+    use crate::tracker::EventKind;
+
+    fn event(ts: f64, kind: EventKind, name: Option<&str>) -> Event {
+        Event {
+            ts,
+            kind,
+            name: name.map(str::to_string),
+            score: 0.61234,
+            rect: Rect {
+                x: 1,
+                y: 2,
+                w: 30,
+                h: 30,
+            },
+            track: 7,
+            frame: 9,
+            face: None,
+        }
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("facegate-history-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn events_persist_filter_page_and_expire() {
+        let dir = scratch("persist");
+        let now = now_unix();
+        {
+            let mut h = History::open(&dir).unwrap();
+            h.insert(
+                &event(now - 10.0 * 86_400.0, EventKind::Unknown, None),
+                Some(b"old"),
+            )
+            .unwrap();
+            for i in 0..5 {
+                let kind = if i % 2 == 0 {
+                    EventKind::Identified
+                } else {
+                    EventKind::Unknown
+                };
+                let name = (i % 2 == 0).then_some("Ada");
+                h.insert(&event(now - 5.0 + i as f64, kind, name), Some(b"jpeg"))
+                    .unwrap();
+            }
+        }
+        let mut h = History::open(&dir).unwrap();
+        assert_eq!(h.count().unwrap(), 6);
+        let ada = h
+            .list(&Filter {
+                person: Some("Ada".into()),
+                limit: 50,
+                ..Filter::default()
+            })
+            .unwrap();
+        assert_eq!(ada.len(), 3);
+        assert!(ada.windows(2).all(|w| w[0].id > w[1].id), "newest first");
+        let page = h
+            .list(&Filter {
+                limit: 2,
+                ..Filter::default()
+            })
+            .unwrap();
+        let next = h
+            .list(&Filter {
+                limit: 2,
+                before: Some(page[1].id),
+                ..Filter::default()
+            })
+            .unwrap();
+        assert!(next[0].id < page[1].id);
+        let unknown = h
+            .list(&Filter {
+                unknown: true,
+                limit: 50,
+                ..Filter::default()
+            })
+            .unwrap();
+        assert!(unknown
+            .iter()
+            .all(|e| e.event == "unknown" && e.name.is_none()));
+
+        h.correct(ada[0].id, "Ada", false).unwrap();
+        let got = h.get(ada[0].id).unwrap().unwrap();
+        assert_eq!(
+            got.correction.as_ref().map(|c| (c.name.as_str(), c.same)),
+            Some(("Ada", false))
+        );
+
+        // Age: the ten-day-old event goes; count: then only the newest three stay.
+        let oldest = h
+            .list(&Filter {
+                limit: 500,
+                ..Filter::default()
+            })
+            .unwrap()
+            .pop()
+            .unwrap();
+        assert!(h.snapshot_path(oldest.id).exists());
+        assert_eq!(
+            h.enforce(Retention {
+                days: 7.0,
+                events: 100
+            })
+            .unwrap(),
+            1
+        );
+        assert!(!h.snapshot_path(oldest.id).exists());
+        assert_eq!(
+            h.enforce(Retention {
+                days: 7.0,
+                events: 3
+            })
+            .unwrap(),
+            2
+        );
+        assert_eq!(h.count().unwrap(), 3);
+        // Ids are never reused.
+        let newest = h
+            .list(&Filter {
+                limit: 1,
+                ..Filter::default()
+            })
+            .unwrap()[0]
+            .id;
+        h.enforce(Retention {
+            days: 7.0,
+            events: 0,
+        })
+        .unwrap();
+        let again = h
+            .insert(&event(now, EventKind::Left, Some("Ada")), None)
+            .unwrap();
+        assert!(again.id > newest);
+        assert_eq!(again.snapshot, None);
+    }
+
+    #[test]
+    fn foreign_or_corrupt_databases_are_refused_and_kept() {
+        let dir = scratch("foreign");
+        let path = dir.join(DATABASE);
+        std::fs::write(
+            &path,
+            b"this is not a database, it is a diary entry of some length....",
+        )
+        .unwrap();
+        let e = History::open(&dir).err().unwrap();
+        assert!(
+            e.contains("not a SQLite database") && e.contains("left as it is"),
+            "{e}"
+        );
+        assert!(std::fs::read(&path).unwrap().starts_with(b"this is not"));
+
+        std::fs::remove_file(&path).unwrap();
+        let other = Connection::open(&path).unwrap();
+        other
+            .execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+            .unwrap();
+        drop(other);
+        let e = History::open(&dir).err().unwrap();
+        assert!(e.contains("not facegate's event history"), "{e}");
+    }
+}

@@ -1,0 +1,182 @@
+//! What the live pipeline shares with the HTTP side: the latest frame and who is in it, running
+//! statistics, and the stream of new events. The pipeline only ever stores into it and never
+//! waits for a client; clients read copies.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use image::RgbImage;
+use tokio::sync::{broadcast, watch};
+
+use crate::live::{InView, StageTotals, ViewState};
+
+/// The latest frame the pipeline finished, and the faces it saw in it.
+pub struct LatestFrame {
+    pub number: u64,
+    pub rgb: Arc<RgbImage>,
+    pub faces: Vec<InView>,
+}
+
+/// Running numbers about the live pipeline, for the status page and `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct LiveStats {
+    pub source: String,
+    /// Frames per second over the last few seconds.
+    pub fps: f64,
+    pub frames: u64,
+    pub dropped: u64,
+    /// Milliseconds per frame: detect, landmarks+align, embed, match+track (since the start).
+    pub stage_ms: [f64; 4],
+    pub in_view: Vec<InView>,
+    /// Whether the frame source has ended (the API keeps serving).
+    pub ended: bool,
+}
+
+pub struct Hub {
+    started: Instant,
+    stats: Mutex<LiveStats>,
+    frame: Mutex<Option<LatestFrame>>,
+    /// The annotated JPEG of one frame, encoded once however many clients watch.
+    encoded: Mutex<Option<(u64, Arc<Vec<u8>>)>>,
+    frame_number: watch::Sender<u64>,
+    events: broadcast::Sender<Arc<str>>,
+    pub stream_clients: AtomicUsize,
+    /// Events seen: identified, unknown, left.
+    event_counts: [AtomicU64; 3],
+    pub events_dropped: AtomicU64,
+}
+
+/// Recovers a poisoned lock: the data behind these locks is replaced whole, never left half-done.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Events a slow SSE client may fall behind by before it misses some (it is told how many).
+const EVENT_BACKLOG: usize = 256;
+
+impl Hub {
+    pub fn new(source: String) -> Hub {
+        Hub {
+            started: Instant::now(),
+            stats: Mutex::new(LiveStats {
+                source,
+                ..LiveStats::default()
+            }),
+            frame: Mutex::new(None),
+            encoded: Mutex::new(None),
+            frame_number: watch::channel(0).0,
+            events: broadcast::channel(EVENT_BACKLOG).0,
+            stream_clients: AtomicUsize::new(0),
+            event_counts: Default::default(),
+            events_dropped: AtomicU64::new(0),
+        }
+    }
+
+    pub fn uptime_s(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    /// The pipeline finished a frame.
+    pub fn frame_done(&self, number: u64, rgb: Arc<RgbImage>, faces: Vec<InView>) {
+        *lock(&self.frame) = Some(LatestFrame { number, rgb, faces });
+        self.frame_number.send_replace(number);
+    }
+
+    pub fn set_stats(&self, update: impl FnOnce(&mut LiveStats)) {
+        update(&mut lock(&self.stats));
+    }
+
+    pub fn stats(&self) -> LiveStats {
+        lock(&self.stats).clone()
+    }
+
+    /// Updates the statistics from the recognizer's totals.
+    pub fn record_totals(&self, totals: &StageTotals, dropped: u64, fps: Option<f64>) {
+        let stage_ms = totals.per_frame_ms();
+        self.set_stats(|s| {
+            s.frames = totals.frames;
+            s.dropped = dropped;
+            s.stage_ms = stage_ms;
+            if let Some(fps) = fps {
+                s.fps = fps;
+            }
+        });
+    }
+
+    /// Waits for frames after the one a client saw last.
+    pub fn subscribe_frames(&self) -> watch::Receiver<u64> {
+        self.frame_number.subscribe()
+    }
+
+    /// The latest frame annotated with boxes and names, as JPEG; `None` before the first frame.
+    pub fn annotated_jpeg(&self) -> Result<Option<(u64, Arc<Vec<u8>>)>, String> {
+        let (number, rgb, faces) = match &*lock(&self.frame) {
+            Some(f) => (f.number, f.rgb.clone(), f.faces.clone()),
+            None => return Ok(None),
+        };
+        if let Some((n, jpeg)) = &*lock(&self.encoded) {
+            if *n == number {
+                return Ok(Some((number, jpeg.clone())));
+            }
+        }
+        let mut img = (*rgb).clone();
+        annotate(&mut img, &faces);
+        let jpeg = Arc::new(crate::jpeg::encode(&img, 80.0)?);
+        *lock(&self.encoded) = Some((number, jpeg.clone()));
+        Ok(Some((number, jpeg)))
+    }
+
+    /// The latest raw frame (for guided camera shots).
+    pub fn latest_frame(&self) -> Option<(u64, Arc<RgbImage>)> {
+        lock(&self.frame)
+            .as_ref()
+            .map(|f| (f.number, f.rgb.clone()))
+    }
+
+    /// Publishes a stored event (its JSON) to live subscribers.
+    pub fn publish_event(&self, kind: crate::tracker::EventKind, json: Arc<str>) {
+        let i = match kind {
+            crate::tracker::EventKind::Identified => 0,
+            crate::tracker::EventKind::Unknown => 1,
+            crate::tracker::EventKind::Left => 2,
+        };
+        self.event_counts[i].fetch_add(1, Ordering::Relaxed);
+        // No subscriber is not an error: nobody is watching.
+        let _ = self.events.send(json);
+    }
+
+    pub fn subscribe_events(&self) -> broadcast::Receiver<Arc<str>> {
+        self.events.subscribe()
+    }
+
+    /// Events seen since the start: identified, unknown, left.
+    pub fn event_counts(&self) -> [u64; 3] {
+        [0, 1, 2].map(|i| self.event_counts[i].load(Ordering::Relaxed))
+    }
+}
+
+const IDENTIFIED: [u8; 3] = [40, 220, 90];
+const UNKNOWN: [u8; 3] = [240, 170, 30];
+const PENDING: [u8; 3] = [200, 200, 200];
+
+/// Draws each face's box and, above it, its name and score (or "unknown" / "?").
+pub fn annotate(img: &mut RgbImage, faces: &[InView]) {
+    use crate::draw::font;
+    let scale = if img.width() >= 1000 { 3 } else { 2 };
+    for f in faces {
+        let (colour, text) = match (f.state, &f.name) {
+            (ViewState::Identified, Some(name)) => (IDENTIFIED, format!("{name} {:.2}", f.score)),
+            (ViewState::Pending, _) => (PENDING, "?".to_string()),
+            _ => (UNKNOWN, format!("unknown {:.2}", f.score)),
+        };
+        crate::draw::outline(img, &f.rect, scale as i32, colour);
+        let height = (font::LINE_HEIGHT * scale + 4 * scale) as i32;
+        let y = if f.rect.y >= height {
+            f.rect.y - height
+        } else {
+            f.rect.y.saturating_add(f.rect.h)
+        };
+        font::label(img, f.rect.x, y, &text, scale, [0, 0, 0], colour);
+    }
+}

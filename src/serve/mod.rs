@@ -1,0 +1,176 @@
+//! `facegate serve`: the board as an appliance. The live pipeline (run by the caller, as `watch`
+//! runs it) shares its frames and events through a [`hub::Hub`]; this module adds the event
+//! history, the HTTP API and the web UI on a small tokio runtime of its own, so a slow client
+//! never holds up recognition.
+
+pub mod api;
+pub mod auth;
+pub mod history;
+pub mod hub;
+pub mod pending;
+pub mod recorder;
+pub mod state_dir;
+mod ui;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use crate::gallery::{Gallery, IndexStamp};
+use crate::pipeline::Pipeline;
+
+/// What the status page shows about the model.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ModelSummary {
+    pub name: String,
+    pub licence: String,
+    pub fingerprint: String,
+    pub threshold: f32,
+    pub embedding_dim: usize,
+}
+
+impl ModelSummary {
+    pub fn of(pipeline: &Pipeline) -> ModelSummary {
+        let card = pipeline.embedder.card();
+        ModelSummary {
+            name: card.name.clone(),
+            licence: card.license.clone(),
+            fingerprint: card.sha256.clone(),
+            threshold: pipeline.threshold,
+            embedding_dim: card.embedding_dim,
+        }
+    }
+}
+
+/// Everything a request handler may use.
+pub struct App {
+    pub hub: Arc<hub::Hub>,
+    pub history: Arc<Mutex<history::History>>,
+    pub token: auth::Token,
+    pub logins: auth::FailedLogins,
+    /// The stages for still photos (API requests), apart from the live pipeline's own.
+    pub pipeline: Mutex<Pipeline>,
+    pub model: ModelSummary,
+    pub gallery_dir: PathBuf,
+    gallery: Mutex<Option<(Option<IndexStamp>, Arc<Gallery>)>>,
+    pub pending: pending::PendingShots,
+    pub max_body: usize,
+    pub state_dir: PathBuf,
+}
+
+/// Recovers a poisoned lock: a panicking request must not take the server down with it.
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl App {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        hub: Arc<hub::Hub>,
+        history: Arc<Mutex<history::History>>,
+        token: &str,
+        pipeline: Pipeline,
+        gallery_dir: PathBuf,
+        max_body: usize,
+        state_dir: PathBuf,
+    ) -> App {
+        App {
+            hub,
+            history,
+            token: auth::Token::new(token),
+            logins: auth::FailedLogins::default(),
+            model: ModelSummary::of(&pipeline),
+            pipeline: Mutex::new(pipeline),
+            gallery_dir,
+            gallery: Mutex::new(None),
+            pending: pending::PendingShots::default(),
+            max_body,
+            state_dir,
+        }
+    }
+
+    /// The gallery as committed now, re-read only when its index changed on disk.
+    pub fn gallery(&self) -> Result<Arc<Gallery>, String> {
+        let stamp = Gallery::index_stamp(&self.gallery_dir);
+        let mut cached = lock(&self.gallery);
+        if let Some((s, g)) = &*cached {
+            if *s == stamp && stamp.is_some() {
+                return Ok(g.clone());
+            }
+        }
+        let model = lock(&self.pipeline).model_info();
+        let g = Arc::new(Gallery::open(&self.gallery_dir, &model).map_err(|e| e.to_string())?);
+        *cached = Some((stamp, g.clone()));
+        Ok(g)
+    }
+}
+
+/// The running HTTP server.
+pub struct Server {
+    pub addr: SocketAddr,
+    runtime: tokio::runtime::Runtime,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+/// Worker threads of the server's runtime: requests are small; heavy work (recognition, JPEG
+/// encoding, SQLite) runs on the blocking pool, bounded below.
+const WORKERS: usize = 2;
+const BLOCKING_THREADS: usize = 8;
+
+impl Server {
+    /// Binds `listen` and starts serving `app`.
+    pub fn start(app: App, listen: SocketAddr) -> Result<Server, String> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(WORKERS)
+            .max_blocking_threads(BLOCKING_THREADS)
+            .thread_name("facegate-http")
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(|e| format!("cannot start the HTTP runtime: {e}"))?;
+        let std_listener = std::net::TcpListener::bind(listen)
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        std_listener
+            .set_nonblocking(true)
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        let addr = std_listener
+            .local_addr()
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        let router = api::router(Arc::new(app));
+        let task = runtime.block_on(async {
+            let listener = tokio::net::TcpListener::from_std(std_listener)
+                .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+            let service = router.into_make_service_with_connect_info::<SocketAddr>();
+            Ok::<_, String>(tokio::spawn(async move {
+                axum::serve(listener, service)
+                    .with_graceful_shutdown(async {
+                        let _ = stopped.await;
+                    })
+                    .await
+            }))
+        })?;
+        Ok(Server {
+            addr,
+            runtime,
+            shutdown: Some(shutdown),
+            task: Some(task),
+        })
+    }
+
+    /// Stops accepting requests, lets running ones finish briefly, and stops.
+    pub fn stop(mut self) {
+        if let Some(s) = self.shutdown.take() {
+            let _ = s.send(());
+        }
+        if let Some(task) = self.task.take() {
+            // Streams (MJPEG, SSE) never finish on their own: give requests a moment, no more.
+            let _ = self.runtime.block_on(async {
+                tokio::time::timeout(std::time::Duration::from_secs(2), task).await
+            });
+        }
+        self.runtime
+            .shutdown_timeout(std::time::Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,90 @@
+//! The pipeline's events into the history: a thread that stores each event and its snapshot,
+//! then tells live subscribers. The pipeline hands events over without waiting; if the disk is
+//! so slow that the queue fills, events are counted as dropped rather than stalling recognition.
+
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+
+use crate::live::Event;
+use crate::serve::history::{History, Retention};
+use crate::serve::hub::Hub;
+
+/// Events waiting to be stored at most.
+const QUEUE: usize = 256;
+
+pub struct Recorder {
+    queue: Option<SyncSender<Event>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    hub: Arc<Hub>,
+}
+
+impl Recorder {
+    pub fn start(
+        history: Arc<Mutex<History>>,
+        hub: Arc<Hub>,
+        keep: Retention,
+    ) -> Result<Recorder, String> {
+        crate::serve::lock(&history).enforce(keep)?;
+        let (queue, events) = sync_channel(QUEUE);
+        let thread_hub = hub.clone();
+        let thread = std::thread::Builder::new()
+            .name("facegate-recorder".into())
+            .spawn(move || record(events, &history, &thread_hub, keep))
+            .map_err(|e| format!("cannot start the event recorder: {e}"))?;
+        Ok(Recorder {
+            queue: Some(queue),
+            thread: Some(thread),
+            hub,
+        })
+    }
+
+    /// Hands an event over; never blocks.
+    pub fn send(&self, event: Event) {
+        let Some(queue) = &self.queue else { return };
+        match queue.try_send(event) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.hub
+                    .events_dropped
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Stores what is queued, then stops.
+    pub fn finish(mut self) {
+        self.queue.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn record(events: Receiver<Event>, history: &Mutex<History>, hub: &Hub, keep: Retention) {
+    let mut warnings = crate::warnings::Throttle::per_minute();
+    for event in events {
+        let snapshot = event
+            .face
+            .as_ref()
+            .and_then(|face| match crate::jpeg::encode(face, 85.0) {
+                Ok(jpeg) => Some(jpeg),
+                Err(e) => {
+                    warnings.warn(&format!("event snapshot not kept: {e}"));
+                    None
+                }
+            });
+        let stored = crate::serve::lock(history).insert(&event, snapshot.as_deref());
+        match stored {
+            Ok(stored) => match serde_json::to_string(&stored) {
+                Ok(json) => hub.publish_event(event.kind, json.into()),
+                Err(e) => warnings.warn(&format!("event not published: {e}")),
+            },
+            Err(e) => warnings.warn(&format!("event not stored: {e}")),
+        }
+        // Events come a few a minute, and the check is one indexed query: run it every time, so
+        // the limits hold exactly.
+        if let Err(e) = crate::serve::lock(history).enforce(keep) {
+            warnings.warn(&e);
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! The state directory of `facegate serve`: its lock (one server per directory) and the API
+//! token.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+const LOCK: &str = "serve.lock";
+pub const TOKEN: &str = "token";
+/// 128 bits of randomness, as 32 hex digits.
+const TOKEN_BYTES: usize = 16;
+/// A shorter token than this is guessable; one set by hand must be at least this long.
+pub const MIN_TOKEN_CHARS: usize = 32;
+
+pub struct StateDir {
+    pub dir: PathBuf,
+    _lock: File,
+}
+
+impl StateDir {
+    /// Creates the directory (owner-only) if needed and takes its lock.
+    pub fn open(dir: &Path) -> Result<StateDir, String> {
+        let shown = crate::terminal::path(dir);
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create the state directory {shown}: {e}"))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // Snapshots of faces and the token live here: other users have no business reading.
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        }
+        let path = dir.join(LOCK);
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| format!("cannot open {}: {e}", crate::terminal::path(&path)))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(format!(
+                    "another facegate serve is using the state directory {shown}; stop it, or \
+                     give this one its own --state-dir"
+                ))
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(format!("cannot lock {}: {e}", crate::terminal::path(&path)))
+            }
+        }
+        Ok(StateDir {
+            dir: dir.to_path_buf(),
+            _lock: lock,
+        })
+    }
+
+    /// The API token: read from `token_file` when given, else from the state directory, where
+    /// a new one is generated on first start. The flag says whether it was just generated.
+    pub fn token(&self, token_file: Option<&Path>) -> Result<(String, bool), String> {
+        if let Some(path) = token_file {
+            return read_token(path).map(|t| (t, false));
+        }
+        let path = self.dir.join(TOKEN);
+        if path.exists() {
+            return read_token(&path).map(|t| (t, false));
+        }
+        let mut bytes = [0u8; TOKEN_BYTES];
+        getrandom::fill(&mut bytes)
+            .map_err(|e| format!("cannot get random bytes for a token: {e}"))?;
+        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        write_private(&path, format!("{token}\n").as_bytes())?;
+        Ok((token, true))
+    }
+}
+
+fn read_token(path: &Path) -> Result<String, String> {
+    let text = crate::limits::read_text(path, 4096, "token file")?;
+    let token = text.trim();
+    if token.chars().count() < MIN_TOKEN_CHARS || token.chars().any(|c| c.is_whitespace()) {
+        return Err(format!(
+            "token file {}: a token is one word of at least {MIN_TOKEN_CHARS} characters \
+             (`openssl rand -hex 16` makes one)",
+            crate::terminal::path(path)
+        ));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(m) = std::fs::metadata(path) {
+            if m.permissions().mode() & 0o077 != 0 {
+                eprintln!(
+                    "facegate: warning: the token file {} can be read by other users; chmod 600 it",
+                    crate::terminal::path(path)
+                );
+            }
+        }
+    }
+    Ok(token.to_string())
+}
+
+/// Writes a file only its owner can read, atomically.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let tmp = path.with_extension("tmp");
+    let fail = |e: std::io::Error| format!("cannot write {}: {e}", crate::terminal::path(path));
+    let mut options = File::options();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options.open(&tmp).map_err(fail)?;
+    f.write_all(bytes).map_err(fail)?;
+    f.sync_all().map_err(fail)?;
+    std::fs::rename(&tmp, path).map_err(fail)
+}

@@ -1,0 +1,546 @@
+//! `facegate serve` end to end: a real server on a loopback port, frames on its MJPEG input,
+//! the API driven over HTTP: enroll, recognise, events on SSE and in the SQLite history,
+//! snapshots, corrections, gallery edits; and the defences (token, rate limit, size limits).
+
+mod common;
+
+use common::server::{blank, call, frame_with, multipart, wait_for, Server};
+use common::{photo, scratch};
+
+fn read(name: &str) -> Vec<u8> {
+    std::fs::read(photo(name)).unwrap()
+}
+
+/// Someone in view for `n` frames, then `gone` empty frames (they leave after 15).
+fn visit(name: &str, n: usize, gone: usize) -> Vec<image::RgbImage> {
+    // Close to the camera, as at a door: the face is large enough to enroll from a snapshot.
+    let mut frames: Vec<_> = (0..n)
+        .map(|i| frame_with(&photo(name), 560, 20 + 2 * i as i64, 0))
+        .collect();
+    frames.extend((0..gone).map(|_| blank()));
+    frames
+}
+
+#[test]
+fn the_api_enrolls_recognizes_records_and_corrects() {
+    let dir = scratch("serve", "api");
+    let mut s = Server::start(&dir.join("state"), &dir.join("gallery"), &[]);
+    assert_eq!(
+        s.token.len(),
+        32,
+        "a 128-bit token is generated: {}",
+        s.log()
+    );
+    assert!(s.log().contains(&s.token), "the new token is printed once");
+    let live = s.events();
+
+    // Who is who: enroll through the API from two photos.
+    let (kind, body) = multipart(&[
+        ("name", None, b"Obama"),
+        ("photo", Some("obama.jpg"), &read("obama.jpg")),
+        ("photo", Some("obama2.jpg"), &read("obama2.jpg")),
+    ]);
+    let r = s.send("POST", "/api/v1/people", &kind, &body);
+    assert_eq!(r.status, 201, "{}", r.text());
+    let obama = r.json();
+    assert_eq!(obama["name"], "Obama");
+    assert_eq!(obama["shots"], 2);
+    let id = obama["id"].as_str().unwrap().to_string();
+    let shot = s.get(obama["shot_urls"][0].as_str().unwrap());
+    assert_eq!((shot.status, shot.kind.as_str()), (200, "image/png"));
+    assert_eq!(
+        s.get("/api/v1/people").json()["people"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // A photo with a face that is not one shot: the reason names the photo.
+    let (kind, body) = multipart(&[
+        ("name", None, b"Nobody"),
+        ("photo", Some("blank.png"), &png(&blank())),
+    ]);
+    let r = s.send("POST", "/api/v1/people", &kind, &body);
+    assert_eq!(r.status, 400);
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("photo 1 (blank.png): no face found"),
+        "{}",
+        r.text()
+    );
+    let (kind, body) = multipart(&[
+        ("name", None, b"Obama"),
+        ("photo", Some("a.jpg"), &read("obama.jpg")),
+    ]);
+    assert_eq!(s.send("POST", "/api/v1/people", &kind, &body).status, 409);
+
+    // Still photos.
+    let r = s.send(
+        "POST",
+        "/api/v1/recognize",
+        "image/jpeg",
+        &read("obama2.jpg"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let face = &r.json()["faces"][0];
+    assert_eq!(face["name"], "Obama");
+    assert_eq!(face["known"], true);
+    assert!(face["score"].as_f64().unwrap() >= 0.363);
+    assert_eq!(face["landmarks"].as_array().unwrap().len(), 5);
+    let r = s.send(
+        "POST",
+        "/api/v1/recognize",
+        "image/jpeg",
+        &read("biden.jpg"),
+    );
+    assert_eq!(r.json()["faces"][0]["name"], serde_json::Value::Null);
+    assert_eq!(r.json()["faces"][0]["known"], false);
+    let r = s.send(
+        "POST",
+        "/api/v1/detect",
+        "image/png",
+        &png(&frame_with(&photo("obama.jpg"), 320, 10, 10)),
+    );
+    assert_eq!(
+        r.json()["faces"].as_array().unwrap().len(),
+        1,
+        "{}",
+        r.text()
+    );
+    let (kind, body) = multipart(&[
+        ("a", Some("a.jpg"), &read("obama.jpg")),
+        ("b", Some("b.jpg"), &read("obama2.jpg")),
+    ]);
+    assert_eq!(
+        s.send("POST", "/api/v1/verify", &kind, &body).json()["same"],
+        true
+    );
+    let (kind, body) = multipart(&[
+        ("a", Some("a.jpg"), &read("obama.jpg")),
+        ("b", Some("b.jpg"), &read("biden.jpg")),
+    ]);
+    assert_eq!(
+        s.send("POST", "/api/v1/verify", &kind, &body).json()["same"],
+        false
+    );
+
+    // The live pipeline saw the enrollment without a restart: Obama walks past the camera.
+    s.feed(&visit("obama2.jpg", 8, 20));
+    let seen = wait_for(&live, "identified", |e| e["event"] == "identified");
+    assert_eq!(seen["name"], "Obama");
+    wait_for(&live, "left", |e| e["event"] == "left");
+    let snapshot = seen["snapshot"]
+        .as_str()
+        .expect("identified events have a snapshot");
+    let jpeg = s.get(snapshot);
+    assert_eq!((jpeg.status, jpeg.kind.as_str()), (200, "image/jpeg"));
+    let face = facegate::image_io::decode(&jpeg.body).unwrap();
+    assert!(face.width() as i64 >= seen["box"]["w"].as_i64().unwrap());
+    let frame = s.get("/api/v1/snapshot.jpg");
+    assert_eq!(
+        facegate::image_io::decode(&frame.body).unwrap().width(),
+        640
+    );
+
+    // The same events, in the history, filtered.
+    let history = s.get("/api/v1/events?person=Obama").json();
+    let stored: Vec<&str> = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(stored, ["left", "identified"]);
+    assert_eq!(
+        s.get("/api/v1/events?unknown=true").json()["events"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    let page = s.get("/api/v1/events?limit=1").json();
+    assert_eq!(page["events"].as_array().unwrap().len(), 1);
+    assert!(page["next_before"].is_i64());
+
+    // "That is not Obama" is stored and shown.
+    let eid = seen["id"].as_i64().unwrap();
+    let r = s.json(
+        "POST",
+        &format!("/api/v1/events/{eid}/correction"),
+        serde_json::json!({"same": false}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["event"]["correction"]["name"], "Obama");
+    assert_eq!(
+        s.get(&format!("/api/v1/events/{eid}")).json()["correction"]["same"],
+        false
+    );
+
+    // A stranger stays: unknown; "this is Biden" enrolls him from the snapshot.
+    s.feed(&visit("biden.jpg", 8, 0));
+    let stranger = wait_for(&live, "unknown", |e| e["event"] == "unknown");
+    let r = s.json(
+        "POST",
+        &format!("/api/v1/events/{}/correction", stranger["id"]),
+        serde_json::json!({"name": "Biden", "same": true}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let biden = r.json()["person"].clone();
+    assert_eq!(
+        (biden["name"].as_str(), biden["shots"].as_i64()),
+        (Some("Biden"), Some(1))
+    );
+    // Within a second the pipeline knows him: the same track is now identified.
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    s.feed(&visit("biden.jpg", 4, 0));
+    let known = wait_for(&live, "identified Biden", |e| e["event"] == "identified");
+    assert_eq!(known["name"], "Biden");
+
+    // Edits: rename, add a shot, drop it, remove.
+    let bid = biden["id"].as_str().unwrap();
+    let r = s.json(
+        "PATCH",
+        &format!("/api/v1/people/{bid}"),
+        serde_json::json!({"name": "Joe"}),
+    );
+    assert_eq!(r.json()["name"], "Joe");
+    let r = s.json(
+        "PATCH",
+        &format!("/api/v1/people/{bid}"),
+        serde_json::json!({"name": "Obama"}),
+    );
+    assert_eq!(r.status, 409);
+    let r = s.send(
+        "POST",
+        &format!("/api/v1/people/{bid}/shots"),
+        "image/jpeg",
+        &read("biden.jpg"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["shots"], 2);
+    let r = s.send(
+        "POST",
+        &format!("/api/v1/people/{id}/shots"),
+        "image/jpeg",
+        &read("biden.jpg"),
+    );
+    assert_eq!(r.status, 400, "a shot of someone else is refused");
+    assert!(r.text().contains("does not look like"), "{}", r.text());
+    let r = s.delete(&format!("/api/v1/people/{bid}/shots/0"));
+    assert_eq!(r.json()["shots"], 1);
+    assert_eq!(
+        s.delete(&format!("/api/v1/people/{bid}/shots/0")).status,
+        400,
+        "the last shot stays"
+    );
+    assert_eq!(s.delete(&format!("/api/v1/people/{bid}")).status, 204);
+    assert_eq!(s.get(&format!("/api/v1/people/{bid}")).status, 404);
+
+    let status = s.get("/api/v1/status").json();
+    assert_eq!(status["gallery"]["people"], 1, "{status}");
+    assert!(
+        status["model"]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("sface"),
+        "{status}"
+    );
+    assert_eq!(
+        status["live"]["frames"], 40,
+        "every frame fed was recognised"
+    );
+    let metrics = s.get("/metrics");
+    assert!(
+        metrics
+            .text()
+            .contains("facegate_events_total{event=\"identified\"} 2"),
+        "{}",
+        metrics.text()
+    );
+    assert!(s
+        .get("/api/v1/openapi.yaml")
+        .text()
+        .contains("openapi: 3.0"));
+
+    // The history outlives the process.
+    let log = s.stop();
+    assert!(!log.contains("panicked"), "{log}");
+    let s = Server::start(&dir.join("state"), &dir.join("gallery"), &[]);
+    let again = s.get("/api/v1/events?limit=500").json();
+    assert!(again["events"].as_array().unwrap().len() >= 5, "{again}");
+    assert_eq!(s.get(snapshot).status, 200);
+}
+
+fn png(img: &image::RgbImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
+    out
+}
+
+#[test]
+fn without_the_token_nothing_but_health_answers_and_guessing_is_limited() {
+    let dir = scratch("serve", "auth");
+    let s = Server::start(&dir.join("state"), &dir.join("gallery"), &[]);
+    let health = call("GET", &s.url("/health"), None, None);
+    assert_eq!(
+        (health.status, health.json()["status"].as_str()),
+        (200, Some("ok"))
+    );
+    for path in [
+        "/api/v1/status",
+        "/api/v1/people",
+        "/api/v1/events",
+        "/api/v1/events/stream",
+        "/api/v1/stream.mjpeg",
+        "/api/v1/snapshot.jpg",
+        "/metrics",
+        "/api/v1/openapi.yaml",
+        "/api/v1/events/1/snapshot.jpg",
+        "/api/v1/people/p000001/shots/0.png",
+    ] {
+        let r = call("GET", &s.url(path), None, None);
+        assert_eq!(r.status, 401, "{path} without a token");
+        assert!(r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("Authorization: Bearer"));
+    }
+    let r = call(
+        "POST",
+        &s.url("/api/v1/recognize"),
+        None,
+        Some(("image/jpeg", b"\xff\xd8\xff")),
+    );
+    assert_eq!(r.status, 401);
+    // The web UI's files hold no data and load without it.
+    assert_eq!(call("GET", &s.url("/"), None, None).status, 200);
+    assert_eq!(call("GET", &s.url("/ui/app.js"), None, None).status, 200);
+
+    // The login sets the cookie the UI's images use.
+    let r = call(
+        "POST",
+        &s.url("/api/v1/login"),
+        None,
+        Some(("application/json", br#"{"token":"nope"}"#)),
+    );
+    assert_eq!(r.status, 401);
+    let body = serde_json::json!({"token": s.token}).to_string();
+    let r = call(
+        "POST",
+        &s.url("/api/v1/login"),
+        None,
+        Some(("application/json", body.as_bytes())),
+    );
+    assert_eq!(r.status, 204);
+    let cookie = r.cookie.unwrap();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let session = cookie.split(';').next().unwrap().to_string();
+    let res = ureq::get(&s.url("/api/v1/status"))
+        .set("Cookie", &session)
+        .call()
+        .unwrap();
+    assert_eq!(res.status(), 200);
+
+    // Guessing: ten wrong tokens a minute, then even the right one is refused from there.
+    let mut statuses = Vec::new();
+    for i in 0..12 {
+        let r = call(
+            "GET",
+            &s.url("/api/v1/status"),
+            Some(&format!("Bearer wrong{i}")),
+            None,
+        );
+        statuses.push(r.status);
+    }
+    assert_eq!(&statuses[..9], &[401; 9]);
+    assert_eq!(statuses[11], 429);
+    assert_eq!(s.get("/api/v1/status").status, 429);
+    assert_eq!(call("GET", &s.url("/health"), None, None).status, 200);
+    assert!(
+        s.log().contains("wrong API token from 127.0.0.1"),
+        "{}",
+        s.log()
+    );
+}
+
+#[test]
+fn oversized_and_hostile_requests_are_refused_with_reasons() {
+    let dir = scratch("serve", "hostile");
+    let token_file = dir.join("my-token");
+    std::fs::write(&token_file, "0123456789abcdef0123456789abcdef-given\n").unwrap();
+    let args = [
+        "--max-body",
+        "100000",
+        "--token-file",
+        token_file.to_str().unwrap(),
+    ];
+    let mut s = Server::start(&dir.join("state"), &dir.join("gallery"), &args);
+    s.token = "0123456789abcdef0123456789abcdef-given".into();
+    assert!(
+        !dir.join("state/token").exists(),
+        "a given token file is used, none generated"
+    );
+    assert_eq!(s.get("/api/v1/status").status, 200);
+
+    let big = vec![0u8; 150_000];
+    let r = s.send("POST", "/api/v1/recognize", "image/jpeg", &big);
+    assert_eq!(r.status, 413);
+    let (kind, body) = multipart(&[("name", None, b"X"), ("photo", Some("big.jpg"), &big)]);
+    assert_eq!(s.send("POST", "/api/v1/people", &kind, &body).status, 413);
+
+    // A decompression bomb: a small file that would decode to 400 MP.
+    let bomb = png_bomb(20_000, 20_000);
+    assert!(bomb.len() < 100_000, "{}", bomb.len());
+    let r = s.send("POST", "/api/v1/recognize", "image/png", &bomb);
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert!(r.text().contains("20000x20000"), "{}", r.text());
+
+    let mut corrupt = read("obama.jpg");
+    corrupt.truncate(corrupt.len() / 3);
+    corrupt.truncate(90_000);
+    let r = s.send("POST", "/api/v1/recognize", "image/jpeg", &corrupt);
+    assert_eq!(r.status, 400);
+    assert!(
+        r.json()["error"].as_str().unwrap().starts_with("image: "),
+        "{}",
+        r.text()
+    );
+    let r = s.send("POST", "/api/v1/recognize", "text/plain", b"hello");
+    assert_eq!(r.status, 415);
+    let r = s.send(
+        "POST",
+        "/api/v1/recognize",
+        "image/jpeg",
+        b"GIF89a not a jpeg",
+    );
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("not a JPEG or PNG"), "{}", r.text());
+
+    // Names are data, never paths; routes never leave their folders.
+    let small = common::server::jpeg(&frame_with(&photo("obama.jpg"), 400, 100, 20));
+    let (kind, body) = multipart(&[
+        ("name", None, b"../../token"),
+        ("photo", Some("../../x.jpg"), &small),
+    ]);
+    let r = s.send("POST", "/api/v1/people", &kind, &body);
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["name"], "../../token");
+    assert!(r.json()["id"].as_str().unwrap().starts_with('p'));
+    for path in [
+        "/api/v1/events/..%2F..%2Ftoken/snapshot.jpg",
+        "/api/v1/people/..%2F..%2Fstate%2Ftoken/shots/0.png",
+        "/ui/..%2F..%2FCargo.toml",
+        "/api/v1/camera/shots/..%2Ftoken.png",
+    ] {
+        let r = s.get(path);
+        assert!(matches!(r.status, 400 | 404), "{path}: {}", r.status);
+        assert!(!r.text().contains("0123456789abcdef"), "{path}");
+    }
+    s.feed(&[blank()]);
+    let log = s.stop();
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+/// A PNG header claiming `w`x`h` with almost no data: what a decompression bomb looks like to
+/// the header check (the decoder never gets to inflate it).
+fn png_bomb(w: u32, h: u32) -> Vec<u8> {
+    let mut enc = Vec::new();
+    {
+        let mut e = png::Encoder::new(&mut enc, w, h);
+        e.set_color(png::ColorType::Grayscale);
+        let mut writer = e.write_header().unwrap();
+        let mut stream = writer.stream_writer().unwrap();
+        let row = vec![0u8; w as usize];
+        for _ in 0..50 {
+            std::io::Write::write_all(&mut stream, &row).unwrap();
+        }
+        drop(stream);
+    }
+    enc
+}
+
+#[test]
+fn a_corrupt_history_is_refused_and_kept_and_a_busy_state_dir_is_refused() {
+    let dir = scratch("serve", "corrupt");
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join("events.db"), vec![0x42u8; 8192]).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_facegate"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--frames"])
+        .arg(&dir)
+        .arg("--state-dir")
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("events.db")
+            && err.contains("not a SQLite database")
+            && err.contains("left as it is"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(state.join("events.db")).unwrap(),
+        vec![0x42u8; 8192]
+    );
+
+    let fresh = dir.join("fresh");
+    let s = Server::start(&fresh, &dir.join("gallery"), &[]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_facegate"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--frames"])
+        .arg(&dir)
+        .arg("--state-dir")
+        .arg(&fresh)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("another facegate serve is using"));
+    drop(s);
+}
+
+#[test]
+fn retention_keeps_the_newest_events_and_cli_enrollments_are_seen_live() {
+    let dir = scratch("serve", "retention");
+    let gallery = dir.join("gallery");
+    let mut s = Server::start(&dir.join("state"), &gallery, &["--keep-events", "2"]);
+    let live = s.events();
+    // Another process enrolls while the server runs.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_facegate"))
+        .args(["enroll", "--name", "Obama", "--gallery"])
+        .arg(&gallery)
+        .arg(photo("obama.jpg"))
+        .output()
+        .unwrap();
+    common::ok(&out);
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    s.feed(&visit("obama2.jpg", 8, 20));
+    let seen = wait_for(&live, "identified", |e| e["event"] == "identified");
+    assert_eq!(seen["name"], "Obama");
+    wait_for(&live, "left", |e| e["event"] == "left");
+    s.feed(&visit("biden.jpg", 8, 20));
+    wait_for(&live, "unknown", |e| e["event"] == "unknown");
+    let left = wait_for(&live, "left", |e| e["event"] == "left");
+    let events = s.get("/api/v1/events").json();
+    let ids: Vec<i64> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "{events}");
+    assert_eq!(ids[0], left["id"].as_i64().unwrap());
+    // The first event's snapshot went with it.
+    assert_eq!(s.get(seen["snapshot"].as_str().unwrap()).status, 404);
+    assert!(!s
+        .state
+        .join(format!("snapshots/{}.jpg", seen["id"]))
+        .exists());
+}

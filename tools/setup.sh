@@ -20,6 +20,9 @@ ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1 || ls /usr/lib/*/libclang.so 
   || apt_install libclang-dev
 # The MQTT test publishes to a real broker.
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || apt_install mosquitto
+# The web UI's test drives a real, headless browser over WebDriver (tests/browser.rs).
+command -v chromium >/dev/null || apt_install chromium
+command -v chromedriver >/dev/null || apt_install chromium-driver
 
 if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then
   export PATH="$HOME/.cargo/bin:$PATH"

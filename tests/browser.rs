@@ -1,0 +1,250 @@
+//! The web UI in a real browser: Debian's chromium, headless, driven over WebDriver by
+//! chromedriver (installed by tools/setup.sh). Log in, add a person by uploading three photos on
+//! the People page, watch the Events page show them identified from the frame source with a
+//! snapshot. Screenshots of every page are saved in target/browser-screenshots/ to look at.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use common::server::{blank, frame_with, jpeg, Server, PATIENCE};
+use common::{photo, scratch};
+
+/// The W3C WebDriver protocol's name for an element reference.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+struct Browser {
+    driver: Child,
+    base: String,
+    session: String,
+}
+
+impl Browser {
+    fn start() -> Browser {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new(which("chromedriver"))
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver runs");
+        let base = format!("http://127.0.0.1:{port}");
+        let started = Instant::now();
+        while ureq::get(&format!("{base}/status")).call().is_err() {
+            assert!(started.elapsed() < PATIENCE, "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": which("chromium"),
+                // Root in a container needs --no-sandbox; a phone-sized window would hide nothing
+                // here, the layout is checked at desktop width.
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--window-size=1280,1000"]
+            }
+        }}});
+        let mut b = Browser {
+            driver,
+            base,
+            session: String::new(),
+        };
+        let v = b.post("/session", caps);
+        b.session = v["sessionId"].as_str().expect("a session").to_string();
+        b
+    }
+
+    fn post(&self, path: &str, body: Value) -> Value {
+        let url = format!("{}{path}", self.base);
+        match ureq::post(&url).send_json(body) {
+            Ok(r) => r.into_json::<Value>().unwrap()["value"].clone(),
+            Err(ureq::Error::Status(code, r)) => {
+                panic!("WebDriver {path}: {code} {}", r.into_string().unwrap_or_default())
+            }
+            Err(e) => panic!("WebDriver {path}: {e}"),
+        }
+    }
+
+    fn get(&self, path: &str) -> Value {
+        let url = format!("{}{path}", self.base);
+        ureq::get(&url).call().unwrap().into_json::<Value>().unwrap()["value"].clone()
+    }
+
+    fn session(&self, rest: &str) -> String {
+        format!("/session/{}{rest}", self.session)
+    }
+
+    fn open(&self, url: &str) {
+        self.post(&self.session("/url"), json!({ "url": url }));
+    }
+
+    /// Runs JavaScript in the page and returns its result.
+    fn script(&self, code: &str, args: Value) -> Value {
+        self.post(&self.session("/execute/sync"), json!({"script": code, "args": args}))
+    }
+
+    /// Waits until `code` (a JavaScript expression) is truthy; `what` says what was awaited.
+    fn wait(&self, what: &str, code: &str) {
+        let started = Instant::now();
+        loop {
+            if self.script(&format!("return !!({code});"), json!([])).as_bool() == Some(true) {
+                return;
+            }
+            if started.elapsed() > PATIENCE {
+                let text = self.script("return document.body.innerText;", json!([]));
+                panic!("waited in vain for {what}; the page says: {text}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn find(&self, css: &str) -> String {
+        let v = self.post(&self.session("/element"), json!({"using": "css selector", "value": css}));
+        v[ELEMENT].as_str().unwrap_or_else(|| panic!("no element {css}: {v}")).to_string()
+    }
+
+    fn type_into(&self, css: &str, text: &str) {
+        let e = self.find(css);
+        self.post(&self.session(&format!("/element/{e}/value")), json!({ "text": text }));
+    }
+
+    fn click(&self, css: &str) {
+        let e = self.find(css);
+        self.post(&self.session(&format!("/element/{e}/click")), json!({}));
+    }
+
+    fn screenshot(&self, name: &str) -> PathBuf {
+        let b64 = self.get(&self.session("/screenshot"));
+        let png = base64_decode(b64.as_str().unwrap());
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser-screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.png"));
+        std::fs::write(&path, &png).unwrap();
+        let img = image::load_from_memory(&png).unwrap();
+        assert!(img.width() >= 800, "a real screenshot: {}x{}", img.width(), img.height());
+        path
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if !self.session.is_empty() {
+            let _ = ureq::delete(&format!("{}/session/{}", self.base, self.session)).call();
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// A program the test needs, with what to do when it is missing.
+fn which(program: &str) -> String {
+    for dir in ["/usr/bin", "/usr/local/bin", "/usr/lib/chromium"] {
+        let p = Path::new(dir).join(program);
+        if p.exists() {
+            return p.display().to_string();
+        }
+    }
+    panic!(
+        "the browser test needs `{program}`: install Debian's chromium and chromium-driver \
+         (tools/setup.sh does)"
+    );
+}
+
+/// Standard base64 (the screenshots WebDriver returns), without a crate for one call.
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for v in text.bytes().filter_map(value) {
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+#[test]
+fn a_person_added_in_the_browser_is_identified_on_the_events_page() {
+    let dir = scratch("browser", "ui");
+    let mut server = Server::start(&dir.join("state"), &dir.join("gallery"), &[]);
+    let browser = Browser::start();
+
+    // Log in with the token.
+    browser.open(&server.url("/"));
+    browser.wait("the login form", "document.querySelector('#token') && document.querySelector('#token').offsetParent");
+    browser.screenshot("login");
+    browser.type_into("#token", &server.token);
+    browser.click("#login");
+    browser.wait("the pages after login", "document.querySelector('nav a[href=\"#people\"]').offsetParent");
+
+    // People: upload three shots (the third is a mirrored copy, as a slight turn).
+    let third = dir.join("obama-mirrored.jpg");
+    let rgb = facegate::image_io::load(Path::new(&photo("obama.jpg"))).unwrap().rgb;
+    std::fs::write(&third, jpeg(&image::imageops::flip_horizontal(&rgb))).unwrap();
+    browser.open(&server.url("/#people"));
+    browser.wait("the People page", "document.querySelector('#new-name').offsetParent");
+    browser.type_into("#new-name", "Obama");
+    let files = [photo("obama.jpg"), photo("obama2.jpg"), third.display().to_string()];
+    browser.type_into("#new-photos", &files.join("\n"));
+    browser.click("#add-person");
+    browser.wait(
+        "Obama on the People page with three shots",
+        "[...document.querySelectorAll('.person')].some(p => p.querySelector('.person-name').textContent === 'Obama' \
+         && [...p.querySelectorAll('img.shot')].filter(i => i.complete && i.naturalWidth > 0).length === 3)",
+    );
+    let people = browser.screenshot("people");
+    assert_eq!(server.get("/api/v1/people").json()["people"][0]["shots"], 3);
+
+    // Events: Obama walks past the camera.
+    browser.open(&server.url("/#events"));
+    browser.wait("the Events page", "document.querySelector('#events-list') && document.querySelector('#events-list').offsetParent");
+    std::thread::sleep(Duration::from_millis(500));
+    let mut frames: Vec<_> = (0..8).map(|i| frame_with(&photo("obama2.jpg"), 560, 20 + 2 * i, 0)).collect();
+    server.feed(&frames);
+    browser.wait(
+        "an identified event for Obama with its snapshot",
+        "[...document.querySelectorAll('.event')].some(e => e.querySelector('.event-name').textContent.includes('Obama') \
+         && e.querySelector('.event-kind').textContent.includes('identified') \
+         && e.querySelector('img.snapshot') && e.querySelector('img.snapshot').complete \
+         && e.querySelector('img.snapshot').naturalWidth > 0)",
+    );
+    let events = browser.screenshot("events");
+
+    // Live: the annotated stream with Obama in view.
+    browser.open(&server.url("/#live"));
+    frames = (0..20).map(|i| frame_with(&photo("obama2.jpg"), 560, 30 + i, 0)).collect();
+    server.feed(&frames);
+    browser.wait(
+        "the live stream and Obama in view",
+        "document.querySelector('#live-stream').naturalWidth > 0 && document.querySelector('#in-view').textContent.includes('Obama')",
+    );
+    let live = browser.screenshot("live");
+    browser.open(&server.url("/#status"));
+    browser.wait("the status table", "document.querySelector('#status-table').textContent.includes('sface')");
+    let status = browser.screenshot("status");
+    server.feed(&[blank()]);
+    for p in [people, events, live, status] {
+        eprintln!("screenshot: {}", p.display());
+    }
+}

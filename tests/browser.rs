@@ -67,7 +67,10 @@ impl Browser {
         match ureq::post(&url).send_json(body) {
             Ok(r) => r.into_json::<Value>().unwrap()["value"].clone(),
             Err(ureq::Error::Status(code, r)) => {
-                panic!("WebDriver {path}: {code} {}", r.into_string().unwrap_or_default())
+                panic!(
+                    "WebDriver {path}: {code} {}",
+                    r.into_string().unwrap_or_default()
+                )
             }
             Err(e) => panic!("WebDriver {path}: {e}"),
         }
@@ -75,7 +78,12 @@ impl Browser {
 
     fn get(&self, path: &str) -> Value {
         let url = format!("{}{path}", self.base);
-        ureq::get(&url).call().unwrap().into_json::<Value>().unwrap()["value"].clone()
+        ureq::get(&url)
+            .call()
+            .unwrap()
+            .into_json::<Value>()
+            .unwrap()["value"]
+            .clone()
     }
 
     fn session(&self, rest: &str) -> String {
@@ -88,14 +96,21 @@ impl Browser {
 
     /// Runs JavaScript in the page and returns its result.
     fn script(&self, code: &str, args: Value) -> Value {
-        self.post(&self.session("/execute/sync"), json!({"script": code, "args": args}))
+        self.post(
+            &self.session("/execute/sync"),
+            json!({"script": code, "args": args}),
+        )
     }
 
     /// Waits until `code` (a JavaScript expression) is truthy; `what` says what was awaited.
     fn wait(&self, what: &str, code: &str) {
         let started = Instant::now();
         loop {
-            if self.script(&format!("return !!({code});"), json!([])).as_bool() == Some(true) {
+            if self
+                .script(&format!("return !!({code});"), json!([]))
+                .as_bool()
+                == Some(true)
+            {
                 return;
             }
             if started.elapsed() > PATIENCE {
@@ -107,13 +122,22 @@ impl Browser {
     }
 
     fn find(&self, css: &str) -> String {
-        let v = self.post(&self.session("/element"), json!({"using": "css selector", "value": css}));
-        v[ELEMENT].as_str().unwrap_or_else(|| panic!("no element {css}: {v}")).to_string()
+        let v = self.post(
+            &self.session("/element"),
+            json!({"using": "css selector", "value": css}),
+        );
+        v[ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css}: {v}"))
+            .to_string()
     }
 
     fn type_into(&self, css: &str, text: &str) {
         let e = self.find(css);
-        self.post(&self.session(&format!("/element/{e}/value")), json!({ "text": text }));
+        self.post(
+            &self.session(&format!("/element/{e}/value")),
+            json!({ "text": text }),
+        );
     }
 
     fn click(&self, css: &str) {
@@ -129,7 +153,12 @@ impl Browser {
         let path = dir.join(format!("{name}.png"));
         std::fs::write(&path, &png).unwrap();
         let img = image::load_from_memory(&png).unwrap();
-        assert!(img.width() >= 800, "a real screenshot: {}x{}", img.width(), img.height());
+        assert!(
+            img.width() >= 800,
+            "a real screenshot: {}x{}",
+            img.width(),
+            img.height()
+        );
         path
     }
 }
@@ -192,20 +221,35 @@ fn a_person_added_in_the_browser_is_identified_on_the_events_page() {
 
     // Log in with the token.
     browser.open(&server.url("/"));
-    browser.wait("the login form", "document.querySelector('#token') && document.querySelector('#token').offsetParent");
+    browser.wait(
+        "the login form",
+        "document.querySelector('#token') && document.querySelector('#token').offsetParent",
+    );
     browser.screenshot("login");
     browser.type_into("#token", &server.token);
     browser.click("#login");
-    browser.wait("the pages after login", "document.querySelector('nav a[href=\"#people\"]').offsetParent");
+    browser.wait(
+        "the pages after login",
+        "document.querySelector('nav a[href=\"#people\"]').offsetParent",
+    );
 
     // People: upload three shots (the third is a mirrored copy, as a slight turn).
     let third = dir.join("obama-mirrored.jpg");
-    let rgb = facegate::image_io::load(Path::new(&photo("obama.jpg"))).unwrap().rgb;
+    let rgb = facegate::image_io::load(Path::new(&photo("obama.jpg")))
+        .unwrap()
+        .rgb;
     std::fs::write(&third, jpeg(&image::imageops::flip_horizontal(&rgb))).unwrap();
     browser.open(&server.url("/#people"));
-    browser.wait("the People page", "document.querySelector('#new-name').offsetParent");
+    browser.wait(
+        "the People page",
+        "document.querySelector('#new-name').offsetParent",
+    );
     browser.type_into("#new-name", "Obama");
-    let files = [photo("obama.jpg"), photo("obama2.jpg"), third.display().to_string()];
+    let files = [
+        photo("obama.jpg"),
+        photo("obama2.jpg"),
+        third.display().to_string(),
+    ];
     browser.type_into("#new-photos", &files.join("\n"));
     browser.click("#add-person");
     browser.wait(
@@ -220,7 +264,9 @@ fn a_person_added_in_the_browser_is_identified_on_the_events_page() {
     browser.open(&server.url("/#events"));
     browser.wait("the Events page", "document.querySelector('#events-list') && document.querySelector('#events-list').offsetParent");
     std::thread::sleep(Duration::from_millis(500));
-    let mut frames: Vec<_> = (0..8).map(|i| frame_with(&photo("obama2.jpg"), 560, 20 + 2 * i, 0)).collect();
+    let mut frames: Vec<_> = (0..8)
+        .map(|i| frame_with(&photo("obama2.jpg"), 560, 20 + 2 * i, 0))
+        .collect();
     server.feed(&frames);
     browser.wait(
         "an identified event for Obama with its snapshot",
@@ -233,7 +279,9 @@ fn a_person_added_in_the_browser_is_identified_on_the_events_page() {
 
     // Live: the annotated stream with Obama in view.
     browser.open(&server.url("/#live"));
-    frames = (0..20).map(|i| frame_with(&photo("obama2.jpg"), 560, 30 + i, 0)).collect();
+    frames = (0..20)
+        .map(|i| frame_with(&photo("obama2.jpg"), 560, 30 + i, 0))
+        .collect();
     server.feed(&frames);
     browser.wait(
         "the live stream and Obama in view",
@@ -241,7 +289,10 @@ fn a_person_added_in_the_browser_is_identified_on_the_events_page() {
     );
     let live = browser.screenshot("live");
     browser.open(&server.url("/#status"));
-    browser.wait("the status table", "document.querySelector('#status-table').textContent.includes('sface')");
+    browser.wait(
+        "the status table",
+        "document.querySelector('#status-table').textContent.includes('sface')",
+    );
     let status = browser.screenshot("status");
     server.feed(&[blank()]);
     for p in [people, events, live, status] {

@@ -56,19 +56,23 @@ fn the_dry_run_installs_binary_config_and_unit_then_starts_the_service() {
 }
 
 #[test]
-fn the_example_config_is_accepted_by_watch() {
-    // Every key of the shipped config must be a real `watch` setting: point it at a missing
-    // directory of frames and expect the frame error, not a config error.
+fn the_example_config_is_accepted_by_serve() {
+    // Every key of the shipped config must be a real `serve` setting: point it at a missing
+    // directory of frames and expect the frame error (which ends the service), not a config error.
     let config = std::fs::read_to_string(root().join("cross/config.example.toml")).unwrap();
     let dir = std::env::temp_dir().join(format!("facegate-deploy-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("config.toml");
     let gallery = dir.join("gallery");
-    let config = config.replace("/var/lib/facegate/gallery", gallery.to_str().unwrap());
+    let config = config
+        .replace("/var/lib/facegate/gallery", gallery.to_str().unwrap())
+        .replace("0.0.0.0:8080", "127.0.0.1:0");
     std::fs::write(&path, config).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_facegate"))
-        .args(["watch", "--frames", "/nonexistent/frames", "--config"])
+        .args(["serve", "--frames", "/nonexistent/frames", "--config"])
         .arg(&path)
+        .arg("--state-dir")
+        .arg(dir.join("state"))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -76,9 +80,13 @@ fn the_example_config_is_accepted_by_watch() {
         stderr.contains("cannot read frame directory /nonexistent/frames"),
         "{stderr}"
     );
+    assert!(
+        !out.status.success(),
+        "a source that fails ends the service"
+    );
     let unit = std::fs::read_to_string(root().join("cross/facegate.service")).unwrap();
     assert!(
-        unit.contains("ExecStart=/usr/local/bin/facegate watch --config /etc/facegate/config.toml")
+        unit.contains("ExecStart=/usr/local/bin/facegate serve --config /etc/facegate/config.toml")
     );
     assert!(unit.contains("StateDirectory=facegate") && unit.contains("Restart=on-failure"));
 }

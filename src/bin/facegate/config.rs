@@ -1,7 +1,7 @@
-//! `facegate watch --config FILE`: a TOML file of settings, for a service that should not carry
-//! its setup on the command line. Keys are `watch`'s long flag names (`gallery`, `camera`,
-//! `threshold`, `mqtt-topic`, ...); each value becomes that flag's default, so a flag given on the
-//! command line still wins.
+//! `facegate watch --config FILE` (and `serve --config FILE`): a TOML file of settings, for a
+//! service that should not carry its setup on the command line. Keys are the subcommand's long
+//! flag names (`gallery`, `camera`, `threshold`, `mqtt-topic`, `listen`, ...); each value becomes
+//! that flag's default, so a flag given on the command line still wins.
 //!
 //! ```toml
 //! camera = 0
@@ -18,17 +18,18 @@ use std::path::{Path, PathBuf};
 use clap::{ArgAction, Command};
 use facegate::settings::Value;
 
-/// The `--config FILE` of a `watch` command line, if any (read before clap parses, because the
-/// file supplies defaults for the parse).
-pub fn config_path(args: &[OsString]) -> Option<PathBuf> {
+/// The subcommands that read a settings file.
+const WITH_CONFIG: [&str; 2] = ["watch", "serve"];
+
+/// The subcommand and `--config FILE` of a `watch` or `serve` command line, if any (read before
+/// clap parses, because the file supplies defaults for the parse).
+pub fn config_path(args: &[OsString]) -> Option<(&'static str, PathBuf)> {
     let sub = args
         .iter()
         .skip(1)
         .position(|a| !a.to_string_lossy().starts_with('-'))?
         + 1;
-    if args[sub] != "watch" {
-        return None;
-    }
+    let name = *WITH_CONFIG.iter().find(|n| args[sub] == **n)?;
     let rest = &args[sub + 1..];
     for (i, a) in rest.iter().enumerate() {
         let s = a.to_string_lossy();
@@ -36,10 +37,10 @@ pub fn config_path(args: &[OsString]) -> Option<PathBuf> {
             break;
         }
         if s == "--config" {
-            return rest.get(i + 1).map(PathBuf::from);
+            return rest.get(i + 1).map(|p| (name, PathBuf::from(p)));
         }
         if let Some(v) = s.strip_prefix("--config=") {
-            return Some(PathBuf::from(v));
+            return Some((name, PathBuf::from(v)));
         }
     }
     None
@@ -48,8 +49,8 @@ pub fn config_path(args: &[OsString]) -> Option<PathBuf> {
 /// The frame sources exclude each other: one named on the command line replaces the file's.
 const SOURCES: [&str; 3] = ["camera", "frames", "mjpeg"];
 
-/// Reads the file and turns its settings into defaults of the `watch` subcommand.
-pub fn apply(cmd: Command, path: &Path, argv: &[OsString]) -> Result<Command, String> {
+/// Reads the file and turns its settings into defaults of the subcommand `sub`.
+pub fn apply(cmd: Command, sub: &str, path: &Path, argv: &[OsString]) -> Result<Command, String> {
     let named = |flag: &str| {
         argv.iter().any(|a| {
             let a = a.to_string_lossy();
@@ -58,8 +59,8 @@ pub fn apply(cmd: Command, path: &Path, argv: &[OsString]) -> Result<Command, St
     };
     let source_on_command_line = SOURCES.iter().any(|s| named(s));
     let watch = cmd
-        .find_subcommand("watch")
-        .ok_or("no watch subcommand")?
+        .find_subcommand(sub)
+        .ok_or_else(|| format!("no {sub} subcommand"))?
         .clone();
     let mut settings = Vec::new();
     for (flag, value) in facegate::settings::read(path)? {
@@ -69,7 +70,7 @@ pub fn apply(cmd: Command, path: &Path, argv: &[OsString]) -> Result<Command, St
             .find(|a| a.get_long() == Some(flag.as_str()) && flag != "config" && flag != "help")
             .ok_or_else(|| {
                 format!(
-                    "config file {}: unknown setting `{shown}` (settings are the long flag names of `facegate watch --help`)",
+                    "config file {}: unknown setting `{shown}` (settings are the long flag names of `facegate {sub} --help`)",
                     facegate::terminal::path(path)
                 )
             })?;
@@ -96,7 +97,7 @@ pub fn apply(cmd: Command, path: &Path, argv: &[OsString]) -> Result<Command, St
         }
         settings.push((arg.get_id().clone(), text));
     }
-    Ok(cmd.mut_subcommand("watch", |mut sub| {
+    Ok(cmd.mut_subcommand(sub, |mut sub| {
         for (id, text) in settings {
             sub = sub.mut_arg(id, |a| a.default_value(text));
         }
@@ -113,14 +114,18 @@ mod tests {
     }
 
     #[test]
-    fn the_config_path_is_found_only_for_watch() {
+    fn the_config_path_is_found_only_for_watch_and_serve() {
         assert_eq!(
             config_path(&args(&["facegate", "watch", "--config", "a.toml"])),
-            Some("a.toml".into())
+            Some(("watch", "a.toml".into()))
         );
         assert_eq!(
             config_path(&args(&["facegate", "watch", "--stats", "--config=b.toml"])),
-            Some("b.toml".into())
+            Some(("watch", "b.toml".into()))
+        );
+        assert_eq!(
+            config_path(&args(&["facegate", "serve", "--config", "c.toml"])),
+            Some(("serve", "c.toml".into()))
         );
         assert_eq!(
             config_path(&args(&["facegate", "identify", "--config", "a.toml"])),

@@ -68,8 +68,8 @@ enum Command {
 fn main() -> ExitCode {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let mut cmd = Cli::command();
-    if let Some(path) = config::config_path(&argv) {
-        cmd = match config::apply(cmd, &path, &argv) {
+    if let Some((sub, path)) = config::config_path(&argv) {
+        cmd = match config::apply(cmd, sub, &path, &argv) {
             Ok(cmd) => cmd,
             Err(message) => {
                 eprintln!("facegate: {}", facegate::terminal::escape_message(&message));

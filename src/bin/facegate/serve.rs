@@ -138,12 +138,10 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
     };
     let outcome = crate::watch::live(&args.watch, stop.clone(), &mut observer);
     hub.set_stats(|s| s.ended = true);
-    if let Err(e) = &outcome {
-        eprintln!("facegate: {}", facegate::terminal::escape_message(e));
-    }
-    if !stop.load(Ordering::Relaxed) {
+    if outcome.is_ok() && !stop.load(Ordering::Relaxed) {
         // The source ended (a recording, a closed stream): the history, people and API stay
-        // useful, so keep serving until stopped.
+        // useful, so keep serving until stopped. A source that failed (a camera unplugged) ends
+        // the process instead, so that systemd restarts it.
         eprintln!("facegate: the frame source ended; still serving until stopped (Ctrl-C)");
         while !stop.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(200));

@@ -480,7 +480,7 @@ mod tests {
             leave_after: 9,
             recheck_every: 10,
         });
-        let mut run = |tracker: &mut Tracker, frames: std::ops::RangeInclusive<u64>, vote: Vote| {
+        let run = |tracker: &mut Tracker, frames: std::ops::RangeInclusive<u64>, vote: Vote| {
             let mut log = Vec::new();
             for frame in frames {
                 let a = tracker.assign(frame, &[rect(100)])[0];

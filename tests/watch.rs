@@ -7,6 +7,9 @@ use std::process::{Command, Output, Stdio};
 
 use image::{imageops, RgbImage};
 
+mod common;
+use common::server::jpeg;
+
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
@@ -185,15 +188,6 @@ fn a_directory_of_frames_gives_one_event_per_visit() {
     }
     assert_eq!(saved, 3);
     assert_eq!(std::fs::read_dir(&snaps).unwrap().count(), 3);
-}
-
-fn jpeg(frame: &RgbImage) -> Vec<u8> {
-    let mut c = mozjpeg::Compress::new(mozjpeg::ColorSpace::JCS_RGB);
-    c.set_size(frame.width() as usize, frame.height() as usize);
-    c.set_quality(92.0);
-    let mut started = c.start_compress(Vec::new()).unwrap();
-    started.write_scanlines(frame.as_raw()).unwrap();
-    started.finish().unwrap()
 }
 
 #[test]

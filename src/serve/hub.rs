@@ -11,6 +11,9 @@ use tokio::sync::{broadcast, watch};
 
 use crate::live::{InView, StageTotals, ViewState};
 
+/// A frame's number and its annotated JPEG.
+pub type Encoded = (u64, Arc<Vec<u8>>);
+
 /// The latest frame the pipeline finished, and the faces it saw in it.
 pub struct LatestFrame {
     pub number: u64,
@@ -38,7 +41,7 @@ pub struct Hub {
     stats: Mutex<LiveStats>,
     frame: Mutex<Option<LatestFrame>>,
     /// The annotated JPEG of one frame, encoded once however many clients watch.
-    encoded: Mutex<Option<(u64, Arc<Vec<u8>>)>>,
+    encoded: Mutex<Option<Encoded>>,
     frame_number: watch::Sender<u64>,
     events: broadcast::Sender<Arc<str>>,
     pub stream_clients: AtomicUsize,
@@ -110,7 +113,7 @@ impl Hub {
     }
 
     /// The latest frame annotated with boxes and names, as JPEG; `None` before the first frame.
-    pub fn annotated_jpeg(&self) -> Result<Option<(u64, Arc<Vec<u8>>)>, String> {
+    pub fn annotated_jpeg(&self) -> Result<Option<Encoded>, String> {
         let (number, rgb, faces) = match &*lock(&self.frame) {
             Some(f) => (f.number, f.rgb.clone(), f.faces.clone()),
             None => return Ok(None),

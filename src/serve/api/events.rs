@@ -171,18 +171,12 @@ pub async fn stream(State(app): Shared) -> Sse<impl Stream<Item = Result<SseEven
     let rx = app.hub.subscribe_events();
     let events = futures_util::stream::unfold(rx, |mut rx| async move {
         use tokio::sync::broadcast::error::RecvError;
-        loop {
-            match rx.recv().await {
-                Ok(json) => return Some((Ok(SseEvent::default().event("face").data(&*json)), rx)),
-                Err(RecvError::Lagged(n)) => {
-                    return Some((
-                        Ok(SseEvent::default().event("lagged").data(n.to_string())),
-                        rx,
-                    ))
-                }
-                Err(RecvError::Closed) => return None,
-            }
-        }
+        let message = match rx.recv().await {
+            Ok(json) => SseEvent::default().event("face").data(&*json),
+            Err(RecvError::Lagged(n)) => SseEvent::default().event("lagged").data(n.to_string()),
+            Err(RecvError::Closed) => return None,
+        };
+        Some((Ok(message), rx))
     });
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }

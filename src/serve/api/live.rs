@@ -209,7 +209,7 @@ pub async fn metrics(State(app): Shared) -> ApiResult<Response> {
         .into_response())
 }
 
-async fn encoded(hub: Arc<Hub>) -> ApiResult<Option<(u64, Arc<Vec<u8>>)>> {
+async fn encoded(hub: Arc<Hub>) -> ApiResult<Option<crate::serve::hub::Encoded>> {
     blocking(move || hub.annotated_jpeg().map_err(ApiError::internal)).await
 }
 

@@ -78,7 +78,7 @@ def main():
         outs = {}
         for name, cmd in [("arm", QEMU + [args.arm]), ("x86", [args.x86])]:
             path = os.path.join(tmp, name + ".json")
-            run(cmd + ["bench-embed", "--repeat", "1", "--embeddings-out", path] + cards + crops)
+            run(cmd + ["bench", "embed", "--repeat", "1", "--embeddings-out", path] + cards + crops)
             with open(path) as f:
                 outs[name] = json.load(f)
     for form, arm_vectors in outs["arm"].items():

@@ -18,7 +18,7 @@ use crate::onnx_prep::DenseHead;
 /// Most faces per network run.
 pub const MAX_BATCH: usize = 8;
 /// Faces per network run unless set otherwise. With tract 0.23 on x86 (AVX2), SFace takes 45 ms
-/// per face one at a time but 61 ms in pairs and 65 ms in fours (`facegate bench-embed --batch`),
+/// per face one at a time but 61 ms in pairs and 65 ms in fours (`facegate bench embed --batch`),
 /// so a frame's faces are run one by one; boards with other kernels may prefer batches.
 pub const DEFAULT_BATCH: usize = 1;
 
@@ -28,7 +28,7 @@ pub struct Embedder {
     card: ModelCard,
     plan: Plan,
     /// The final int8 dense layer, run here rather than by tract (see [`DenseHead`]).
-    head: Option<DenseHead>,
+    head: Option<Arc<DenseHead>>,
     batch: usize,
 }
 
@@ -111,7 +111,7 @@ impl Embedder {
         let mut embedder = Embedder {
             card,
             plan,
-            head,
+            head: head.map(Arc::new),
             batch,
         };
         // Run it once so a wrong model is refused at load time, not mid-stream.
@@ -142,6 +142,17 @@ impl Embedder {
     }
 
     /// Faces per network run.
+    /// Another handle on the same network and weights, for a second thread (`serve`'s API
+    /// beside its live pipeline): the plan runs from `&self`, so nothing is copied or locked.
+    pub fn share(&self) -> Embedder {
+        Embedder {
+            card: self.card.clone(),
+            plan: self.plan.clone(),
+            head: self.head.clone(),
+            batch: self.batch,
+        }
+    }
+
     pub fn batch_size(&self) -> usize {
         self.batch
     }

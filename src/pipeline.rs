@@ -33,11 +33,7 @@ impl Pipeline {
             None => models::default_embedder(),
         }
         .map_err(|e| e.to_string())?;
-        let cascade = match config.detector {
-            DetectorKind::Haar => Some(Detector::new(models::default_cascade())),
-            DetectorKind::Lbp => Some(Detector::new(models::lbp_cascade())),
-            DetectorKind::Yunet => None,
-        };
+        let cascade = cascade(config.detector);
         let yunet = models::default_yunet()?;
         let threshold = config.threshold.unwrap_or(embedder.card().threshold.cosine);
         let mut finder = FaceFinder::new(config.detector, cascade, yunet);
@@ -46,6 +42,21 @@ impl Pipeline {
             finder,
             embedder,
             threshold,
+        })
+    }
+
+    /// A second pipeline for another thread: its own detector (small, with per-frame scratch
+    /// buffers) and the same embedder weights (the large part, shared).
+    pub fn share(&self) -> Result<Pipeline, String> {
+        let kind = self.finder.kind();
+        let mut finder = FaceFinder::new(kind, cascade(kind), models::default_yunet()?);
+        finder.skip_alignment = self.finder.skip_alignment;
+        finder.params = self.finder.params.clone();
+        finder.detect_max_side = self.finder.detect_max_side;
+        Ok(Pipeline {
+            finder,
+            embedder: self.embedder.share(),
+            threshold: self.threshold,
         })
     }
 
@@ -77,5 +88,14 @@ impl Pipeline {
             .into_iter()
             .next()
             .ok_or_else(|| format!("{}: no face found", crate::terminal::path(path)))
+    }
+}
+
+/// The built-in cascade a detector kind scans with (YuNet needs none).
+fn cascade(kind: DetectorKind) -> Option<Detector> {
+    match kind {
+        DetectorKind::Haar => Some(Detector::new(models::default_cascade())),
+        DetectorKind::Lbp => Some(Detector::new(models::lbp_cascade())),
+        DetectorKind::Yunet => None,
     }
 }

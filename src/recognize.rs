@@ -79,6 +79,10 @@ impl FaceFinder {
         }
     }
 
+    pub fn kind(&self) -> DetectorKind {
+        self.kind
+    }
+
     /// Faces in `photo`, aligned for `embedder`, largest first.
     pub fn faces(&mut self, photo: &Photo, embedder: &Embedder) -> Result<Vec<Face>, String> {
         let mut found = self.candidates(photo)?;

@@ -168,3 +168,26 @@ fn shipped_cascades_load() {
         );
     }
 }
+
+#[test]
+fn help_lists_what_a_user_does_and_one_bench_command() {
+    let out = facegate(&["--help"]);
+    let help = String::from_utf8(out.stdout).unwrap();
+    for command in [
+        "detect", "enroll", "identify", "verify", "gallery", "watch", "serve", "bench",
+    ] {
+        assert!(
+            help.lines().any(|l| l.trim_start().starts_with(command)),
+            "{command} missing from:\n{help}"
+        );
+    }
+    assert!(!help.contains("bench-"), "{help}");
+    let bench = facegate(&["bench", "--help"]);
+    let bench = String::from_utf8(bench.stdout).unwrap();
+    for what in ["detect", "embed", "match", "watch"] {
+        assert!(
+            bench.lines().any(|l| l.trim_start().starts_with(what)),
+            "{bench}"
+        );
+    }
+}

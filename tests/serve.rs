@@ -347,6 +347,9 @@ fn without_the_token_nothing_but_health_answers_and_guessing_is_limited() {
         .call()
         .unwrap();
     assert_eq!(res.status(), 200);
+    let out = call("POST", &s.url("/api/v1/logout"), None, None);
+    assert_eq!(out.status, 204, "a stale cookie can always be dropped");
+    assert!(out.cookie.unwrap().contains("Max-Age=0"));
 
     // Guessing: ten wrong tokens a minute, then even the right one is refused from there.
     let mut statuses = Vec::new();
@@ -543,4 +546,89 @@ fn retention_keeps_the_newest_events_and_cli_enrollments_are_seen_live() {
         .state
         .join(format!("snapshots/{}.jpg", seen["id"]))
         .exists());
+}
+
+#[test]
+fn three_guided_camera_shots_enroll_a_person() {
+    let dir = scratch("serve", "camera");
+    let mut s = Server::start(&dir.join("state"), &dir.join("gallery"), &[]);
+    let before = s.json(
+        "POST",
+        "/api/v1/camera/shot",
+        serde_json::json!({ "previous": [] }),
+    );
+    assert_eq!(before.status, 503, "no frame yet: {}", before.text());
+
+    s.feed(&[blank()]);
+    let wait_frames = |s: &Server, n: u64| {
+        let started = std::time::Instant::now();
+        while s.get("/api/v1/status").json()["live"]["frames"].as_u64() < Some(n) {
+            assert!(
+                started.elapsed() < common::server::PATIENCE,
+                "frames not recognised"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    wait_frames(&s, 1);
+    let nobody = s.json("POST", "/api/v1/camera/shot", serde_json::json!({}));
+    assert_eq!(nobody.json()["ok"], false);
+    assert_eq!(nobody.json()["verdict"], "no face found");
+
+    // Obama steps in, turning a little between shots (the frame shifts).
+    let mut ids: Vec<String> = Vec::new();
+    for k in 0..3 {
+        s.feed(&[frame_with(&photo("obama2.jpg"), 560, 20 + 10 * k, 0)]);
+        wait_frames(&s, 2 + k as u64);
+        let previous: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let r = s.json(
+            "POST",
+            "/api/v1/camera/shot",
+            serde_json::json!({ "previous": previous }),
+        );
+        let v = r.json();
+        assert_eq!(v["ok"], true, "{v}");
+        assert!(
+            v["verdict"]
+                .as_str()
+                .unwrap()
+                .starts_with("good: one sharp face"),
+            "{v}"
+        );
+        let image = s.get(v["image"].as_str().unwrap());
+        assert_eq!((image.status, image.kind.as_str()), (200, "image/png"));
+        ids.push(v["shot"].as_str().unwrap().to_string());
+    }
+    // Someone else is not taken as a fourth shot of the same person.
+    s.feed(&[frame_with(&photo("biden.jpg"), 560, 20, 0)]);
+    wait_frames(&s, 5);
+    let previous: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let other = s
+        .json(
+            "POST",
+            "/api/v1/camera/shot",
+            serde_json::json!({ "previous": previous }),
+        )
+        .json();
+    assert_eq!(other["ok"], false);
+    assert!(
+        other["verdict"]
+            .as_str()
+            .unwrap()
+            .contains("does not look like the earlier shots"),
+        "{other}"
+    );
+
+    let mut parts: Vec<(&str, Option<&str>, &[u8])> = vec![("name", None, b"Barack")];
+    parts.extend(ids.iter().map(|id| ("shot", None, id.as_bytes())));
+    let (kind, body) = multipart(&parts);
+    let r = s.send("POST", "/api/v1/people", &kind, &body);
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["shots"], 3);
+    assert_eq!(r.json()["shot_urls"].as_array().unwrap().len(), 3);
+    // Saved shots are spent.
+    let (kind, body) = multipart(&[("name", None, b"Again"), ("shot", None, ids[0].as_bytes())]);
+    let r = s.send("POST", "/api/v1/people", &kind, &body);
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("unknown or expired"), "{}", r.text());
 }

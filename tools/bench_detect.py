@@ -4,7 +4,7 @@
     /usr/bin/python3 tools/bench_detect.py [--repeat N] [--threads N] [--cascade PATH ...]
 
 Needs Debian's python3-opencv (4.6) and a release build (cargo build --release). OpenCV runs single
-threaded (cv2.setNumThreads(1)) in this process; facegate runs `facegate bench` as a subprocess,
+threaded (cv2.setNumThreads(1)) in this process; facegate runs `facegate bench detect` as a subprocess,
 which times detection only (decoding excluded), as is done for OpenCV here. Each photo's result is
 checked to be the same rectangle set before its times are compared. Prints per-photo times and the
 ratio OpenCV time / facegate time (above 1: facegate is faster), then the overall ratio.
@@ -56,7 +56,7 @@ def main():
         cascade_path = os.path.join(ROOT, cascade_path)
         cascade = cv2.CascadeClassifier(cascade_path)
         out = subprocess.run(
-            [args.binary, "bench", "--cascade", cascade_path, "--repeat", str(args.repeat),
+            [args.binary, "bench", "detect", "--cascade", cascade_path, "--repeat", str(args.repeat),
              "--threads", str(args.threads), "--min-neighbors", str(args.min_neighbors)] + photos,
             check=True, capture_output=True, text=True,
         ).stdout

@@ -44,7 +44,7 @@ def main():
     cv_ms = statistics.median(times)
     print(f"OpenCV 4.6 SFace fp32 (cv2.dnn, 1 thread): {cv_ms:.2f} ms per face")
 
-    out = subprocess.run([args.binary, "bench-embed", "--repeat", str(args.repeat)]
+    out = subprocess.run([args.binary, "bench", "embed", "--repeat", str(args.repeat)]
                          + sum((["--model", c] for c in cards), []) + crops,
                          check=True, capture_output=True, text=True).stdout
     print(f"{'form':10} {'ms/face':>8} {'vs f32':>7} {'vs OpenCV':>10} {'min cos vs f32':>15}")

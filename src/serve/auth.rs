@@ -44,8 +44,13 @@ impl Token {
 /// The credential a request carries: the bearer token, else the session cookie.
 pub fn credential(headers: &axum::http::HeaderMap) -> Option<&str> {
     use axum::http::header::{AUTHORIZATION, COOKIE as COOKIE_HEADER};
-    if let Some(v) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        return v.strip_prefix("Bearer ").map(str::trim);
+    // Another scheme (Basic auth added by a reverse proxy) is not ours: the cookie may still be.
+    let bearer = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if let Some(token) = bearer {
+        return Some(token.trim());
     }
     headers
         .get_all(COOKIE_HEADER)

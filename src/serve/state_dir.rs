@@ -76,10 +76,12 @@ impl StateDir {
 fn read_token(path: &Path) -> Result<String, String> {
     let text = crate::limits::read_text(path, 4096, "token file")?;
     let token = text.trim();
-    if token.chars().count() < MIN_TOKEN_CHARS || token.chars().any(|c| c.is_whitespace()) {
+    // The login puts the token in a cookie: visible ASCII without the cookie's separators.
+    let cookie_safe = |c: char| c.is_ascii_graphic() && !matches!(c, ';' | ',' | '"' | '\\');
+    if token.chars().count() < MIN_TOKEN_CHARS || !token.chars().all(cookie_safe) {
         return Err(format!(
-            "token file {}: a token is one word of at least {MIN_TOKEN_CHARS} characters \
-             (`openssl rand -hex 16` makes one)",
+            "token file {}: a token is one word of at least {MIN_TOKEN_CHARS} ASCII letters, \
+             digits or punctuation other than ; , \" \\ (`openssl rand -hex 16` makes one)",
             crate::terminal::path(path)
         ));
     }

@@ -1,4 +1,4 @@
-//! `facegate bench`: repeated timed detections, reported as JSON for comparison scripts.
+//! `facegate bench detect|embed|match`: repeated timed detections, reported as JSON for comparison scripts.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

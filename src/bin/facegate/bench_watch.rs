@@ -1,4 +1,4 @@
-//! `facegate bench-watch`: frames per second of the live pipeline on 640x480 scenes with one and
+//! `facegate bench watch`: frames per second of the live pipeline on 640x480 scenes with one and
 //! with five faces, per stage, on one core and on all cores, and the process's peak memory.
 //!
 //! Frames go through the same capture thread and recognizer as `watch`; they are composed from

@@ -36,8 +36,6 @@ struct Cli {
 enum Command {
     /// Find faces in photos (Haar or LBP cascade, OpenCV-identical results).
     Detect(detect::Args),
-    /// Time the detector on photos (used by tools/bench_detect.py to compare with OpenCV).
-    Bench(bench::Args),
     /// Enroll a person from photos (three shots recommended).
     Enroll(enroll::EnrollArgs),
     /// Name the faces in photos, or say they are unknown.
@@ -48,21 +46,35 @@ enum Command {
     Gallery(recognition::GalleryCmdArgs),
     /// Measure k-shot identification and unknown rejection on labelled photos.
     Eval(evaluation::EvalArgs),
-    /// Time face embedding with one or more models on aligned crops.
-    BenchEmbed(bench::EmbedArgs),
-    /// Time matching one face against galleries of many people.
-    BenchMatch(bench::MatchArgs),
     /// Recognise people live from a camera, a directory of frames or an MJPEG stream; events as JSON lines.
     Watch(watch::WatchArgs),
     /// Run at the door: live recognition plus the web UI, the HTTP API and the event history.
     #[cfg(feature = "serve")]
     Serve(serve::ServeArgs),
-    /// Time the live pipeline on 640x480 scenes with one and five faces, and its peak memory.
-    BenchWatch(bench_watch::BenchWatchArgs),
     /// List cameras and the modes they offer.
     Cameras(watch::CamerasArgs),
     /// Derive the match threshold for a target false-accept rate from labelled photos.
     Calibrate(evaluation::CalibrateArgs),
+    /// Benchmarks for developers: detect, embed, match, watch.
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    #[command(subcommand)]
+    what: BenchCommand,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Time the detector on photos (used by tools/bench_detect.py to compare with OpenCV).
+    Detect(bench::Args),
+    /// Time face embedding with one or more models on aligned crops.
+    Embed(bench::EmbedArgs),
+    /// Time matching one face against galleries of many people.
+    Match(bench::MatchArgs),
+    /// Time the live pipeline on 640x480 scenes with one and five faces, and its peak memory.
+    Watch(bench_watch::BenchWatchArgs),
 }
 
 fn main() -> ExitCode {
@@ -86,7 +98,12 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Detect(args) => detect::run(args),
-        Command::Bench(args) => bench::run(args),
+        Command::Bench(BenchArgs { what }) => match what {
+            BenchCommand::Detect(args) => bench::run(args),
+            BenchCommand::Embed(args) => bench::embed(args),
+            BenchCommand::Match(args) => bench::matching(args),
+            BenchCommand::Watch(args) => bench_watch::run(args),
+        },
         Command::Enroll(args) => enroll::enroll(args),
         Command::Identify(args) => recognition::identify(args),
         Command::Verify(args) => recognition::verify(args),
@@ -97,9 +114,6 @@ fn main() -> ExitCode {
         #[cfg(feature = "serve")]
         Command::Serve(args) => serve::run(args),
         Command::Cameras(args) => watch::cameras(args),
-        Command::BenchWatch(args) => bench_watch::run(args),
-        Command::BenchEmbed(args) => bench::embed(args),
-        Command::BenchMatch(args) => bench::matching(args),
     };
     match result {
         Ok(code) => code,

@@ -115,11 +115,13 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
         events: args.keep_events,
     };
     let recorder = Recorder::start(history.clone(), hub.clone(), keep)?;
+    // One embedder's weights serve both the live pipeline and the API.
+    let live_pipeline = args.watch.model.load()?;
     let app = App::new(
         hub.clone(),
         history,
         &token,
-        args.watch.model.load()?,
+        live_pipeline.share()?,
         args.watch.gallery.gallery.clone(),
         args.max_body,
         state.dir.clone(),
@@ -136,7 +138,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
         recorder,
         window: (Instant::now(), 0),
     };
-    let outcome = crate::watch::live(&args.watch, stop.clone(), &mut observer);
+    let outcome = crate::watch::live(&args.watch, live_pipeline, stop.clone(), &mut observer);
     hub.set_stats(|s| s.ended = true);
     if outcome.is_ok() && !stop.load(Ordering::Relaxed) {
         // The source ended (a recording, a closed stream): the history, people and API stay

@@ -217,11 +217,10 @@ pub struct WatchArgs {
 /// gallery it matches against, and the model it was embedded with (to re-read the gallery when it
 /// changes).
 pub fn recognizer(
-    model: &ModelArgs,
+    pipeline: Pipeline,
     gallery: &GalleryArgs,
     tracking: &TrackingArgs,
 ) -> Result<(Recognizer, Gallery, ModelInfo), String> {
-    let pipeline = model.load()?;
     let g = pipeline.open_gallery(&gallery.gallery)?;
     let info = pipeline.model_info();
     let r = recognizer_for(pipeline, g.people(), tracking)?;
@@ -276,20 +275,23 @@ pub fn run(args: WatchArgs) -> Result<ExitCode, String> {
     let flag = stop.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))
         .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
-    live(&args, stop, &mut Quiet).map(|()| ExitCode::SUCCESS)
+    let pipeline = args.model.load()?;
+    live(&args, pipeline, stop, &mut Quiet).map(|()| ExitCode::SUCCESS)
 }
 
-/// Runs the live pipeline until the source ends or `stop` is set: events as JSON lines on
-/// stdout (and MQTT, and snapshots), the gallery followed as it changes.
+/// Runs the live pipeline (`pipeline`, loaded from `args.model`) until the source ends or
+/// `stop` is set: events as JSON lines on stdout (and MQTT, and snapshots), the gallery followed
+/// as it changes.
 pub fn live(
     args: &WatchArgs,
+    pipeline: Pipeline,
     stop: Arc<AtomicBool>,
     observer: &mut dyn Observer,
 ) -> Result<(), String> {
     if !args.stats_every.is_finite() || args.stats_every <= 0.0 {
         return Err("--stats-every must be a positive number of seconds".into());
     }
-    let (mut recognizer, gallery, model) = recognizer(&args.model, &args.gallery, &args.tracking)?;
+    let (mut recognizer, gallery, model) = recognizer(pipeline, &args.gallery, &args.tracking)?;
     let snapshots = args.snapshots.as_deref().map(Snapshots::new).transpose()?;
     let mqtt = match &args.mqtt {
         Some(url) => Some(connect_mqtt(url, &args.mqtt_topic, args.mqtt_user.clone())?),

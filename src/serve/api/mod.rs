@@ -98,12 +98,12 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/events/{id}/correction", post(events::correct))
         .route("/stream.mjpeg", get(live::mjpeg))
         .route("/snapshot.jpg", get(live::snapshot))
-        .route("/logout", post(logout))
         .route_layer(axum::middleware::from_fn_with_state(
             app.clone(),
             require_token,
         ))
-        .route("/login", post(login));
+        .route("/login", post(login))
+        .route("/logout", post(logout));
     let metrics = Router::new()
         .route("/metrics", get(live::metrics))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -231,15 +231,12 @@ async fn login(
     }
 }
 
+/// Clears the session cookie. Needs no token: a browser holding a stale cookie (the token was
+/// replaced) must still be able to drop it.
 async fn logout() -> Response {
-    (
-        StatusCode::NO_CONTENT,
-        [(
-            header::SET_COOKIE,
-            HeaderValue::from_static(
-                "facegate_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0",
-            ),
-        )],
-    )
-        .into_response()
+    let cookie = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    match HeaderValue::from_str(&cookie) {
+        Ok(v) => (StatusCode::NO_CONTENT, [(header::SET_COOKIE, v)]).into_response(),
+        Err(_) => StatusCode::NO_CONTENT.into_response(),
+    }
 }

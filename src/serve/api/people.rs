@@ -56,8 +56,10 @@ pub fn change<T>(
     edit(&mut g, &write_lock)
 }
 
+/// What the gallery refused after the handler's own checks of the request: the disk, a lock, a
+/// damaged gallery. Not the client's doing, so 500.
 fn gallery_error(e: gallery::GalleryError) -> ApiError {
-    ApiError::bad(e.problem)
+    ApiError::internal(e.to_string())
 }
 
 fn person_or_404<'a>(g: &'a Gallery, id: &str) -> ApiResult<&'a Person> {
@@ -232,6 +234,7 @@ pub async fn add_shot(
         let file = upload.files("photo").next().ok_or_else(|| {
             ApiError::bad("no photo: send it as the body, or as the form field `photo`")
         })?;
+        person_or_404(&*app.gallery().map_err(ApiError::internal)?, &id)?;
         let shot = shot_from(&app, &file.bytes, &upload::describe("photo", file), false)?;
         {
             let g = app.gallery().map_err(ApiError::internal)?;
@@ -260,6 +263,11 @@ pub async fn remove_shot(
             let p = person_or_404(g, &id)?;
             if index >= p.shots.len() {
                 return Err(ApiError::not_found(format!("{id} has no shot {index}")));
+            }
+            if p.shots.len() == 1 {
+                return Err(ApiError::bad(format!(
+                    "{id}'s only shot cannot be dropped; remove the person instead"
+                )));
             }
             let p = g
                 .remove_shot(write_lock, &id, index)

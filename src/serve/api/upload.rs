@@ -55,7 +55,9 @@ pub async fn read(req: Request, raw_field: &str) -> ApiResult<Upload> {
         .to_ascii_lowercase();
     let essence = kind.split(';').next().unwrap_or("").trim().to_string();
     match essence.as_str() {
-        "image/jpeg" | "image/png" => {
+        // The format is recognised from the bytes; a browser sends files it cannot type as
+        // octet-stream.
+        "image/jpeg" | "image/png" | "application/octet-stream" => {
             let bytes = axum::body::Bytes::from_request(req, &())
                 .await
                 .map_err(too_large_or_bad)?;
@@ -113,7 +115,7 @@ pub async fn read(req: Request, raw_field: &str) -> ApiResult<Upload> {
         other => Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!(
-                "Content-Type {other} is not accepted: send image/jpeg, image/png or multipart/form-data"
+                "Content-Type {other} is not accepted: send image/jpeg, image/png (or application/octet-stream) or multipart/form-data"
             ),
         )),
     }

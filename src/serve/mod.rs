@@ -55,8 +55,14 @@ pub struct App {
     gallery: Mutex<Option<(Option<IndexStamp>, Arc<Gallery>)>>,
     pub pending: pending::PendingShots,
     pub max_body: usize,
+    /// Requests with a body (photos) in progress at most: each may hold `max_body` bytes.
+    pub uploads: Arc<tokio::sync::Semaphore>,
     pub state_dir: PathBuf,
 }
+
+/// Uploads handled at once; more get 503 and a Retry-After. With the default 16 MiB bodies this
+/// bounds what requests can hold to 64 MiB, and recognition runs one photo at a time anyway.
+const MAX_UPLOADS: usize = 4;
 
 /// Recovers a poisoned lock: a panicking request must not take the server down with it.
 pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -85,6 +91,7 @@ impl App {
             gallery: Mutex::new(None),
             pending: pending::PendingShots::default(),
             max_body,
+            uploads: Arc::new(tokio::sync::Semaphore::new(MAX_UPLOADS)),
             state_dir,
         }
     }

@@ -100,6 +100,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/snapshot.jpg", get(live::snapshot))
         .route_layer(axum::middleware::from_fn_with_state(
             app.clone(),
+            limit_uploads,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
             require_token,
         ))
         .route("/login", post(login))
@@ -169,6 +173,26 @@ async fn require_token(
             .into_response()
         }
     }
+}
+
+/// Lets at most a few requests that carry a body run at once (after the token check, so
+/// strangers cannot use up the slots); the rest are told to come back.
+async fn limit_uploads(State(app): Shared, req: Request, next: Next) -> Response {
+    use axum::http::Method;
+    if !matches!(*req.method(), Method::POST | Method::PATCH | Method::PUT) {
+        return next.run(req).await;
+    }
+    let Ok(_permit) = app.uploads.clone().try_acquire_owned() else {
+        let mut res = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy with other uploads; try again in a moment",
+        )
+        .into_response();
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return res;
+    };
+    next.run(req).await
 }
 
 fn too_many() -> Response {

@@ -56,6 +56,41 @@ fn the_dry_run_installs_binary_config_and_unit_then_starts_the_service() {
 }
 
 #[test]
+fn a_package_is_copied_and_installed_with_apt() {
+    let dir = std::env::temp_dir().join(format!("facegate-deploy-deb-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let deb = dir.join("facegate_0.1.0_arm64.deb");
+    std::fs::write(&deb, b"!<arch>\n").unwrap();
+    let out = Command::new("bash")
+        .arg(root().join("cross/deploy"))
+        .args(["--dry-run", "--deb"])
+        .arg(&deb)
+        .args(["--config", "cross/config.example.toml", "pi@board"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let steps = [
+        "+ scp -q",
+        "pi@board:/tmp/facegate_0.1.0_arm64.deb",
+        "sudo apt-get install -y /tmp/facegate_0.1.0_arm64.deb",
+        "sudo install -m 644 /tmp/facegate-config.toml /etc/facegate/config.toml",
+        "sudo systemctl restart facegate",
+    ];
+    let mut at = 0;
+    for step in steps {
+        at += stdout[at..]
+            .find(step)
+            .unwrap_or_else(|| panic!("missing or out of order: {step}\n{stdout}"));
+    }
+}
+
+#[test]
 fn the_example_config_is_accepted_by_serve() {
     // Every key of the shipped config must be a real `serve` setting: point it at a missing
     // directory of frames and expect the frame error (which ends the service), not a config error.

@@ -230,6 +230,17 @@ fn an_mjpeg_stream_on_stdin_gives_the_same_events_and_survives_a_bad_frame() {
 fn missing_sources_are_clear_errors() {
     let dir = scratch("errors");
     let gallery = dir.join("gallery");
+    // A mistyped gallery is an error too (watch cannot enroll anyone into a new one).
+    let out = facegate()
+        .arg("watch")
+        .arg("--gallery")
+        .arg(&gallery)
+        .args(["--frames", "/nonexistent/frames"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no gallery at"));
+    std::fs::create_dir_all(&gallery).unwrap();
     let models = root().join("models");
     let cases: [(&[&str], &str); 4] = [
         (

@@ -275,6 +275,9 @@ pub fn run(args: WatchArgs) -> Result<ExitCode, String> {
     let flag = stop.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))
         .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
+    // `serve` may start on a gallery not made yet (people are enrolled through its web UI);
+    // `watch` has no way to add anyone, so a missing gallery is a mistyped path.
+    args.gallery.must_exist()?;
     let pipeline = args.model.load()?;
     live(&args, pipeline, stop, &mut Quiet).map(|()| ExitCode::SUCCESS)
 }

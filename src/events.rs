@@ -2,7 +2,8 @@
 //!
 //! One line per event:
 //! `{"ts":1732300000.125,"event":"identified","name":"Ada","score":0.712,"box":{"x":10,"y":20,"w":96,"h":96},"track":1,"frame":42}`
-//! `name` is null for unknown people; `snapshot` is added when a face picture was saved.
+//! `name` is null for unknown people; `snapshot` is added when a face picture was saved, and
+//! `camera` when the board's camera is named (`--camera-name`).
 
 use std::path::{Path, PathBuf};
 
@@ -29,6 +30,8 @@ struct EventJson<'a> {
     frame: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     snapshot: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    camera: Option<&'a str>,
 }
 
 pub fn kind_name(kind: EventKind) -> &'static str {
@@ -39,8 +42,9 @@ pub fn kind_name(kind: EventKind) -> &'static str {
     }
 }
 
-/// The event as one JSON line (no newline); `snapshot` is the saved face picture, if any.
-pub fn json_line(event: &Event, snapshot: Option<&Path>) -> String {
+/// The event as one JSON line (no newline); `snapshot` is the saved face picture, if any;
+/// `camera` names the board's camera (`--camera-name`).
+pub fn json_line(event: &Event, snapshot: Option<&Path>, camera: Option<&str>) -> String {
     let line = EventJson {
         // Millisecond resolution: enough for events, and stable to print.
         ts: (event.ts * 1e3).round() / 1e3,
@@ -56,6 +60,7 @@ pub fn json_line(event: &Event, snapshot: Option<&Path>) -> String {
         track: event.track,
         frame: event.frame,
         snapshot: snapshot.map(|p| p.display().to_string()),
+        camera,
     };
     serde_json::to_string(&line).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }
@@ -117,7 +122,7 @@ mod tests {
             frame: 42,
             face: None,
         };
-        let v: serde_json::Value = serde_json::from_str(&json_line(&event, None)).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&json_line(&event, None, None)).unwrap();
         assert_eq!(
             v,
             serde_json::json!({"ts": 1732300000.125, "event": "identified", "name": "Ada \"the\" Lovelace",
@@ -129,9 +134,11 @@ mod tests {
             ..event
         };
         let v: serde_json::Value =
-            serde_json::from_str(&json_line(&unknown, Some(Path::new("s/1.png")))).unwrap();
+            serde_json::from_str(&json_line(&unknown, Some(Path::new("s/1.png")), Some("Door")))
+                .unwrap();
         assert_eq!(v["name"], serde_json::Value::Null);
         assert_eq!(v["event"], "unknown");
         assert_eq!(v["snapshot"], "s/1.png");
+        assert_eq!(v["camera"], "Door");
     }
 }

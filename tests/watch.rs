@@ -9,6 +9,8 @@ use image::{imageops, RgbImage};
 
 mod common;
 use common::server::jpeg;
+#[cfg(feature = "mqtt")]
+use common::broker::{free_port, Broker};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -275,50 +277,6 @@ fn missing_sources_are_clear_errors() {
     }
 }
 
-#[cfg(feature = "mqtt")]
-/// A free local TCP port (bound, then released for the broker).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-#[cfg(feature = "mqtt")]
-/// A real broker: Debian's mosquitto (installed by tools/setup.sh), on a port of its own.
-struct Broker(std::process::Child);
-
-impl Broker {
-    fn start(port: u16) -> Broker {
-        // Debian installs it in /usr/sbin, which is not on every user's PATH.
-        let program = if Path::new("/usr/sbin/mosquitto").exists() {
-            "/usr/sbin/mosquitto"
-        } else {
-            "mosquitto"
-        };
-        let child = Command::new(program)
-            .args(["-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto must be installed for the MQTT test (tools/setup.sh installs it)");
-        let started = std::time::Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed().as_secs() < 10, "mosquitto did not start");
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        Broker(child)
-    }
-}
-
-#[cfg(feature = "mqtt")]
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[cfg(feature = "mqtt")]
 #[test]

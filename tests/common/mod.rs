@@ -2,6 +2,7 @@
 //! crate and uses a part of them).
 #![allow(dead_code)]
 
+pub mod broker;
 pub mod server;
 
 use std::path::PathBuf;

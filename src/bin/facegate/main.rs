@@ -7,6 +7,7 @@ mod detect;
 mod enroll;
 mod evaluation;
 mod faces;
+mod outbox;
 mod ranges;
 mod recognition;
 #[cfg(feature = "serve")]

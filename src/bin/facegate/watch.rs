@@ -19,6 +19,7 @@ use facegate::live::{Recognizer, StageTotals};
 use facegate::tracker::TrackerConfig;
 
 use crate::faces::{GalleryArgs, ModelArgs, Pipeline};
+use crate::outbox::Outbox;
 
 #[derive(clap::Args, Clone)]
 pub struct SourceArgs {
@@ -208,9 +209,32 @@ pub struct WatchArgs {
     /// other users could see in the process list)
     #[arg(long, value_name = "USER", requires = "mqtt")]
     pub mqtt_user: Option<String>,
+    /// Do not announce this board to Home Assistant (MQTT discovery is on whenever --mqtt is)
+    #[arg(long, requires = "mqtt")]
+    pub no_ha: bool,
+    /// Home Assistant's discovery prefix
+    #[arg(long, value_name = "PREFIX", default_value = "homeassistant", requires = "mqtt")]
+    pub ha_prefix: String,
+    /// This board's camera, named in every event and Home Assistant entity [default in Home
+    /// Assistant: the host name]
+    #[arg(long, value_name = "NAME")]
+    pub camera_name: Option<String>,
     /// Seconds between --stats lines
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = crate::ranges::real(0.1, 86_400.0))]
     pub stats_every: f64,
+}
+
+impl WatchArgs {
+    /// The camera's name: `--camera-name`, else the host's name.
+    pub fn camera_name(&self) -> String {
+        self.camera_name.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "facegate".into())
+        })
+    }
 }
 
 /// Builds the recognizer for a stream: the pipeline's stages, tuned for frames. Also returns the
@@ -296,10 +320,11 @@ pub fn live(
     }
     let (mut recognizer, gallery, model) = recognizer(pipeline, &args.gallery, &args.tracking)?;
     let snapshots = args.snapshots.as_deref().map(Snapshots::new).transpose()?;
-    let mqtt = match &args.mqtt {
-        Some(url) => Some(connect_mqtt(url, &args.mqtt_topic, args.mqtt_user.clone())?),
+    let mut mqtt = match &args.mqtt {
+        Some(url) => Some(Outbox::connect(url, args, gallery.people())?),
         None => None,
     };
+    let camera = args.camera_name.clone();
     let capture = Capture::start(args.source.opener()?, stop)?;
     let people = gallery.people().len();
     eprintln!(
@@ -319,7 +344,8 @@ pub fn live(
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut emit = |events: Vec<facegate::live::Event>,
-                    observer: &mut dyn Observer|
+                    observer: &mut dyn Observer,
+                    mqtt: &mut Option<Outbox>|
      -> Result<(), String> {
         for e in &events {
             let saved = match &snapshots {
@@ -329,10 +355,10 @@ pub fn live(
                 }),
                 None => None,
             };
-            let line = events::json_line(e, saved.as_deref());
+            let line = events::json_line(e, saved.as_deref(), camera.as_deref());
             writeln!(out, "{line}").map_err(|e| format!("cannot write events to stdout: {e}"))?;
-            if let Some(m) = &mqtt {
-                m.publish(&line);
+            if let Some(m) = mqtt {
+                m.event(e, &line);
             }
             observer.event(e);
         }
@@ -363,20 +389,23 @@ pub fn live(
                 }
             );
             observer.gallery(&people);
+            if let Some(m) = &mut mqtt {
+                m.gallery(&people);
+            }
         }
         match item {
             Item::Skipped(why) => skip_warnings.warn(&format!("skipped {why}")),
             Item::Frame(frame) => {
                 let events = recognizer.process(&frame)?;
                 observer.frame(frame, &recognizer, capture.counts().dropped);
-                emit(events, observer)?;
+                emit(events, observer, &mut mqtt)?;
                 if args.stats {
                     stats.maybe_print(&recognizer.totals(), capture.counts().dropped);
                 }
             }
         }
     };
-    emit(recognizer.finish(), observer)?;
+    emit(recognizer.finish(), observer, &mut mqtt)?;
     if let Some(m) = mqtt {
         m.close();
     }
@@ -435,40 +464,6 @@ impl GalleryFollower {
                 None
             }
         }
-    }
-}
-
-#[cfg(feature = "mqtt")]
-fn connect_mqtt(
-    url: &str,
-    topic: &str,
-    user: Option<String>,
-) -> Result<facegate::mqtt::Publisher, String> {
-    let credentials = user.map(|u| {
-        (
-            u,
-            std::env::var("FACEGATE_MQTT_PASSWORD").unwrap_or_default(),
-        )
-    });
-    facegate::mqtt::Publisher::connect(url, topic, credentials)
-}
-
-/// Without the `mqtt` feature: the same signature, always refusing.
-#[cfg(not(feature = "mqtt"))]
-fn connect_mqtt(_: &str, _: &str, _: Option<String>) -> Result<NoMqtt, String> {
-    Err("this facegate was built without MQTT support (the `mqtt` feature)".into())
-}
-
-#[cfg(not(feature = "mqtt"))]
-enum NoMqtt {}
-
-#[cfg(not(feature = "mqtt"))]
-impl NoMqtt {
-    fn publish(&self, _: &str) {
-        match *self {}
-    }
-    fn close(self) {
-        match self {}
     }
 }
 

@@ -3,12 +3,46 @@
 //! Publishing never blocks recognition: events go into the client's bounded request queue and a
 //! background thread drives the connection, reconnecting when the broker goes away. A broker that
 //! is down is a warning, not a reason to stop watching the door.
+//!
+//! A session may carry a last will (published by the broker when the connection dies) and
+//! announcements: retained messages sent again on every (re)connection and whenever a message
+//! arrives on a "resend" topic (Home Assistant's birth message), see [`home_assistant`].
 
-use std::sync::mpsc;
+pub mod home_assistant;
+
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rumqttc::{Client, ConnectionError, Event, MqttOptions, Packet, QoS};
+use rumqttc::{Client, ConnectionError, Event, LastWill, MqttOptions, Packet, QoS};
+
+/// One message to publish.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub retain: bool,
+}
+
+impl Message {
+    pub fn retained(topic: impl Into<String>, payload: impl Into<Vec<u8>>) -> Message {
+        Message {
+            topic: topic.into(),
+            payload: payload.into(),
+            retain: true,
+        }
+    }
+}
+
+/// What a connection does besides publishing events.
+#[derive(Debug, Clone, Default)]
+pub struct Session {
+    /// Published by the broker when the connection is lost without a goodbye.
+    pub will: Option<Message>,
+    /// Sent on every connection, and again when `resend_on` receives `resend_payload`.
+    pub announcements: Vec<Message>,
+    pub resend_on: Option<(String, Vec<u8>)>,
+}
 
 /// Events waiting for the broker; beyond this, new events are not published (and said so).
 const QUEUE: usize = 64;
@@ -19,6 +53,20 @@ pub struct Publisher {
     client: Client,
     topic: String,
     finished: mpsc::Receiver<()>,
+    announcements: Arc<Mutex<Vec<Message>>>,
+}
+
+/// Largest MQTT packet sent or received: a snapshot JPEG or a discovery config of many people.
+const MAX_PACKET: usize = 1 << 20;
+
+/// A topic to publish on: non-empty, no wildcards.
+pub fn check_topic(topic: &str) -> Result<(), String> {
+    if topic.is_empty() || topic.contains(['+', '#']) || topic.contains('\0') {
+        return Err(format!(
+            "bad MQTT topic {topic:?}: it must be non-empty, without + or #"
+        ));
+    }
+    Ok(())
 }
 
 /// `mqtt://host[:port]` (or `tcp://`, or a bare `host[:port]`) to host and port (default 1883).
@@ -56,28 +104,74 @@ impl Publisher {
         topic: &str,
         credentials: Option<(String, String)>,
     ) -> Result<Publisher, String> {
+        Publisher::connect_with(url, topic, credentials, Session::default())
+    }
+
+    /// [`Publisher::connect`] with a last will and announcements.
+    pub fn connect_with(
+        url: &str,
+        topic: &str,
+        credentials: Option<(String, String)>,
+        session: Session,
+    ) -> Result<Publisher, String> {
         let (host, port) = parse_address(url)?;
-        if topic.is_empty() || topic.contains(['+', '#']) {
-            return Err(format!(
-                "bad MQTT topic {topic:?}: it must be non-empty, without + or #"
-            ));
-        }
+        check_topic(topic)?;
         let mut options = MqttOptions::new(format!("facegate-{}", std::process::id()), &host, port);
         options.set_keep_alive(Duration::from_secs(30));
+        // Discovery configs and snapshots are larger than the 10 kB default.
+        options.set_max_packet_size(MAX_PACKET, MAX_PACKET);
         if let Some((user, password)) = credentials {
             options.set_credentials(user, password);
+        }
+        if let Some(will) = &session.will {
+            options.set_last_will(LastWill::new(
+                &will.topic,
+                will.payload.clone(),
+                QoS::AtLeastOnce,
+                will.retain,
+            ));
         }
         let (client, mut connection) = Client::new(options, QUEUE);
         let (done_tx, finished) = mpsc::channel();
         let address = format!("{host}:{port}");
+        let announcements = Arc::new(Mutex::new(session.announcements));
+        let resend = session.resend_on;
+        let (thread_client, thread_announcements) = (client.clone(), announcements.clone());
         thread::Builder::new()
             .name("facegate-mqtt".into())
             .spawn(move || {
+                let announce = || {
+                    let list = thread_announcements
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .clone();
+                    for m in list {
+                        let _ = thread_client.try_publish(
+                            &m.topic,
+                            QoS::AtLeastOnce,
+                            m.retain,
+                            m.payload,
+                        );
+                    }
+                };
                 let mut last_warning: Option<Instant> = None;
                 for notification in connection.iter() {
                     match notification {
                         Ok(Event::Incoming(Packet::ConnAck(_))) => {
                             eprintln!("facegate: connected to MQTT broker {address}");
+                            // A clean session forgets subscriptions: ask again on every connection.
+                            if let Some((t, _)) = &resend {
+                                let _ = thread_client.try_subscribe(t, QoS::AtLeastOnce);
+                            }
+                            announce();
+                        }
+                        Ok(Event::Incoming(Packet::Publish(p))) => {
+                            if resend
+                                .as_ref()
+                                .is_some_and(|(t, v)| p.topic == *t && p.payload[..] == v[..])
+                            {
+                                announce();
+                            }
                         }
                         Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
                         Ok(_) => {}
@@ -101,7 +195,32 @@ impl Publisher {
             client,
             topic: topic.to_string(),
             finished,
+            announcements,
         })
+    }
+
+    /// Replaces the announcements (kept for the next reconnection) and sends them now.
+    pub fn announce(&self, announcements: Vec<Message>) {
+        for m in &announcements {
+            self.send(m);
+        }
+        *self
+            .announcements
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = announcements;
+    }
+
+    /// Queues one message, at-least-once.
+    pub fn send(&self, m: &Message) {
+        if let Err(e) =
+            self.client
+                .try_publish(&m.topic, QoS::AtLeastOnce, m.retain, m.payload.clone())
+        {
+            eprintln!(
+                "facegate: warning: MQTT message to {} not sent ({e})",
+                crate::terminal::escape(&m.topic)
+            );
+        }
     }
 
     /// Queues one event (a JSON line) for the broker, at-least-once.

@@ -1,0 +1,344 @@
+//! Home Assistant MQTT discovery: the board is one device (device-based discovery, retained)
+//! with a "present" binary sensor per enrolled person (on at `identified`, off when they leave),
+//! a "last person" sensor, an event entity (`identified`, `unknown`, `left`), an image entity
+//! holding the latest face, and availability through the connection's last will.
+//!
+//! Home Assistant announces itself with `online` on `<prefix>/status` after a restart; the
+//! discovery config is sent again then, and on every reconnection. A person removed from the
+//! gallery keeps a platform-only entry in the config (Home Assistant's way to delete one
+//! component of a device), and their retained presence is cleared.
+
+use std::collections::HashMap;
+
+use serde_json::{json, Map, Value};
+
+use super::{check_topic, Message, Publisher, Session};
+use crate::gallery::Person;
+use crate::live::Event;
+use crate::tracker::EventKind;
+
+const ORIGIN_URL: &str = "https://github.com/facegate/facegate";
+const ON: &str = "ON";
+const OFF: &str = "OFF";
+
+/// The board's names and topics.
+#[derive(Debug, Clone)]
+pub struct Board {
+    prefix: String,
+    camera: String,
+    node: String,
+}
+
+/// A topic-safe id from a camera name: lowercase letters, digits and single underscores.
+pub fn node_id(camera: &str) -> String {
+    let mut id = String::new();
+    for c in camera.chars() {
+        if c.is_ascii_alphanumeric() {
+            id.push(c.to_ascii_lowercase());
+        } else if !id.ends_with('_') {
+            id.push('_');
+        }
+    }
+    let id = id.trim_matches('_').to_string();
+    if id.is_empty() {
+        "camera".into()
+    } else {
+        id
+    }
+}
+
+impl Board {
+    pub fn new(prefix: &str, camera: &str) -> Result<Board, String> {
+        check_topic(prefix)
+            .map_err(|_| format!("bad --ha-prefix {prefix:?}: a topic without + or #"))?;
+        if prefix.starts_with('/') || prefix.ends_with('/') {
+            return Err(format!("bad --ha-prefix {prefix:?}: no leading or trailing /"));
+        }
+        crate::gallery::validate_name(camera)
+            .map_err(|e| format!("bad --camera-name: {e}"))?;
+        Ok(Board {
+            prefix: prefix.to_string(),
+            camera: camera.to_string(),
+            node: node_id(camera),
+        })
+    }
+
+    pub fn camera(&self) -> &str {
+        &self.camera
+    }
+
+    fn topic(&self, what: &str) -> String {
+        format!("facegate/{}/{what}", self.node)
+    }
+
+    pub fn availability_topic(&self) -> String {
+        self.topic("availability")
+    }
+    pub fn config_topic(&self) -> String {
+        format!("{}/device/facegate_{}/config", self.prefix, self.node)
+    }
+    pub fn birth_topic(&self) -> String {
+        format!("{}/status", self.prefix)
+    }
+    pub fn presence_topic(&self, person_id: &str) -> String {
+        self.topic(&format!("present/{person_id}"))
+    }
+    pub fn last_person_topic(&self) -> String {
+        self.topic("last_person")
+    }
+    pub fn event_topic(&self) -> String {
+        self.topic("event")
+    }
+    pub fn snapshot_topic(&self) -> String {
+        self.topic("snapshot")
+    }
+
+    fn unique(&self, what: &str) -> String {
+        format!("facegate_{}_{what}", self.node)
+    }
+
+    /// The device's discovery config: its people (id, name) and the ids of people removed while
+    /// running (platform-only entries, which delete their entities).
+    pub fn discovery(&self, people: &[(String, String)], removed: &[String]) -> Value {
+        let version = env!("CARGO_PKG_VERSION");
+        let mut components = Map::new();
+        for (id, name) in people {
+            components.insert(
+                format!("present_{id}"),
+                json!({
+                    "p": "binary_sensor",
+                    "name": format!("{name} present"),
+                    "unique_id": self.unique(&format!("present_{id}")),
+                    "device_class": "presence",
+                    "state_topic": self.presence_topic(id),
+                    "payload_on": ON,
+                    "payload_off": OFF,
+                }),
+            );
+        }
+        for id in removed {
+            components.insert(format!("present_{id}"), json!({ "p": "binary_sensor" }));
+        }
+        components.insert(
+            "last_person".into(),
+            json!({
+                "p": "sensor",
+                "name": "Last person",
+                "unique_id": self.unique("last_person"),
+                "state_topic": self.last_person_topic(),
+                "value_template": "{{ value_json.name }}",
+                "json_attributes_topic": self.last_person_topic(),
+                "icon": "mdi:account-eye",
+            }),
+        );
+        components.insert(
+            "face".into(),
+            json!({
+                "p": "event",
+                "name": "Face",
+                "unique_id": self.unique("face"),
+                "state_topic": self.event_topic(),
+                "event_types": ["identified", "unknown", "left"],
+                "icon": "mdi:face-recognition",
+            }),
+        );
+        components.insert(
+            "snapshot".into(),
+            json!({
+                "p": "image",
+                "name": "Last face",
+                "unique_id": self.unique("snapshot"),
+                "image_topic": self.snapshot_topic(),
+                "content_type": "image/jpeg",
+            }),
+        );
+        json!({
+            "dev": {
+                "ids": [format!("facegate_{}", self.node)],
+                "name": format!("facegate {}", self.camera),
+                "mf": "facegate",
+                "mdl": "facegate",
+                "sw": version,
+            },
+            "o": { "name": "facegate", "sw": version, "url": ORIGIN_URL },
+            "avty": [{ "t": self.availability_topic() }],
+            "qos": 1,
+            "cmps": Value::Object(components),
+        })
+    }
+
+    fn announcements(&self, people: &[(String, String)], removed: &[String]) -> Vec<Message> {
+        vec![
+            Message::retained(
+                self.config_topic(),
+                self.discovery(people, removed).to_string(),
+            ),
+            Message::retained(self.availability_topic(), "online"),
+        ]
+    }
+
+    /// The MQTT session for this board: the will says "offline", the announcements are the
+    /// config and "online", sent again when Home Assistant says it is online.
+    pub fn session(&self, people: &[Person]) -> Session {
+        Session {
+            will: Some(Message::retained(self.availability_topic(), "offline")),
+            announcements: self.announcements(&ids_and_names(people), &[]),
+            resend_on: Some((self.birth_topic(), b"online".to_vec())),
+        }
+    }
+}
+
+fn ids_and_names(people: &[Person]) -> Vec<(String, String)> {
+    people
+        .iter()
+        .map(|p| (p.entry.id.clone(), p.entry.name.clone()))
+        .collect()
+}
+
+/// The device's state: who is present (by track), what was announced.
+pub struct HomeAssistant {
+    board: Board,
+    people: Vec<(String, String)>,
+    removed: Vec<String>,
+    /// Tracks in view decided for each person id.
+    present: HashMap<String, usize>,
+    /// The person id each identified track was decided for.
+    tracks: HashMap<u64, String>,
+}
+
+impl HomeAssistant {
+    /// Starts with nobody present (each person's retained state set to off).
+    pub fn start(publisher: &Publisher, board: Board, people: &[Person]) -> HomeAssistant {
+        let ha = HomeAssistant {
+            board,
+            people: ids_and_names(people),
+            removed: Vec::new(),
+            present: HashMap::new(),
+            tracks: HashMap::new(),
+        };
+        for (id, _) in &ha.people {
+            publisher.send(&Message::retained(ha.board.presence_topic(id), OFF));
+        }
+        ha
+    }
+
+    fn id_of(&self, name: &str) -> Option<String> {
+        self.people
+            .iter()
+            .find(|(_, n)| n == name)
+            .map(|(id, _)| id.clone())
+    }
+
+    fn leave(&mut self, publisher: &Publisher, track: u64) {
+        let Some(id) = self.tracks.remove(&track) else {
+            return;
+        };
+        if let Some(n) = self.present.get_mut(&id) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.present.remove(&id);
+                publisher.send(&Message::retained(self.board.presence_topic(&id), OFF));
+            }
+        }
+    }
+
+    /// An event: the event entity, presence, the last person and the latest face.
+    pub fn event(&mut self, publisher: &Publisher, e: &Event) {
+        let kind = crate::events::kind_name(e.kind);
+        let payload = json!({
+            "event_type": kind,
+            "name": e.name,
+            "score": (e.score * 1e4).round() / 1e4,
+            "camera": self.board.camera,
+            "track": e.track,
+            "ts": (e.ts * 1e3).round() / 1e3,
+        });
+        publisher.send(&Message {
+            topic: self.board.event_topic(),
+            payload: payload.to_string().into_bytes(),
+            retain: false,
+        });
+        match e.kind {
+            EventKind::Identified => {
+                // A track decided anew (a flip) stops counting for whom it counted before.
+                self.leave(publisher, e.track);
+                if let Some(id) = e.name.as_deref().and_then(|n| self.id_of(n)) {
+                    let n = self.present.entry(id.clone()).or_insert(0);
+                    *n += 1;
+                    if *n == 1 {
+                        publisher.send(&Message::retained(self.board.presence_topic(&id), ON));
+                    }
+                    self.tracks.insert(e.track, id);
+                }
+                publisher.send(&Message::retained(self.board.last_person_topic(), payload.to_string()));
+            }
+            EventKind::Unknown | EventKind::Left => self.leave(publisher, e.track),
+        }
+        if let Some(face) = &e.face {
+            match crate::jpeg::encode(face, 85.0) {
+                Ok(jpeg) => publisher.send(&Message::retained(self.board.snapshot_topic(), jpeg)),
+                Err(err) => eprintln!("facegate: warning: face not sent to Home Assistant: {err}"),
+            }
+        }
+    }
+
+    /// The gallery changed: announce the new people, delete the removed ones' entities.
+    pub fn gallery(&mut self, publisher: &Publisher, people: &[Person]) {
+        let now = ids_and_names(people);
+        for (id, _) in &self.people {
+            if !now.iter().any(|(i, _)| i == id) && !self.removed.contains(id) {
+                self.removed.push(id.clone());
+                self.present.remove(id);
+                self.tracks.retain(|_, p| p != id);
+                // An empty retained message deletes the retained state.
+                publisher.send(&Message::retained(self.board.presence_topic(id), Vec::new()));
+            }
+        }
+        for (id, _) in &now {
+            if !self.people.iter().any(|(i, _)| i == id) {
+                publisher.send(&Message::retained(self.board.presence_topic(id), OFF));
+            }
+            self.removed.retain(|r| r != id);
+        }
+        self.people = now;
+        publisher.announce(self.board.announcements(&self.people, &self.removed));
+    }
+
+    /// A clean stop: the will is not sent for a goodbye, so say "offline" here.
+    pub fn stop(&self, publisher: &Publisher) {
+        publisher.send(&Message::retained(self.board.availability_topic(), "offline"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_ids_are_topic_safe() {
+        assert_eq!(node_id("Front door"), "front_door");
+        assert_eq!(node_id("  Küche / back #2 "), "k_che_back_2");
+        assert_eq!(node_id("///"), "camera");
+    }
+
+    #[test]
+    fn the_discovery_config_has_one_device_and_its_entities() {
+        let b = Board::new("homeassistant", "Front door").unwrap();
+        assert_eq!(b.config_topic(), "homeassistant/device/facegate_front_door/config");
+        let people = vec![("p000001".to_string(), "Ada".to_string())];
+        let c = b.discovery(&people, &["p000002".to_string()]);
+        assert_eq!(c["dev"]["ids"][0], "facegate_front_door");
+        assert_eq!(c["o"]["name"], "facegate");
+        assert_eq!(c["avty"][0]["t"], "facegate/front_door/availability");
+        let present = &c["cmps"]["present_p000001"];
+        assert_eq!(present["p"], "binary_sensor");
+        assert_eq!(present["device_class"], "presence");
+        assert_eq!(present["state_topic"], "facegate/front_door/present/p000001");
+        assert_eq!(c["cmps"]["present_p000002"], json!({"p": "binary_sensor"}));
+        assert_eq!(c["cmps"]["face"]["event_types"][1], "unknown");
+        assert_eq!(c["cmps"]["snapshot"]["p"], "image");
+        assert!(Board::new("home+assistant", "x").is_err());
+        assert!(Board::new("ha/", "x").is_err());
+        assert!(Board::new("ha", "").is_err());
+    }
+}

@@ -1,0 +1,145 @@
+//! A real MQTT broker for the tests: Debian's mosquitto (installed by tools/setup.sh), on a port
+//! of its own, and a subscriber that collects what it sees.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+pub struct Broker(std::process::Child);
+
+/// A free local TCP port (bound, then released for the broker).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Broker {
+    pub fn start(port: u16) -> Broker {
+        // Debian installs it in /usr/sbin, which is not on every user's PATH.
+        let program = if Path::new("/usr/sbin/mosquitto").exists() {
+            "/usr/sbin/mosquitto"
+        } else {
+            "mosquitto"
+        };
+        let child = Command::new(program)
+            .args(["-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto must be installed for the MQTT test (tools/setup.sh installs it)");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(started.elapsed().as_secs() < 10, "mosquitto did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Broker(child)
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One message as a subscriber received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    /// Set only for retained messages delivered because of the subscription.
+    pub retain: bool,
+}
+
+impl Received {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.payload).into_owned()
+    }
+}
+
+/// Everything published on `filters` from now on (and what is retained there).
+pub struct Listener {
+    rx: Receiver<Received>,
+    pub seen: Vec<Received>,
+}
+
+impl Listener {
+    pub fn subscribe(port: u16, id: &str, filters: &[&str]) -> Listener {
+        use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+        let mut options = MqttOptions::new(id, "127.0.0.1", port);
+        options.set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut connection) = Client::new(options, 100);
+        for f in filters {
+            client.subscribe(*f, QoS::AtLeastOnce).unwrap();
+        }
+        let (tx, rx) = channel();
+        let (acks_tx, acks) = channel();
+        std::thread::spawn(move || {
+            let _client = client;
+            for n in connection.iter() {
+                match n {
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        let _ = acks_tx.send(());
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let m = Received {
+                            topic: p.topic.clone(),
+                            payload: p.payload.to_vec(),
+                            retain: p.retain,
+                        };
+                        if tx.send(m).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+            }
+        });
+        for _ in filters {
+            acks.recv_timeout(Duration::from_secs(10))
+                .expect("subscribed");
+        }
+        Listener {
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a message on `topic` that `wanted` accepts; `what` names it on failure.
+    pub fn wait(&mut self, topic: &str, what: &str, wanted: impl Fn(&Received) -> bool) -> Received {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.rx.recv_timeout(left) {
+                Ok(m) => {
+                    self.seen.push(m.clone());
+                    if m.topic == topic && wanted(&m) {
+                        return m;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        let seen: Vec<String> = self
+            .seen
+            .iter()
+            .map(|m| format!("{} {}", m.topic, m.text().chars().take(80).collect::<String>()))
+            .collect();
+        panic!("no {what} on {topic}; saw: {seen:#?}");
+    }
+
+    /// The payloads seen so far on `topic`, as text, in order.
+    pub fn history(&self, topic: &str) -> Vec<String> {
+        self.seen
+            .iter()
+            .filter(|m| m.topic == topic)
+            .map(Received::text)
+            .collect()
+    }
+}

@@ -1,0 +1,183 @@
+//! Home Assistant's MQTT discovery against a real mosquitto: the device config and its
+//! entities, presence on at `identified` and off when the person leaves, the event, last-person
+//! and image entities, re-announcement on Home Assistant's birth message, a removed person's
+//! entities deleted, and "offline" from the last will when the process is killed.
+#![cfg(feature = "mqtt")]
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::broker::{free_port, Broker, Listener};
+use common::server::{blank, frame_with, jpeg};
+use common::{ok, photo, scratch};
+
+fn facegate() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_facegate"))
+}
+
+fn enroll(gallery: &std::path::Path, name: &str, image: &str) {
+    ok(&facegate()
+        .args(["enroll", "--name", name, "--gallery"])
+        .arg(gallery)
+        .arg(photo(image))
+        .output()
+        .unwrap());
+}
+
+const CONFIG: &str = "homeassistant/device/facegate_front_door/config";
+const AVAILABILITY: &str = "facegate/front_door/availability";
+const OBAMA: &str = "facegate/front_door/present/p000001";
+const BIDEN: &str = "facegate/front_door/present/p000002";
+
+#[test]
+fn the_board_is_a_home_assistant_device_with_presence_per_person() {
+    let dir = scratch("ha", "presence");
+    let gallery = dir.join("gallery");
+    enroll(&gallery, "Obama", "obama.jpg");
+    let port = free_port();
+    let _broker = Broker::start(port);
+    let mut ha = Listener::subscribe(port, "ha-test", &["homeassistant/#", "facegate/#"]);
+
+    let mut watch = facegate()
+        .args(["watch", "--mjpeg", "-", "--min-face", "40", "--camera-name", "Front door"])
+        .arg("--gallery")
+        .arg(&gallery)
+        .arg("--mqtt")
+        .arg(format!("mqtt://127.0.0.1:{port}"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = watch.stdin.take().unwrap();
+    let mut feed = |frames: &[image::RgbImage]| {
+        for f in frames {
+            stdin.write_all(&jpeg(f)).unwrap();
+        }
+        stdin.flush().unwrap();
+    };
+
+    // The device and its entities, then "online" and nobody present.
+    let config = ha.wait(CONFIG, "discovery config", |_| true);
+    let c: serde_json::Value = serde_json::from_slice(&config.payload).unwrap();
+    assert_eq!(c["dev"]["name"], "facegate Front door");
+    assert_eq!(c["o"]["name"], "facegate");
+    assert_eq!(c["avty"][0]["t"], AVAILABILITY);
+    let present = &c["cmps"]["present_p000001"];
+    assert_eq!(
+        (present["p"].as_str(), present["name"].as_str(), present["state_topic"].as_str()),
+        (Some("binary_sensor"), Some("Obama present"), Some(OBAMA))
+    );
+    for (component, platform) in [("last_person", "sensor"), ("face", "event"), ("snapshot", "image")] {
+        assert_eq!(c["cmps"][component]["p"], platform, "{c}");
+        assert!(c["cmps"][component]["unique_id"].as_str().unwrap().starts_with("facegate_front_door_"));
+    }
+    ha.wait(AVAILABILITY, "online", |m| m.payload == b"online");
+    ha.wait(OBAMA, "presence off at start", |m| m.payload == b"OFF");
+
+    // Obama comes and goes: on, off; the event entity and the last person follow.
+    let obama: Vec<_> = (0..8).map(|i| frame_with(&photo("obama2.jpg"), 560, 20 + 2 * i, 0)).collect();
+    feed(&obama);
+    ha.wait(OBAMA, "presence on", |m| m.payload == b"ON");
+    let last = ha.wait("facegate/front_door/last_person", "last person", |_| true);
+    let last: serde_json::Value = serde_json::from_slice(&last.payload).unwrap();
+    assert_eq!((last["name"].as_str(), last["camera"].as_str()), (Some("Obama"), Some("Front door")));
+    let face = ha.wait("facegate/front_door/snapshot", "the face", |_| true);
+    assert!(face.payload.starts_with(&[0xFF, 0xD8, 0xFF]), "a JPEG");
+    feed(&vec![blank(); 16]);
+    ha.wait(OBAMA, "presence off after leaving", |m| m.payload == b"OFF");
+    let events: Vec<String> = ha
+        .history("facegate/front_door/event")
+        .iter()
+        .map(|t| serde_json::from_str::<serde_json::Value>(t).unwrap()["event_type"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(events, ["identified", "left"]);
+    assert_eq!(ha.history(OBAMA), ["OFF", "ON", "OFF"]);
+
+    // Home Assistant restarts and says so: the config comes again.
+    let before = ha.history(CONFIG).len();
+    let (announcer, mut connection) =
+        rumqttc::Client::new(rumqttc::MqttOptions::new("ha-birth", "127.0.0.1", port), 10);
+    announcer
+        .publish("homeassistant/status", rumqttc::QoS::AtLeastOnce, false, "online")
+        .unwrap();
+    std::thread::spawn(move || for _ in connection.iter() {});
+    ha.wait(CONFIG, "the config again", |_| true);
+    assert_eq!(ha.history(CONFIG).len(), before + 1);
+
+    // Biden is enrolled by another process, then removed: his entity comes, then goes.
+    enroll(&gallery, "Biden", "biden.jpg");
+    std::thread::sleep(Duration::from_millis(700));
+    feed(&[blank()]);
+    ha.wait(CONFIG, "a config with Biden", |m| {
+        serde_json::from_slice::<serde_json::Value>(&m.payload).unwrap()["cmps"]["present_p000002"]["name"]
+            == "Biden present"
+    });
+    ha.wait(BIDEN, "Biden not present", |m| m.payload == b"OFF");
+    ok(&facegate()
+        .args(["gallery", "remove", "Biden", "--gallery"])
+        .arg(&gallery)
+        .output()
+        .unwrap());
+    std::thread::sleep(Duration::from_millis(700));
+    feed(&[blank()]);
+    ha.wait(CONFIG, "Biden's entity deleted", |m| {
+        serde_json::from_slice::<serde_json::Value>(&m.payload).unwrap()["cmps"]["present_p000002"]
+            == serde_json::json!({"p": "binary_sensor"})
+    });
+    ha.wait(BIDEN, "Biden's retained state cleared", |m| m.payload.is_empty());
+
+    // Killed without a goodbye: the broker publishes the will.
+    watch.kill().unwrap();
+    watch.wait().unwrap();
+    ha.wait(AVAILABILITY, "offline from the will", |m| m.payload == b"offline");
+
+    // What a Home Assistant starting now finds retained.
+    let mut late = Listener::subscribe(port, "ha-late", &[CONFIG, AVAILABILITY, OBAMA]);
+    assert!(late.wait(CONFIG, "retained config", |m| m.retain).payload.len() > 200);
+    late.wait(AVAILABILITY, "retained offline", |m| m.retain && m.payload == b"offline");
+    late.wait(OBAMA, "retained presence", |m| m.retain && m.payload == b"OFF");
+}
+
+#[test]
+fn no_ha_publishes_events_only_and_a_clean_stop_says_offline() {
+    let dir = scratch("ha", "clean");
+    let gallery = dir.join("gallery");
+    enroll(&gallery, "Obama", "obama.jpg");
+    let frames = dir.join("frames");
+    std::fs::create_dir_all(&frames).unwrap();
+    for i in 0..8 {
+        frame_with(&photo("obama2.jpg"), 560, 20 + 2 * i, 0)
+            .save(frames.join(format!("f{i:02}.png")))
+            .unwrap();
+    }
+    let port = free_port();
+    let _broker = Broker::start(port);
+    let mut ha = Listener::subscribe(port, "ha-clean", &["homeassistant/#", "facegate/#", "door"]);
+    let run = |extra: &[&str]| {
+        ok(&facegate()
+            .args(["watch", "--min-face", "40", "--mqtt-topic", "door", "--camera-name", "Front door"])
+            .arg("--gallery")
+            .arg(&gallery)
+            .arg("--frames")
+            .arg(&frames)
+            .arg("--mqtt")
+            .arg(format!("mqtt://127.0.0.1:{port}"))
+            .args(extra)
+            .output()
+            .unwrap())
+    };
+    let stdout = run(&["--no-ha"]);
+    assert!(stdout.lines().all(|l| l.contains("\"camera\":\"Front door\"")), "{stdout}");
+    ha.wait("door", "the identified line", |m| m.text().contains("\"identified\""));
+    ha.wait("door", "the left line", |m| m.text().contains("\"left\""));
+    assert!(ha.history(CONFIG).is_empty(), "--no-ha announces nothing");
+    run(&[]);
+    ha.wait(AVAILABILITY, "online", |m| m.payload == b"online");
+    ha.wait(OBAMA, "presence on", |m| m.payload == b"ON");
+    ha.wait(OBAMA, "presence off at the end of the stream", |m| m.payload == b"OFF");
+    ha.wait(AVAILABILITY, "offline on a clean stop", |m| m.payload == b"offline");
+}

@@ -133,9 +133,12 @@ mod tests {
             name: None,
             ..event
         };
-        let v: serde_json::Value =
-            serde_json::from_str(&json_line(&unknown, Some(Path::new("s/1.png")), Some("Door")))
-                .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&json_line(
+            &unknown,
+            Some(Path::new("s/1.png")),
+            Some("Door"),
+        ))
+        .unwrap();
         assert_eq!(v["name"], serde_json::Value::Null);
         assert_eq!(v["event"], "unknown");
         assert_eq!(v["snapshot"], "s/1.png");

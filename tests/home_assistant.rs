@@ -42,7 +42,15 @@ fn the_board_is_a_home_assistant_device_with_presence_per_person() {
     let mut ha = Listener::subscribe(port, "ha-test", &["homeassistant/#", "facegate/#"]);
 
     let mut watch = facegate()
-        .args(["watch", "--mjpeg", "-", "--min-face", "40", "--camera-name", "Front door"])
+        .args([
+            "watch",
+            "--mjpeg",
+            "-",
+            "--min-face",
+            "40",
+            "--camera-name",
+            "Front door",
+        ])
         .arg("--gallery")
         .arg(&gallery)
         .arg("--mqtt")
@@ -68,23 +76,39 @@ fn the_board_is_a_home_assistant_device_with_presence_per_person() {
     assert_eq!(c["avty"][0]["t"], AVAILABILITY);
     let present = &c["cmps"]["present_p000001"];
     assert_eq!(
-        (present["p"].as_str(), present["name"].as_str(), present["state_topic"].as_str()),
+        (
+            present["p"].as_str(),
+            present["name"].as_str(),
+            present["state_topic"].as_str()
+        ),
         (Some("binary_sensor"), Some("Obama present"), Some(OBAMA))
     );
-    for (component, platform) in [("last_person", "sensor"), ("face", "event"), ("snapshot", "image")] {
+    for (component, platform) in [
+        ("last_person", "sensor"),
+        ("face", "event"),
+        ("snapshot", "image"),
+    ] {
         assert_eq!(c["cmps"][component]["p"], platform, "{c}");
-        assert!(c["cmps"][component]["unique_id"].as_str().unwrap().starts_with("facegate_front_door_"));
+        assert!(c["cmps"][component]["unique_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("facegate_front_door_"));
     }
     ha.wait(AVAILABILITY, "online", |m| m.payload == b"online");
     ha.wait(OBAMA, "presence off at start", |m| m.payload == b"OFF");
 
     // Obama comes and goes: on, off; the event entity and the last person follow.
-    let obama: Vec<_> = (0..8).map(|i| frame_with(&photo("obama2.jpg"), 560, 20 + 2 * i, 0)).collect();
+    let obama: Vec<_> = (0..8)
+        .map(|i| frame_with(&photo("obama2.jpg"), 560, 20 + 2 * i, 0))
+        .collect();
     feed(&obama);
     ha.wait(OBAMA, "presence on", |m| m.payload == b"ON");
     let last = ha.wait("facegate/front_door/last_person", "last person", |_| true);
     let last: serde_json::Value = serde_json::from_slice(&last.payload).unwrap();
-    assert_eq!((last["name"].as_str(), last["camera"].as_str()), (Some("Obama"), Some("Front door")));
+    assert_eq!(
+        (last["name"].as_str(), last["camera"].as_str()),
+        (Some("Obama"), Some("Front door"))
+    );
     let face = ha.wait("facegate/front_door/snapshot", "the face", |_| true);
     assert!(face.payload.starts_with(&[0xFF, 0xD8, 0xFF]), "a JPEG");
     feed(&vec![blank(); 16]);
@@ -92,7 +116,12 @@ fn the_board_is_a_home_assistant_device_with_presence_per_person() {
     let events: Vec<String> = ha
         .history("facegate/front_door/event")
         .iter()
-        .map(|t| serde_json::from_str::<serde_json::Value>(t).unwrap()["event_type"].as_str().unwrap().to_string())
+        .map(|t| {
+            serde_json::from_str::<serde_json::Value>(t).unwrap()["event_type"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     assert_eq!(events, ["identified", "left"]);
     assert_eq!(ha.history(OBAMA), ["OFF", "ON", "OFF"]);
@@ -102,7 +131,12 @@ fn the_board_is_a_home_assistant_device_with_presence_per_person() {
     let (announcer, mut connection) =
         rumqttc::Client::new(rumqttc::MqttOptions::new("ha-birth", "127.0.0.1", port), 10);
     announcer
-        .publish("homeassistant/status", rumqttc::QoS::AtLeastOnce, false, "online")
+        .publish(
+            "homeassistant/status",
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            "online",
+        )
         .unwrap();
     std::thread::spawn(move || for _ in connection.iter() {});
     ha.wait(CONFIG, "the config again", |_| true);
@@ -113,7 +147,8 @@ fn the_board_is_a_home_assistant_device_with_presence_per_person() {
     std::thread::sleep(Duration::from_millis(700));
     feed(&[blank()]);
     ha.wait(CONFIG, "a config with Biden", |m| {
-        serde_json::from_slice::<serde_json::Value>(&m.payload).unwrap()["cmps"]["present_p000002"]["name"]
+        serde_json::from_slice::<serde_json::Value>(&m.payload).unwrap()["cmps"]["present_p000002"]
+            ["name"]
             == "Biden present"
     });
     ha.wait(BIDEN, "Biden not present", |m| m.payload == b"OFF");
@@ -128,18 +163,31 @@ fn the_board_is_a_home_assistant_device_with_presence_per_person() {
         serde_json::from_slice::<serde_json::Value>(&m.payload).unwrap()["cmps"]["present_p000002"]
             == serde_json::json!({"p": "binary_sensor"})
     });
-    ha.wait(BIDEN, "Biden's retained state cleared", |m| m.payload.is_empty());
+    ha.wait(BIDEN, "Biden's retained state cleared", |m| {
+        m.payload.is_empty()
+    });
 
     // Killed without a goodbye: the broker publishes the will.
     watch.kill().unwrap();
     watch.wait().unwrap();
-    ha.wait(AVAILABILITY, "offline from the will", |m| m.payload == b"offline");
+    ha.wait(AVAILABILITY, "offline from the will", |m| {
+        m.payload == b"offline"
+    });
 
     // What a Home Assistant starting now finds retained.
     let mut late = Listener::subscribe(port, "ha-late", &[CONFIG, AVAILABILITY, OBAMA]);
-    assert!(late.wait(CONFIG, "retained config", |m| m.retain).payload.len() > 200);
-    late.wait(AVAILABILITY, "retained offline", |m| m.retain && m.payload == b"offline");
-    late.wait(OBAMA, "retained presence", |m| m.retain && m.payload == b"OFF");
+    assert!(
+        late.wait(CONFIG, "retained config", |m| m.retain)
+            .payload
+            .len()
+            > 200
+    );
+    late.wait(AVAILABILITY, "retained offline", |m| {
+        m.retain && m.payload == b"offline"
+    });
+    late.wait(OBAMA, "retained presence", |m| {
+        m.retain && m.payload == b"OFF"
+    });
 }
 
 #[test]
@@ -159,7 +207,15 @@ fn no_ha_publishes_events_only_and_a_clean_stop_says_offline() {
     let mut ha = Listener::subscribe(port, "ha-clean", &["homeassistant/#", "facegate/#", "door"]);
     let run = |extra: &[&str]| {
         ok(&facegate()
-            .args(["watch", "--min-face", "40", "--mqtt-topic", "door", "--camera-name", "Front door"])
+            .args([
+                "watch",
+                "--min-face",
+                "40",
+                "--mqtt-topic",
+                "door",
+                "--camera-name",
+                "Front door",
+            ])
             .arg("--gallery")
             .arg(&gallery)
             .arg("--frames")
@@ -171,13 +227,24 @@ fn no_ha_publishes_events_only_and_a_clean_stop_says_offline() {
             .unwrap())
     };
     let stdout = run(&["--no-ha"]);
-    assert!(stdout.lines().all(|l| l.contains("\"camera\":\"Front door\"")), "{stdout}");
-    ha.wait("door", "the identified line", |m| m.text().contains("\"identified\""));
+    assert!(
+        stdout
+            .lines()
+            .all(|l| l.contains("\"camera\":\"Front door\"")),
+        "{stdout}"
+    );
+    ha.wait("door", "the identified line", |m| {
+        m.text().contains("\"identified\"")
+    });
     ha.wait("door", "the left line", |m| m.text().contains("\"left\""));
     assert!(ha.history(CONFIG).is_empty(), "--no-ha announces nothing");
     run(&[]);
     ha.wait(AVAILABILITY, "online", |m| m.payload == b"online");
     ha.wait(OBAMA, "presence on", |m| m.payload == b"ON");
-    ha.wait(OBAMA, "presence off at the end of the stream", |m| m.payload == b"OFF");
-    ha.wait(AVAILABILITY, "offline on a clean stop", |m| m.payload == b"offline");
+    ha.wait(OBAMA, "presence off at the end of the stream", |m| {
+        m.payload == b"OFF"
+    });
+    ha.wait(AVAILABILITY, "offline on a clean stop", |m| {
+        m.payload == b"offline"
+    });
 }

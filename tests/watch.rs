@@ -8,9 +8,9 @@ use std::process::{Command, Output, Stdio};
 use image::{imageops, RgbImage};
 
 mod common;
-use common::server::jpeg;
 #[cfg(feature = "mqtt")]
 use common::broker::{free_port, Broker};
+use common::server::jpeg;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -276,7 +276,6 @@ fn missing_sources_are_clear_errors() {
         assert!(out.stdout.is_empty());
     }
 }
-
 
 #[cfg(feature = "mqtt")]
 #[test]

@@ -52,10 +52,11 @@ impl Board {
         check_topic(prefix)
             .map_err(|_| format!("bad --ha-prefix {prefix:?}: a topic without + or #"))?;
         if prefix.starts_with('/') || prefix.ends_with('/') {
-            return Err(format!("bad --ha-prefix {prefix:?}: no leading or trailing /"));
+            return Err(format!(
+                "bad --ha-prefix {prefix:?}: no leading or trailing /"
+            ));
         }
-        crate::gallery::validate_name(camera)
-            .map_err(|e| format!("bad --camera-name: {e}"))?;
+        crate::gallery::validate_name(camera).map_err(|e| format!("bad --camera-name: {e}"))?;
         Ok(Board {
             prefix: prefix.to_string(),
             camera: camera.to_string(),
@@ -270,7 +271,10 @@ impl HomeAssistant {
                     }
                     self.tracks.insert(e.track, id);
                 }
-                publisher.send(&Message::retained(self.board.last_person_topic(), payload.to_string()));
+                publisher.send(&Message::retained(
+                    self.board.last_person_topic(),
+                    payload.to_string(),
+                ));
             }
             EventKind::Unknown | EventKind::Left => self.leave(publisher, e.track),
         }
@@ -291,7 +295,10 @@ impl HomeAssistant {
                 self.present.remove(id);
                 self.tracks.retain(|_, p| p != id);
                 // An empty retained message deletes the retained state.
-                publisher.send(&Message::retained(self.board.presence_topic(id), Vec::new()));
+                publisher.send(&Message::retained(
+                    self.board.presence_topic(id),
+                    Vec::new(),
+                ));
             }
         }
         for (id, _) in &now {
@@ -306,7 +313,10 @@ impl HomeAssistant {
 
     /// A clean stop: the will is not sent for a goodbye, so say "offline" here.
     pub fn stop(&self, publisher: &Publisher) {
-        publisher.send(&Message::retained(self.board.availability_topic(), "offline"));
+        publisher.send(&Message::retained(
+            self.board.availability_topic(),
+            "offline",
+        ));
     }
 }
 
@@ -324,7 +334,10 @@ mod tests {
     #[test]
     fn the_discovery_config_has_one_device_and_its_entities() {
         let b = Board::new("homeassistant", "Front door").unwrap();
-        assert_eq!(b.config_topic(), "homeassistant/device/facegate_front_door/config");
+        assert_eq!(
+            b.config_topic(),
+            "homeassistant/device/facegate_front_door/config"
+        );
         let people = vec![("p000001".to_string(), "Ada".to_string())];
         let c = b.discovery(&people, &["p000002".to_string()]);
         assert_eq!(c["dev"]["ids"][0], "facegate_front_door");
@@ -333,7 +346,10 @@ mod tests {
         let present = &c["cmps"]["present_p000001"];
         assert_eq!(present["p"], "binary_sensor");
         assert_eq!(present["device_class"], "presence");
-        assert_eq!(present["state_topic"], "facegate/front_door/present/p000001");
+        assert_eq!(
+            present["state_topic"],
+            "facegate/front_door/present/p000001"
+        );
         assert_eq!(c["cmps"]["present_p000002"], json!({"p": "binary_sensor"}));
         assert_eq!(c["cmps"]["face"]["event_types"][1], "unknown");
         assert_eq!(c["cmps"]["snapshot"]["p"], "image");

@@ -10,6 +10,7 @@
 
 pub mod home_assistant;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -54,6 +55,9 @@ pub struct Publisher {
     topic: String,
     finished: mpsc::Receiver<()>,
     announcements: Arc<Mutex<Vec<Message>>>,
+    /// QoS 1 messages handed to the client, and acknowledged by the broker.
+    queued: Arc<AtomicU64>,
+    acked: Arc<AtomicU64>,
 }
 
 /// Largest MQTT packet sent or received: a snapshot JPEG or a discovery config of many people.
@@ -134,9 +138,22 @@ impl Publisher {
         let (client, mut connection) = Client::new(options, QUEUE);
         let (done_tx, finished) = mpsc::channel();
         let address = format!("{host}:{port}");
+        // Queued first, so the config is on the broker before any state it describes; the
+        // thread sends them again on reconnections.
+        let queued = Arc::new(AtomicU64::new(0));
+        let acked = Arc::new(AtomicU64::new(0));
+        for m in &session.announcements {
+            if client
+                .try_publish(&m.topic, QoS::AtLeastOnce, m.retain, m.payload.clone())
+                .is_ok()
+            {
+                queued.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         let announcements = Arc::new(Mutex::new(session.announcements));
         let resend = session.resend_on;
         let (thread_client, thread_announcements) = (client.clone(), announcements.clone());
+        let (thread_queued, thread_acked) = (queued.clone(), acked.clone());
         thread::Builder::new()
             .name("facegate-mqtt".into())
             .spawn(move || {
@@ -146,15 +163,16 @@ impl Publisher {
                         .unwrap_or_else(|e| e.into_inner())
                         .clone();
                     for m in list {
-                        let _ = thread_client.try_publish(
-                            &m.topic,
-                            QoS::AtLeastOnce,
-                            m.retain,
-                            m.payload,
-                        );
+                        if thread_client
+                            .try_publish(&m.topic, QoS::AtLeastOnce, m.retain, m.payload)
+                            .is_ok()
+                        {
+                            thread_queued.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                 };
                 let mut last_warning: Option<Instant> = None;
+                let mut connections = 0u64;
                 for notification in connection.iter() {
                     match notification {
                         Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -163,7 +181,15 @@ impl Publisher {
                             if let Some((t, _)) = &resend {
                                 let _ = thread_client.try_subscribe(t, QoS::AtLeastOnce);
                             }
-                            announce();
+                            // The first connection sends what was queued at the start; after a
+                            // reconnection the will has said "offline": announce again.
+                            if connections > 0 {
+                                announce();
+                            }
+                            connections += 1;
+                        }
+                        Ok(Event::Incoming(Packet::PubAck(_))) => {
+                            thread_acked.fetch_add(1, Ordering::Relaxed);
                         }
                         Ok(Event::Incoming(Packet::Publish(p))) => {
                             if resend
@@ -196,6 +222,8 @@ impl Publisher {
             topic: topic.to_string(),
             finished,
             announcements,
+            queued,
+            acked,
         })
     }
 
@@ -204,39 +232,50 @@ impl Publisher {
         for m in &announcements {
             self.send(m);
         }
-        *self
-            .announcements
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = announcements;
+        *self.announcements.lock().unwrap_or_else(|e| e.into_inner()) = announcements;
     }
 
     /// Queues one message, at-least-once.
     pub fn send(&self, m: &Message) {
-        if let Err(e) =
-            self.client
-                .try_publish(&m.topic, QoS::AtLeastOnce, m.retain, m.payload.clone())
+        match self
+            .client
+            .try_publish(&m.topic, QoS::AtLeastOnce, m.retain, m.payload.clone())
         {
-            eprintln!(
+            Ok(()) => {
+                self.queued.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => eprintln!(
                 "facegate: warning: MQTT message to {} not sent ({e})",
                 crate::terminal::escape(&m.topic)
-            );
+            ),
         }
     }
 
     /// Queues one event (a JSON line) for the broker, at-least-once.
     pub fn publish(&self, payload: &str) {
-        if let Err(e) = self.client.try_publish(
+        match self.client.try_publish(
             &self.topic,
             QoS::AtLeastOnce,
             false,
             payload.as_bytes().to_vec(),
         ) {
-            eprintln!("facegate: warning: event not published to MQTT ({e})");
+            Ok(()) => {
+                self.queued.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => eprintln!("facegate: warning: event not published to MQTT ({e})"),
         }
     }
 
     /// Sends what is queued, then disconnects; gives up after a few seconds if the broker is away.
     pub fn close(self) {
+        // Disconnecting right behind the last publishes lost them (mosquitto saw a broken
+        // stream): wait until the broker has acknowledged everything queued, then say goodbye.
+        let started = Instant::now();
+        while self.acked.load(Ordering::Relaxed) < self.queued.load(Ordering::Relaxed)
+            && started.elapsed() < FLUSH_TIMEOUT
+        {
+            thread::sleep(Duration::from_millis(10));
+        }
         if self.client.try_disconnect().is_ok()
             && self.finished.recv_timeout(FLUSH_TIMEOUT).is_err()
         {

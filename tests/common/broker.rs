@@ -67,6 +67,8 @@ impl Received {
 pub struct Listener {
     rx: Receiver<Received>,
     pub seen: Vec<Received>,
+    /// Messages already returned by `wait`, which waits for later ones on their topic.
+    claimed: Vec<bool>,
 }
 
 impl Listener {
@@ -109,17 +111,36 @@ impl Listener {
         Listener {
             rx,
             seen: Vec::new(),
+            claimed: Vec::new(),
         }
     }
 
-    /// Waits for a message on `topic` that `wanted` accepts; `what` names it on failure.
-    pub fn wait(&mut self, topic: &str, what: &str, wanted: impl Fn(&Received) -> bool) -> Received {
-        let deadline = Instant::now() + Duration::from_secs(60);
+    /// Waits for a message on `topic` that `wanted` accepts, after the last one returned on that
+    /// topic (messages on other topics may have come in between); `what` names it on failure.
+    pub fn wait(
+        &mut self,
+        topic: &str,
+        what: &str,
+        wanted: impl Fn(&Received) -> bool,
+    ) -> Received {
+        let after = (0..self.seen.len())
+            .rev()
+            .find(|&i| self.claimed[i] && self.seen[i].topic == topic)
+            .map_or(0, |i| i + 1);
+        for i in after..self.seen.len() {
+            if self.seen[i].topic == topic && wanted(&self.seen[i]) {
+                self.claimed[i] = true;
+                return self.seen[i].clone();
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match self.rx.recv_timeout(left) {
                 Ok(m) => {
+                    let hit = m.topic == topic && wanted(&m);
                     self.seen.push(m.clone());
-                    if m.topic == topic && wanted(&m) {
+                    self.claimed.push(hit);
+                    if hit {
                         return m;
                     }
                 }
@@ -129,7 +150,13 @@ impl Listener {
         let seen: Vec<String> = self
             .seen
             .iter()
-            .map(|m| format!("{} {}", m.topic, m.text().chars().take(80).collect::<String>()))
+            .map(|m| {
+                format!(
+                    "{} {}",
+                    m.topic,
+                    m.text().chars().take(80).collect::<String>()
+                )
+            })
             .collect();
         panic!("no {what} on {topic}; saw: {seen:#?}");
     }

@@ -213,7 +213,12 @@ pub struct WatchArgs {
     #[arg(long, requires = "mqtt")]
     pub no_ha: bool,
     /// Home Assistant's discovery prefix
-    #[arg(long, value_name = "PREFIX", default_value = "homeassistant", requires = "mqtt")]
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        default_value = "homeassistant",
+        requires = "mqtt"
+    )]
     pub ha_prefix: String,
     /// This board's camera, named in every event and Home Assistant entity [default in Home
     /// Assistant: the host name]

@@ -231,6 +231,7 @@ pub struct WatchArgs {
 
 impl WatchArgs {
     /// The camera's name: `--camera-name`, else the host's name.
+    #[cfg(feature = "mqtt")]
     pub fn camera_name(&self) -> String {
         self.camera_name.clone().unwrap_or_else(|| {
             std::fs::read_to_string("/proc/sys/kernel/hostname")

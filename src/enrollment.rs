@@ -69,10 +69,7 @@ pub fn check_shot(pipeline: &mut Pipeline, photo: &Photo, largest: bool) -> Resu
             "the face is too blurred (sharpness {sharpness:.1}, at least {MIN_SHARPNESS} needed)"
         ));
     }
-    let mut png = Vec::new();
-    face.crop
-        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .map_err(|e| e.to_string())?;
+    let png = png(&face.crop)?;
     Ok(Shot {
         embedding,
         png,
@@ -80,6 +77,14 @@ pub fn check_shot(pipeline: &mut Pipeline, photo: &Photo, largest: bool) -> Resu
         width: face.rect.w,
         sharpness,
     })
+}
+
+/// An aligned crop as PNG bytes (what the gallery keeps).
+pub fn png(crop: &RgbImage) -> Result<Vec<u8>, String> {
+    let mut png = Vec::new();
+    crop.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(|e| format!("cannot encode the face crop: {e}"))?;
+    Ok(png)
 }
 
 /// Unit-length mean of embeddings.

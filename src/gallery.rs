@@ -35,6 +35,9 @@ pub const FORMAT_VERSION: u32 = 1;
 const INDEX: &str = "gallery.json";
 const LOCK: &str = ".lock";
 const MAGIC: &[u8; 8] = b"FGEMB\x00\x01\x00";
+/// Version 2 adds each person's negatives; it is written only when someone has one, so galleries
+/// without negatives stay readable by older facegate.
+const MAGIC_2: &[u8; 8] = b"FGEMB\x00\x02\x00";
 const CROPS: &str = "crops";
 
 /// Bounds on what an index may declare, far above any real gallery, so that a hostile or damaged
@@ -61,6 +64,16 @@ pub struct PersonEntry {
     pub shots: usize,
     /// Aligned crops, relative to the gallery directory (empty when not kept).
     pub crops: Vec<String>,
+    /// Faces that are not this person ("this is not NAME"), kept as negative examples.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub negatives: usize,
+    /// The negatives' aligned crops (`crops/<id>-n<k>.png`), one per negative.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub negative_crops: Vec<String>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -80,6 +93,8 @@ pub struct Person {
     pub shots: Vec<Vec<f32>>,
     /// Unit-length mean of the shots.
     pub centroid: Vec<f32>,
+    /// Embeddings of faces rejected as this person.
+    pub negatives: Vec<Vec<f32>>,
 }
 
 #[derive(Debug)]
@@ -280,7 +295,7 @@ impl Gallery {
         if let Some(g) = &gallery {
             report.people = g.people.len();
             for p in &g.people {
-                for c in &p.entry.crops {
+                for c in p.entry.crops.iter().chain(&p.entry.negative_crops) {
                     let path = dir.join(c);
                     if let Err(why) = looks_like_png(&path) {
                         report.problems.push(format!(
@@ -406,12 +421,15 @@ impl Gallery {
                 .map_or(0, |d| d.as_secs()),
             shots: shots.len(),
             crops: crop_names,
+            negatives: 0,
+            negative_crops: Vec::new(),
         };
         let mut next = self.people.clone();
         next.push(Person {
             entry,
             shots,
             centroid,
+            negatives: Vec::new(),
         });
         self.commit(next, self.next_id + 1)?;
         Ok(self
@@ -426,7 +444,7 @@ impl Gallery {
         let mut next = self.people.clone();
         let gone = next.remove(i);
         self.commit(next, self.next_id)?;
-        for c in &gone.entry.crops {
+        for c in gone.entry.crops.iter().chain(&gone.entry.negative_crops) {
             let _ = fs::remove_file(self.dir.join(c));
         }
         Ok(gone.entry)
@@ -447,22 +465,36 @@ impl Gallery {
         self.commit(next, self.next_id)
     }
 
-    /// Replaces every person's embeddings (after re-embedding their crops with a new model).
+    /// Replaces every person's embeddings (after re-embedding their crops with a new model):
+    /// their shots, and their negatives (one set each, in the order of `negative_crops`).
     pub fn replace_model(
         &mut self,
         _lock: &WriteLock,
         model: ModelInfo,
         shots: Vec<Vec<Vec<f32>>>,
+        negatives: Vec<Vec<Vec<f32>>>,
     ) -> Result<(), GalleryError> {
-        if shots.len() != self.people.len() {
-            return Err(err(&self.dir, "one set of shots per person is needed"));
+        if shots.len() != self.people.len() || negatives.len() != self.people.len() {
+            return Err(err(
+                &self.dir,
+                "one set of shots and negatives per person is needed",
+            ));
+        }
+        if self
+            .people
+            .iter()
+            .zip(&negatives)
+            .any(|(p, n)| n.len() != p.entry.negatives)
+        {
+            return Err(err(&self.dir, "every negative needs its new embedding"));
         }
         self.begin_write()?;
         let mut next = self.people.clone();
-        for (p, s) in next.iter_mut().zip(shots) {
+        for ((p, s), n) in next.iter_mut().zip(shots).zip(negatives) {
             p.entry.shots = s.len();
             p.centroid = centroid(&s);
             p.shots = s;
+            p.negatives = n;
         }
         let old = std::mem::replace(&mut self.model, model);
         self.commit(next, self.next_id)
@@ -551,6 +583,53 @@ impl Gallery {
         Ok(&self.people[i])
     }
 
+    /// Keeps a face as not being the person named `name` (a negative example), with its aligned
+    /// crop, so that a new model can re-embed it.
+    pub fn reject(
+        &mut self,
+        _lock: &WriteLock,
+        name: &str,
+        embedding: Vec<f32>,
+        crop: &[u8],
+    ) -> Result<&Person, GalleryError> {
+        let i = self.find(name)?;
+        if embedding.len() != self.model.embedding_dim {
+            return Err(err(
+                &self.dir,
+                "the face's embedding is not of the model's size",
+            ));
+        }
+        let person = &self.people[i];
+        if person.negatives.len() >= MAX_SHOTS {
+            return Err(err(
+                &self.dir,
+                format!("{} already has {MAX_SHOTS} negatives", person.entry.id),
+            ));
+        }
+        let id = person.entry.id.clone();
+        let k = person
+            .entry
+            .negative_crops
+            .last()
+            .and_then(|c| negative_crop_number(&id, c))
+            .map_or(0, |k| k + 1);
+        if k > MAX_CROP_NUMBER {
+            return Err(err(&self.dir, format!("{id} has run out of crop numbers")));
+        }
+        self.begin_write()?;
+        let crop_dir = self.dir.join(CROPS);
+        fs::create_dir_all(&crop_dir).map_err(|e| err(&crop_dir, e.to_string()))?;
+        let rel = negative_crop_name(&id, k);
+        write_atomic(&self.dir.join(&rel), crop)?;
+        let mut next = self.people.clone();
+        let p = &mut next[i];
+        p.negatives.push(embedding);
+        p.entry.negatives = p.negatives.len();
+        p.entry.negative_crops.push(rel);
+        self.commit(next, self.next_id)?;
+        Ok(&self.people[i])
+    }
+
     /// Shots can be edited one by one only when crops and shots pair up (all or none kept).
     fn editable_crops(&self, person: &Person) -> Result<(), GalleryError> {
         let crops = person.entry.crops.len();
@@ -613,7 +692,13 @@ impl Gallery {
         let mut files: std::collections::HashSet<PathBuf> = self
             .people
             .iter()
-            .flat_map(|p| p.entry.crops.iter().map(|c| self.dir.join(c)))
+            .flat_map(|p| {
+                p.entry
+                    .crops
+                    .iter()
+                    .chain(&p.entry.negative_crops)
+                    .map(|c| self.dir.join(c))
+            })
             .collect();
         if let Some(g) = &self.generation {
             files.insert(self.dir.join(g));
@@ -714,13 +799,22 @@ fn centroid(shots: &[Vec<f32>]) -> Vec<f32> {
 }
 
 fn encode_embeddings(people: &[Person], dim: usize) -> Vec<u8> {
+    let with_negatives = people.iter().any(|p| !p.negatives.is_empty());
     let mut out = Vec::new();
-    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(if with_negatives { MAGIC_2 } else { MAGIC });
     out.extend_from_slice(&(dim as u32).to_le_bytes());
     out.extend_from_slice(&(people.len() as u32).to_le_bytes());
     for p in people {
         out.extend_from_slice(&(p.shots.len() as u32).to_le_bytes());
-        for v in p.shots.iter().chain(std::iter::once(&p.centroid)) {
+        if with_negatives {
+            out.extend_from_slice(&(p.negatives.len() as u32).to_le_bytes());
+        }
+        let vectors = p
+            .shots
+            .iter()
+            .chain(std::iter::once(&p.centroid))
+            .chain(&p.negatives);
+        for v in vectors {
             for x in v {
                 out.extend_from_slice(&x.to_le_bytes());
             }
@@ -741,9 +835,11 @@ fn decode_embeddings(bytes: &[u8], index: &Index) -> Result<Vec<Person>, String>
         at = end;
         Ok(s)
     };
-    if take(8)? != MAGIC {
-        return Err("not a facegate embeddings file (bad magic)".into());
-    }
+    let with_negatives = match take(8)? {
+        m if m == MAGIC => false,
+        m if m == MAGIC_2 => true,
+        _ => return Err("not a facegate embeddings file (bad magic)".into()),
+    };
     let u32_of = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
     let dim = u32_of(take(4)?);
     let count = u32_of(take(4)?);
@@ -760,8 +856,16 @@ fn decode_embeddings(bytes: &[u8], index: &Index) -> Result<Vec<Person>, String>
                 entry.shots
             ));
         }
-        let mut vectors = Vec::with_capacity(shots + 1);
-        for _ in 0..=shots {
+        let negatives = if with_negatives { u32_of(take(4)?) } else { 0 };
+        if negatives != entry.negatives {
+            return Err(format!(
+                "'{}' has {negatives} negatives in the embeddings file, {} in the index",
+                crate::terminal::escape(&entry.name),
+                entry.negatives
+            ));
+        }
+        let mut vectors = Vec::with_capacity(shots + 1 + negatives);
+        for _ in 0..(shots + 1 + negatives) {
             let raw = take(4 * dim)?;
             let v: Vec<f32> = raw
                 .chunks_exact(4)
@@ -775,11 +879,13 @@ fn decode_embeddings(bytes: &[u8], index: &Index) -> Result<Vec<Person>, String>
             }
             vectors.push(v);
         }
+        let negative_vectors = vectors.split_off(shots + 1);
         let centroid = vectors.pop().unwrap_or_default();
         people.push(Person {
             entry: entry.clone(),
             shots: vectors,
             centroid,
+            negatives: negative_vectors,
         });
     }
     if at != bytes.len() {
@@ -960,12 +1066,49 @@ fn validate_index(index: &Index) -> Result<(), String> {
             };
             previous = Some(k);
         }
+        if p.negatives > MAX_SHOTS || p.negative_crops.len() != p.negatives {
+            return Err(format!(
+                "person {} has {} negatives and {} negative crops (one each, at most {MAX_SHOTS})",
+                p.id,
+                p.negatives,
+                p.negative_crops.len()
+            ));
+        }
+        let mut previous = None;
+        for c in &p.negative_crops {
+            let number = negative_crop_number(&p.id, c).filter(|&k| previous.is_none_or(|p| k > p));
+            let Some(k) = number else {
+                return Err(format!(
+                    "person {}: negative crop '{}' is not the gallery's own file name ({})",
+                    p.id,
+                    crate::terminal::escape(c),
+                    negative_crop_name(&p.id, previous.map_or(0, |p| p + 1))
+                ));
+            };
+            previous = Some(k);
+        }
     }
     Ok(())
 }
 
 fn crop_name(id: &str, shot: usize) -> String {
     format!("{CROPS}/{id}-{shot}.png")
+}
+
+fn negative_crop_name(id: &str, k: usize) -> String {
+    format!("{CROPS}/{id}-n{k}.png")
+}
+
+/// The number `k` of a negative's crop named exactly `crops/<id>-n<k>.png`.
+fn negative_crop_number(id: &str, crop: &str) -> Option<usize> {
+    let digits = crop
+        .strip_prefix(CROPS)?
+        .strip_prefix('/')?
+        .strip_prefix(id)?
+        .strip_prefix("-n")?
+        .strip_suffix(".png")?;
+    let k: usize = digits.parse().ok().filter(|&k| k <= MAX_CROP_NUMBER)?;
+    (negative_crop_name(id, k) == crop).then_some(k)
 }
 
 /// Largest crop number: far above any real count of shots, small enough to print as it was read.
@@ -1063,6 +1206,8 @@ fn is_crop_file(name: &str) -> bool {
     name.strip_suffix(".png")
         .and_then(|stem| stem.split_once('-'))
         .is_some_and(|(id, shot)| {
+            // Shots are `<id>-<k>`, negatives `<id>-n<k>`.
+            let shot = shot.strip_prefix('n').unwrap_or(shot);
             id_number(id).is_some() && !shot.is_empty() && shot.bytes().all(|b| b.is_ascii_digit())
         })
 }

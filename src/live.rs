@@ -249,20 +249,10 @@ impl Recognizer {
             .iter()
             .zip(&embeddings)
             .map(|(&i, e)| {
-                let best = self.matcher.top_k(e, 1).first().copied();
-                let vote = match best {
-                    Some((p, s)) if s >= self.threshold => Vote {
-                        person: Some(p),
-                        score: s,
-                    },
-                    Some((_, s)) => Vote {
-                        person: None,
-                        score: s,
-                    },
-                    None => Vote {
-                        person: None,
-                        score: 0.0,
-                    },
+                let m = self.matcher.identify(e, self.threshold);
+                let vote = Vote {
+                    person: m.person,
+                    score: m.score,
                 };
                 (i, assigned[i].track, vote)
             })

@@ -71,9 +71,11 @@ fn oversized_images_are_refused_from_their_header() {
 fn an_mjpeg_stream_of_broken_frames_stays_quiet_and_small() {
     // 20 MB of bare start-of-image markers: once 631 MB of memory and a warning line per frame.
     let markers: Vec<u8> = [0xFF, 0xD8].repeat(10 << 20);
+    let gallery = scratch("mjpeg").join("gallery");
+    std::fs::create_dir_all(&gallery).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_facegate"))
         .args(["watch", "--mjpeg", "-", "--gallery"])
-        .arg(scratch("mjpeg").join("gallery"))
+        .arg(&gallery)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -175,6 +175,11 @@ fn the_api_enrolls_recognizes_records_and_corrects() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["event"]["correction"]["name"], "Obama");
     assert_eq!(
+        r.json()["person"]["negatives"],
+        1,
+        "the face is now a negative of Obama"
+    );
+    assert_eq!(
         s.get(&format!("/api/v1/events/{eid}")).json()["correction"]["same"],
         false
     );

@@ -33,6 +33,9 @@ struct IdentifiedFace<'a> {
     name: Option<&'a str>,
     score: f32,
     known: bool,
+    /// Someone the face would have matched, had it not been rejected as them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refused: Option<&'a str>,
 }
 
 #[derive(serde::Serialize)]
@@ -74,19 +77,17 @@ pub fn identify(args: IdentifyArgs) -> Result<ExitCode, String> {
             faces: faces
                 .iter()
                 .map(|(face, embedding)| {
-                    let best = matcher.top_k(embedding, 1).into_iter().next();
-                    let (name, score) = best.map_or((None, 0.0), |(i, s)| {
-                        (Some(g.people()[i].entry.name.as_str()), s)
-                    });
-                    let known = name.is_some() && score >= pipeline.threshold;
+                    let m = matcher.identify(embedding, pipeline.threshold);
+                    let name = m.person.map(|i| g.people()[i].entry.name.as_str());
                     IdentifiedFace {
                         x: face.rect.x,
                         y: face.rect.y,
                         w: face.rect.w,
                         h: face.rect.h,
-                        name: if known { name } else { None },
-                        score,
-                        known,
+                        name,
+                        score: m.score,
+                        known: name.is_some(),
+                        refused: m.refused.map(|i| g.people()[i].entry.name.as_str()),
                     }
                 })
                 .collect(),
@@ -214,6 +215,13 @@ pub enum GalleryCommand {
     Remove { name: String },
     /// Rename a person
     Rename { old: String, new: String },
+    /// Record that the face in IMAGE is not NAME ("this is not NAME"): matching then refuses
+    /// NAME for faces closer to it than to NAME's own shots
+    Reject {
+        name: String,
+        /// A photo of the face that is not NAME (its largest face is used)
+        image: PathBuf,
+    },
     /// Re-embed every person's kept crops with the current model
     Reembed,
     /// Check the gallery: index, embeddings and crops agree; exits 1 if anything is damaged
@@ -241,8 +249,13 @@ pub fn gallery(args: GalleryCmdArgs) -> Result<ExitCode, String> {
             let info = pipeline()?.model_info();
             let g = Gallery::open_any(dir, &info).map_err(|e| e.to_string())?;
             for p in g.people() {
+                let negatives = match p.entry.negatives {
+                    0 => String::new(),
+                    1 => "\t1 negative".into(),
+                    n => format!("\t{n} negatives"),
+                };
                 println!(
-                    "{}\t{}\t{} shots\tenrolled {}",
+                    "{}\t{}\t{} shots\tenrolled {}{negatives}",
                     p.entry.id,
                     escape(&p.entry.name),
                     p.entry.shots,
@@ -267,12 +280,31 @@ pub fn gallery(args: GalleryCmdArgs) -> Result<ExitCode, String> {
             g.rename(&lock, &old, &new).map_err(|e| e.to_string())?;
             println!("renamed {} to {}", escape(&old), escape(&new));
         }
+        GalleryCommand::Reject { name, image } => {
+            let mut pipeline = pipeline()?;
+            let info = pipeline.model_info();
+            let (face, embedding) = pipeline.largest_face(&image)?;
+            let png = facegate::enrollment::png(&face.crop)?;
+            let lock = Gallery::lock(dir).map_err(|e| e.to_string())?;
+            let mut g = Gallery::open(dir, &info).map_err(|e| e.to_string())?;
+            let p = g
+                .reject(&lock, &name, embedding, &png)
+                .map_err(|e| e.to_string())?;
+            let n = p.entry.negatives;
+            println!(
+                "recorded the face in {} as not {} ({n} negative{})",
+                facegate::terminal::path(&image),
+                escape(&name),
+                if n == 1 { "" } else { "s" }
+            );
+        }
         GalleryCommand::Reembed => {
             let mut pipeline = pipeline()?;
             let info = pipeline.model_info();
             let lock = Gallery::lock(dir).map_err(|e| e.to_string())?;
             let mut g = Gallery::open_any(dir, &info).map_err(|e| e.to_string())?;
             let mut all = Vec::new();
+            let mut negatives = Vec::new();
             for p in g.people() {
                 if p.entry.crops.is_empty() {
                     return Err(format!(
@@ -280,15 +312,19 @@ pub fn gallery(args: GalleryCmdArgs) -> Result<ExitCode, String> {
                         escape(&p.entry.name)
                     ));
                 }
-                let mut crops = Vec::new();
-                for c in &p.entry.crops {
-                    let photo = image_io::load(&g.crop_path(c)).map_err(|e| e.to_string())?;
-                    crops.push(photo.rgb);
-                }
-                all.push(pipeline.embedder.embed(&crops)?);
+                let mut embed = |names: &[String]| -> Result<Vec<Vec<f32>>, String> {
+                    let mut crops = Vec::new();
+                    for c in names {
+                        let photo = image_io::load(&g.crop_path(c)).map_err(|e| e.to_string())?;
+                        crops.push(photo.rgb);
+                    }
+                    pipeline.embedder.embed(&crops)
+                };
+                all.push(embed(&p.entry.crops)?);
+                negatives.push(embed(&p.entry.negative_crops)?);
             }
             let n = all.len();
-            g.replace_model(&lock, info, all)
+            g.replace_model(&lock, info, all, negatives)
                 .map_err(|e| e.to_string())?;
             println!(
                 "re-embedded {n} people with {}",

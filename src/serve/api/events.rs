@@ -121,23 +121,21 @@ pub async fn correct(
         };
         crate::gallery::validate_name(&name).map_err(ApiError::bad)?;
         if !body.same {
+            // The snapshot's face becomes a negative of NAME, so matching stops taking it (and
+            // faces closer to it than to NAME's shots) for NAME. Without a usable face the
+            // correction is still stored, and the answer says why it changes nothing.
+            let negative = snapshot_photo(&app, &event)
+                .and_then(|photo| super::people::reject(&app, &name, &photo));
             lock(&app.history)
                 .correct(id, &name, false)
                 .map_err(ApiError::internal)?;
-            return Ok(Json(
-                serde_json::json!({ "event": event_or_404(&app, id)? }),
-            ));
+            let event = event_or_404(&app, id)?;
+            return Ok(Json(match negative {
+                Ok(person) => serde_json::json!({ "event": event, "person": person }),
+                Err(e) => serde_json::json!({ "event": event, "not_used_for_matching": e.message }),
+            }));
         }
-        if event.snapshot.is_none() {
-            return Err(ApiError::bad(format!(
-                "event {id} has no snapshot to enroll from"
-            )));
-        }
-        let path = lock(&app.history).snapshot_path(id);
-        let bytes =
-            crate::limits::read_file(&path, crate::limits::MAX_IMAGE_FILE_BYTES, "snapshot")
-                .map_err(|e| ApiError::internal(format!("the snapshot of event {id}: {e}")))?;
-        let photo = super::upload::decode(&bytes, &format!("the snapshot of event {id}"))?;
+        let photo = snapshot_photo(&app, &event)?;
         let shot = super::people::check(&app, &photo, true).map_err(|why| {
             ApiError::bad(format!(
                 "the snapshot of event {id} cannot be a shot of {name}: {why}"
@@ -163,6 +161,21 @@ pub async fn correct(
         })))
     })
     .await
+}
+
+/// The decoded snapshot of a stored event.
+fn snapshot_photo(
+    app: &crate::serve::App,
+    event: &StoredEvent,
+) -> ApiResult<crate::image_io::Photo> {
+    let id = event.id;
+    if event.snapshot.is_none() {
+        return Err(ApiError::bad(format!("event {id} has no snapshot")));
+    }
+    let path = lock(&app.history).snapshot_path(id);
+    let bytes = crate::limits::read_file(&path, crate::limits::MAX_IMAGE_FILE_BYTES, "snapshot")
+        .map_err(|e| ApiError::internal(format!("the snapshot of event {id}: {e}")))?;
+    super::upload::decode(&bytes, &format!("the snapshot of event {id}"))
 }
 
 /// New events as they are stored, as `event: face` messages. A client too slow to keep up is

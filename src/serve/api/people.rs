@@ -27,6 +27,8 @@ pub struct PersonJson {
     enrolled_unix: u64,
     shots: usize,
     shot_urls: Vec<String>,
+    /// Faces recorded as not this person ("this is not NAME").
+    negatives: usize,
 }
 
 impl PersonJson {
@@ -36,6 +38,7 @@ impl PersonJson {
             name: p.entry.name.clone(),
             enrolled_unix: p.entry.enrolled_unix,
             shots: p.entry.shots,
+            negatives: p.entry.negatives,
             shot_urls: (0..p.entry.crops.len())
                 .map(|k| format!("/api/v1/people/{}/shots/{k}.png", p.entry.id))
                 .collect(),
@@ -90,6 +93,32 @@ pub fn enroll(app: &App, name: &str, shots: Vec<Shot>) -> ApiResult<PersonJson> 
         let embeddings = shots.into_iter().map(|s| s.embedding).collect();
         let p = g
             .add(write_lock, name, embeddings, &crops)
+            .map_err(gallery_error)?;
+        Ok(PersonJson::of(p))
+    })
+}
+
+/// Records the largest face of `photo` as not being the person named `name`.
+pub fn reject(app: &App, name: &str, photo: &Photo) -> ApiResult<PersonJson> {
+    let (face, embedding) = {
+        let mut pipeline = lock(&app.pipeline);
+        pipeline
+            .faces(photo)
+            .map_err(ApiError::bad)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| ApiError::bad("no face found"))?
+    };
+    let png = enrollment::png(&face.crop).map_err(ApiError::internal)?;
+    change(app, |g, write_lock| {
+        if !g.people().iter().any(|p| p.entry.name == name) {
+            return Err(ApiError::not_found(format!(
+                "nobody named '{}' is enrolled",
+                crate::terminal::escape(name)
+            )));
+        }
+        let p = g
+            .reject(write_lock, name, embedding, &png)
             .map_err(gallery_error)?;
         Ok(PersonJson::of(p))
     })

@@ -56,20 +56,17 @@ pub async fn recognize(State(app): Shared, req: Request) -> ApiResult<Json<Faces
         let faces = faces
             .iter()
             .map(|(face, embedding)| {
-                let best = matcher.top_k(embedding, 1).into_iter().next();
-                let (name, score) = best.map_or((None, 0.0), |(i, s)| {
-                    (Some(gallery.people()[i].entry.name.clone()), s)
-                });
-                let known = name.is_some() && score >= threshold;
+                let m = matcher.identify(embedding, threshold);
+                let name = m.person.map(|i| gallery.people()[i].entry.name.clone());
                 FaceJson {
                     x: face.rect.x,
                     y: face.rect.y,
                     w: face.rect.w,
                     h: face.rect.h,
                     landmarks: face.landmarks,
-                    name: Some(if known { name } else { None }),
-                    score: Some((score * 1e4).round() / 1e4),
-                    known: Some(known),
+                    known: Some(name.is_some()),
+                    name: Some(name),
+                    score: Some((m.score * 1e4).round() / 1e4),
                 }
             })
             .collect();

@@ -307,7 +307,7 @@ function personCard(p, v) {
   return el('div', { class: 'person card', 'data-id': p.id },
     el('div', { class: 'person-head' },
       el('span', { class: 'person-name', text: p.name }),
-      el('span', { class: 'muted', text: `${p.shots} shot${p.shots === 1 ? '' : 's'}${enrolled}` })),
+      el('span', { class: 'muted', text: `${p.shots} shot${p.shots === 1 ? '' : 's'}${enrolled}${p.negatives ? ` · ${p.negatives} not-them face${p.negatives === 1 ? '' : 's'}` : ''}` })),
     el('div', { class: 'shots' }, ...shots),
     el('div', { class: 'row actions' },
       el('button', { class: 'rename secondary', type: 'button', text: 'Rename', onclick: (e) => renamePerson(p, e.currentTarget) }),

@@ -236,6 +236,127 @@ pub fn draw(
     r
 }
 
+/// One draw of the "this is not NAME" experiment: enrolled as in [`draw`] (the same random
+/// picks), matched by the gallery's [`Matcher`](crate::matcher::Matcher); then every stranger
+/// accepted as somebody is rejected as that person (a negative), and everything is matched again.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RejectionResult {
+    pub before: DrawResult,
+    pub after: DrawResult,
+    /// Strangers accepted before, and so rejected.
+    pub rejected: usize,
+    /// Of those, accepted again as the same person after the rejection (should be none).
+    pub accepted_again: usize,
+}
+
+pub fn draw_with_rejection(
+    pool: &[Embedded],
+    probes: &[Embedded],
+    strangers: &[Vec<f32>],
+    people: usize,
+    shots: usize,
+    threshold: f32,
+    rng: &mut Rng,
+) -> RejectionResult {
+    use crate::gallery::{Person, PersonEntry};
+    use crate::matcher::Matcher;
+    let mut persons: Vec<Person> = Vec::new();
+    let mut owner: Vec<usize> = Vec::new();
+    let mut enrolled = vec![false; pool.len()];
+    for p in 0..people {
+        let mine: Vec<usize> = (0..pool.len())
+            .filter(|&i| pool[i].person == p && pool[i].embedding.is_some())
+            .collect();
+        let chosen = rng.pick(mine.len(), shots);
+        let vectors: Vec<Vec<f32>> = chosen
+            .iter()
+            .filter_map(|&c| {
+                enrolled[mine[c]] = true;
+                pool[mine[c]].embedding.clone()
+            })
+            .collect();
+        if vectors.is_empty() {
+            continue;
+        }
+        let refs: Vec<&Vec<f32>> = vectors.iter().collect();
+        persons.push(Person {
+            entry: PersonEntry {
+                id: format!("p{:06}", p + 1),
+                name: p.to_string(),
+                enrolled_unix: 0,
+                shots: vectors.len(),
+                crops: Vec::new(),
+                negatives: 0,
+                negative_crops: Vec::new(),
+            },
+            centroid: crate::enrollment::mean_direction(&refs),
+            shots: vectors,
+            negatives: Vec::new(),
+        });
+        owner.push(p);
+    }
+    let probe_set: Vec<&Embedded> = if probes.is_empty() {
+        pool.iter()
+            .zip(&enrolled)
+            .filter(|(_, &e)| !e)
+            .map(|(p, _)| p)
+            .collect()
+    } else {
+        probes.iter().collect()
+    };
+    let run = |persons: &[Person]| -> (DrawResult, Vec<Option<usize>>) {
+        let m = Matcher::new(persons);
+        let mut r = DrawResult::default();
+        for p in &probe_set {
+            r.probes += 1;
+            let Some(e) = &p.embedding else {
+                r.false_rejects += 1;
+                continue;
+            };
+            // Rank-1 as matching ranks: the first candidate no negative refuses.
+            if m.identify(e, f32::MIN).person.map(|i| owner[i]) == Some(p.person) {
+                r.rank1 += 1;
+            }
+            match m.identify(e, threshold).person {
+                Some(i) if owner[i] == p.person => r.accepted_correct += 1,
+                Some(_) => r.false_accepts += 1,
+                None => r.false_rejects += 1,
+            }
+        }
+        let mut taken = Vec::with_capacity(strangers.len());
+        for s in strangers {
+            r.strangers += 1;
+            let who = m.identify(s, threshold).person;
+            if who.is_some() {
+                r.strangers_accepted += 1;
+            }
+            taken.push(who);
+        }
+        (r, taken)
+    };
+    let (before, taken) = run(&persons);
+    let mut rejected = 0;
+    for (s, who) in strangers.iter().zip(&taken) {
+        if let Some(i) = *who {
+            persons[i].negatives.push(s.clone());
+            persons[i].entry.negatives += 1;
+            rejected += 1;
+        }
+    }
+    let (after, taken_after) = run(&persons);
+    let accepted_again = taken
+        .iter()
+        .zip(&taken_after)
+        .filter(|(b, a)| b.is_some() && b == a)
+        .count();
+    RejectionResult {
+        before,
+        after,
+        rejected,
+        accepted_again,
+    }
+}
+
 /// Threshold calibration from all same-person and different-person pairs.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Calibration {

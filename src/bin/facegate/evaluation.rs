@@ -23,6 +23,10 @@ pub struct EvalArgs {
     /// Photos of people outside the dataset: every face in them must come out unknown
     #[arg(long, value_name = "DIR")]
     pub strangers: Option<PathBuf>,
+    /// Also measure "this is not NAME": in each draw, reject every stranger accepted as somebody
+    /// (a negative of that person), then match everything again
+    #[arg(long, requires = "strangers")]
+    pub reject_strangers: bool,
     /// One JSON object on stdout instead of the report
     #[arg(long)]
     pub json: bool,
@@ -108,6 +112,37 @@ pub fn eval(args: EvalArgs) -> Result<ExitCode, String> {
         let max = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
         (mean, min, max)
     };
+    // The same draws again (same seed), with the gallery's matcher and negatives.
+    let rejection: Option<Vec<evaluate::RejectionResult>> = args.reject_strangers.then(|| {
+        let mut rng = Rng::new(args.seed);
+        (0..args.draws.max(1))
+            .map(|_| {
+                evaluate::draw_with_rejection(
+                    &pool,
+                    &probes,
+                    &strangers,
+                    data.people.len(),
+                    args.gallery_shots,
+                    pipeline.threshold,
+                    &mut rng,
+                )
+            })
+            .collect()
+    });
+    let rejection_summary = rejection.as_ref().map(|all| {
+        let sum =
+            |f: &dyn Fn(&evaluate::RejectionResult) -> usize| all.iter().map(f).sum::<usize>();
+        let probes = sum(&|r| r.before.probes).max(1) as f64;
+        serde_json::json!({
+            "rejected": sum(&|r| r.rejected),
+            "accepted_again": sum(&|r| r.accepted_again),
+            "strangers_accepted_after": sum(&|r| r.after.strangers_accepted),
+            "rank1_before": sum(&|r| r.before.rank1) as f64 / probes,
+            "rank1_after": sum(&|r| r.after.rank1) as f64 / probes,
+            "identified_before": sum(&|r| r.before.accepted_correct) as f64 / probes,
+            "identified_after": sum(&|r| r.after.accepted_correct) as f64 / probes,
+        })
+    });
     let rank1 = rate(|r| r.rank1, |r| r.probes);
     let accepted = rate(|r| r.accepted_correct, |r| r.probes);
     let false_rejects = rate(|r| r.false_rejects, |r| r.probes);
@@ -124,6 +159,7 @@ pub fn eval(args: EvalArgs) -> Result<ExitCode, String> {
                 "rank1": rank1.0, "rank1_min": rank1.1, "identified": accepted.0,
                 "false_reject_rate": false_rejects.0, "false_accept_rate": false_accepts.0,
                 "strangers_accepted_rate": strangers_accepted.0,
+                "reject_strangers": rejection_summary,
             })
         );
     } else {
@@ -150,6 +186,21 @@ pub fn eval(args: EvalArgs) -> Result<ExitCode, String> {
         line("false rejects", false_rejects);
         line("false accepts", false_accepts);
         line("strangers accepted", strangers_accepted);
+        if let Some(s) = &rejection_summary {
+            let pct = |k: &str| s[k].as_f64().unwrap_or(f64::NAN) * 100.0;
+            println!(
+                "this is not NAME: {} stranger faces accepted over the draws were rejected; \
+                 accepted again as the same person: {}; strangers accepted after: {}",
+                s["rejected"], s["accepted_again"], s["strangers_accepted_after"]
+            );
+            println!(
+                "  rank-1 {:.1} % -> {:.1} %, identified {:.1} % -> {:.1} % (the gallery's matcher, before -> after)",
+                pct("rank1_before"),
+                pct("rank1_after"),
+                pct("identified_before"),
+                pct("identified_after")
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -24,6 +24,8 @@ pub struct PipelineConfig<'a> {
     pub detector: DetectorKind,
     pub no_align: bool,
     pub threshold: Option<f32>,
+    /// Skip the cascade's edge pass (for measuring what it adds).
+    pub no_edge_pass: bool,
 }
 
 impl Pipeline {
@@ -38,6 +40,7 @@ impl Pipeline {
         let threshold = config.threshold.unwrap_or(embedder.card().threshold.cosine);
         let mut finder = FaceFinder::new(config.detector, cascade, yunet);
         finder.skip_alignment = config.no_align;
+        finder.edge_pass = !config.no_edge_pass;
         Ok(Pipeline {
             finder,
             embedder,
@@ -51,6 +54,7 @@ impl Pipeline {
         let kind = self.finder.kind();
         let mut finder = FaceFinder::new(kind, cascade(kind), models::default_yunet()?);
         finder.skip_alignment = self.finder.skip_alignment;
+        finder.edge_pass = self.finder.edge_pass;
         finder.params = self.finder.params.clone();
         finder.detect_max_side = self.finder.detect_max_side;
         Ok(Pipeline {

@@ -41,6 +41,16 @@ pub struct Candidate {
 
 /// Largest photo side YuNet sees when it scans a whole photo; larger photos are downscaled first.
 const YUNET_MAX_SIDE: u32 = 640;
+/// Longest side YuNet scans a whole photo at for the edge pass (faces the cascade cannot reach
+/// are large: close to the camera, or filling the photo).
+pub const EDGE_PASS_SIDE: u32 = 320;
+/// A YuNet face counts as the cascade's blind spot when its box comes this close to the photo's
+/// border (a fraction of the face's size), or is at least this part of the photo's shorter side.
+const EDGE_MARGIN: f32 = 0.1;
+const LARGE_FACE: f32 = 0.6;
+/// YuNet's confidence needed for an edge face (its default is lower; a lone YuNet box has no
+/// cascade box to agree with).
+const EDGE_SCORE: f32 = 0.8;
 /// Side of the square region, relative to a cascade box, searched for landmarks.
 const LANDMARK_CONTEXT: f32 = 1.6;
 /// YuNet input side for that region.
@@ -57,6 +67,15 @@ pub struct FaceFinder {
     pub params: DetectParams,
     /// Crop the detection box instead of aligning on landmarks (to measure what alignment buys).
     pub skip_alignment: bool,
+    /// With a cascade: also take YuNet's faces that the cascade cannot reach, those cut by the
+    /// photo's edge and those filling it (see [`FaceFinder::candidates`]).
+    pub edge_pass: bool,
+    /// The photo's longest side for the edge pass (smaller is faster and misses smaller faces).
+    pub edge_pass_side: u32,
+    /// Run the edge pass on one photo in this many (frames of a stream: a face stepping in stays
+    /// at the edge for several frames, and its track carries it between passes).
+    pub edge_pass_every: u64,
+    scans: u64,
     /// Photos whose larger side exceeds this are downscaled for the cascade (landmarks and crops
     /// still come from the full-size photo). `None` scans every photo at full size.
     pub detect_max_side: Option<u32>,
@@ -73,6 +92,10 @@ impl FaceFinder {
             yunet,
             params: DetectParams::default(),
             skip_alignment: false,
+            edge_pass: true,
+            edge_pass_side: EDGE_PASS_SIDE,
+            edge_pass_every: 1,
+            scans: 0,
             detect_max_side: None,
             resizer: Default::default(),
             small: Vec::new(),
@@ -97,6 +120,11 @@ impl FaceFinder {
 
     /// The detector's boxes, largest first, with landmarks when the detector gives them (YuNet).
     /// Cascade boxes still need [`FaceFinder::confirm`].
+    ///
+    /// The cascade's 24-pixel window must fit inside the photo with the whole face, so it misses
+    /// faces cut by the photo's edge (someone stepping into a door camera's view) and faces that
+    /// fill a tight crop. With `edge_pass`, YuNet scans the photo at 320 px and its faces near the
+    /// border or filling the photo are added where no cascade box overlaps them.
     pub fn candidates(&mut self, photo: &Photo) -> Result<Vec<Candidate>, String> {
         let mut found: Vec<Candidate> = match self.kind {
             DetectorKind::Yunet => self
@@ -129,6 +157,12 @@ impl FaceFinder {
                 .collect()
             }
         };
+        self.scans += 1;
+        let due = self.scans % self.edge_pass_every.max(1) == 1 % self.edge_pass_every.max(1);
+        if self.edge_pass && due && self.kind != DetectorKind::Yunet {
+            let extra = self.edge_faces(&photo.rgb, &found)?;
+            found.extend(extra);
+        }
         found.sort_by_key(|c| std::cmp::Reverse(c.rect.w as i64 * c.rect.h as i64));
         Ok(found)
     }
@@ -166,12 +200,72 @@ impl FaceFinder {
         }))
     }
 
+    /// YuNet's faces at the photo's border or filling it that no cascade box overlaps, clipped
+    /// to the photo.
+    fn edge_faces(
+        &mut self,
+        rgb: &RgbImage,
+        cascade: &[Candidate],
+    ) -> Result<Vec<Candidate>, String> {
+        let (w, h) = (rgb.width() as f32, rgb.height() as f32);
+        let faces = self.yunet_at(rgb, self.edge_pass_side)?;
+        let mut out = Vec::new();
+        for f in faces {
+            let [x, y, bw, bh] = f.bbox;
+            if f.score < EDGE_SCORE || bw <= 0.0 || bh <= 0.0 {
+                continue;
+            }
+            let margin = EDGE_MARGIN * bw.max(bh);
+            let at_edge = x < margin || y < margin || x + bw > w - margin || y + bh > h - margin;
+            let large = bw.max(bh) >= LARGE_FACE * w.min(h);
+            if !(at_edge || large) {
+                continue;
+            }
+            let overlaps = cascade.iter().any(|c| {
+                let r = [
+                    c.rect.x as f32,
+                    c.rect.y as f32,
+                    c.rect.w as f32,
+                    c.rect.h as f32,
+                ];
+                crate::yunet::iou(&r, &f.bbox) >= MIN_BOX_AGREEMENT
+            });
+            if overlaps {
+                continue;
+            }
+            let (x0, y0) = (x.max(0.0), y.max(0.0));
+            let (x1, y1) = ((x + bw).min(w), (y + bh).min(h));
+            if x1 - x0 < 1.0 || y1 - y0 < 1.0 {
+                continue;
+            }
+            out.push(Candidate {
+                rect: Rect {
+                    x: x0.round() as i32,
+                    y: y0.round() as i32,
+                    w: (x1 - x0).round() as i32,
+                    h: (y1 - y0).round() as i32,
+                },
+                landmarks: Some(f.landmarks),
+            });
+        }
+        Ok(out)
+    }
+
     fn yunet_whole(&mut self, rgb: &RgbImage) -> Result<Vec<crate::yunet::Face>, String> {
+        self.yunet_at(rgb, YUNET_MAX_SIDE)
+    }
+
+    /// YuNet on the whole photo, downscaled to at most `max_side`; boxes in photo pixels.
+    fn yunet_at(
+        &mut self,
+        rgb: &RgbImage,
+        max_side: u32,
+    ) -> Result<Vec<crate::yunet::Face>, String> {
         let side = rgb.width().max(rgb.height());
-        if side <= YUNET_MAX_SIDE {
+        if side <= max_side {
             return self.yunet.detect(rgb);
         }
-        let s = YUNET_MAX_SIDE as f32 / side as f32;
+        let s = max_side as f32 / side as f32;
         let small = image::imageops::resize(
             rgb,
             ((rgb.width() as f32 * s).round() as u32).max(1),

@@ -17,6 +17,10 @@ pub struct ModelArgs {
     /// Crop the detection box without landmark alignment (for measuring what alignment buys)
     #[arg(long, global = true)]
     pub no_align: bool,
+    /// Do not look for faces cut by the photo's edge or filling it with YuNet where the cascade
+    /// cannot (for measuring what that pass adds)
+    #[arg(long, global = true)]
+    pub no_edge_pass: bool,
     /// Cosine similarity at or above which a face is taken as a match [default: the model card's]
     #[arg(long, value_name = "COSINE", global = true, value_parser = crate::ranges::cosine)]
     pub threshold: Option<f32>,
@@ -52,6 +56,7 @@ impl ModelArgs {
             model: self.model.as_deref(),
             detector: self.detector,
             no_align: self.no_align,
+            no_edge_pass: self.no_edge_pass,
             threshold: self.threshold,
         })
     }

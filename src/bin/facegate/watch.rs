@@ -158,6 +158,13 @@ pub struct TrackingArgs {
     /// Smallest face looked for, in frame pixels
     #[arg(long, value_name = "PX", default_value_t = 60, value_parser = crate::ranges::int(0, crate::ranges::MAX_PX))]
     pub min_face: usize,
+    /// Longest side of the frame for the edge pass (YuNet's look for faces cut by the frame's
+    /// edge, which the cascade cannot find): smaller is faster, and finds only larger faces
+    #[arg(long, value_name = "PX", default_value_t = 160, value_parser = crate::ranges::int(32u32, 4096))]
+    pub edge_pass_side: u32,
+    /// Run the edge pass on one frame in this many (its track carries a face between passes)
+    #[arg(long, value_name = "FRAMES", default_value_t = 3, value_parser = crate::ranges::int(1u64, 1000))]
+    pub edge_pass_every: u64,
     /// Threads for the detector's scan (0: one per core); embedding runs on one
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = crate::ranges::int(0, crate::ranges::MAX_THREADS))]
     pub threads: usize,
@@ -269,6 +276,8 @@ pub fn recognizer_for(
         threshold,
     } = pipeline;
     finder.detect_max_side = Some(tracking.detect_size);
+    finder.edge_pass_side = tracking.edge_pass_side;
+    finder.edge_pass_every = tracking.edge_pass_every;
     finder.params.min_size = (tracking.min_face, tracking.min_face);
     finder.params.scale_factor = tracking.scale_factor;
     finder.params.validate()?;

@@ -148,6 +148,38 @@ pub struct Embedded {
     pub embedding: Option<Vec<f32>>,
 }
 
+/// Person `p`'s photos with a face in `pool`, and which of them (positions in that list) a draw
+/// enrolls.
+fn pick_shots(
+    pool: &[Embedded],
+    p: usize,
+    shots: usize,
+    rng: &mut Rng,
+) -> (Vec<usize>, Vec<usize>) {
+    let mine: Vec<usize> = (0..pool.len())
+        .filter(|&i| pool[i].person == p && pool[i].embedding.is_some())
+        .collect();
+    let chosen = rng.pick(mine.len(), shots);
+    (mine, chosen)
+}
+
+/// The probes of a draw: `probes`, or when there are none, the pool's photos not enrolled.
+fn probe_set<'a>(
+    pool: &'a [Embedded],
+    probes: &'a [Embedded],
+    enrolled: &[bool],
+) -> Vec<&'a Embedded> {
+    if probes.is_empty() {
+        pool.iter()
+            .zip(enrolled)
+            .filter(|(_, &e)| !e)
+            .map(|(p, _)| p)
+            .collect()
+    } else {
+        probes.iter().collect()
+    }
+}
+
 /// Enrolls `shots` random photos per person from `pool` and identifies `probes` (or, when empty,
 /// the pool's remaining photos) plus `strangers`.
 pub fn draw(
@@ -162,10 +194,7 @@ pub fn draw(
     let mut centroids: Vec<Option<Vec<f32>>> = vec![None; people];
     let mut enrolled = vec![false; pool.len()];
     for (p, centroid) in centroids.iter_mut().enumerate() {
-        let mine: Vec<usize> = (0..pool.len())
-            .filter(|&i| pool[i].person == p && pool[i].embedding.is_some())
-            .collect();
-        let chosen = rng.pick(mine.len(), shots);
+        let (mine, chosen) = pick_shots(pool, p, shots, rng);
         if chosen.is_empty() {
             continue;
         }
@@ -194,16 +223,7 @@ pub fn draw(
             .max_by(|a, b| a.1.total_cmp(&b.1))
     };
     let mut r = DrawResult::default();
-    let probe_set: Vec<&Embedded> = if probes.is_empty() {
-        pool.iter()
-            .zip(&enrolled)
-            .filter(|(_, &e)| !e)
-            .map(|(p, _)| p)
-            .collect()
-    } else {
-        probes.iter().collect()
-    };
-    for p in probe_set {
+    for p in probe_set(pool, probes, &enrolled) {
         r.probes += 1;
         let Some(e) = &p.embedding else {
             r.false_rejects += 1;
@@ -264,10 +284,7 @@ pub fn draw_with_rejection(
     let mut owner: Vec<usize> = Vec::new();
     let mut enrolled = vec![false; pool.len()];
     for p in 0..people {
-        let mine: Vec<usize> = (0..pool.len())
-            .filter(|&i| pool[i].person == p && pool[i].embedding.is_some())
-            .collect();
-        let chosen = rng.pick(mine.len(), shots);
+        let (mine, chosen) = pick_shots(pool, p, shots, rng);
         let vectors: Vec<Vec<f32>> = chosen
             .iter()
             .filter_map(|&c| {
@@ -295,15 +312,7 @@ pub fn draw_with_rejection(
         });
         owner.push(p);
     }
-    let probe_set: Vec<&Embedded> = if probes.is_empty() {
-        pool.iter()
-            .zip(&enrolled)
-            .filter(|(_, &e)| !e)
-            .map(|(p, _)| p)
-            .collect()
-    } else {
-        probes.iter().collect()
-    };
+    let probe_set = probe_set(pool, probes, &enrolled);
     let run = |persons: &[Person]| -> (DrawResult, Vec<Option<usize>>) {
         let m = Matcher::new(persons);
         let mut r = DrawResult::default();

@@ -1051,21 +1051,7 @@ fn validate_index(index: &Index) -> Result<(), String> {
         if p.crops.len() > p.shots {
             return Err(format!("person {} has more crops than shots", p.id));
         }
-        // Crops are numbered in the order taken; a dropped shot leaves a gap, never a reuse, so a
-        // crop file is never overwritten while an index names it.
-        let mut previous = None;
-        for c in &p.crops {
-            let number = crop_number(&p.id, c).filter(|&k| previous.is_none_or(|p| k > p));
-            let Some(k) = number else {
-                return Err(format!(
-                    "person {}: crop '{}' is not the gallery's own file name ({}, numbered upwards)",
-                    p.id,
-                    crate::terminal::escape(c),
-                    crop_name(&p.id, previous.map_or(0, |p| p + 1))
-                ));
-            };
-            previous = Some(k);
-        }
+        check_crop_names(&p.id, &p.crops, "")?;
         if p.negatives > MAX_SHOTS || p.negative_crops.len() != p.negatives {
             return Err(format!(
                 "person {} has {} negatives and {} negative crops (one each, at most {MAX_SHOTS})",
@@ -1074,56 +1060,66 @@ fn validate_index(index: &Index) -> Result<(), String> {
                 p.negative_crops.len()
             ));
         }
-        let mut previous = None;
-        for c in &p.negative_crops {
-            let number = negative_crop_number(&p.id, c).filter(|&k| previous.is_none_or(|p| k > p));
-            let Some(k) = number else {
-                return Err(format!(
-                    "person {}: negative crop '{}' is not the gallery's own file name ({})",
-                    p.id,
-                    crate::terminal::escape(c),
-                    negative_crop_name(&p.id, previous.map_or(0, |p| p + 1))
-                ));
-            };
-            previous = Some(k);
-        }
+        check_crop_names(&p.id, &p.negative_crops, NEGATIVE)?;
     }
     Ok(())
 }
 
+/// Crops are numbered in the order taken (`crops/<id>-<kind><k>.png`); a dropped shot leaves a
+/// gap, never a reuse, so a crop file is never overwritten while an index names it.
+fn check_crop_names(id: &str, crops: &[String], kind: &str) -> Result<(), String> {
+    let mut previous = None;
+    for c in crops {
+        let number = numbered_crop(id, c, kind).filter(|&k| previous.is_none_or(|p| k > p));
+        let Some(k) = number else {
+            return Err(format!(
+                "person {id}: crop '{}' is not the gallery's own file name ({}, numbered upwards)",
+                crate::terminal::escape(c),
+                numbered_crop_name(id, kind, previous.map_or(0, |p| p + 1))
+            ));
+        };
+        previous = Some(k);
+    }
+    Ok(())
+}
+
+/// What sets a negative's crop name apart from a shot's: `crops/<id>-n<k>.png`.
+const NEGATIVE: &str = "n";
+
+fn numbered_crop_name(id: &str, kind: &str, k: usize) -> String {
+    format!("{CROPS}/{id}-{kind}{k}.png")
+}
+
 fn crop_name(id: &str, shot: usize) -> String {
-    format!("{CROPS}/{id}-{shot}.png")
+    numbered_crop_name(id, "", shot)
 }
 
 fn negative_crop_name(id: &str, k: usize) -> String {
-    format!("{CROPS}/{id}-n{k}.png")
-}
-
-/// The number `k` of a negative's crop named exactly `crops/<id>-n<k>.png`.
-fn negative_crop_number(id: &str, crop: &str) -> Option<usize> {
-    let digits = crop
-        .strip_prefix(CROPS)?
-        .strip_prefix('/')?
-        .strip_prefix(id)?
-        .strip_prefix("-n")?
-        .strip_suffix(".png")?;
-    let k: usize = digits.parse().ok().filter(|&k| k <= MAX_CROP_NUMBER)?;
-    (negative_crop_name(id, k) == crop).then_some(k)
+    numbered_crop_name(id, NEGATIVE, k)
 }
 
 /// Largest crop number: far above any real count of shots, small enough to print as it was read.
 const MAX_CROP_NUMBER: usize = 999_999;
 
-/// The shot number `k` of a crop named exactly `crops/<id>-<k>.png` (no leading zeros).
-fn crop_number(id: &str, crop: &str) -> Option<usize> {
+/// The number `k` of a crop named exactly `crops/<id>-<kind><k>.png` (no leading zeros).
+fn numbered_crop(id: &str, crop: &str, kind: &str) -> Option<usize> {
     let digits = crop
         .strip_prefix(CROPS)?
         .strip_prefix('/')?
         .strip_prefix(id)?
         .strip_prefix('-')?
+        .strip_prefix(kind)?
         .strip_suffix(".png")?;
     let k: usize = digits.parse().ok().filter(|&k| k <= MAX_CROP_NUMBER)?;
-    (crop_name(id, k) == crop).then_some(k)
+    (numbered_crop_name(id, kind, k) == crop).then_some(k)
+}
+
+fn crop_number(id: &str, crop: &str) -> Option<usize> {
+    numbered_crop(id, crop, "")
+}
+
+fn negative_crop_number(id: &str, crop: &str) -> Option<usize> {
+    numbered_crop(id, crop, NEGATIVE)
 }
 
 /// The number of a person id `p000042`: `p` and at least six digits.

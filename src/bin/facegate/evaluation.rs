@@ -79,6 +79,12 @@ fn stranger_faces(pipeline: &mut Pipeline, dir: &Path) -> Result<Vec<Vec<f32>>, 
     Ok(out)
 }
 
+/// Runs `one` for every draw, from the seed: two experiments enroll the same photos.
+fn each_draw<T>(args: &EvalArgs, mut one: impl FnMut(&mut Rng) -> T) -> Vec<T> {
+    let mut rng = Rng::new(args.seed);
+    (0..args.draws.max(1)).map(|_| one(&mut rng)).collect()
+}
+
 pub fn eval(args: EvalArgs) -> Result<ExitCode, String> {
     let mut pipeline = args.model.load()?;
     let data = Dataset::open(&args.dataset)?;
@@ -88,20 +94,10 @@ pub fn eval(args: EvalArgs) -> Result<ExitCode, String> {
         Some(d) => stranger_faces(&mut pipeline, d)?,
         None => Vec::new(),
     };
-    let mut rng = Rng::new(args.seed);
-    let results: Vec<DrawResult> = (0..args.draws.max(1))
-        .map(|_| {
-            evaluate::draw(
-                &pool,
-                &probes,
-                &strangers,
-                data.people.len(),
-                args.gallery_shots,
-                pipeline.threshold,
-                &mut rng,
-            )
-        })
-        .collect();
+    let (people, shots, threshold) = (data.people.len(), args.gallery_shots, pipeline.threshold);
+    let results: Vec<DrawResult> = each_draw(&args, |rng| {
+        evaluate::draw(&pool, &probes, &strangers, people, shots, threshold, rng)
+    });
     let rate = |f: fn(&DrawResult) -> usize, of: fn(&DrawResult) -> usize| -> (f64, f64, f64) {
         let v: Vec<f64> = results
             .iter()
@@ -114,20 +110,9 @@ pub fn eval(args: EvalArgs) -> Result<ExitCode, String> {
     };
     // The same draws again (same seed), with the gallery's matcher and negatives.
     let rejection: Option<Vec<evaluate::RejectionResult>> = args.reject_strangers.then(|| {
-        let mut rng = Rng::new(args.seed);
-        (0..args.draws.max(1))
-            .map(|_| {
-                evaluate::draw_with_rejection(
-                    &pool,
-                    &probes,
-                    &strangers,
-                    data.people.len(),
-                    args.gallery_shots,
-                    pipeline.threshold,
-                    &mut rng,
-                )
-            })
-            .collect()
+        each_draw(&args, |rng| {
+            evaluate::draw_with_rejection(&pool, &probes, &strangers, people, shots, threshold, rng)
+        })
     });
     let rejection_summary = rejection.as_ref().map(|all| {
         let sum =

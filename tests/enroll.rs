@@ -441,3 +441,59 @@ fn enrollment_from_frames_takes_three_checked_shots() {
     ));
     assert_eq!(listed.lines().count(), 1, "{listed}");
 }
+
+#[test]
+fn small_faces_are_taken_with_advice_and_tiny_ones_refused() {
+    // The size gate comes from tools/face_size_curve.py: identification holds down to 32 px wide
+    // faces and falls apart below; under 64 px a shot is taken with a warning.
+    let dir = scratch("sizes");
+    let original = image::DynamicImage::ImageRgb8(
+        facegate::image_io::load(Path::new(&photo("obama2.jpg")))
+            .unwrap()
+            .rgb,
+    );
+    let shrink = |width: u32, name: &str| -> String {
+        // The face is about 40 % of this photo's width.
+        let small = original.resize(width, width * 3, image::imageops::FilterType::Triangle);
+        let path = dir.join(name);
+        small.save(&path).unwrap();
+        path.display().to_string()
+    };
+    let g = dir.join("gallery");
+    let gallery = g.to_str().unwrap();
+    let out = facegate(
+        &[
+            "enroll",
+            "--name",
+            "Small",
+            "--gallery",
+            gallery,
+            &shrink(90, "small.png"),
+        ],
+        &[],
+    );
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("the face is small (") && said.contains("64 px wide or more"),
+        "{said}"
+    );
+    let out = facegate(
+        &[
+            "enroll",
+            "--name",
+            "Tiny",
+            "--gallery",
+            gallery,
+            &shrink(45, "tiny.png"),
+        ],
+        &[],
+    );
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success());
+    assert!(
+        said.contains("too small") && said.contains("at least 32 needed")
+            || said.contains("no face found"),
+        "{said}"
+    );
+}

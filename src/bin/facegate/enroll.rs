@@ -101,6 +101,9 @@ fn shots_from_files(
         let photo = image_io::load(path).map_err(|e| e.to_string())?;
         let shot =
             check_shot(pipeline, &photo, args.largest).map_err(|why| format!("{which}: {why}"))?;
+        if let Some(advice) = shot.advice() {
+            eprintln!("facegate: warning: {which}: {advice}");
+        }
         if !shot.aligned {
             eprintln!("facegate: warning: {which}: no landmarks found, the face is not aligned");
         }

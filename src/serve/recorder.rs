@@ -73,18 +73,23 @@ fn record(events: Receiver<Event>, history: &Mutex<History>, hub: &Hub, keep: Re
                     None
                 }
             });
-        let stored = crate::serve::lock(history).insert(&event, snapshot.as_deref());
+        let stored = {
+            let mut history = crate::serve::lock(history);
+            let stored = history.insert(&event, snapshot.as_deref());
+            // Events come a few a minute, and the check is one indexed query: run it every time,
+            // before anyone hears of the event, so that the history a listener then reads already
+            // holds the limits.
+            if let Err(e) = history.enforce(keep) {
+                warnings.warn(&e);
+            }
+            stored
+        };
         match stored {
             Ok(stored) => match serde_json::to_string(&stored) {
                 Ok(json) => hub.publish_event(event.kind, json.into()),
                 Err(e) => warnings.warn(&format!("event not published: {e}")),
             },
             Err(e) => warnings.warn(&format!("event not stored: {e}")),
-        }
-        // Events come a few a minute, and the check is one indexed query: run it every time, so
-        // the limits hold exactly.
-        if let Err(e) = crate::serve::lock(history).enforce(keep) {
-            warnings.warn(&e);
         }
     }
 }

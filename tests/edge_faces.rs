@@ -101,3 +101,52 @@ fn faces_cut_by_the_edge_or_filling_the_photo_are_found_and_named() {
         }
     }
 }
+
+#[test]
+fn someone_half_in_the_doorway_is_identified_live() {
+    let dir = scratch("edge", "live");
+    let g = dir.join("gallery");
+    ok(&facegate(&[
+        "enroll",
+        "--name",
+        "Obama",
+        "--gallery",
+        g.to_str().unwrap(),
+        &photo("obama.jpg"),
+    ]));
+    // Obama at the left edge of a 640x480 frame, a good part of his face outside it.
+    let frames = dir.join("frames");
+    std::fs::create_dir_all(&frames).unwrap();
+    for i in 0..15 {
+        common::server::frame_with(&photo("obama2.jpg"), 560, -118 + (i % 3), 0)
+            .save(frames.join(format!("f{i:02}.png")))
+            .unwrap();
+    }
+    let watch = |extra: &[&str]| {
+        let mut args = vec![
+            "watch",
+            "--gallery",
+            g.to_str().unwrap(),
+            "--frames",
+            frames.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        ok(&facegate(&args))
+    };
+    let events = watch(&[]);
+    let first: serde_json::Value =
+        serde_json::from_str(events.lines().next().expect("an event")).unwrap();
+    assert_eq!(
+        (first["event"].as_str(), first["name"].as_str()),
+        (Some("identified"), Some("Obama")),
+        "{events}"
+    );
+    assert_eq!(
+        first["box"]["x"], 0,
+        "the box starts at the frame's edge: {events}"
+    );
+    assert!(
+        watch(&["--no-edge-pass"]).trim().is_empty(),
+        "the cascade alone sees nobody"
+    );
+}

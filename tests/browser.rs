@@ -153,8 +153,14 @@ impl Browser {
         let path = dir.join(format!("{name}.png"));
         std::fs::write(&path, &png).unwrap();
         let img = image::load_from_memory(&png).unwrap();
+        // A real screenshot of the window: desktop-wide, or exactly the phone's width.
+        let phone = name.ends_with("-phone");
         assert!(
-            img.width() >= 800,
+            if phone {
+                img.width() == 390
+            } else {
+                img.width() >= 800
+            },
             "a real screenshot: {}x{}",
             img.width(),
             img.height()
@@ -294,8 +300,29 @@ fn a_person_added_in_the_browser_is_identified_on_the_events_page() {
         "document.querySelector('#status-table').textContent.includes('sface')",
     );
     let status = browser.screenshot("status");
+
+    // The same pages on a phone-sized window.
+    browser.post(
+        &browser.session("/window/rect"),
+        json!({"width": 390, "height": 844}),
+    );
+    let mut shots = vec![people, events, live, status];
+    for page in ["live", "people", "events", "status"] {
+        browser.open(&server.url(&format!("/#{page}")));
+        browser.wait(
+            &format!("the {page} page on a phone"),
+            &format!("document.querySelector('#page-{page}').offsetParent"),
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        let width = browser.script("return document.documentElement.scrollWidth;", json!([]));
+        assert!(
+            width.as_i64().unwrap() <= 390,
+            "{page}: no sideways scrolling on a phone, {width}"
+        );
+        shots.push(browser.screenshot(&format!("{page}-phone")));
+    }
     server.feed(&[blank()]);
-    for p in [people, events, live, status] {
+    for p in shots {
         eprintln!("screenshot: {}", p.display());
     }
 }

@@ -431,6 +431,51 @@ fn oversized_and_hostile_requests_are_refused_with_reasons() {
     assert_eq!(r.status, 400);
     assert!(r.text().contains("not a JPEG or PNG"), "{}", r.text());
 
+    // Garbage in the other inputs: JSON bodies, form fields, query strings.
+    for (method, path, body) in [
+        ("PATCH", "/api/v1/people/p000001", &b"{not json"[..]),
+        ("POST", "/api/v1/events/1/correction", &b"\xff\xfe"[..]),
+        ("POST", "/api/v1/camera/shot", &b"{\"previous\": 5}"[..]),
+        ("POST", "/api/v1/login", &b"[]"[..]),
+    ] {
+        let r = s.send(method, path, "application/json", body);
+        assert!(
+            matches!(r.status, 400 | 404 | 422),
+            "{method} {path}: {} {}",
+            r.status,
+            r.text()
+        );
+    }
+    let many: Vec<(&str, Option<&str>, &[u8])> =
+        (0..40).map(|_| ("name", None, &b"x"[..])).collect();
+    let (kind, body) = multipart(&many);
+    let r = s.send("POST", "/api/v1/people", &kind, &body);
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("too many form fields"), "{}", r.text());
+    let long = vec![b'a'; 2000];
+    let (kind, body) = multipart(&[("name", None, &long)]);
+    assert!(s
+        .send("POST", "/api/v1/people", &kind, &body)
+        .text()
+        .contains("longer than"));
+    let r = s.send(
+        "POST",
+        "/api/v1/people",
+        "multipart/form-data; boundary=x",
+        b"--x\r\ngarbage",
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    for query in [
+        "limit=0",
+        "limit=501",
+        "limit=-1",
+        "event=nonsense",
+        "before=abc",
+    ] {
+        let r = s.get(&format!("/api/v1/events?{query}"));
+        assert_eq!(r.status, 400, "{query}: {}", r.text());
+    }
+
     // Names are data, never paths; routes never leave their folders.
     let small = common::server::jpeg(&frame_with(&photo("obama.jpg"), 400, 100, 20));
     let (kind, body) = multipart(&[
@@ -472,6 +517,49 @@ fn png_bomb(w: u32, h: u32) -> Vec<u8> {
         drop(stream);
     }
     enc
+}
+
+#[test]
+fn a_bad_token_file_is_refused_by_name() {
+    let dir = scratch("serve", "token");
+    for (text, why) in [
+        ("short\n", "at least 32"),
+        ("0123456789abcdef0123456789abcdef;x\n", "other than ;"),
+        ("0123456789abcdef 0123456789abcdef\n", "one word"),
+    ] {
+        let file = dir.join("token");
+        std::fs::write(&file, text).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_facegate"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--frames"])
+            .arg(&dir)
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .arg("--token-file")
+            .arg(&file)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(
+            err.contains("token file") && err.contains(why),
+            "{text:?}: {err}"
+        );
+    }
+    let huge = dir.join("huge");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_facegate"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--frames"])
+        .arg(&dir)
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .arg("--token-file")
+        .arg(&huge)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("too large"));
 }
 
 #[test]

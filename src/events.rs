@@ -10,12 +10,24 @@ use std::path::{Path, PathBuf};
 use crate::live::Event;
 use crate::tracker::EventKind;
 
-#[derive(serde::Serialize)]
-struct BoxJson {
-    x: i32,
-    y: i32,
-    w: i32,
-    h: i32,
+/// A face's box as every JSON output writes it: `{"x":..,"y":..,"w":..,"h":..}`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct BoxJson {
+    pub x: i32,
+    pub y: i32,
+    pub w: i32,
+    pub h: i32,
+}
+
+impl From<&crate::detector::Rect> for BoxJson {
+    fn from(r: &crate::detector::Rect) -> BoxJson {
+        BoxJson {
+            x: r.x,
+            y: r.y,
+            w: r.w,
+            h: r.h,
+        }
+    }
 }
 
 #[derive(serde::Serialize)]
@@ -51,12 +63,7 @@ pub fn json_line(event: &Event, snapshot: Option<&Path>, camera: Option<&str>) -
         event: kind_name(event.kind),
         name: event.name.as_deref(),
         score: (event.score * 1e4).round() / 1e4,
-        rect: BoxJson {
-            x: event.rect.x,
-            y: event.rect.y,
-            w: event.rect.w,
-            h: event.rect.h,
-        },
+        rect: BoxJson::from(&event.rect),
         track: event.track,
         frame: event.frame,
         snapshot: snapshot.map(|p| p.display().to_string()),

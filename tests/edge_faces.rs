@@ -44,9 +44,8 @@ fn identify(
         .collect()
 }
 
-#[test]
-fn faces_cut_by_the_edge_or_filling_the_photo_are_found_and_named() {
-    let dir = scratch("edge", "crops");
+/// A gallery in `dir` with Obama enrolled from obama.jpg.
+fn obama_gallery(dir: &Path) -> std::path::PathBuf {
     let g = dir.join("gallery");
     ok(&facegate(&[
         "enroll",
@@ -56,6 +55,13 @@ fn faces_cut_by_the_edge_or_filling_the_photo_are_found_and_named() {
         g.to_str().unwrap(),
         &photo("obama.jpg"),
     ]));
+    g
+}
+
+#[test]
+fn faces_cut_by_the_edge_or_filling_the_photo_are_found_and_named() {
+    let dir = scratch("edge", "crops");
+    let g = obama_gallery(&dir);
     let original = Path::new(&photo("obama2.jpg")).to_path_buf();
     let (x, y, w, h, name) = identify(&g, &original, &[]).remove(0);
     assert_eq!(name.as_deref(), Some("Obama"));
@@ -105,15 +111,7 @@ fn faces_cut_by_the_edge_or_filling_the_photo_are_found_and_named() {
 #[test]
 fn someone_half_in_the_doorway_is_identified_live() {
     let dir = scratch("edge", "live");
-    let g = dir.join("gallery");
-    ok(&facegate(&[
-        "enroll",
-        "--name",
-        "Obama",
-        "--gallery",
-        g.to_str().unwrap(),
-        &photo("obama.jpg"),
-    ]));
+    let g = obama_gallery(&dir);
     // Obama at the left edge of a 640x480 frame, a good part of his face outside it.
     let frames = dir.join("frames");
     std::fs::create_dir_all(&frames).unwrap();

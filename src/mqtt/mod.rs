@@ -60,6 +60,13 @@ pub struct Publisher {
     acked: Arc<AtomicU64>,
 }
 
+/// Hands a message to the client (QoS 1) and counts it, so that closing can wait for its ack.
+fn queue(client: &Client, queued: &AtomicU64, m: &Message) -> Result<(), rumqttc::ClientError> {
+    client.try_publish(&m.topic, QoS::AtLeastOnce, m.retain, m.payload.clone())?;
+    queued.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
 /// Largest MQTT packet sent or received: a snapshot JPEG or a discovery config of many people.
 const MAX_PACKET: usize = 1 << 20;
 
@@ -143,12 +150,7 @@ impl Publisher {
         let queued = Arc::new(AtomicU64::new(0));
         let acked = Arc::new(AtomicU64::new(0));
         for m in &session.announcements {
-            if client
-                .try_publish(&m.topic, QoS::AtLeastOnce, m.retain, m.payload.clone())
-                .is_ok()
-            {
-                queued.fetch_add(1, Ordering::Relaxed);
-            }
+            let _ = queue(&client, &queued, m);
         }
         let announcements = Arc::new(Mutex::new(session.announcements));
         let resend = session.resend_on;
@@ -162,13 +164,8 @@ impl Publisher {
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .clone();
-                    for m in list {
-                        if thread_client
-                            .try_publish(&m.topic, QoS::AtLeastOnce, m.retain, m.payload)
-                            .is_ok()
-                        {
-                            thread_queued.fetch_add(1, Ordering::Relaxed);
-                        }
+                    for m in &list {
+                        let _ = queue(&thread_client, &thread_queued, m);
                     }
                 };
                 let mut last_warning: Option<Instant> = None;
@@ -237,13 +234,8 @@ impl Publisher {
 
     /// Queues one message, at-least-once.
     pub fn send(&self, m: &Message) {
-        match self
-            .client
-            .try_publish(&m.topic, QoS::AtLeastOnce, m.retain, m.payload.clone())
-        {
-            Ok(()) => {
-                self.queued.fetch_add(1, Ordering::Relaxed);
-            }
+        match queue(&self.client, &self.queued, m) {
+            Ok(()) => {}
             Err(e) => eprintln!(
                 "facegate: warning: MQTT message to {} not sent ({e})",
                 crate::terminal::escape(&m.topic)
@@ -253,16 +245,13 @@ impl Publisher {
 
     /// Queues one event (a JSON line) for the broker, at-least-once.
     pub fn publish(&self, payload: &str) {
-        match self.client.try_publish(
-            &self.topic,
-            QoS::AtLeastOnce,
-            false,
-            payload.as_bytes().to_vec(),
-        ) {
-            Ok(()) => {
-                self.queued.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => eprintln!("facegate: warning: event not published to MQTT ({e})"),
+        let m = Message {
+            topic: self.topic.clone(),
+            payload: payload.as_bytes().to_vec(),
+            retain: false,
+        };
+        if let Err(e) = queue(&self.client, &self.queued, &m) {
+            eprintln!("facegate: warning: event not published to MQTT ({e})");
         }
     }
 

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde::Serialize;
 
+use crate::events::BoxJson;
 use crate::live::Event;
 
 pub const DATABASE: &str = "events.db";
@@ -48,14 +49,6 @@ CREATE TABLE corrections (
 pub struct Retention {
     pub days: f64,
     pub events: u64,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct BoxJson {
-    pub x: i32,
-    pub y: i32,
-    pub w: i32,
-    pub h: i32,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

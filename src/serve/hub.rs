@@ -31,7 +31,6 @@ pub struct LiveStats {
     pub dropped: u64,
     /// Milliseconds per frame: detect, landmarks+align, embed, match+track (since the start).
     pub stage_ms: [f64; 4],
-    pub in_view: Vec<InView>,
     /// Whether the frame source has ended (the API keeps serving).
     pub ended: bool,
 }
@@ -128,6 +127,13 @@ impl Hub {
         let jpeg = Arc::new(crate::jpeg::encode(&img, 80.0)?);
         *lock(&self.encoded) = Some((number, jpeg.clone()));
         Ok(Some((number, jpeg)))
+    }
+
+    /// The faces in the latest frame.
+    pub fn in_view(&self) -> Vec<InView> {
+        lock(&self.frame)
+            .as_ref()
+            .map_or_else(Vec::new, |f| f.faces.clone())
     }
 
     /// The latest raw frame (for guided camera shots).

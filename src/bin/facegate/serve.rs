@@ -82,7 +82,6 @@ impl Observer for ToServer {
         });
         self.hub.record_totals(&totals, dropped, fps);
         let in_view = recognizer.in_view();
-        self.hub.set_stats(|s| s.in_view = in_view.clone());
         // The frame is done with: its pixels move into the hub without a copy.
         self.hub
             .frame_done(frame.number, Arc::new(frame.photo.rgb), in_view);

@@ -14,6 +14,7 @@ use axum::Json;
 use serde::Serialize;
 
 use super::{blocking, ApiError, ApiResult, Shared};
+use crate::events::BoxJson;
 use crate::live::InView;
 use crate::serve::hub::Hub;
 use crate::serve::{lock, ModelSummary};
@@ -22,14 +23,6 @@ use crate::serve::{lock, ModelSummary};
 /// each frame costs the board an encoding.
 const STREAM_FPS: f64 = 10.0;
 const BOUNDARY: &str = "frame";
-
-#[derive(Serialize)]
-struct BoxJson {
-    x: i32,
-    y: i32,
-    w: i32,
-    h: i32,
-}
 
 #[derive(Serialize)]
 struct InViewJson {
@@ -47,12 +40,7 @@ fn in_view_json(v: &InView) -> InViewJson {
         name: v.name.clone(),
         score: (v.score as f64 * 1e4).round() / 1e4,
         state: v.state.as_str(),
-        rect: BoxJson {
-            x: v.rect.x,
-            y: v.rect.y,
-            w: v.rect.w,
-            h: v.rect.h,
-        },
+        rect: BoxJson::from(&v.rect),
     }
 }
 
@@ -95,7 +83,7 @@ pub async fn status(State(app): Shared) -> ApiResult<Response> {
                 "ended": s.ended,
                 "stage_ms": {"detect": round1(detect), "landmarks": round1(landmarks),
                              "embed": round1(embed), "track": round1(track)},
-                "in_view": s.in_view.iter().map(in_view_json).collect::<Vec<_>>(),
+                "in_view": app.hub.in_view().iter().map(in_view_json).collect::<Vec<_>>(),
             }),
             events_stored,
             events_dropped: app.hub.events_dropped.load(Ordering::Relaxed),
@@ -185,7 +173,7 @@ pub async fn metrics(State(app): Shared) -> ApiResult<Response> {
         "in_view",
         "gauge",
         "Faces in view now.",
-        &one(s.in_view.len() as f64),
+        &one(hub.in_view().len() as f64),
     );
     metric(
         "stream_clients",

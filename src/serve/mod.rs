@@ -51,6 +51,9 @@ pub struct App {
     /// The stages for still photos (API requests), apart from the live pipeline's own.
     pub pipeline: Mutex<Pipeline>,
     pub model: ModelSummary,
+    /// What the gallery must have been embedded with (fixed for the process's life, so that
+    /// gallery reads need not wait for the pipeline's lock while it recognises a photo).
+    pub model_info: crate::gallery::ModelInfo,
     pub gallery_dir: PathBuf,
     gallery: Mutex<Option<(Option<IndexStamp>, Arc<Gallery>)>>,
     pub pending: pending::PendingShots,
@@ -86,6 +89,7 @@ impl App {
             token: auth::Token::new(token),
             logins: auth::FailedLogins::default(),
             model: ModelSummary::of(&pipeline),
+            model_info: pipeline.model_info(),
             pipeline: Mutex::new(pipeline),
             gallery_dir,
             gallery: Mutex::new(None),
@@ -105,8 +109,9 @@ impl App {
                 return Ok(g.clone());
             }
         }
-        let model = lock(&self.pipeline).model_info();
-        let g = Arc::new(Gallery::open(&self.gallery_dir, &model).map_err(|e| e.to_string())?);
+        let g = Arc::new(
+            Gallery::open(&self.gallery_dir, &self.model_info).map_err(|e| e.to_string())?,
+        );
         *cached = Some((stamp, g.clone()));
         Ok(g)
     }

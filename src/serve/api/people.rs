@@ -53,9 +53,8 @@ pub fn change<T>(
 ) -> ApiResult<T> {
     let write_lock =
         Gallery::lock(&app.gallery_dir).map_err(|e| ApiError::internal(e.to_string()))?;
-    let model = lock(&app.pipeline).model_info();
-    let mut g =
-        Gallery::open(&app.gallery_dir, &model).map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut g = Gallery::open(&app.gallery_dir, &app.model_info)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
     edit(&mut g, &write_lock)
 }
 
@@ -175,7 +174,7 @@ pub async fn create(State(app): Shared, req: Request) -> ApiResult<Response> {
         }
         let (shots, labels) = shots_of(&app, &upload)?;
         let embeddings: Vec<&Vec<f32>> = shots.iter().map(|s| &s.embedding).collect();
-        enrollment::check_consistent(&embeddings, &labels, lock(&app.pipeline).threshold)
+        enrollment::check_consistent(&embeddings, &labels, app.model.threshold)
             .map_err(ApiError::bad)?;
         let person = enroll(&app, &name, shots)?;
         app.pending.remove(&upload.texts("shot"));
@@ -269,7 +268,7 @@ pub async fn add_shot(
             let g = app.gallery().map_err(ApiError::internal)?;
             let p = person_or_404(&g, &id)?;
             let refs: Vec<&Vec<f32>> = p.shots.iter().collect();
-            enrollment::matches_earlier(&shot.embedding, &refs, lock(&app.pipeline).threshold)
+            enrollment::matches_earlier(&shot.embedding, &refs, app.model.threshold)
                 .map_err(|why| ApiError::bad(format!("photo: {why}")))?;
         }
         Ok(Json(add_checked_shot(&app, &id, shot)?))
@@ -377,7 +376,7 @@ pub async fn camera_shot(
                 })
             })
             .collect::<ApiResult<_>>()?;
-        let threshold = lock(&app.pipeline).threshold;
+        let threshold = app.model.threshold;
         let checked = check(&app, &photo, false).and_then(|shot| {
             let refs: Vec<&Vec<f32>> = earlier.iter().map(|s| &s.embedding).collect();
             enrollment::matches_earlier(&shot.embedding, &refs, threshold)?;

@@ -124,7 +124,7 @@ pub async fn verify(State(app): Shared, req: Request) -> ApiResult<Json<Verdict>
             }
             embeddings.push(faces.swap_remove(0).1);
         }
-        let threshold = lock(&app.pipeline).threshold;
+        let threshold = app.model.threshold;
         let score = cosine(&embeddings[0], &embeddings[1]);
         Ok(Json(Verdict {
             same: score >= threshold,

@@ -530,12 +530,7 @@ impl Gallery {
         let mut next = self.people.clone();
         let p = &mut next[i];
         if keep_crop {
-            let last = p.entry.crops.last().and_then(|c| crop_number(id, c));
-            let k = last.map_or(0, |k| k + 1);
-            if k > MAX_CROP_NUMBER {
-                return Err(err(&self.dir, format!("{id} has run out of crop numbers")));
-            }
-            let rel = crop_name(id, k);
+            let rel = next_crop_name(id, &p.entry.crops, "").map_err(|e| err(&self.dir, e))?;
             write_atomic(&self.dir.join(&rel), crop)?;
             p.entry.crops.push(rel);
         }
@@ -607,19 +602,11 @@ impl Gallery {
             ));
         }
         let id = person.entry.id.clone();
-        let k = person
-            .entry
-            .negative_crops
-            .last()
-            .and_then(|c| negative_crop_number(&id, c))
-            .map_or(0, |k| k + 1);
-        if k > MAX_CROP_NUMBER {
-            return Err(err(&self.dir, format!("{id} has run out of crop numbers")));
-        }
+        let rel = next_crop_name(&id, &person.entry.negative_crops, NEGATIVE)
+            .map_err(|e| err(&self.dir, e))?;
         self.begin_write()?;
         let crop_dir = self.dir.join(CROPS);
         fs::create_dir_all(&crop_dir).map_err(|e| err(&crop_dir, e.to_string()))?;
-        let rel = negative_crop_name(&id, k);
         write_atomic(&self.dir.join(&rel), crop)?;
         let mut next = self.people.clone();
         let p = &mut next[i];
@@ -1094,10 +1081,6 @@ fn crop_name(id: &str, shot: usize) -> String {
     numbered_crop_name(id, "", shot)
 }
 
-fn negative_crop_name(id: &str, k: usize) -> String {
-    numbered_crop_name(id, NEGATIVE, k)
-}
-
 /// Largest crop number: far above any real count of shots, small enough to print as it was read.
 const MAX_CROP_NUMBER: usize = 999_999;
 
@@ -1114,12 +1097,14 @@ fn numbered_crop(id: &str, crop: &str, kind: &str) -> Option<usize> {
     (numbered_crop_name(id, kind, k) == crop).then_some(k)
 }
 
-fn crop_number(id: &str, crop: &str) -> Option<usize> {
-    numbered_crop(id, crop, "")
-}
-
-fn negative_crop_number(id: &str, crop: &str) -> Option<usize> {
-    numbered_crop(id, crop, NEGATIVE)
+/// The name of a person's next crop of `kind` after `crops`: numbers only go up.
+fn next_crop_name(id: &str, crops: &[String], kind: &str) -> Result<String, String> {
+    let last = crops.last().and_then(|c| numbered_crop(id, c, kind));
+    let k = last.map_or(0, |k| k + 1);
+    if k > MAX_CROP_NUMBER {
+        return Err(format!("{id} has run out of crop numbers"));
+    }
+    Ok(numbered_crop_name(id, kind, k))
 }
 
 /// The number of a person id `p000042`: `p` and at least six digits.

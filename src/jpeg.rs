@@ -73,7 +73,6 @@ pub fn decode(data: &[u8], max_pixels: u64) -> Result<Decoded, String> {
 
 /// Encodes packed RGB as a baseline JPEG. Fast settings, not mozjpeg's smallest-file ones: live
 /// frames are encoded for every stream client, and a board has little CPU to spare.
-#[cfg(any(feature = "serve", feature = "mqtt"))]
 pub fn encode(rgb: &image::RgbImage, quality: f32) -> Result<Vec<u8>, String> {
     let (w, h) = (rgb.width() as usize, rgb.height() as usize);
     if w == 0 || h == 0 {

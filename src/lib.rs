@@ -24,6 +24,7 @@ pub mod models;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;
 pub mod onnx_prep;
+pub mod photo_index;
 pub mod pipeline;
 pub mod recognize;
 #[cfg(feature = "serve")]

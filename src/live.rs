@@ -264,7 +264,7 @@ impl Recognizer {
             .map(|e| {
                 let face = e
                     .detection
-                    .map(|_| cut(&frame.photo.rgb, &with_margin(&e.rect)));
+                    .map(|_| face_snapshot(&frame.photo.rgb, &e.rect));
                 self.event(e, frame.number, frame.time, face)
             })
             .collect();
@@ -304,8 +304,13 @@ impl Recognizer {
     }
 }
 
-/// A face box grown by a quarter of its size on every side: snapshots show the head, and a face
-/// detector can find the face in them again (the "this is NAME" correction enrolls from one).
+/// The face in `r` with a margin of a quarter of its size on every side, clipped to the frame:
+/// snapshots show the head, and a face detector can find the face in them again (the "this is
+/// NAME" correction enrolls from one).
+pub fn face_snapshot(rgb: &RgbImage, r: &Rect) -> RgbImage {
+    cut(rgb, &with_margin(r))
+}
+
 fn with_margin(r: &Rect) -> Rect {
     let (mx, my) = (r.w / 4, r.h / 4);
     Rect {

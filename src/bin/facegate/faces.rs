@@ -22,7 +22,7 @@ pub struct ModelArgs {
     #[arg(long, global = true)]
     pub no_edge_pass: bool,
     /// Cosine similarity at or above which a face is taken as a match [default: the model card's]
-    #[arg(long, value_name = "COSINE", global = true, value_parser = crate::ranges::cosine)]
+    #[arg(long, value_name = "COSINE", global = true, allow_hyphen_values = true, value_parser = crate::ranges::cosine)]
     pub threshold: Option<f32>,
 }
 

@@ -7,9 +7,12 @@ mod detect;
 mod enroll;
 mod evaluation;
 mod faces;
+mod index;
 mod outbox;
+mod progress;
 mod ranges;
 mod recognition;
+mod search;
 #[cfg(feature = "serve")]
 mod serve;
 mod watch;
@@ -54,6 +57,10 @@ enum Command {
     Serve(serve::ServeArgs),
     /// List cameras and the modes they offer.
     Cameras(watch::CamerasArgs),
+    /// Find and embed every face of a photo collection, for `search` (incremental).
+    Index(index::IndexArgs),
+    /// Find the photos of an indexed collection that show a person.
+    Search(search::SearchArgs),
     /// Derive the match threshold for a target false-accept rate from labelled photos.
     Calibrate(evaluation::CalibrateArgs),
     /// Benchmarks for developers: detect, embed, match, watch.
@@ -112,6 +119,8 @@ fn main() -> ExitCode {
         Command::Eval(args) => evaluation::eval(args),
         Command::Calibrate(args) => evaluation::calibrate(args),
         Command::Watch(args) => watch::run(args),
+        Command::Index(args) => index::run(args),
+        Command::Search(args) => search::run(args),
         #[cfg(feature = "serve")]
         Command::Serve(args) => serve::run(args),
         Command::Cameras(args) => watch::cameras(args),

@@ -46,7 +46,11 @@ pub fn render(sections: &[Section]) -> String {
          </style></head><body>\n<h1>facegate search</h1>\n",
     );
     for s in sections {
-        let _ = write!(html, "<section><h2>{}</h2><div class=\"row\">", escape(&s.query));
+        let _ = write!(
+            html,
+            "<section><h2>{}</h2><div class=\"row\">",
+            escape(&s.query)
+        );
         if let Some(t) = &s.thumb {
             figure(&mut html, t, "query", "", "query", &mut cache);
         }
@@ -54,7 +58,10 @@ pub fn render(sections: &[Section]) -> String {
             html.push_str("<p>No face at or above the threshold.</p>");
         }
         for (thumb, path, score) in &s.results {
-            let name = path.file_name().unwrap_or(path.as_os_str()).to_string_lossy();
+            let name = path
+                .file_name()
+                .unwrap_or(path.as_os_str())
+                .to_string_lossy();
             let caption = format!("<span class=\"score\">{score:.3}</span> {}", escape(&name));
             let title = escape(&path.to_string_lossy());
             figure(&mut html, thumb, &caption, &title, "", &mut cache);

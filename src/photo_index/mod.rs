@@ -157,7 +157,10 @@ impl PhotoIndex {
         let (data, sha) = store::decode(BufReader::with_capacity(1 << 20, file), len)
             .map_err(|e| err(&path, e))?;
         if sha != index.data_sha256 {
-            return Err(err(&path, "does not match its sha256 in index.json: it is damaged"));
+            return Err(err(
+                &path,
+                "does not match its sha256 in index.json: it is damaged",
+            ));
         }
         if data.dim != index.model.embedding_dim
             || data.photos.len() != index.photos
@@ -370,7 +373,8 @@ fn read_index_file(dir: &Path) -> Result<Option<IndexFile>, String> {
     if !path.exists() {
         return Ok(None);
     }
-    let text = limits::read_text(&path, limits::MAX_INDEX_BYTES, "photo index").map_err(|e| err(&path, e))?;
+    let text = limits::read_text(&path, limits::MAX_INDEX_BYTES, "photo index")
+        .map_err(|e| err(&path, e))?;
     let index: IndexFile = serde_json::from_str(&text)
         .map_err(|e| err(&path, format!("is not a facegate photo index: {e}")))?;
     if index.format_version != FORMAT_VERSION {
@@ -418,9 +422,9 @@ fn sweep(dir: &Path, keep: Option<&str>) {
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         let temporary = name.starts_with('.')
-            && name
-                .rsplit_once(".tmp-")
-                .is_some_and(|(file, _)| file == ".index.json" || generation_of(&file[1..]).is_some());
+            && name.rsplit_once(".tmp-").is_some_and(|(file, _)| {
+                file == ".index.json" || generation_of(&file[1..]).is_some()
+            });
         let stale = generation_of(&name).is_some() && Some(name.as_str()) != keep;
         if (temporary || stale) && e.file_type().is_ok_and(|t| t.is_file()) {
             let _ = fs::remove_file(e.path());
@@ -475,7 +479,11 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         let lock = PhotoIndex::lock(&dir).unwrap();
         let mut records = BTreeMap::new();
-        for r in [record("/b.jpg", 2), record("/a.jpg", 0), record("/c.jpg", 1)] {
+        for r in [
+            record("/b.jpg", 2),
+            record("/a.jpg", 0),
+            record("/c.jpg", 1),
+        ] {
             records.insert(r.photo.path.clone(), r);
         }
         let first = PhotoIndex::commit(&dir, &lock, (&model(), 0.3), None, &records).unwrap();
@@ -488,7 +496,8 @@ mod tests {
         let (_, back) = index.into_records();
         assert_eq!(back, records);
         // A stale writer (one that read before this commit) is refused.
-        let second = PhotoIndex::commit(&dir, &lock, (&model(), 0.3), Some(&first), &records).unwrap();
+        let second =
+            PhotoIndex::commit(&dir, &lock, (&model(), 0.3), Some(&first), &records).unwrap();
         assert!(PhotoIndex::commit(&dir, &lock, (&model(), 0.3), Some(&first), &records).is_err());
         assert!(!dir.join(&first).exists());
         assert!(dir.join(second).exists());

@@ -51,7 +51,10 @@ pub fn scan(roots: &[PathBuf], skip: Option<&Path>) -> Result<Scan, String> {
     let skip = skip.and_then(|s| fs::canonicalize(s).ok());
     for root in roots {
         let root = fs::canonicalize(root).map_err(|e| {
-            format!("{}: cannot open the folder: {e}", crate::terminal::path(root))
+            format!(
+                "{}: cannot open the folder: {e}",
+                crate::terminal::path(root)
+            )
         })?;
         if !root.is_dir() {
             return Err(format!(
@@ -170,7 +173,9 @@ pub fn plan(
     let mut plan = Plan::default();
     for found in &scan.photos {
         match records.get(&found.path) {
-            Some(r) if !rebuild && !r.photo.unreadable && found.is_unchanged(&r.photo) => plan.unchanged += 1,
+            Some(r) if !rebuild && !r.photo.unreadable && found.is_unchanged(&r.photo) => {
+                plan.unchanged += 1
+            }
             _ => plan.todo.push(found.clone()),
         }
     }

@@ -37,3 +37,12 @@ pub fn ok(out: &Output) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Runs the facegate binary with `args` and extra environment variables.
+pub fn run_facegate<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &str)]) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_facegate"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}

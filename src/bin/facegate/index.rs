@@ -127,13 +127,7 @@ pub fn run(args: IndexArgs) -> Result<ExitCode, String> {
     result?;
     let changed = stats.photos > 0 || !plan.removed.is_empty() || generation.is_none();
     if changed {
-        PhotoIndex::commit(
-            &args.index,
-            &lock,
-            meta,
-            generation.as_deref(),
-            &records,
-        )?;
+        PhotoIndex::commit(&args.index, &lock, meta, generation.as_deref(), &records)?;
     }
     let faces: usize = records.values().map(|r| r.faces.len()).sum();
     if stats.photos == 0 {

@@ -1,6 +1,7 @@
 //! The `facegate` command line: a thin layer over the library, one module per subcommand.
 
 mod bench;
+mod bench_search;
 mod bench_watch;
 mod config;
 mod detect;
@@ -63,7 +64,7 @@ enum Command {
     Search(search::SearchArgs),
     /// Derive the match threshold for a target false-accept rate from labelled photos.
     Calibrate(evaluation::CalibrateArgs),
-    /// Benchmarks for developers: detect, embed, match, watch.
+    /// Benchmarks for developers: detect, embed, match, search, watch.
     Bench(BenchArgs),
 }
 
@@ -81,6 +82,8 @@ enum BenchCommand {
     Embed(bench::EmbedArgs),
     /// Time matching one face against galleries of many people.
     Match(bench::MatchArgs),
+    /// Time `search` over synthetic collections of 10 000 to 1 000 000 faces.
+    Search(bench_search::BenchSearchArgs),
     /// Time the live pipeline on 640x480 scenes with one and five faces, and its peak memory.
     Watch(bench_watch::BenchWatchArgs),
 }
@@ -111,6 +114,7 @@ fn main() -> ExitCode {
             BenchCommand::Embed(args) => bench::embed(args),
             BenchCommand::Match(args) => bench::matching(args),
             BenchCommand::Watch(args) => bench_watch::run(args),
+            BenchCommand::Search(args) => bench_search::run(args),
         },
         Command::Enroll(args) => enroll::enroll(args),
         Command::Identify(args) => recognition::identify(args),

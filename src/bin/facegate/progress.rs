@@ -55,10 +55,7 @@ impl Progress {
         let filled = ((fraction * WIDTH as f64) as usize).min(WIDTH);
         let rate = self.rate();
         let left = if rate > 0.0 && self.done < self.total {
-            format!(
-                "  ETA {}",
-                clock((self.total - self.done) as f64 / rate)
-            )
+            format!("  ETA {}", clock((self.total - self.done) as f64 / rate))
         } else {
             String::new()
         };

@@ -111,7 +111,11 @@ pub fn run(args: SearchArgs) -> Result<ExitCode, String> {
                 &probe.embedding,
                 args.top,
                 threshold,
-                |face| probe.own_photo.is_some_and(|p| index.faces_of(p).contains(&face)),
+                |face| {
+                    probe
+                        .own_photo
+                        .is_some_and(|p| index.faces_of(p).contains(&face))
+                },
             );
             print(&mut out, &args, &index, &probe, &hits)?;
             if args.html.is_some() {
@@ -122,7 +126,10 @@ pub fn run(args: SearchArgs) -> Result<ExitCode, String> {
     if let Some(path) = &args.html {
         write_atomic(path, contact_sheet::render(&sections).as_bytes())
             .map_err(|e| e.to_string())?;
-        eprintln!("facegate: contact sheet written to {}", terminal::path(path));
+        eprintln!(
+            "facegate: contact sheet written to {}",
+            terminal::path(path)
+        );
     }
     Ok(if failures == 0 {
         ExitCode::SUCCESS
@@ -147,7 +154,11 @@ fn probes(
                 query: query.to_string(),
                 rect: None,
                 embedding: person.centroid.clone(),
-                thumb: person.entry.crops.first().map(|c| Thumb::Image(g.crop_path(c))),
+                thumb: person
+                    .entry
+                    .crops
+                    .first()
+                    .map(|c| Thumb::Image(g.crop_path(c))),
                 own_photo: None,
             }]);
         }
@@ -166,7 +177,8 @@ fn probes(
     let indexed = index.find_photo(&canonical).filter(|&i| {
         let photo = &index.photos()[i];
         !photo.unreadable
-            && facegate::photo_index::scan::stat(&canonical).is_some_and(|found| found.is_unchanged(photo))
+            && facegate::photo_index::scan::stat(&canonical)
+                .is_some_and(|found| found.is_unchanged(photo))
     });
     let keep = if args.all_faces { usize::MAX } else { 1 };
     if let Some(i) = indexed {
@@ -252,15 +264,12 @@ fn print(
     let text = if args.json {
         let line = Line {
             query: &probe.query,
-            face: probe
-                .rect
-                .filter(|_| args.all_faces)
-                .map(|r| Box4 {
-                    x: r.x,
-                    y: r.y,
-                    w: r.w,
-                    h: r.h,
-                }),
+            face: probe.rect.filter(|_| args.all_faces).map(|r| Box4 {
+                x: r.x,
+                y: r.y,
+                w: r.w,
+                h: r.h,
+            }),
             results,
         };
         serde_json::to_string(&line).map_err(|e| e.to_string())?

@@ -57,3 +57,8 @@ fn gallery_reader() {
 fn settings_toml() {
     replay("settings_toml", targets::settings_toml);
 }
+
+#[test]
+fn photo_index_data() {
+    replay("photo_index_data", targets::photo_index_data);
+}

@@ -155,6 +155,17 @@ index["people"] = []
 index["next_id"] = 1
 put("gallery_reader", "empty", json.dumps(index).encode() + b"\0" + b"FGEMB\x00\x01\x00" + struct.pack("<II", dim, 0))
 
+def photo_record(path, faces):
+    b = path.encode()
+    return struct.pack("<I", len(b)) + b + struct.pack("<QqIIIBI", 4096, 1700000000, 7, 640, 480, 0, faces)
+
+
+face = struct.pack("<4iB10f", 10, 20, 64, 64, 1, *range(10))
+put("photo_index_data", "two-photos",
+    b"FGIDX\x00\x01\x00" + struct.pack("<III", dim, 2, 1)
+    + photo_record("/photos/a.jpg", 1) + photo_record("/photos/b.png", 0) + face + vec)
+put("photo_index_data", "empty", b"FGIDX\x00\x01\x00" + struct.pack("<III", dim, 0, 0))
+
 put("settings_toml", "example.toml", (ROOT / "cross" / "config.example.toml").read_bytes())
 put("settings_toml", "flat.toml", b'camera = 0\nthreshold = 0.4\nstats = true\nmqtt_topic = "a/b"\n')
 print("seeds written to", HERE / "seeds")

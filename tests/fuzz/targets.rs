@@ -106,3 +106,8 @@ pub fn settings_toml(data: &[u8]) {
         let _ = facegate::settings::parse(text);
     }
 }
+
+/// A photo index's data file (the bytes `facegate search` reads after index.json).
+pub fn photo_index_data(data: &[u8]) {
+    let _ = facegate::photo_index::store::decode(data, data.len() as u64);
+}

@@ -139,12 +139,13 @@ pub fn run(args: IndexArgs) -> Result<ExitCode, String> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "indexed {} photos in {:.1} s ({:.2} photos/s, {} threads): {} faces, {} without a face, \
+        "indexed {} photos in {:.1} s ({:.2} photos/s, {} thread{}): {} faces, {} without a face, \
          {} unreadable; the index holds {} photos and {} faces",
         stats.photos,
         progress.elapsed().as_secs_f64(),
         progress.rate(),
         threads,
+        if threads == 1 { "" } else { "s" },
         stats.faces,
         stats.faceless,
         stats.unreadable,

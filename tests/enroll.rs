@@ -169,8 +169,8 @@ fn bad_shots_are_refused_with_the_reason() {
             "faces; enroll needs one (or --largest)",
         ),
         (
-            vec![photo("obama.jpg"), photo("obama2.jpg"), photo("biden.jpg")],
-            "does not look like the same person",
+            vec![photo("obama.jpg"), photo("obama2.jpg"), photo("messi5.jpg")],
+            "shot 3 (",
         ),
     ];
     for (images, expected) in cases {
@@ -186,6 +186,28 @@ fn bad_shots_are_refused_with_the_reason() {
     }
     // Nothing was enrolled by the failures: not even the gallery folder was made.
     assert!(!Path::new(g).exists());
+    // A lookalike resembles the others too much to be refused (cosine 0.22 to the two Obamas, as
+    // close as some genuine shots of one person): taken, with a warning naming it.
+    let out = facegate(
+        &[
+            "enroll",
+            "--name",
+            "Y",
+            "--gallery",
+            g,
+            &photo("obama.jpg"),
+            &photo("obama2.jpg"),
+            &photo("biden.jpg"),
+        ],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning: shot 3 (")
+            && stderr.contains("biden.jpg) resembles the other shots only weakly"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -55,3 +55,75 @@ fn full_pipeline_reaches_the_anchors() {
     assert!(one["rank1"].as_f64().unwrap() >= 0.93, "1-shot: {one}");
     assert_eq!(one["false_accept_rate"], 0.0, "{one}");
 }
+
+/// What a new user does with these photos: `enroll --largest` each person from the first three
+/// sorted `train/` photos, then `identify` every `val/` photo. Every enrollment must succeed
+/// (weak shots are taken with a warning, not refused) and at least 24 of 25 be named right.
+#[test]
+fn enrolling_from_the_first_three_photos_names_the_val_photos() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let data = root.join("../shared/data/5-celebrity-faces");
+    if !data.is_dir() {
+        eprintln!("skipped: {} is not there", data.display());
+        return;
+    }
+    let gallery = std::env::temp_dir().join(format!("facegate-eval-first3-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&gallery);
+    let sorted = |dir: &Path| -> Vec<std::path::PathBuf> {
+        let mut v: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        v.sort();
+        v
+    };
+    let facegate = |args: &[&std::ffi::OsStr]| {
+        Command::new(env!("CARGO_BIN_EXE_facegate"))
+            .args(args)
+            .arg("--gallery")
+            .arg(&gallery)
+            .output()
+            .unwrap()
+    };
+    let mut named = 0;
+    let mut probes = 0;
+    for person in sorted(&data.join("train")) {
+        let name = person.file_name().unwrap().to_owned();
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "enroll".as_ref(),
+            "--largest".as_ref(),
+            "--name".as_ref(),
+            &name,
+        ];
+        let shots = sorted(&person);
+        args.extend(shots.iter().take(3).map(|p| p.as_os_str()));
+        let out = facegate(&args);
+        assert!(
+            out.status.success(),
+            "{name:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for person in sorted(&data.join("val")) {
+        let name = person.file_name().unwrap().to_string_lossy().into_owned();
+        let photos = sorted(&person);
+        let mut args: Vec<&std::ffi::OsStr> = vec!["identify".as_ref(), "--json".as_ref()];
+        args.extend(photos.iter().map(|p| p.as_os_str()));
+        let out = facegate(&args);
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            probes += 1;
+            let largest = v["faces"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .max_by_key(|f| f["w"].as_i64().unwrap() * f["h"].as_i64().unwrap());
+            if largest.is_some_and(|f| f["name"] == name.as_str()) {
+                named += 1;
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&gallery);
+    assert_eq!(probes, 25);
+    assert!(named >= 24, "{named} of 25 val photos named right");
+}

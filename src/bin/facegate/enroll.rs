@@ -61,7 +61,12 @@ pub fn enroll(args: EnrollArgs) -> Result<ExitCode, String> {
         shots_from_files(&args, &mut pipeline)?
     };
     let embeddings: Vec<&Vec<f32>> = shots.iter().map(|s| &s.embedding).collect();
-    check_consistent(&embeddings, &labels, pipeline.threshold)?;
+    for warning in check_consistent(&embeddings, &labels, pipeline.threshold)? {
+        eprintln!(
+            "facegate: warning: {}",
+            facegate::terminal::escape_message(&warning)
+        );
+    }
     let lock = Gallery::lock(&args.gallery.gallery).map_err(|e| e.to_string())?;
     let mut g = pipeline.open_gallery(&args.gallery.gallery)?;
     let crops: Vec<Vec<u8>> = if args.no_crops {

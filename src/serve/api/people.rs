@@ -29,6 +29,9 @@ pub struct PersonJson {
     shot_urls: Vec<String>,
     /// Faces recorded as not this person ("this is not NAME").
     negatives: usize,
+    /// What enrolling found doubtful (a shot that resembles the others only weakly).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
 }
 
 impl PersonJson {
@@ -39,6 +42,7 @@ impl PersonJson {
             enrolled_unix: p.entry.enrolled_unix,
             shots: p.entry.shots,
             negatives: p.entry.negatives,
+            warnings: Vec::new(),
             shot_urls: (0..p.entry.crops.len())
                 .map(|k| format!("/api/v1/people/{}/shots/{k}.png", p.entry.id))
                 .collect(),
@@ -174,9 +178,10 @@ pub async fn create(State(app): Shared, req: Request) -> ApiResult<Response> {
         }
         let (shots, labels) = shots_of(&app, &upload)?;
         let embeddings: Vec<&Vec<f32>> = shots.iter().map(|s| &s.embedding).collect();
-        enrollment::check_consistent(&embeddings, &labels, app.model.threshold)
+        let warnings = enrollment::check_consistent(&embeddings, &labels, app.model.threshold)
             .map_err(ApiError::bad)?;
-        let person = enroll(&app, &name, shots)?;
+        let mut person = enroll(&app, &name, shots)?;
+        person.warnings = warnings;
         app.pending.remove(&upload.texts("shot"));
         Ok((StatusCode::CREATED, Json(person)).into_response())
     })

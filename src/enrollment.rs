@@ -16,6 +16,15 @@ pub const MIN_ENROLL_FACE: i32 = 32;
 pub const GOOD_ENROLL_FACE: i32 = 64;
 /// Aligned crops whose grey Laplacian variance is below this are too blurred to enroll.
 pub const MIN_SHARPNESS: f64 = 15.0;
+/// Below this sharpness a shot is taken with a warning.
+pub const GOOD_SHARPNESS: f64 = 40.0;
+/// Head turns beyond this many degrees are taken with a warning.
+pub const GOOD_YAW: f32 = 30.0;
+/// Mean grey level of the aligned crop outside which a shot is refused (too dark, washed out).
+pub const MIN_BRIGHTNESS: f64 = 20.0;
+pub const MAX_BRIGHTNESS: f64 = 235.0;
+/// Outside this range a shot is taken with a warning.
+pub const GOOD_BRIGHTNESS: (f64, f64) = (50.0, 200.0);
 /// Shots a camera enrollment takes.
 pub const CAMERA_SHOTS: usize = 3;
 /// What a guided camera enrollment asks before each shot.
@@ -25,6 +34,53 @@ pub const PROMPTS: [&str; CAMERA_SHOTS] = [
     "turn your head slightly to the other side",
 ];
 
+/// How a face measures as an enrollment shot.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Quality {
+    /// Face width in photo pixels.
+    pub width: i32,
+    /// Grey Laplacian variance of the aligned crop: low for blurred faces.
+    pub sharpness: f64,
+    /// Head turn left or right, in degrees, estimated from the landmarks (none without them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub yaw: Option<f32>,
+    /// Mean grey level of the aligned crop, 0 (black) to 255 (white).
+    pub brightness: f64,
+}
+
+/// Which check refused a shot (for counting refusals in `eval`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Gate {
+    NoFace,
+    SeveralFaces,
+    TooSmall,
+    TooBlurred,
+    TooDark,
+    TooBright,
+}
+
+/// Why a photo is not a usable shot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub gate: Gate,
+    pub message: String,
+    /// The face's measurements, when there was one face to measure.
+    pub quality: Option<Quality>,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<Refusal> for String {
+    fn from(r: Refusal) -> String {
+        r.message
+    }
+}
+
 /// A shot that passed the checks.
 #[derive(Debug, Clone)]
 pub struct Shot {
@@ -33,71 +89,189 @@ pub struct Shot {
     pub png: Vec<u8>,
     /// Whether landmarks were found (the crop is aligned, not just cut from the box).
     pub aligned: bool,
-    /// Face width in photo pixels.
-    pub width: i32,
-    pub sharpness: f64,
+    pub quality: Quality,
 }
 
-impl Shot {
-    /// What would make the shot better, if anything.
-    pub fn advice(&self) -> Option<String> {
-        (self.width < GOOD_ENROLL_FACE).then(|| {
-            format!(
+impl Quality {
+    /// What would make the shot better, if anything (each taken, not refused).
+    pub fn advice(&self) -> Vec<String> {
+        let mut advice = Vec::new();
+        if self.width < GOOD_ENROLL_FACE {
+            advice.push(format!(
                 "the face is small ({} px wide): taken, but a shot with the face {GOOD_ENROLL_FACE} px \
                  wide or more (closer, or a larger photo) matches more reliably",
                 self.width
-            )
-        })
+            ));
+        }
+        if self.sharpness < GOOD_SHARPNESS {
+            advice.push(format!(
+                "the face is soft (sharpness {:.1}): taken, but a sharper shot (steady camera, \
+                 focus on the face) matches more reliably",
+                self.sharpness
+            ));
+        }
+        if let Some(yaw) = self.yaw.filter(|y| y.abs() > GOOD_YAW) {
+            advice.push(format!(
+                "the head is turned ({:.0} degrees): taken, but a shot facing the camera (within \
+                 {GOOD_YAW:.0} degrees) matches more reliably",
+                yaw.abs()
+            ));
+        }
+        if self.brightness < GOOD_BRIGHTNESS.0 || self.brightness > GOOD_BRIGHTNESS.1 {
+            advice.push(format!(
+                "the face is {} (brightness {:.0} of 255): taken, but an evenly lit face matches \
+                 more reliably",
+                if self.brightness < GOOD_BRIGHTNESS.0 {
+                    "dark"
+                } else {
+                    "bright"
+                },
+                self.brightness
+            ));
+        }
+        advice
+    }
+
+    /// `good`, `usable` (taken with advice) or `refused`, for reports.
+    pub fn verdict(&self) -> &'static str {
+        if refusal(self).is_some() {
+            "refused"
+        } else if self.advice().is_empty() {
+            "good"
+        } else {
+            "usable"
+        }
     }
 }
 
 impl Shot {
     /// Why the shot was accepted, in words.
     pub fn verdict(&self) -> String {
-        match self.advice() {
-            Some(advice) => format!("usable: {advice}"),
-            None => format!(
+        let advice = self.quality.advice();
+        if advice.is_empty() {
+            format!(
                 "good: one sharp face (sharpness {:.1}, {} px wide)",
-                self.sharpness, self.width
-            ),
+                self.quality.sharpness, self.quality.width
+            )
+        } else {
+            format!("usable: {}", advice.join("; "))
         }
     }
 }
 
+/// What a face measures: size, sharpness, head turn and brightness.
+pub fn measure(face: &crate::recognize::Face) -> Quality {
+    Quality {
+        width: face.rect.w,
+        sharpness: laplacian_variance(&face.crop),
+        yaw: face.landmarks.as_ref().map(yaw_degrees),
+        brightness: mean_grey(&face.crop),
+    }
+}
+
+/// The gate a face fails, with the reason in words.
+fn refusal(q: &Quality) -> Option<(Gate, String)> {
+    if q.width < MIN_ENROLL_FACE {
+        return Some((
+            Gate::TooSmall,
+            format!(
+                "the face is too small ({} px wide, at least {MIN_ENROLL_FACE} needed)",
+                q.width
+            ),
+        ));
+    }
+    if q.sharpness < MIN_SHARPNESS {
+        return Some((
+            Gate::TooBlurred,
+            format!(
+                "the face is too blurred (sharpness {:.1}, at least {MIN_SHARPNESS} needed)",
+                q.sharpness
+            ),
+        ));
+    }
+    if q.brightness < MIN_BRIGHTNESS {
+        return Some((
+            Gate::TooDark,
+            format!(
+                "the face is too dark (brightness {:.0} of 255, at least {MIN_BRIGHTNESS:.0} needed)",
+                q.brightness
+            ),
+        ));
+    }
+    if q.brightness > MAX_BRIGHTNESS {
+        return Some((
+            Gate::TooBright,
+            format!(
+                "the face is too bright, washed out (brightness {:.0} of 255, at most \
+                 {MAX_BRIGHTNESS:.0})",
+                q.brightness
+            ),
+        ));
+    }
+    None
+}
+
 /// The shot in `photo`, or why it is not usable. With `largest`, a photo of several faces gives
 /// its largest one.
-pub fn check_shot(pipeline: &mut Pipeline, photo: &Photo, largest: bool) -> Result<Shot, String> {
-    let mut faces = pipeline.faces(photo)?;
+pub fn check_shot(pipeline: &mut Pipeline, photo: &Photo, largest: bool) -> Result<Shot, Refusal> {
+    let refused = |gate, message: String| Refusal {
+        gate,
+        message,
+        quality: None,
+    };
+    let mut faces = pipeline
+        .faces(photo)
+        .map_err(|e| refused(Gate::NoFace, e))?;
     if faces.is_empty() {
-        return Err("no face found".into());
+        return Err(refused(Gate::NoFace, "no face found".into()));
     }
     if faces.len() > 1 && !largest {
-        return Err(format!(
-            "{} faces; enroll needs one (or --largest)",
-            faces.len()
+        return Err(refused(
+            Gate::SeveralFaces,
+            format!("{} faces; enroll needs one (or --largest)", faces.len()),
         ));
     }
     let (face, embedding) = faces.swap_remove(0);
-    if face.rect.w < MIN_ENROLL_FACE {
-        return Err(format!(
-            "the face is too small ({} px wide, at least {MIN_ENROLL_FACE} needed)",
-            face.rect.w
-        ));
+    let quality = measure(&face);
+    if let Some((gate, message)) = refusal(&quality) {
+        return Err(Refusal {
+            gate,
+            message,
+            quality: Some(quality),
+        });
     }
-    let sharpness = laplacian_variance(&face.crop);
-    if sharpness < MIN_SHARPNESS {
-        return Err(format!(
-            "the face is too blurred (sharpness {sharpness:.1}, at least {MIN_SHARPNESS} needed)"
-        ));
-    }
-    let png = png(&face.crop)?;
+    let png = png(&face.crop).map_err(|e| refused(Gate::NoFace, e))?;
     Ok(Shot {
         embedding,
         png,
         aligned: face.landmarks.is_some(),
-        width: face.rect.w,
-        sharpness,
+        quality,
     })
+}
+
+/// Head turn from the five landmarks (eyes, nose tip, mouth corners, photo pixels): how far the
+/// nose tip sits off the middle of the eyes along the eye line, over the eye distance, taken as
+/// `0.6 tan(yaw)` (the nose tip stands about 0.6 eye distances in front of the eyes). Roll does
+/// not change it; positive is the face turned towards the photo's left.
+pub fn yaw_degrees(points: &[[f32; 2]; 5]) -> f32 {
+    let (l, r, nose) = (points[0], points[1], points[2]);
+    let axis = [r[0] - l[0], r[1] - l[1]];
+    let distance = (axis[0] * axis[0] + axis[1] * axis[1]).sqrt().max(1e-3);
+    let mid = [(l[0] + r[0]) / 2.0, (l[1] + r[1]) / 2.0];
+    let along = ((nose[0] - mid[0]) * axis[0] + (nose[1] - mid[1]) * axis[1]) / distance;
+    (along / distance / NOSE_DEPTH).atan().to_degrees()
+}
+
+const NOSE_DEPTH: f32 = 0.6;
+
+/// Mean grey level of a crop.
+pub fn mean_grey(crop: &RgbImage) -> f64 {
+    let n = (crop.width() as u64 * crop.height() as u64).max(1);
+    let sum: u64 = crop
+        .pixels()
+        .map(|p| u64::from(crate::grey::luma(p.0[0], p.0[1], p.0[2])))
+        .sum();
+    sum as f64 / n as f64
 }
 
 /// An aligned crop as PNG bytes (what the gallery keeps).

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::embedder::{cosine, normalized};
+use crate::embedder::cosine;
 
 /// Labelled photos: one sub-folder per person, or `train/` and `val/` with one per person each.
 #[derive(Debug, Clone)]
@@ -140,6 +140,14 @@ pub struct DrawResult {
     pub false_accepts: usize,
     pub strangers: usize,
     pub strangers_accepted: usize,
+    /// People enrolled in this draw, and those whose drawn shots `enroll` would refuse as not
+    /// one person (they are left out of the gallery, as a user would be turned away) or take
+    /// with a warning.
+    pub enrolled: usize,
+    /// Probes of people not enrolled in this draw (their shots were refused): misses in `rank1`.
+    pub probes_unenrolled: usize,
+    pub enrollments_refused: usize,
+    pub enrollments_warned: usize,
 }
 
 /// Embedded photos: `None` where no face was found.
@@ -161,6 +169,42 @@ fn pick_shots(
         .collect();
     let chosen = rng.pick(mine.len(), shots);
     (mine, chosen)
+}
+
+/// Enrolls person `p` as `enroll` would: `shots` random photos of theirs that passed the shot
+/// gates, then the consistency check across them. Returns the shots' embeddings, or `None` when
+/// the person has no usable photo or the check refuses the shots; marks the enrolled photos.
+fn enroll_person(
+    pool: &[Embedded],
+    p: usize,
+    shots: usize,
+    threshold: f32,
+    rng: &mut Rng,
+    enrolled: &mut [bool],
+    r: &mut DrawResult,
+) -> Option<Vec<Vec<f32>>> {
+    let (mine, chosen) = pick_shots(pool, p, shots, rng);
+    let vectors: Vec<Vec<f32>> = chosen
+        .iter()
+        .filter_map(|&c| pool[mine[c]].embedding.clone())
+        .collect();
+    if vectors.is_empty() {
+        return None;
+    }
+    let refs: Vec<&Vec<f32>> = vectors.iter().collect();
+    match crate::enrollment::check_consistent(&refs, &[], threshold) {
+        Err(_) => {
+            r.enrollments_refused += 1;
+            return None;
+        }
+        Ok(warnings) if !warnings.is_empty() => r.enrollments_warned += 1,
+        Ok(_) => {}
+    }
+    r.enrolled += 1;
+    for &c in &chosen {
+        enrolled[mine[c]] = true;
+    }
+    Some(vectors)
 }
 
 /// The probes of a draw: `probes`, or when there are none, the pool's photos not enrolled.
@@ -193,27 +237,13 @@ pub fn draw(
 ) -> DrawResult {
     let mut centroids: Vec<Option<Vec<f32>>> = vec![None; people];
     let mut enrolled = vec![false; pool.len()];
+    let mut r = DrawResult::default();
     for (p, centroid) in centroids.iter_mut().enumerate() {
-        let (mine, chosen) = pick_shots(pool, p, shots, rng);
-        if chosen.is_empty() {
-            continue;
+        if let Some(vectors) = enroll_person(pool, p, shots, threshold, rng, &mut enrolled, &mut r)
+        {
+            let refs: Vec<&Vec<f32>> = vectors.iter().collect();
+            *centroid = Some(crate::enrollment::mean_direction(&refs));
         }
-        let mut sum = vec![
-            0f32;
-            pool[mine[chosen[0]]]
-                .embedding
-                .as_ref()
-                .map_or(0, |e| e.len())
-        ];
-        for &c in &chosen {
-            enrolled[mine[c]] = true;
-            if let Some(e) = &pool[mine[c]].embedding {
-                for (s, v) in sum.iter_mut().zip(e) {
-                    *s += v;
-                }
-            }
-        }
-        *centroid = Some(normalized(&sum));
     }
     let best = |e: &[f32]| -> Option<(usize, f32)> {
         centroids
@@ -222,9 +252,11 @@ pub fn draw(
             .filter_map(|(i, c)| c.as_ref().map(|c| (i, cosine(c, e))))
             .max_by(|a, b| a.1.total_cmp(&b.1))
     };
-    let mut r = DrawResult::default();
     for p in probe_set(pool, probes, &enrolled) {
         r.probes += 1;
+        if centroids.get(p.person).is_none_or(|c| c.is_none()) {
+            r.probes_unenrolled += 1;
+        }
         let Some(e) = &p.embedding else {
             r.false_rejects += 1;
             continue;
@@ -283,18 +315,13 @@ pub fn draw_with_rejection(
     let mut persons: Vec<Person> = Vec::new();
     let mut owner: Vec<usize> = Vec::new();
     let mut enrolled = vec![false; pool.len()];
+    let mut counts = DrawResult::default();
     for p in 0..people {
-        let (mine, chosen) = pick_shots(pool, p, shots, rng);
-        let vectors: Vec<Vec<f32>> = chosen
-            .iter()
-            .filter_map(|&c| {
-                enrolled[mine[c]] = true;
-                pool[mine[c]].embedding.clone()
-            })
-            .collect();
-        if vectors.is_empty() {
+        let Some(vectors) =
+            enroll_person(pool, p, shots, threshold, rng, &mut enrolled, &mut counts)
+        else {
             continue;
-        }
+        };
         let refs: Vec<&Vec<f32>> = vectors.iter().collect();
         persons.push(Person {
             entry: PersonEntry {
@@ -315,7 +342,12 @@ pub fn draw_with_rejection(
     let probe_set = probe_set(pool, probes, &enrolled);
     let run = |persons: &[Person]| -> (DrawResult, Vec<Option<usize>>) {
         let m = Matcher::new(persons);
-        let mut r = DrawResult::default();
+        let mut r = DrawResult {
+            enrolled: counts.enrolled,
+            enrollments_refused: counts.enrollments_refused,
+            enrollments_warned: counts.enrollments_warned,
+            ..DrawResult::default()
+        };
         for p in &probe_set {
             r.probes += 1;
             let Some(e) = &p.embedding else {
@@ -417,6 +449,7 @@ pub fn calibrate(samples: &[(usize, Vec<f32>)], target_far: f64) -> Option<Calib
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::embedder::normalized;
 
     #[test]
     fn picks_are_distinct_and_reproducible() {

@@ -2,8 +2,9 @@
 //!
 //! One line per event:
 //! `{"ts":1732300000.125,"event":"identified","name":"Ada","score":0.712,"box":{"x":10,"y":20,"w":96,"h":96},"track":1,"frame":42}`
-//! `name` is null for unknown people; `snapshot` is added when a face picture was saved, and
-//! `camera` when the board's camera is named (`--camera-name`).
+//! `name` is null for unknown people; `snapshot` is added when a face picture was saved,
+//! `camera` when the board's camera is named (`--camera-name`), and `unknown_id` to unknown
+//! events when recurring strangers are kept (`u000001`: the same id for the same stranger).
 
 use std::path::{Path, PathBuf};
 
@@ -44,6 +45,9 @@ struct EventJson<'a> {
     snapshot: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     camera: Option<&'a str>,
+    /// The recurring stranger an unknown face was grouped with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unknown_id: Option<&'a str>,
 }
 
 pub fn kind_name(kind: EventKind) -> &'static str {
@@ -68,6 +72,7 @@ pub fn json_line(event: &Event, snapshot: Option<&Path>, camera: Option<&str>) -
         frame: event.frame,
         snapshot: snapshot.map(|p| p.display().to_string()),
         camera,
+        unknown_id: event.unknown_id.as_deref(),
     };
     serde_json::to_string(&line).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }
@@ -128,6 +133,7 @@ mod tests {
             track: 3,
             frame: 42,
             face: None,
+            unknown_id: None,
         };
         let v: serde_json::Value = serde_json::from_str(&json_line(&event, None, None)).unwrap();
         assert_eq!(

@@ -1148,7 +1148,8 @@ fn folder_entries(dir: &Path) -> Vec<(PathBuf, Entry)> {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             let is_file = e.file_type().is_ok_and(|t| t.is_file());
-            if !is_crops && (name == INDEX || name == LOCK || name == CROPS) {
+            // `unknowns/` holds the recurring strangers `watch` keeps beside the gallery.
+            if !is_crops && (name == INDEX || name == LOCK || name == CROPS || name == "unknowns") {
                 continue;
             }
             let kind = if !is_file {

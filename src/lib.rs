@@ -30,6 +30,7 @@ pub mod recognize;
 #[cfg(feature = "serve")]
 pub mod serve;
 pub mod settings;
+pub mod strangers;
 pub mod terminal;
 pub mod tracker;
 pub mod warnings;

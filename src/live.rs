@@ -11,6 +11,7 @@ use crate::embedder::Embedder;
 use crate::gallery::Person;
 use crate::matcher::Matcher;
 use crate::recognize::{Candidate, Face, FaceFinder};
+use crate::strangers::Strangers;
 use crate::tracker::{Decision, EventKind, TrackEvent, Tracker, TrackerConfig, Vote};
 
 /// Something worth telling the world about.
@@ -27,6 +28,8 @@ pub struct Event {
     /// The face's box, with a margin, cut from the frame (identified and unknown events), for
     /// snapshots.
     pub face: Option<RgbImage>,
+    /// Unknown events: the recurring stranger the face was grouped with (see [`Strangers`]).
+    pub unknown_id: Option<String>,
 }
 
 /// What a track in view has decided so far.
@@ -101,6 +104,8 @@ pub struct Recognizer {
     tracking: TrackerConfig,
     totals: StageTotals,
     last: (u64, SystemTime),
+    strangers: Option<Strangers>,
+    strangers_failing: crate::warnings::Throttle,
 }
 
 fn unix_seconds(t: SystemTime) -> f64 {
@@ -133,7 +138,14 @@ impl Recognizer {
             tracking,
             totals: StageTotals::default(),
             last: (0, UNIX_EPOCH),
+            strangers: None,
+            strangers_failing: crate::warnings::Throttle::per_minute(),
         })
+    }
+
+    /// Groups unknown faces into recurring strangers, kept in `strangers`.
+    pub fn keep_strangers(&mut self, strangers: Strangers) {
+        self.strangers = Some(strangers);
     }
 
     pub fn totals(&self) -> StageTotals {
@@ -257,17 +269,27 @@ impl Recognizer {
                 (i, assigned[i].track, vote)
             })
             .collect();
-        let out = self
-            .tracker
-            .record(frame.number, &votes)
-            .into_iter()
-            .map(|e| {
-                let face = e
-                    .detection
-                    .map(|_| face_snapshot(&frame.photo.rgb, &e.rect));
-                self.event(e, frame.number, frame.time, face)
-            })
-            .collect();
+        let tracked = self.tracker.record(frame.number, &votes);
+        let mut out = Vec::with_capacity(tracked.len());
+        for e in tracked {
+            let face = e
+                .detection
+                .map(|_| face_snapshot(&frame.photo.rgb, &e.rect));
+            // The face that decided "unknown" was embedded in this frame: group it.
+            let stranger = match (e.kind, e.detection) {
+                (EventKind::Unknown, Some(d)) => wanted
+                    .iter()
+                    .position(|&i| i == d)
+                    .map(|w| (&embeddings[w], &crops[w], e.rect.w)),
+                _ => None,
+            };
+            let unknown_id = stranger.and_then(|(embedding, crop, width)| {
+                self.stranger_id(embedding, crop, width, unix_seconds(frame.time))
+            });
+            let mut event = self.event(e, frame.number, frame.time, face);
+            event.unknown_id = unknown_id;
+            out.push(event);
+        }
         track_time += matching.elapsed();
 
         self.totals.frames += 1;
@@ -290,6 +312,25 @@ impl Recognizer {
             .collect()
     }
 
+    /// The recurring stranger an unknown face belongs to. The store failing (disk full) costs
+    /// the id, never the event.
+    fn stranger_id(
+        &mut self,
+        embedding: &[f32],
+        crop: &RgbImage,
+        width: i32,
+        ts: f64,
+    ) -> Option<String> {
+        let strangers = self.strangers.as_ref()?;
+        match strangers.observe(embedding, crop, width, ts) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                self.strangers_failing.warn(&e);
+                None
+            }
+        }
+    }
+
     fn event(&self, e: TrackEvent, frame: u64, time: SystemTime, face: Option<RgbImage>) -> Event {
         Event {
             ts: unix_seconds(time),
@@ -300,6 +341,7 @@ impl Recognizer {
             track: e.track,
             frame,
             face,
+            unknown_id: None,
         }
     }
 }

@@ -395,6 +395,7 @@ mod tests {
             track: 7,
             frame: 9,
             face: None,
+            unknown_id: None,
         }
     }
 

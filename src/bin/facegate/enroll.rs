@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use facegate::capture::{Capture, Item};
 use facegate::enrollment::{
-    check_consistent, check_shot, matches_earlier, Shot, CAMERA_SHOTS, PROMPTS,
+    check_consistent, check_shot, matches_earlier, Gate, Quality, Refusal, Shot, CAMERA_SHOTS,
+    PROMPTS,
 };
 use facegate::gallery::{self, Gallery};
 use facegate::image_io;
@@ -43,9 +44,69 @@ pub struct EnrollArgs {
     /// Seconds to wait for usable camera shots before giving up
     #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = crate::ranges::int(1u64, 86_400))]
     pub timeout: u64,
+    /// One JSON object on stdout: each shot's quality (size, sharpness, head turn, brightness,
+    /// verdict, advice), the checks across shots, and whether the person was enrolled
+    #[arg(long)]
+    pub json: bool,
+    /// Check the shots and report, without enrolling anyone
+    #[arg(long, conflicts_with_all = ["camera", "frames"])]
+    pub check: bool,
     /// Shots of the person (three recommended)
     #[arg(value_name = "IMAGE", required_unless_present_any = ["camera", "frames"])]
     pub images: Vec<PathBuf>,
+}
+
+/// What `enroll --json` prints.
+#[derive(serde::Serialize, Default)]
+struct Report {
+    name: String,
+    enrolled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    shots: Vec<ShotReport>,
+    /// Warnings about the shots taken together (one resembling the others only weakly).
+    warnings: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+#[derive(serde::Serialize)]
+struct ShotReport {
+    image: String,
+    verdict: &'static str,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    quality: Option<Quality>,
+    advice: Vec<String>,
+    aligned: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gate: Option<Gate>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+impl ShotReport {
+    fn of(image: String, result: &Result<Shot, Refusal>) -> ShotReport {
+        match result {
+            Ok(shot) => ShotReport {
+                image,
+                verdict: shot.quality.verdict(),
+                quality: Some(shot.quality),
+                advice: shot.quality.advice(),
+                aligned: shot.aligned,
+                gate: None,
+                error: None,
+            },
+            Err(r) => ShotReport {
+                image,
+                verdict: "refused",
+                quality: r.quality,
+                advice: Vec::new(),
+                aligned: false,
+                gate: Some(r.gate),
+                error: Some(r.message.clone()),
+            },
+        }
+    }
 }
 
 pub fn enroll(args: EnrollArgs) -> Result<ExitCode, String> {
@@ -53,19 +114,62 @@ pub fn enroll(args: EnrollArgs) -> Result<ExitCode, String> {
     let mut pipeline = args.model.load()?;
     // Fail on a damaged or foreign gallery before anyone poses for three shots.
     pipeline.open_gallery(&args.gallery.gallery)?;
+    let mut report = Report {
+        name: args.name.clone(),
+        ..Report::default()
+    };
+    let result = enroll_checked(&args, &mut pipeline, &mut report);
+    if let Err(e) = &result {
+        report.error = Some(e.clone());
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).map_err(|e| e.to_string())?
+        );
+    }
+    match result {
+        Ok(()) if args.check => {
+            if !args.json {
+                println!("the shots are usable: enrolling would succeed (nothing was enrolled)");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        // The JSON says why; stderr says it too, for people reading a terminal.
+        Err(e) => Err(e),
+    }
+}
+
+fn enroll_checked(
+    args: &EnrollArgs,
+    pipeline: &mut Pipeline,
+    report: &mut Report,
+) -> Result<(), String> {
     let (shots, labels) = if args.camera.is_some() || args.frames.is_some() {
-        let shots = shots_from_stream(&args, &mut pipeline)?;
-        let labels = (1..=shots.len()).map(|i| format!("shot {i}")).collect();
+        let shots = shots_from_stream(args, pipeline)?;
+        let labels: Vec<String> = (1..=shots.len()).map(|i| format!("shot {i}")).collect();
+        report.shots = shots
+            .iter()
+            .zip(&labels)
+            .map(|(shot, label)| ShotReport::of(label.clone(), &Ok(shot.clone())))
+            .collect();
         (shots, labels)
     } else {
-        shots_from_files(&args, &mut pipeline)?
+        shots_from_files(args, pipeline, report)?
     };
     let embeddings: Vec<&Vec<f32>> = shots.iter().map(|s| &s.embedding).collect();
-    for warning in check_consistent(&embeddings, &labels, pipeline.threshold)? {
-        eprintln!(
-            "facegate: warning: {}",
-            facegate::terminal::escape_message(&warning)
-        );
+    report.warnings = check_consistent(&embeddings, &labels, pipeline.threshold)?;
+    if !args.json {
+        for warning in &report.warnings {
+            eprintln!(
+                "facegate: warning: {}",
+                facegate::terminal::escape_message(warning)
+            );
+        }
+    }
+    if args.check {
+        return Ok(());
     }
     let lock = Gallery::lock(&args.gallery.gallery).map_err(|e| e.to_string())?;
     let mut g = pipeline.open_gallery(&args.gallery.gallery)?;
@@ -78,42 +182,66 @@ pub fn enroll(args: EnrollArgs) -> Result<ExitCode, String> {
     let person = g
         .add(&lock, &args.name, embeddings, &crops)
         .map_err(|e| e.to_string())?;
-    println!(
-        "enrolled {} as {} from {} shot{}",
-        person.entry.name,
-        person.entry.id,
-        person.entry.shots,
-        if person.entry.shots == 1 { "" } else { "s" }
-    );
-    Ok(ExitCode::SUCCESS)
+    report.enrolled = true;
+    report.id = Some(person.entry.id.clone());
+    if !args.json {
+        println!(
+            "enrolled {} as {} from {} shot{}",
+            person.entry.name,
+            person.entry.id,
+            person.entry.shots,
+            if person.entry.shots == 1 { "" } else { "s" }
+        );
+    }
+    Ok(())
 }
 
+/// Checks every shot (all of them, so a report names every problem), then fails on the first
+/// refused one.
 fn shots_from_files(
     args: &EnrollArgs,
     pipeline: &mut Pipeline,
+    report: &mut Report,
 ) -> Result<(Vec<Shot>, Vec<String>), String> {
-    if args.images.len() < 3 {
+    if args.images.len() < 3 && !args.json {
         eprintln!(
             "facegate: warning: enrolling from {} shot{}; three shots (turning slightly) match more reliably",
             args.images.len(),
             if args.images.len() == 1 { "" } else { "s" }
         );
     }
-    let mut shots = Vec::new();
+    let mut results = Vec::new();
     let mut labels = Vec::new();
     for (i, path) in args.images.iter().enumerate() {
         let which = format!("shot {} ({})", i + 1, facegate::terminal::path(path));
-        let photo = image_io::load(path).map_err(|e| e.to_string())?;
-        let shot =
-            check_shot(pipeline, &photo, args.largest).map_err(|why| format!("{which}: {why}"))?;
-        if let Some(advice) = shot.advice() {
-            eprintln!("facegate: warning: {which}: {advice}");
+        let result = image_io::load(path)
+            .map_err(|e| Refusal {
+                gate: Gate::NoFace,
+                message: e.to_string(),
+                quality: None,
+            })
+            .and_then(|photo| check_shot(pipeline, &photo, args.largest));
+        report
+            .shots
+            .push(ShotReport::of(path.display().to_string(), &result));
+        if let Ok(shot) = &result {
+            if !args.json {
+                for advice in shot.quality.advice() {
+                    eprintln!("facegate: warning: {which}: {advice}");
+                }
+                if !shot.aligned {
+                    eprintln!(
+                        "facegate: warning: {which}: no landmarks found, the face is not aligned"
+                    );
+                }
+            }
         }
-        if !shot.aligned {
-            eprintln!("facegate: warning: {which}: no landmarks found, the face is not aligned");
-        }
-        shots.push(shot);
+        results.push(result);
         labels.push(which);
+    }
+    let mut shots = Vec::new();
+    for (result, which) in results.into_iter().zip(&labels) {
+        shots.push(result.map_err(|why| format!("{which}: {why}"))?);
     }
     Ok((shots, labels))
 }
@@ -169,11 +297,13 @@ fn shots_from_stream(args: &EnrollArgs, pipeline: &mut Pipeline) -> Result<Vec<S
         if last_shot_frame.is_some_and(|n| frame.number < n + args.shot_gap) {
             continue;
         }
-        let checked = check_shot(pipeline, &frame.photo, args.largest).and_then(|shot| {
-            let earlier: Vec<&Vec<f32>> = shots.iter().map(|s| &s.embedding).collect();
-            matches_earlier(&shot.embedding, &earlier, pipeline.threshold)?;
-            Ok(shot)
-        });
+        let checked = check_shot(pipeline, &frame.photo, args.largest)
+            .map_err(String::from)
+            .and_then(|shot| {
+                let earlier: Vec<&Vec<f32>> = shots.iter().map(|s| &s.embedding).collect();
+                matches_earlier(&shot.embedding, &earlier, pipeline.threshold)?;
+                Ok(shot)
+            });
         match checked {
             Ok(shot) => {
                 shots.push(shot);

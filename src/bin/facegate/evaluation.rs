@@ -1,8 +1,10 @@
 //! `facegate eval` and `facegate calibrate`: how well recognition works on labelled photos.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use facegate::enrollment::{check_shot, Gate};
 use facegate::evaluate::{self, Dataset, DrawResult, Embedded, Rng};
 use facegate::image_io;
 
@@ -57,6 +59,43 @@ fn embed_all(
     Ok((out, missing))
 }
 
+/// Embeds the photos to enroll from through `enroll`'s own checks (the largest face, as `enroll
+/// --largest`): a photo they refuse is never enrolled, and is counted by the check that refused it.
+fn embed_enrollable(
+    pipeline: &mut Pipeline,
+    photos: &[(usize, PathBuf)],
+) -> (Vec<Embedded>, BTreeMap<Gate, usize>) {
+    let mut refused = BTreeMap::new();
+    let out = photos
+        .iter()
+        .map(|(person, path)| {
+            let shot = image_io::load(path)
+                .map_err(|e| e.to_string())
+                .and_then(|photo| {
+                    check_shot(pipeline, &photo, true).map_err(|r| {
+                        *refused.entry(r.gate).or_insert(0) += 1;
+                        r.message
+                    })
+                });
+            Embedded {
+                person: *person,
+                embedding: match shot {
+                    Ok(shot) => Some(shot.embedding),
+                    Err(e) => {
+                        eprintln!("facegate: {}: {e}", facegate::terminal::path(path));
+                        None
+                    }
+                },
+            }
+        })
+        .collect();
+    (out, refused)
+}
+
+fn gates_json(refused: &BTreeMap<Gate, usize>) -> serde_json::Value {
+    serde_json::to_value(refused).unwrap_or_default()
+}
+
 fn stranger_faces(pipeline: &mut Pipeline, dir: &Path) -> Result<Vec<Vec<f32>>, String> {
     let mut out = Vec::new();
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -88,7 +127,8 @@ fn each_draw<T>(args: &EvalArgs, mut one: impl FnMut(&mut Rng) -> T) -> Vec<T> {
 pub fn eval(args: EvalArgs) -> Result<ExitCode, String> {
     let mut pipeline = args.model.load()?;
     let data = Dataset::open(&args.dataset)?;
-    let (pool, missing_pool) = embed_all(&mut pipeline, &data.enroll_pool)?;
+    let (pool, refused) = embed_enrollable(&mut pipeline, &data.enroll_pool);
+    let missing_pool = refused.get(&Gate::NoFace).copied().unwrap_or(0);
     let (probes, missing_probes) = embed_all(&mut pipeline, &data.probes)?;
     let strangers = match &args.strangers {
         Some(d) => stranger_faces(&mut pipeline, d)?,
@@ -129,6 +169,14 @@ pub fn eval(args: EvalArgs) -> Result<ExitCode, String> {
         })
     });
     let rank1 = rate(|r| r.rank1, |r| r.probes);
+    // Rank-1 over the probes of people whose enrollment succeeded (a refused enrollment's
+    // probes are misses in `rank1`: the user was asked for other shots).
+    let rank1_of_enrolled = results.iter().map(|r| r.rank1).sum::<usize>() as f64
+        / results
+            .iter()
+            .map(|r| r.probes - r.probes_unenrolled)
+            .sum::<usize>()
+            .max(1) as f64;
     let accepted = rate(|r| r.accepted_correct, |r| r.probes);
     let false_rejects = rate(|r| r.false_rejects, |r| r.probes);
     let false_accepts = rate(|r| r.false_accepts, |r| r.probes);
@@ -142,9 +190,16 @@ pub fn eval(args: EvalArgs) -> Result<ExitCode, String> {
                 "probes_per_draw": results[0].probes, "strangers": results[0].strangers,
                 "photos_without_face": missing_pool + missing_probes,
                 "rank1": rank1.0, "rank1_min": rank1.1, "identified": accepted.0,
+                "rank1_of_enrolled": rank1_of_enrolled,
                 "false_reject_rate": false_rejects.0, "false_accept_rate": false_accepts.0,
                 "strangers_accepted_rate": strangers_accepted.0,
                 "reject_strangers": rejection_summary,
+                "enrollment": {
+                    "shots_refused": gates_json(&refused),
+                    "people_enrolled": results.iter().map(|r| r.enrolled).sum::<usize>(),
+                    "people_refused_inconsistent": results.iter().map(|r| r.enrollments_refused).sum::<usize>(),
+                    "people_enrolled_with_warning": results.iter().map(|r| r.enrollments_warned).sum::<usize>(),
+                },
             })
         );
     } else {
@@ -166,7 +221,29 @@ pub fn eval(args: EvalArgs) -> Result<ExitCode, String> {
                 max * 100.0
             )
         };
+        let total = |f: fn(&DrawResult) -> usize| results.iter().map(f).sum::<usize>();
+        println!(
+            "enrolled as `enroll` would: shots refused {}; over the draws {} people enrolled, {} \
+             refused (shots not one person), {} taken with a warning",
+            if refused.is_empty() {
+                "none".to_string()
+            } else {
+                refused
+                    .iter()
+                    .map(|(g, n)| format!("{n} {}", gate_words(*g)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+            total(|r| r.enrolled),
+            total(|r| r.enrollments_refused),
+            total(|r| r.enrollments_warned)
+        );
         line("rank-1 (closed set)", rank1);
+        println!(
+            "{:28} {:6.1} %",
+            "rank-1 of enrolled people",
+            rank1_of_enrolled * 100.0
+        );
         line("identified (open set)", accepted);
         line("false rejects", false_rejects);
         line("false accepts", false_accepts);
@@ -213,7 +290,17 @@ pub fn calibrate(args: CalibrateArgs) -> Result<ExitCode, String> {
         .chain(&data.probes)
         .cloned()
         .collect();
-    let (embedded, _) = embed_all(&mut pipeline, &photos)?;
+    let (embedded, refused) = embed_enrollable(&mut pipeline, &photos);
+    if !refused.is_empty() {
+        eprintln!(
+            "left out as `enroll` would refuse them: {}",
+            refused
+                .iter()
+                .map(|(g, n)| format!("{n} {}", gate_words(*g)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     let samples: Vec<(usize, Vec<f32>)> = embedded
         .into_iter()
         .filter_map(|e| e.embedding.map(|v| (e.person, v)))
@@ -230,4 +317,15 @@ pub fn calibrate(args: CalibrateArgs) -> Result<ExitCode, String> {
         c.genuine_pairs
     );
     Ok(ExitCode::SUCCESS)
+}
+
+fn gate_words(gate: Gate) -> &'static str {
+    match gate {
+        Gate::NoFace => "without a face",
+        Gate::SeveralFaces => "with several faces",
+        Gate::TooSmall => "too small",
+        Gate::TooBlurred => "too blurred",
+        Gate::TooDark => "too dark",
+        Gate::TooBright => "too bright",
+    }
 }

@@ -16,6 +16,7 @@ mod recognition;
 mod search;
 #[cfg(feature = "serve")]
 mod serve;
+mod unknowns;
 mod watch;
 
 use std::process::ExitCode;
@@ -58,6 +59,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// List cameras and the modes they offer.
     Cameras(watch::CamerasArgs),
+    /// List, show, enroll or forget the recurring strangers `watch` and `serve` grouped.
+    Unknowns(unknowns::UnknownsArgs),
     /// Find and embed every face of a photo collection, for `search` (incremental).
     Index(index::IndexArgs),
     /// Find the photos of an indexed collection that show a person.
@@ -124,6 +127,7 @@ fn main() -> ExitCode {
         Command::Calibrate(args) => evaluation::calibrate(args),
         Command::Watch(args) => watch::run(args),
         Command::Index(args) => index::run(args),
+        Command::Unknowns(args) => unknowns::run(args),
         Command::Search(args) => search::run(args),
         #[cfg(feature = "serve")]
         Command::Serve(args) => serve::run(args),

@@ -16,6 +16,7 @@ use facegate::frames::FrameSource;
 use facegate::gallery::{Gallery, IndexStamp, ModelInfo, Person};
 use facegate::live::Event;
 use facegate::live::{Recognizer, StageTotals};
+use facegate::strangers::Strangers;
 use facegate::tracker::TrackerConfig;
 
 use crate::faces::{GalleryArgs, ModelArgs, Pipeline};
@@ -135,6 +136,16 @@ impl SourceArgs {
 
 #[derive(clap::Args, Clone)]
 pub struct TrackingArgs {
+    /// Where unknown faces are grouped into recurring strangers (each with a stable
+    /// `unknown_id`, enrollable with `facegate unknowns enroll`) [default: GALLERY/unknowns]
+    #[arg(long, value_name = "DIR")]
+    pub unknowns: Option<PathBuf>,
+    /// Do not keep unknown faces (no `unknown_id`, nothing of strangers stored)
+    #[arg(long, conflicts_with = "unknowns")]
+    pub no_unknowns: bool,
+    /// Days after which a stranger not seen again is forgotten
+    #[arg(long, value_name = "DAYS", default_value_t = 30.0, value_parser = crate::ranges::real(0.0, 36_500.0))]
+    pub unknowns_days: f64,
     /// Matches of the same person needed within the window before "identified" (the same count
     /// of non-matches makes "unknown")
     #[arg(long, value_name = "N", default_value_t = 3, value_parser = crate::ranges::int(1, facegate::tracker::MAX_WINDOW))]
@@ -260,7 +271,15 @@ pub fn recognizer(
 ) -> Result<(Recognizer, Gallery, ModelInfo), String> {
     let g = pipeline.open_gallery(&gallery.gallery)?;
     let info = pipeline.model_info();
-    let r = recognizer_for(pipeline, g.people(), tracking)?;
+    let join = pipeline.threshold;
+    let mut r = recognizer_for(pipeline, g.people(), tracking)?;
+    if !tracking.no_unknowns {
+        let dir = tracking
+            .unknowns
+            .clone()
+            .unwrap_or_else(|| gallery.gallery.join("unknowns"));
+        r.keep_strangers(Strangers::open(&dir, &info, join, tracking.unknowns_days)?);
+    }
     Ok((r, g, info))
 }
 

@@ -145,7 +145,7 @@ fn shot_from(app: &App, bytes: &[u8], what: &str, largest: bool) -> ApiResult<Sh
 }
 
 pub fn check(app: &App, photo: &Photo, largest: bool) -> Result<Shot, String> {
-    enrollment::check_shot(&mut lock(&app.pipeline), photo, largest)
+    enrollment::check_shot(&mut lock(&app.pipeline), photo, largest).map_err(String::from)
 }
 
 pub async fn list(State(app): Shared) -> ApiResult<Json<serde_json::Value>> {

@@ -66,30 +66,32 @@ def embeddings(facegate, folder):
     return first
 
 
-def svg(path, title, xlabel, xs, series, ylo=0.0, yhi=1.0):
+def svg(path, title, xlabel, xs, series, ylo=-0.1, yhi=1.0):
     """A line chart: `series` is [(label, colour, ys)]."""
-    w, h, l, r, t, b = 640, 380, 60, 20, 40, 50
+    w, h, l, r, t, b = 640, 410, 60, 20, 40, 80
     x0, x1 = min(xs), max(xs)
     sx = lambda x: l + (x - x0) / ((x1 - x0) or 1) * (w - l - r)
     sy = lambda y: t + (yhi - y) / (yhi - ylo) * (h - t - b)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
            f'<rect width="{w}" height="{h}" fill="white"/>',
            f'<text x="{w / 2}" y="22" text-anchor="middle" font-size="15">{title}</text>']
-    for i in range(6):
-        y = ylo + (yhi - ylo) * i / 5
+    for i in range(12):
+        y = ylo + (yhi - ylo) * i / 11
         out.append(f'<line x1="{l}" x2="{w - r}" y1="{sy(y):.1f}" y2="{sy(y):.1f}" stroke="#ddd"/>')
         out.append(f'<text x="{l - 6}" y="{sy(y) + 4:.1f}" text-anchor="end">{y:.2f}</text>')
     for x in xs:
         out.append(f'<text x="{sx(x):.1f}" y="{h - b + 18}" text-anchor="middle">{x:g}</text>')
-    out.append(f'<text x="{(l + w - r) / 2}" y="{h - 10}" text-anchor="middle">{xlabel}</text>')
+    out.append(f'<text x="{(l + w - r) / 2}" y="{h - b + 38}" text-anchor="middle">{xlabel}</text>')
     for k, (label, colour, ys) in enumerate(series):
         pts = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in zip(xs, ys) if y is not None)
         out.append(f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="2"/>')
         for x, y in zip(xs, ys):
             if y is not None:
                 out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{colour}"/>')
-        out.append(f'<rect x="{l + 10}" y="{t + 8 + 16 * k}" width="12" height="3" fill="{colour}"/>')
-        out.append(f'<text x="{l + 28}" y="{t + 13 + 16 * k}">{label}</text>')
+        # The legend sits under the axis, one entry after another, clear of every line.
+        lx = l + 200 * k
+        out.append(f'<rect x="{lx}" y="{h - 16}" width="12" height="3" fill="{colour}"/>')
+        out.append(f'<text x="{lx + 18}" y="{h - 11}">{label}</text>')
     out.append("</svg>")
     Path(path).write_text("\n".join(out) + "\n")
 

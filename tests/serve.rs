@@ -681,11 +681,10 @@ fn three_guided_camera_shots_enroll_a_person() {
         );
         let v = r.json();
         assert_eq!(v["ok"], true, "{v}");
+        // This photo shows the head turned about 21 degrees: taken, with that said.
+        let verdict = v["verdict"].as_str().unwrap();
         assert!(
-            v["verdict"]
-                .as_str()
-                .unwrap()
-                .starts_with("good: one sharp face"),
+            verdict.starts_with("good: one sharp face") || verdict.contains("the head is turned"),
             "{v}"
         );
         let image = s.get(v["image"].as_str().unwrap());

@@ -66,8 +66,8 @@ def embeddings(facegate, folder):
     return first
 
 
-def svg(path, title, xlabel, xs, series, ylo=-0.1, yhi=1.0):
-    """A line chart: `series` is [(label, colour, ys)]."""
+def svg(path, title, xlabel, xs, series, ylo=-0.1, yhi=1.0, ticks=None):
+    """A line chart: `series` is [(label, colour, ys)]; `ticks` labels the xs (default: xs)."""
     w, h, l, r, t, b = 640, 410, 60, 20, 40, 80
     x0, x1 = min(xs), max(xs)
     sx = lambda x: l + (x - x0) / ((x1 - x0) or 1) * (w - l - r)
@@ -79,8 +79,8 @@ def svg(path, title, xlabel, xs, series, ylo=-0.1, yhi=1.0):
         y = ylo + (yhi - ylo) * i / 11
         out.append(f'<line x1="{l}" x2="{w - r}" y1="{sy(y):.1f}" y2="{sy(y):.1f}" stroke="#ddd"/>')
         out.append(f'<text x="{l - 6}" y="{sy(y) + 4:.1f}" text-anchor="end">{y:.2f}</text>')
-    for x in xs:
-        out.append(f'<text x="{sx(x):.1f}" y="{h - b + 18}" text-anchor="middle">{x:g}</text>')
+    for x, tick in zip(xs, ticks or [f"{x:g}" for x in xs]):
+        out.append(f'<text x="{sx(x):.1f}" y="{h - b + 18}" text-anchor="middle">{tick}</text>')
     out.append(f'<text x="{(l + w - r) / 2}" y="{h - b + 38}" text-anchor="middle">{xlabel}</text>')
     for k, (label, colour, ys) in enumerate(series):
         pts = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in zip(xs, ys) if y is not None)
@@ -130,11 +130,13 @@ def degraded_curve(args, photos, widths, clean, name, levels, change, metric, un
     print("|---|---|---|---|---|---|---|")
     for level, r1, ident, strangers, c, m, refused in rows:
         gates = ", ".join(f"{k} {v}" for k, v in refused.items() if v) or "none"
-        print(f"| {level:g}{unit} | {m:.1f} | {c:.3f} | {100 * r1:.1f} % | {100 * ident:.1f} % | {100 * strangers:.1f} % | {gates} |")
+        print(f"| {level:g} | {m:.1f} | {c:.3f} | {100 * r1:.1f} % | {100 * ident:.1f} % | {100 * strangers:.1f} % | {gates} |")
+    # Levels evenly spaced (they grow geometrically), each labelled with its value.
     svg(Path(args.out) / f"{name}.svg", f"Recognition against {name} (5-celebrity, 3-shot)", f"{name}{unit}",
-        [r[0] for r in rows], [("rank-1", "#1f77b4", [r[1] for r in rows]),
-                               ("identified (open set)", "#2ca02c", [r[2] for r in rows]),
-                               ("cosine to full quality", "#d62728", [r[4] for r in rows])])
+        list(range(len(rows))), [("rank-1", "#1f77b4", [r[1] for r in rows]),
+                                 ("identified (open set)", "#2ca02c", [r[2] for r in rows]),
+                                 ("cosine to full quality", "#d62728", [r[4] for r in rows])],
+        ticks=[f"{r[0]:g}" for r in rows])
 
 
 def yaw_curve(args, photos, clean):
@@ -192,11 +194,11 @@ def main():
     if args.only in (None, "blur"):
         degraded_curve(args, photos, widths, clean, "blur", BLUR,
                        lambda img, s, w: img.filter(ImageFilter.GaussianBlur(s * w)) if s else img,
-                       "sharpness", " x face width")
+                       "sharpness", " (Gaussian sigma / face width)")
     if args.only in (None, "exposure"):
         degraded_curve(args, photos, widths, clean, "exposure", GAIN,
                        lambda img, g, w: img.point(lambda v: min(255, round(v * g))),
-                       "brightness", "x")
+                       "brightness", " (brightness scaled by)")
 
 
 if __name__ == "__main__":

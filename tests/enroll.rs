@@ -519,3 +519,62 @@ fn small_faces_are_taken_with_advice_and_tiny_ones_refused() {
         "{said}"
     );
 }
+
+/// `enroll --json` reports each shot's measured quality and verdict; `--check` enrolls nobody.
+#[test]
+fn the_json_report_gives_each_shot_its_quality() {
+    let dir = scratch("json");
+    let g = dir.join("gallery");
+    let g = g.to_str().unwrap();
+    let blank = dir.join("blank.png");
+    image::RgbImage::from_pixel(300, 300, image::Rgb([120, 120, 120]))
+        .save(&blank)
+        .unwrap();
+    let run = |extra: &[&str], images: &[&str]| -> (bool, serde_json::Value) {
+        let mut args = vec!["enroll", "--json", "--name", "Obama", "--gallery", g];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(images);
+        let out = facegate(&args, &[]);
+        let report = serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
+        (out.status.success(), report)
+    };
+    let (a, b) = (photo("obama.jpg"), photo("obama2.jpg"));
+    let (ok, report) = run(&["--check"], &[&a, &b, blank.to_str().unwrap()]);
+    assert!(!ok);
+    assert_eq!(report["enrolled"], false);
+    let shots = report["shots"].as_array().unwrap();
+    assert_eq!(
+        shots.len(),
+        3,
+        "every shot is reported, the refused one too: {report}"
+    );
+    for shot in &shots[..2] {
+        assert!(
+            matches!(shot["verdict"].as_str(), Some("good" | "usable")),
+            "{shot}"
+        );
+        assert!(shot["width"].as_i64().unwrap() >= 64, "{shot}");
+        assert!(shot["sharpness"].as_f64().unwrap() > 40.0, "{shot}");
+        assert!(shot["yaw"].as_f64().unwrap().abs() < 45.0, "{shot}");
+        let brightness = shot["brightness"].as_f64().unwrap();
+        assert!((40.0..170.0).contains(&brightness), "{shot}");
+    }
+    assert_eq!(shots[2]["verdict"], "refused");
+    assert_eq!(shots[2]["gate"], "no_face");
+    assert!(
+        report["error"].as_str().unwrap().contains("shot 3"),
+        "{report}"
+    );
+
+    let (ok, report) = run(&["--check"], &[&a, &b]);
+    assert!(ok, "{report}");
+    assert_eq!(report["enrolled"], false);
+    assert!(
+        !Path::new(g).join("gallery.json").exists(),
+        "--check writes nothing"
+    );
+    let (ok, report) = run(&[], &[&a, &b]);
+    assert!(ok, "{report}");
+    assert_eq!(report["enrolled"], true);
+    assert_eq!(report["id"], "p000001");
+}

@@ -3,6 +3,7 @@
 //! The pipeline runs one way: a frame source yields images, the [`detector`] finds faces, and later
 //! stages crop, embed and match them. This crate is the library behind the `facegate` binary.
 
+pub mod access;
 pub mod align;
 pub mod capture;
 pub mod detector;

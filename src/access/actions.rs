@@ -1,0 +1,219 @@
+//! What a granted (or notified) decision does: pulse a GPIO line, POST a webhook, run a command.
+//! (MQTT messages go out through the caller's connection.) Actions run on a worker thread, so a
+//! slow webhook or a 2-second door pulse never holds up recognition.
+//!
+//! GPIO sits behind [`Gpio`]: the real backend is the Linux GPIO character device (`gpiocdev`),
+//! and tests use [`RecordingGpio`]. On a board, check the wiring without facegate with
+//! `gpioset -t 1500ms,0 gpiochip0 17=1` (libgpiod 2) and watch a line with `gpiomon gpiochip0 17`.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A GPIO output line, requested once at start and held.
+pub trait OutputLine: Send {
+    /// Drives the line active for `length`, then inactive again.
+    fn pulse(&mut self, length: Duration) -> Result<(), String>;
+}
+
+/// Opens output lines: the chip (`/dev/gpiochip0` or `gpiochip0`), the line offset, and whether
+/// the line is active low.
+pub trait Gpio: Send + Sync {
+    fn open(&self, chip: &str, line: u32, active_low: bool) -> Result<Box<dyn OutputLine>, String>;
+}
+
+/// The kernel's GPIO character device.
+pub struct Chardev;
+
+impl Gpio for Chardev {
+    #[cfg(all(target_os = "linux", feature = "gpio"))]
+    fn open(&self, chip: &str, line: u32, active_low: bool) -> Result<Box<dyn OutputLine>, String> {
+        use gpiocdev::line::Value;
+        let path = if chip.starts_with('/') {
+            chip.to_string()
+        } else {
+            format!("/dev/{chip}")
+        };
+        let mut builder = gpiocdev::Request::builder();
+        builder
+            .on_chip(&path)
+            .with_consumer("facegate")
+            .with_line(line)
+            .as_output(Value::Inactive);
+        if active_low {
+            builder.as_active_low();
+        }
+        let request = builder.request().map_err(|e| {
+            format!(
+                "GPIO line {line} of {path}: {e} (is the chip there, the line free, and the user in \
+                 the gpio group?)"
+            )
+        })?;
+        Ok(Box::new(ChardevLine { request }))
+    }
+
+    #[cfg(not(all(target_os = "linux", feature = "gpio")))]
+    fn open(
+        &self,
+        chip: &str,
+        line: u32,
+        _active_low: bool,
+    ) -> Result<Box<dyn OutputLine>, String> {
+        Err(format!(
+            "GPIO line {line} of {chip}: this build has no GPIO support (Linux, feature `gpio`)"
+        ))
+    }
+}
+
+#[cfg(all(target_os = "linux", feature = "gpio"))]
+struct ChardevLine {
+    request: gpiocdev::Request,
+}
+
+#[cfg(all(target_os = "linux", feature = "gpio"))]
+impl OutputLine for ChardevLine {
+    fn pulse(&mut self, length: Duration) -> Result<(), String> {
+        use gpiocdev::line::Value;
+        self.request
+            .set_lone_value(Value::Active)
+            .map_err(|e| e.to_string())?;
+        std::thread::sleep(length);
+        self.request
+            .set_lone_value(Value::Inactive)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// A pulse as [`RecordingGpio`] saw it: chip, line, active low, length.
+pub type Pulse = (String, u32, bool, Duration);
+
+/// A stand-in that records pulses instead of driving pins.
+#[derive(Clone, Default)]
+pub struct RecordingGpio {
+    pub pulses: Arc<Mutex<Vec<Pulse>>>,
+    /// Chips that exist (others fail to open, as a missing chip would).
+    pub chips: Vec<String>,
+}
+
+struct RecordingLine {
+    key: (String, u32, bool),
+    pulses: Arc<Mutex<Vec<Pulse>>>,
+}
+
+impl Gpio for RecordingGpio {
+    fn open(&self, chip: &str, line: u32, active_low: bool) -> Result<Box<dyn OutputLine>, String> {
+        if !self.chips.iter().any(|c| c == chip) {
+            return Err(format!("GPIO line {line} of {chip}: no such chip"));
+        }
+        Ok(Box::new(RecordingLine {
+            key: (chip.to_string(), line, active_low),
+            pulses: self.pulses.clone(),
+        }))
+    }
+}
+
+impl OutputLine for RecordingLine {
+    fn pulse(&mut self, length: Duration) -> Result<(), String> {
+        if let Ok(mut p) = self.pulses.lock() {
+            p.push((self.key.0.clone(), self.key.1, self.key.2, length));
+        }
+        Ok(())
+    }
+}
+
+/// One thing to do, with the decision as JSON.
+pub enum Job {
+    Pulse {
+        line: usize,
+        length: Duration,
+    },
+    Webhook {
+        url: String,
+        body: String,
+        timeout: Duration,
+    },
+    Command {
+        argv: Vec<String>,
+        env: Vec<(String, String)>,
+    },
+}
+
+/// Runs jobs in order on one thread; failures are reported on stderr (rate-limited), never
+/// stop recognition.
+pub struct Runner {
+    jobs: Option<mpsc::SyncSender<Job>>,
+    worker: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Jobs waiting beyond this are dropped (and reported): a stuck webhook must not grow memory.
+const QUEUE: usize = 64;
+
+impl Runner {
+    pub fn start(mut lines: Vec<Box<dyn OutputLine>>) -> Runner {
+        let (tx, rx) = mpsc::sync_channel::<Job>(QUEUE);
+        let worker = std::thread::spawn(move || {
+            let mut warnings = crate::warnings::Throttle::per_minute();
+            for job in rx {
+                if let Err(e) = run(job, &mut lines) {
+                    warnings.warn(&format!("access action failed: {e}"));
+                }
+            }
+        });
+        Runner {
+            jobs: Some(tx),
+            worker: Some(worker),
+        }
+    }
+
+    pub fn submit(&self, job: Job) -> Result<(), String> {
+        match &self.jobs {
+            Some(tx) => tx
+                .try_send(job)
+                .map_err(|_| "access actions are behind; an action was dropped".to_string()),
+            None => Err("access actions have stopped".into()),
+        }
+    }
+
+    /// Waits for the queued actions to finish (at exit: a door pulse is not cut short).
+    pub fn finish(&mut self) {
+        self.jobs.take();
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+fn run(job: Job, lines: &mut [Box<dyn OutputLine>]) -> Result<(), String> {
+    match job {
+        Job::Pulse { line, length } => lines
+            .get_mut(line)
+            .ok_or("no such GPIO line")?
+            .pulse(length),
+        Job::Webhook { url, body, timeout } => ureq::post(&url)
+            .timeout(timeout)
+            .set("Content-Type", "application/json")
+            .send_string(&body)
+            .map(|_| ())
+            .map_err(|e| format!("webhook {}: {e}", crate::terminal::escape(&url))),
+        Job::Command { argv, env } => {
+            let (program, args) = argv.split_first().ok_or("empty command")?;
+            let mut child = std::process::Command::new(program)
+                .args(args)
+                .envs(env)
+                .stdin(std::process::Stdio::null())
+                .spawn()
+                .map_err(|e| format!("command {}: {e}", crate::terminal::escape(program)))?;
+            // Reaped on its own thread: a slow command must not hold the next door pulse.
+            std::thread::spawn(move || {
+                let _ = child.wait();
+            });
+            Ok(())
+        }
+    }
+}

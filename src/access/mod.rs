@@ -1,0 +1,504 @@
+//! Access rules that act: each `identified` or `unknown` event is checked against the rules
+//! ([`rules`]), the first rule that grants runs its actions ([`actions`]), and every decision,
+//! granted or denied with the reason, is returned for the audit (a JSON line, an MQTT message).
+
+pub mod actions;
+pub mod rules;
+pub mod schedule;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::live::Event;
+use crate::tracker::EventKind;
+use actions::{Gpio, Job, Runner};
+use rules::{Action, Rule, Rules};
+
+/// One decision, as the audit records it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    pub event: &'static str,
+    pub ts: f64,
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unknown_id: Option<String>,
+    pub camera: Option<String>,
+    pub track: u64,
+    pub score: f32,
+    pub granted: bool,
+    /// The rule that granted, or (denied) the first rule that would have applied.
+    pub rule: Option<String>,
+    pub reason: String,
+    /// Actions run (granted only).
+    pub actions: Vec<String>,
+}
+
+impl Decision {
+    pub fn json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+}
+
+pub struct Access {
+    rules: Rules,
+    /// When each (rule, person or stranger, camera) was last granted.
+    granted_at: HashMap<(usize, String, String), f64>,
+    runner: Runner,
+    /// Runner line index of each GPIO action.
+    lines: HashMap<usize, usize>,
+    threshold: f32,
+}
+
+impl Access {
+    /// Opens the GPIO lines the rules use (an error names the line), and starts the action thread.
+    /// `threshold` is the match threshold, the default `min_score`.
+    pub fn start(rules: Rules, gpio: &dyn Gpio, threshold: f32) -> Result<Access, String> {
+        let mut opened = Vec::new();
+        let mut lines = HashMap::new();
+        for (action, spec) in rules.gpio_lines() {
+            lines.insert(action, opened.len());
+            opened.push(gpio.open(&spec.chip, spec.line, spec.active_low)?);
+        }
+        Ok(Access {
+            rules,
+            granted_at: HashMap::new(),
+            runner: Runner::start(opened),
+            lines,
+            threshold,
+        })
+    }
+
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// Takes a re-read rules file. Its GPIO lines must be the ones already held (changing
+    /// wiring needs a restart); otherwise the old rules stay.
+    pub fn replace(&mut self, rules: Rules) -> Result<(), String> {
+        if rules.gpio_lines() != self.rules.gpio_lines() {
+            return Err(
+                "the GPIO actions changed; restart facegate to use them (the old rules stay)"
+                    .into(),
+            );
+        }
+        self.rules = rules;
+        self.granted_at.clear();
+        Ok(())
+    }
+
+    /// Waits for queued actions (at exit).
+    pub fn finish(&mut self) {
+        self.runner.finish();
+    }
+
+    /// Decides an event: `None` for events rules do not concern (`left`). Returns the decision
+    /// and the MQTT messages its actions publish (topic, payload), for the caller's connection.
+    pub fn decide(
+        &mut self,
+        e: &Event,
+        camera: Option<&str>,
+    ) -> Option<(Decision, Vec<(String, String)>)> {
+        let who = match e.kind {
+            EventKind::Identified => e.name.clone()?,
+            EventKind::Unknown => e.unknown_id.clone().unwrap_or_else(|| "unknown".into()),
+            EventKind::Left => return None,
+        };
+        let mut d = Decision {
+            event: "access",
+            ts: (e.ts * 1e3).round() / 1e3,
+            name: e.name.clone(),
+            unknown_id: e.unknown_id.clone(),
+            camera: camera.map(str::to_string),
+            track: e.track,
+            score: (e.score * 1e4).round() / 1e4,
+            granted: false,
+            rule: None,
+            reason: String::new(),
+            actions: Vec::new(),
+        };
+        let mut denials: Vec<(usize, String)> = Vec::new();
+        let mut granting = None;
+        for (i, rule) in self.rules.rules.iter().enumerate() {
+            let named = match e.kind {
+                EventKind::Identified => rule.people.contains(&who),
+                _ => rule.unknown,
+            };
+            if !named || !at_camera(rule, camera) {
+                continue;
+            }
+            match self.refusal(i, rule, &who, camera, e) {
+                Some(why) => denials.push((i, why)),
+                None => {
+                    granting = Some(i);
+                    break;
+                }
+            }
+        }
+        let mut messages = Vec::new();
+        match granting {
+            Some(i) => {
+                let rule = self.rules.rules[i].clone();
+                d.granted = true;
+                d.rule = Some(rule.name.clone());
+                d.reason = "granted".into();
+                d.actions = rule
+                    .actions
+                    .iter()
+                    .map(|&a| self.rules.actions[a].0.clone())
+                    .collect();
+                self.granted_at
+                    .insert((i, who.clone(), camera.unwrap_or("").to_string()), e.ts);
+                let payload = d.json();
+                for &a in &rule.actions {
+                    let job = match &self.rules.actions[a].1 {
+                        Action::Gpio(g) => Job::Pulse {
+                            line: self.lines.get(&a).copied().unwrap_or(usize::MAX),
+                            length: Duration::from_millis(g.pulse_ms),
+                        },
+                        Action::Mqtt(topic) => {
+                            messages.push((topic.clone(), payload.clone()));
+                            continue;
+                        }
+                        Action::Webhook { url, timeout_ms } => Job::Webhook {
+                            url: url.clone(),
+                            body: payload.clone(),
+                            timeout: Duration::from_millis(*timeout_ms),
+                        },
+                        Action::Command(argv) => Job::Command {
+                            argv: argv.clone(),
+                            env: env_of(&d, &payload),
+                        },
+                    };
+                    if let Err(err) = self.runner.submit(job) {
+                        d.reason = format!("granted; {err}");
+                    }
+                }
+            }
+            None if denials.is_empty() => {
+                d.reason = match e.kind {
+                    EventKind::Identified => "no rule names them at this camera".into(),
+                    _ => "no rule for unknown faces at this camera".into(),
+                };
+            }
+            None => {
+                d.rule = Some(self.rules.rules[denials[0].0].name.clone());
+                d.reason = denials
+                    .iter()
+                    .map(|(i, why)| {
+                        if denials.len() == 1 {
+                            why.clone()
+                        } else {
+                            format!("{}: {why}", self.rules.rules[*i].name)
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ");
+            }
+        }
+        Some((d, messages))
+    }
+
+    /// Why `rule` does not grant now, if it does not.
+    fn refusal(
+        &self,
+        i: usize,
+        rule: &Rule,
+        who: &str,
+        camera: Option<&str>,
+        e: &Event,
+    ) -> Option<String> {
+        if let Some((from, text)) = &rule.valid_from {
+            if e.ts < *from {
+                return Some(format!("not valid before {text}"));
+            }
+        }
+        if let Some((until, text)) = &rule.valid_until {
+            if e.ts >= *until {
+                return Some(format!("expired (valid until {text})"));
+            }
+        }
+        if !rule.windows.is_empty() {
+            let inside = schedule::local(e.ts, &self.rules.tz)
+                .is_some_and(|(day, minute)| rule.windows.iter().any(|w| w.contains(day, minute)));
+            if !inside {
+                let windows: Vec<&str> = rule.windows.iter().map(|w| w.text.as_str()).collect();
+                return Some(format!("outside {}", windows.join(" and ")));
+            }
+        }
+        let min = rule.min_score.unwrap_or(self.threshold);
+        if e.kind == EventKind::Identified && e.score < min {
+            return Some(format!("score {:.3} below {min}", e.score));
+        }
+        let key = (i, who.to_string(), camera.unwrap_or("").to_string());
+        if let Some(last) = self.granted_at.get(&key) {
+            if e.ts - last < rule.cooldown {
+                return Some(format!(
+                    "cooldown ({:.0} s since the last grant, {} s needed)",
+                    e.ts - last,
+                    rule.cooldown
+                ));
+            }
+        }
+        None
+    }
+}
+
+fn at_camera(rule: &Rule, camera: Option<&str>) -> bool {
+    rule.cameras.is_empty() || camera.is_some_and(|c| rule.cameras.iter().any(|r| r == c))
+}
+
+/// What a command action sees: the decision as JSON and its main fields.
+fn env_of(d: &Decision, json: &str) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("FACEGATE_DECISION".into(), json.to_string()),
+        ("FACEGATE_RULE".into(), d.rule.clone().unwrap_or_default()),
+        ("FACEGATE_SCORE".into(), d.score.to_string()),
+        ("FACEGATE_TS".into(), d.ts.to_string()),
+    ];
+    if let Some(n) = &d.name {
+        env.push(("FACEGATE_NAME".into(), n.clone()));
+    }
+    if let Some(u) = &d.unknown_id {
+        env.push(("FACEGATE_UNKNOWN_ID".into(), u.clone()));
+    }
+    if let Some(c) = &d.camera {
+        env.push(("FACEGATE_CAMERA".into(), c.clone()));
+    }
+    env
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detector::Rect;
+    use actions::RecordingGpio;
+
+    const FILE: &str = r#"
+timezone = "UTC"
+cameras = ["front", "garage"]
+[groups]
+family = ["Ada", "Bob"]
+[actions.door]
+gpio = { chip = "gpiochip0", line = 17, active_low = true, pulse_ms = 1500 }
+[actions.notify]
+mqtt = "home/notify"
+[[rules]]
+name = "family"
+who = ["@family"]
+cameras = ["front"]
+when = ["mon-fri 07:00-19:00"]
+min_score = 0.5
+cooldown = 30
+do = ["door"]
+[[rules]]
+name = "guest"
+who = ["Carol"]
+until = "2026-12-01"
+do = ["door"]
+[[rules]]
+name = "strangers"
+who = ["unknown"]
+do = ["notify"]
+"#;
+
+    fn people() -> Vec<String> {
+        ["Ada", "Bob", "Carol", "Dan"].map(String::from).to_vec()
+    }
+
+    /// Tuesday 2026-12-01 07:30 UTC.
+    const TUESDAY_0730: f64 = 1_796_110_200.0;
+
+    fn event(kind: EventKind, name: Option<&str>, score: f32, ts: f64) -> Event {
+        Event {
+            ts,
+            kind,
+            name: name.map(String::from),
+            score,
+            rect: Rect {
+                x: 0,
+                y: 0,
+                w: 80,
+                h: 80,
+            },
+            track: 1,
+            frame: 1,
+            face: None,
+            unknown_id: (kind == EventKind::Unknown).then(|| "u000003".into()),
+        }
+    }
+
+    #[test]
+    fn rules_grant_deny_and_pulse_the_door() {
+        let gpio = RecordingGpio {
+            chips: vec!["gpiochip0".into()],
+            ..RecordingGpio::default()
+        };
+        let rules = Rules::parse(FILE, &people()).unwrap();
+        let mut access = Access::start(rules, &gpio, 0.363).unwrap();
+        let mut decide = |kind, name, score, ts, camera| {
+            let (d, mqtt) = access
+                .decide(&event(kind, name, score, ts), camera)
+                .unwrap();
+            (d.granted, d.rule, d.reason, mqtt.len())
+        };
+        let front = Some("front");
+        let ada = decide(EventKind::Identified, Some("Ada"), 0.7, TUESDAY_0730, front);
+        assert!(ada.0, "{ada:?}");
+        let again = decide(
+            EventKind::Identified,
+            Some("Ada"),
+            0.7,
+            TUESDAY_0730 + 5.0,
+            front,
+        );
+        assert!(!again.0 && again.2.starts_with("cooldown"), "{again:?}");
+        let later = decide(
+            EventKind::Identified,
+            Some("Ada"),
+            0.7,
+            TUESDAY_0730 + 40.0,
+            front,
+        );
+        assert!(later.0, "{later:?}");
+        let unsure = decide(
+            EventKind::Identified,
+            Some("Bob"),
+            0.45,
+            TUESDAY_0730,
+            front,
+        );
+        assert_eq!(unsure.2, "score 0.450 below 0.5");
+        let night = decide(
+            EventKind::Identified,
+            Some("Bob"),
+            0.7,
+            TUESDAY_0730 + 12.0 * 3600.0,
+            front,
+        );
+        assert_eq!(night.2, "outside mon-fri 07:00-19:00");
+        let garage = decide(
+            EventKind::Identified,
+            Some("Bob"),
+            0.7,
+            TUESDAY_0730,
+            Some("garage"),
+        );
+        assert!(!garage.0 && garage.1.is_none(), "{garage:?}");
+        let dan = decide(EventKind::Identified, Some("Dan"), 0.9, TUESDAY_0730, front);
+        assert_eq!(dan.2, "no rule names them at this camera");
+        // The guest's last day is included; the day after, expired.
+        assert!(
+            decide(
+                EventKind::Identified,
+                Some("Carol"),
+                0.6,
+                TUESDAY_0730 + 3600.0,
+                front
+            )
+            .0
+        );
+        let expired = decide(
+            EventKind::Identified,
+            Some("Carol"),
+            0.6,
+            TUESDAY_0730 + 86_400.0,
+            front,
+        );
+        assert_eq!(expired.2, "expired (valid until 2026-12-01)");
+        // Strangers notify over MQTT; "left" is no decision.
+        let stranger = decide(EventKind::Unknown, None, 0.1, TUESDAY_0730, front);
+        assert!(stranger.0 && stranger.3 == 1, "{stranger:?}");
+        assert!(access
+            .decide(
+                &event(EventKind::Left, Some("Ada"), 0.7, TUESDAY_0730),
+                front
+            )
+            .is_none());
+        access.finish();
+        let pulses = gpio.pulses.lock().unwrap().clone();
+        assert_eq!(
+            pulses,
+            vec![
+                (
+                    "gpiochip0".to_string(),
+                    17,
+                    true,
+                    Duration::from_millis(1500)
+                );
+                3
+            ],
+            "Ada twice, Carol once"
+        );
+    }
+
+    #[test]
+    fn a_file_naming_what_does_not_exist_is_refused() {
+        let cases = [
+            (
+                FILE.replace("\"Ada\", \"Bob\"", "\"Ada\", \"Zoe\""),
+                "'Zoe', who is not enrolled",
+            ),
+            (
+                FILE.replace("who = [\"Carol\"]", "who = [\"@friends\"]"),
+                "no group 'friends'",
+            ),
+            (
+                FILE.replace("cameras = [\"front\"]", "cameras = [\"back\"]"),
+                "camera 'back'",
+            ),
+            (
+                FILE.replace("do = [\"notify\"]", "do = [\"siren\"]"),
+                "no action 'siren'",
+            ),
+            (
+                FILE.replace("mon-fri 07:00-19:00", "weekdays"),
+                "window 'weekdays'",
+            ),
+            (
+                FILE.replace("until = \"2026-12-01\"", "until = \"2026-02-30\""),
+                "date '2026-02-30'",
+            ),
+            (
+                FILE.replace("timezone = \"UTC\"", "timezone = \"Mars/Olympus\""),
+                "timezone 'Mars/Olympus'",
+            ),
+            (
+                FILE.replace("mqtt = \"home/notify\"", "webhook = \"https://x\""),
+                "http:// URL",
+            ),
+            (
+                FILE.replace("cooldown = 30", "cooldwn = 30"),
+                "unknown field",
+            ),
+            ("rules = 3".to_string(), "not a valid rules file"),
+        ];
+        for (text, expected) in cases {
+            let e = Rules::parse(&text, &people()).unwrap_err();
+            assert!(e.contains(expected), "expected '{expected}' in: {e}");
+        }
+        // A GPIO chip that is not there is an error at start.
+        let rules = Rules::parse(FILE, &people()).unwrap();
+        let e = Access::start(rules, &RecordingGpio::default(), 0.363)
+            .err()
+            .unwrap();
+        assert!(e.contains("line 17 of gpiochip0"), "{e}");
+    }
+
+    #[test]
+    fn check_explains_person_by_person() {
+        let rules = Rules::parse(FILE, &people()).unwrap();
+        let text = rules.explain(&people());
+        assert!(text.contains("Ada:\n  rule 'family', at front, mon-fri 07:00-19:00, score at least 0.5 -> door (pulse gpiochip0 line 17 for 1500 ms)"), "{text}");
+        assert!(
+            text.contains("Dan:\n  nothing: no rule names them"),
+            "{text}"
+        );
+        assert!(text.contains("until 2026-12-01 (inclusive)"), "{text}");
+        assert!(
+            text.contains("unknown faces:\n  rule 'strangers'"),
+            "{text}"
+        );
+    }
+}

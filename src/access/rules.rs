@@ -1,0 +1,402 @@
+//! The rules file (TOML): who may pass which camera when, how sure the match must be, and what
+//! happens. Everything it names is checked when it is read, so a typo is an error at start, not
+//! a door that silently never opens.
+//!
+//! ```toml
+//! timezone = "Europe/Berlin"          # optional: the board's zone by default
+//! cameras = ["front", "garage"]        # the camera names rules may use (--camera-name)
+//!
+//! [groups]
+//! family = ["Ada", "Bob"]
+//!
+//! [actions.front_door]
+//! gpio = { chip = "gpiochip0", line = 17, pulse_ms = 1500 }   # active_low = true for some relays
+//! [actions.notify]
+//! mqtt = "home/door/front"
+//! [actions.hook]
+//! webhook = "http://192.168.1.10:8123/api/webhook/front-door"
+//! [actions.chime]
+//! command = ["/usr/local/bin/chime", "--loud"]
+//!
+//! [[rules]]
+//! name = "family"
+//! who = ["@family"]                    # people, @groups, or "unknown" (faces nobody knows)
+//! cameras = ["front"]                  # default: every camera
+//! when = ["mon-fri 06:30-22:00", "sat,sun 08:00-23:00"]   # default: always
+//! from = "2026-12-01"                  # optional validity, for guests (until includes its day)
+//! until = "2026-12-24"
+//! min_score = 0.45                     # default: the match threshold
+//! cooldown = 30                        # seconds between two grants per person and camera (10)
+//! do = ["front_door", "notify"]
+//! ```
+
+use std::collections::{BTreeMap, HashSet};
+
+use jiff::tz::TimeZone;
+use serde::Deserialize;
+
+use super::schedule::{day_bound, Window};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    timezone: Option<String>,
+    #[serde(default)]
+    cameras: Vec<String>,
+    #[serde(default)]
+    groups: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    actions: BTreeMap<String, ActionSpec>,
+    #[serde(default)]
+    rules: Vec<RuleSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionSpec {
+    gpio: Option<GpioSpec>,
+    mqtt: Option<String>,
+    webhook: Option<String>,
+    command: Option<Vec<String>>,
+    /// Webhook timeout.
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpioSpec {
+    pub chip: String,
+    pub line: u32,
+    #[serde(default)]
+    pub active_low: bool,
+    #[serde(default = "default_pulse")]
+    pub pulse_ms: u64,
+}
+
+fn default_pulse() -> u64 {
+    1000
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleSpec {
+    name: String,
+    who: Vec<String>,
+    #[serde(default)]
+    cameras: Vec<String>,
+    #[serde(default)]
+    when: Vec<String>,
+    from: Option<String>,
+    until: Option<String>,
+    min_score: Option<f32>,
+    cooldown: Option<f64>,
+    #[serde(rename = "do")]
+    actions: Vec<String>,
+}
+
+/// What an action does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Gpio(GpioSpec),
+    Mqtt(String),
+    Webhook { url: String, timeout_ms: u64 },
+    Command(Vec<String>),
+}
+
+/// A rule, checked and compiled.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    pub people: HashSet<String>,
+    pub unknown: bool,
+    /// Empty: every camera.
+    pub cameras: Vec<String>,
+    pub windows: Vec<Window>,
+    pub valid_from: Option<(f64, String)>,
+    pub valid_until: Option<(f64, String)>,
+    pub min_score: Option<f32>,
+    pub cooldown: f64,
+    /// Indices into [`Rules::actions`].
+    pub actions: Vec<usize>,
+}
+
+/// A checked rules file.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    pub tz: TimeZone,
+    pub tz_name: String,
+    pub cameras: Vec<String>,
+    pub actions: Vec<(String, Action)>,
+    pub rules: Vec<Rule>,
+}
+
+const MAX_RULES: usize = 1000;
+
+impl Rules {
+    /// Parses and checks a rules file against the enrolled `people`.
+    pub fn parse(text: &str, people: &[String]) -> Result<Rules, String> {
+        let file: File =
+            toml::from_str(text).map_err(|e| format!("not a valid rules file: {e}"))?;
+        let (tz, tz_name) = match &file.timezone {
+            Some(name) => (
+                TimeZone::get(name)
+                    .map_err(|e| format!("timezone '{}': {e}", crate::terminal::escape(name)))?,
+                name.clone(),
+            ),
+            None => (TimeZone::system(), "the board's".to_string()),
+        };
+        if file.rules.len() > MAX_RULES {
+            return Err(format!("more than {MAX_RULES} rules"));
+        }
+        let known: HashSet<&str> = people.iter().map(String::as_str).collect();
+        let esc = |s: &str| crate::terminal::escape(s).into_owned();
+        for (group, members) in &file.groups {
+            for m in members {
+                if !known.contains(m.as_str()) {
+                    return Err(format!(
+                        "group '{}' names '{}', who is not enrolled",
+                        esc(group),
+                        esc(m)
+                    ));
+                }
+            }
+        }
+        let mut actions = Vec::new();
+        for (name, spec) in &file.actions {
+            let kinds = [
+                spec.gpio.is_some(),
+                spec.mqtt.is_some(),
+                spec.webhook.is_some(),
+                spec.command.is_some(),
+            ];
+            if kinds.iter().filter(|k| **k).count() != 1 {
+                return Err(format!(
+                    "action '{}' needs exactly one of gpio, mqtt, webhook, command",
+                    esc(name)
+                ));
+            }
+            let action = if let Some(g) = &spec.gpio {
+                if g.pulse_ms == 0 || g.pulse_ms > 60_000 {
+                    return Err(format!(
+                        "action '{}': pulse_ms must be 1 to 60000",
+                        esc(name)
+                    ));
+                }
+                Action::Gpio(g.clone())
+            } else if let Some(topic) = &spec.mqtt {
+                if topic.is_empty() || topic.contains(['+', '#']) {
+                    return Err(format!(
+                        "action '{}': '{}' is not an MQTT topic to publish to",
+                        esc(name),
+                        esc(topic)
+                    ));
+                }
+                Action::Mqtt(topic.clone())
+            } else if let Some(url) = &spec.webhook {
+                if !url.starts_with("http://") {
+                    return Err(format!(
+                        "action '{}': webhook '{}' must be an http:// URL (the edge binary has no \
+                         TLS; use a local relay for https)",
+                        esc(name),
+                        esc(url)
+                    ));
+                }
+                Action::Webhook {
+                    url: url.clone(),
+                    timeout_ms: spec.timeout_ms.unwrap_or(3000).clamp(100, 60_000),
+                }
+            } else {
+                let argv = spec.command.clone().unwrap_or_default();
+                if argv.first().is_none_or(|p| p.is_empty()) {
+                    return Err(format!("action '{}': the command is empty", esc(name)));
+                }
+                Action::Command(argv)
+            };
+            actions.push((name.clone(), action));
+        }
+        let mut rules = Vec::new();
+        for spec in file.rules {
+            let here = |what: String| format!("rule '{}': {what}", esc(&spec.name));
+            let mut people = HashSet::new();
+            let mut unknown = false;
+            if spec.who.is_empty() {
+                return Err(here("`who` is empty".into()));
+            }
+            for w in &spec.who {
+                if w == "unknown" {
+                    unknown = true;
+                } else if let Some(group) = w.strip_prefix('@') {
+                    let members = file
+                        .groups
+                        .get(group)
+                        .ok_or_else(|| here(format!("no group '{}'", esc(group))))?;
+                    people.extend(members.iter().cloned());
+                } else if known.contains(w.as_str()) {
+                    people.insert(w.clone());
+                } else {
+                    return Err(here(format!(
+                        "'{}' is not enrolled (names are as `facegate gallery list` shows them; \
+                         groups start with @)",
+                        esc(w)
+                    )));
+                }
+            }
+            for c in &spec.cameras {
+                if !file.cameras.contains(c) {
+                    return Err(here(format!(
+                        "camera '{}' is not in the file's `cameras` list",
+                        esc(c)
+                    )));
+                }
+            }
+            let windows = spec
+                .when
+                .iter()
+                .map(|w| Window::parse(w))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(here)?;
+            let bound = |t: &Option<String>, end| -> Result<Option<(f64, String)>, String> {
+                t.as_ref()
+                    .map(|t| day_bound(t, &tz, end).map(|b| (b, t.clone())))
+                    .transpose()
+                    .map_err(here)
+            };
+            let valid_from = bound(&spec.from, false)?;
+            let valid_until = bound(&spec.until, true)?;
+            if let Some(s) = spec.min_score {
+                if !(-1.0..=1.0).contains(&s) {
+                    return Err(here("min_score must be a cosine from -1 to 1".into()));
+                }
+            }
+            let cooldown = spec.cooldown.unwrap_or(10.0);
+            if !(0.0..=86_400.0).contains(&cooldown) {
+                return Err(here("cooldown must be 0 to 86400 seconds".into()));
+            }
+            let mut indices = Vec::new();
+            for a in &spec.actions {
+                let i = actions
+                    .iter()
+                    .position(|(n, _)| n == a)
+                    .ok_or_else(|| here(format!("no action '{}'", esc(a))))?;
+                indices.push(i);
+            }
+            rules.push(Rule {
+                name: spec.name.clone(),
+                people,
+                unknown,
+                cameras: spec.cameras.clone(),
+                windows,
+                valid_from,
+                valid_until,
+                min_score: spec.min_score,
+                cooldown,
+                actions: indices,
+            });
+        }
+        Ok(Rules {
+            tz,
+            tz_name,
+            cameras: file.cameras,
+            actions,
+            rules,
+        })
+    }
+
+    /// The GPIO lines the actions use, in action order (what must be opened at start).
+    pub fn gpio_lines(&self) -> Vec<(usize, GpioSpec)> {
+        self.actions
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (_, a))| match a {
+                Action::Gpio(g) => Some((i, g.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// What the file grants, person by person (and to unknown faces), in words.
+    pub fn explain(&self, people: &[String]) -> String {
+        let mut out = format!("time zone: {}\n", self.tz_name);
+        let describe = |r: &Rule| {
+            let mut parts = vec![format!("rule '{}'", r.name)];
+            parts.push(if r.cameras.is_empty() {
+                "at every camera".into()
+            } else {
+                format!("at {}", r.cameras.join(", "))
+            });
+            parts.push(if r.windows.is_empty() {
+                "at any time".into()
+            } else {
+                r.windows
+                    .iter()
+                    .map(|w| w.text.clone())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            });
+            if let Some((_, f)) = &r.valid_from {
+                parts.push(format!("from {f}"));
+            }
+            if let Some((_, u)) = &r.valid_until {
+                parts.push(format!("until {u} (inclusive)"));
+            }
+            parts.push(match r.min_score {
+                Some(s) => format!("score at least {s}"),
+                None => "at the match threshold".into(),
+            });
+            let actions: Vec<String> = r
+                .actions
+                .iter()
+                .map(|&i| {
+                    let (name, a) = &self.actions[i];
+                    match a {
+                        Action::Gpio(g) => format!(
+                            "{name} (pulse {} line {} for {} ms)",
+                            g.chip, g.line, g.pulse_ms
+                        ),
+                        Action::Mqtt(t) => format!("{name} (MQTT {t})"),
+                        Action::Webhook { url, .. } => format!("{name} (POST {url})"),
+                        Action::Command(argv) => format!("{name} (run {})", argv.join(" ")),
+                    }
+                })
+                .collect();
+            format!(
+                "{} -> {}",
+                parts.join(", "),
+                if actions.is_empty() {
+                    "nothing but the audit".into()
+                } else {
+                    actions.join(", ")
+                }
+            )
+        };
+        for p in people {
+            let mine: Vec<String> = self
+                .rules
+                .iter()
+                .filter(|r| r.people.contains(p))
+                .map(describe)
+                .collect();
+            out.push_str(&format!("{}:\n", crate::terminal::escape(p)));
+            if mine.is_empty() {
+                out.push_str("  nothing: no rule names them\n");
+            }
+            for m in mine {
+                out.push_str(&format!("  {m}\n"));
+            }
+        }
+        let unknown: Vec<String> = self
+            .rules
+            .iter()
+            .filter(|r| r.unknown)
+            .map(describe)
+            .collect();
+        out.push_str("unknown faces:\n");
+        if unknown.is_empty() {
+            out.push_str("  nothing: no rule names them\n");
+        }
+        for u in unknown {
+            out.push_str(&format!("  {u}\n"));
+        }
+        out
+    }
+}

@@ -13,6 +13,7 @@ mod outbox;
 mod progress;
 mod ranges;
 mod recognition;
+mod rules;
 mod search;
 #[cfg(feature = "serve")]
 mod serve;
@@ -59,6 +60,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// List cameras and the modes they offer.
     Cameras(watch::CamerasArgs),
+    /// Check an access rules file and explain what it grants, person by person.
+    Rules(rules::RulesArgs),
     /// List, show, enroll or forget the recurring strangers `watch` and `serve` grouped.
     Unknowns(unknowns::UnknownsArgs),
     /// Find and embed every face of a photo collection, for `search` (incremental).
@@ -128,6 +131,7 @@ fn main() -> ExitCode {
         Command::Watch(args) => watch::run(args),
         Command::Index(args) => index::run(args),
         Command::Unknowns(args) => unknowns::run(args),
+        Command::Rules(args) => rules::run(args),
         Command::Search(args) => search::run(args),
         #[cfg(feature = "serve")]
         Command::Serve(args) => serve::run(args),

@@ -47,6 +47,15 @@ impl Outbox {
         }
     }
 
+    /// One message to any topic (access decisions and the rules' MQTT actions).
+    pub fn message(&self, topic: &str, payload: &str) {
+        self.publisher.send(&facegate::mqtt::Message {
+            topic: topic.to_string(),
+            payload: payload.as_bytes().to_vec(),
+            retain: false,
+        });
+    }
+
     pub fn gallery(&mut self, people: &[Person]) {
         if let Some(ha) = &mut self.home_assistant {
             ha.gallery(&self.publisher, people);
@@ -71,6 +80,9 @@ impl Outbox {
         Err("this facegate was built without MQTT support (the `mqtt` feature)".into())
     }
     pub fn event(&mut self, _: &Event, _: &str) {
+        match *self {}
+    }
+    pub fn message(&self, _: &str, _: &str) {
         match *self {}
     }
     pub fn gallery(&mut self, _: &[Person]) {

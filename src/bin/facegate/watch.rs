@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use facegate::capture::{Capture, Frame, Item};
 use facegate::events::{self, Snapshots};
@@ -60,6 +60,16 @@ impl Default for SourceArgs {
             camera_fps: 30,
         }
     }
+}
+
+/// Unix seconds, or an RFC 3339 time.
+fn parse_clock(s: &str) -> Result<f64, String> {
+    if let Ok(v) = s.parse::<f64>() {
+        return Ok(v);
+    }
+    s.parse::<jiff::Timestamp>()
+        .map(|t| t.as_millisecond() as f64 / 1e3)
+        .map_err(|e| format!("expected Unix seconds or a time like 2026-12-01T07:30:00Z: {e}"))
 }
 
 fn parse_size(s: &str) -> Result<(u32, u32), String> {
@@ -242,6 +252,15 @@ pub struct WatchArgs {
     /// Assistant: the host name]
     #[arg(long, value_name = "NAME")]
     pub camera_name: Option<String>,
+    /// Access rules (TOML): who may pass when, and what happens (GPIO, MQTT, webhook, command);
+    /// every decision is printed as an "access" JSON line (and published to MQTT
+    /// `facegate/access`). Re-read when the file changes; a bad edit keeps the old rules
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+    /// Give --frames and --mjpeg frames scripted times: frame N is at START + N / --fps (10 fps
+    /// without --fps), START in Unix seconds or like 2026-12-01T07:30:00Z (for testing rules)
+    #[arg(long, value_name = "START", value_parser = parse_clock)]
+    pub frame_clock: Option<f64>,
     /// Seconds between --stats lines
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = crate::ranges::real(0.1, 86_400.0))]
     pub stats_every: f64,
@@ -352,7 +371,17 @@ pub fn live(
     if !args.stats_every.is_finite() || args.stats_every <= 0.0 {
         return Err("--stats-every must be a positive number of seconds".into());
     }
+    let threshold = pipeline.threshold;
     let (mut recognizer, gallery, model) = recognizer(pipeline, &args.gallery, &args.tracking)?;
+    let mut rules = match &args.rules {
+        Some(path) => Some(RulesFollower::start(
+            path,
+            gallery.people(),
+            threshold,
+            args,
+        )?),
+        None => None,
+    };
     let snapshots = args.snapshots.as_deref().map(Snapshots::new).transpose()?;
     let mut mqtt = match &args.mqtt {
         Some(url) => Some(Outbox::connect(url, args, gallery.people())?),
@@ -379,7 +408,8 @@ pub fn live(
     let mut out = stdout.lock();
     let mut emit = |events: Vec<facegate::live::Event>,
                     observer: &mut dyn Observer,
-                    mqtt: &mut Option<Outbox>|
+                    mqtt: &mut Option<Outbox>,
+                    rules: &mut Option<RulesFollower>|
      -> Result<(), String> {
         for e in &events {
             let saved = match &snapshots {
@@ -395,6 +425,20 @@ pub fn live(
                 m.event(e, &line);
             }
             observer.event(e);
+            if let Some((decision, messages)) = rules
+                .as_mut()
+                .and_then(|r| r.access.decide(e, camera.as_deref()))
+            {
+                let audit = decision.json();
+                writeln!(out, "{audit}")
+                    .map_err(|e| format!("cannot write events to stdout: {e}"))?;
+                if let Some(m) = mqtt {
+                    m.message("facegate/access", &audit);
+                    for (topic, payload) in &messages {
+                        m.message(topic, payload);
+                    }
+                }
+            }
         }
         if !events.is_empty() {
             out.flush()
@@ -426,20 +470,34 @@ pub fn live(
             if let Some(m) = &mut mqtt {
                 m.gallery(&people);
             }
+            if let Some(r) = &mut rules {
+                r.people = people.iter().map(|p| p.entry.name.clone()).collect();
+            }
+        }
+        if let Some(r) = &mut rules {
+            r.poll();
         }
         match item {
             Item::Skipped(why) => skip_warnings.warn(&format!("skipped {why}")),
-            Item::Frame(frame) => {
+            Item::Frame(mut frame) => {
+                if let Some(start) = args.frame_clock {
+                    let rate = args.source.fps.unwrap_or(10.0);
+                    frame.time = std::time::UNIX_EPOCH
+                        + Duration::from_secs_f64((start + frame.number as f64 / rate).max(0.0));
+                }
                 let events = recognizer.process(&frame)?;
                 observer.frame(frame, &recognizer, capture.counts().dropped);
-                emit(events, observer, &mut mqtt)?;
+                emit(events, observer, &mut mqtt, &mut rules)?;
                 if args.stats {
                     stats.maybe_print(&recognizer.totals(), capture.counts().dropped);
                 }
             }
         }
     };
-    emit(recognizer.finish(), observer, &mut mqtt)?;
+    emit(recognizer.finish(), observer, &mut mqtt, &mut rules)?;
+    if let Some(r) = &mut rules {
+        r.access.finish();
+    }
     if let Some(m) = mqtt {
         m.close();
     }
@@ -454,6 +512,88 @@ pub fn live(
         counts.skipped
     );
     outcome
+}
+
+/// The access rules in force, and the file they came from: re-read when it changes (checked
+/// against the people enrolled then); a file that no longer checks keeps the old rules.
+struct RulesFollower {
+    access: facegate::access::Access,
+    path: PathBuf,
+    stamp: Option<(SystemTime, u64)>,
+    checked: Instant,
+    people: Vec<String>,
+}
+
+impl RulesFollower {
+    fn start(
+        path: &Path,
+        people: &[Person],
+        threshold: f32,
+        args: &WatchArgs,
+    ) -> Result<RulesFollower, String> {
+        let people: Vec<String> = people.iter().map(|p| p.entry.name.clone()).collect();
+        let rules = read_rules(path, &people)?;
+        let publishes = rules
+            .actions
+            .iter()
+            .any(|(_, a)| matches!(a, facegate::access::rules::Action::Mqtt(_)));
+        if publishes && args.mqtt.is_none() {
+            return Err(format!(
+                "rules {}: an action publishes to MQTT, but no --mqtt broker is given",
+                facegate::terminal::path(path)
+            ));
+        }
+        let access =
+            facegate::access::Access::start(rules, &facegate::access::actions::Chardev, threshold)
+                .map_err(|e| format!("rules {}: {e}", facegate::terminal::path(path)))?;
+        Ok(RulesFollower {
+            access,
+            path: path.to_path_buf(),
+            stamp: file_stamp(path),
+            checked: Instant::now(),
+            people,
+        })
+    }
+
+    fn poll(&mut self) {
+        if self.checked.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        self.checked = Instant::now();
+        let stamp = file_stamp(&self.path);
+        if stamp == self.stamp {
+            return;
+        }
+        self.stamp = stamp;
+        match read_rules(&self.path, &self.people).and_then(|r| self.access.replace(r)) {
+            Ok(()) => eprintln!(
+                "facegate: rules {} re-read: {} rules",
+                facegate::terminal::path(&self.path),
+                self.access.rules().rules.len()
+            ),
+            Err(e) => eprintln!(
+                "facegate: warning: rules {} not re-read, the old rules stay: {}",
+                facegate::terminal::path(&self.path),
+                facegate::terminal::escape_message(&e)
+            ),
+        }
+    }
+}
+
+fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+/// Reads and checks a rules file against the people enrolled.
+pub fn read_rules(
+    path: &Path,
+    people: &[String],
+) -> Result<facegate::access::rules::Rules, String> {
+    let text = facegate::limits::read_text(path, facegate::limits::MAX_CONFIG_BYTES, "rules file")
+        .map_err(|e| format!("rules {}: {e}", facegate::terminal::path(path)))?;
+    facegate::access::rules::Rules::parse(&text, people)
+        .map_err(|e| format!("rules {}: {e}", facegate::terminal::path(path)))
 }
 
 /// Notices when another process commits a change to the gallery, and re-reads it.

@@ -161,3 +161,79 @@ fn rules_grant_in_their_window_deny_outside_and_run_the_action() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The audit and an MQTT action reach a real broker.
+#[cfg(feature = "mqtt")]
+#[test]
+fn decisions_and_mqtt_actions_are_published() {
+    use common::broker::{free_port, Broker, Listener};
+    let dir = scratch("access", "mqtt");
+    let g = dir.join("gallery");
+    let gallery = g.to_str().unwrap();
+    ok(&run_facegate(
+        &[
+            "enroll",
+            "--gallery",
+            gallery,
+            "--name",
+            "Obama",
+            &photo("obama.jpg"),
+        ],
+        &[],
+    ));
+    let f = frames(&dir);
+    let r = dir.join("rules.toml");
+    std::fs::write(
+        &r,
+        "[actions.tell]\nmqtt = \"home/door\"\n[[rules]]\nname = \"all\"\nwho = [\"Obama\"]\ndo = [\"tell\"]\n",
+    )
+    .unwrap();
+    // Without a broker, an MQTT action is refused at start.
+    let out = run_facegate(
+        &[
+            "watch",
+            "--frames",
+            f.to_str().unwrap(),
+            "--gallery",
+            gallery,
+            "--rules",
+            r.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(
+        stderr(&out).contains("no --mqtt broker"),
+        "{}",
+        stderr(&out)
+    );
+    let port = free_port();
+    let _broker = Broker::start(port);
+    let mut listener = Listener::subscribe(port, "access-test", &["facegate/access", "home/door"]);
+    let url = format!("mqtt://127.0.0.1:{port}");
+    ok(&run_facegate(
+        &[
+            "watch",
+            "--frames",
+            f.to_str().unwrap(),
+            "--gallery",
+            gallery,
+            "--rules",
+            r.to_str().unwrap(),
+            "--mqtt",
+            &url,
+            "--no-ha",
+            "--no-unknowns",
+        ],
+        &[],
+    ));
+    let audit = listener.wait("facegate/access", "an access decision", |_| true);
+    let v: serde_json::Value = serde_json::from_slice(&audit.payload).unwrap();
+    assert_eq!(
+        (v["name"].as_str(), v["granted"].as_bool()),
+        (Some("Obama"), Some(true)),
+        "{v}"
+    );
+    let told = listener.wait("home/door", "the rule's message", |_| true);
+    assert_eq!(told.payload, audit.payload);
+    let _ = std::fs::remove_dir_all(&dir);
+}

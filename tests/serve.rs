@@ -299,6 +299,7 @@ fn without_the_token_nothing_but_health_answers_and_guessing_is_limited() {
         "/api/v1/status",
         "/api/v1/people",
         "/api/v1/events",
+        "/api/v1/access",
         "/api/v1/events/stream",
         "/api/v1/stream.mjpeg",
         "/api/v1/snapshot.jpg",
@@ -723,4 +724,66 @@ fn three_guided_camera_shots_enroll_a_person() {
     let r = s.send("POST", "/api/v1/people", &kind, &body);
     assert_eq!(r.status, 400);
     assert!(r.text().contains("unknown or expired"), "{}", r.text());
+}
+
+#[test]
+fn access_decisions_are_kept_in_the_history() {
+    let dir = scratch("serve", "access");
+    let gallery = dir.join("gallery");
+    common::ok(
+        &std::process::Command::new(env!("CARGO_BIN_EXE_facegate"))
+            .args(["enroll", "--name", "Obama", "--gallery"])
+            .arg(&gallery)
+            .arg(photo("obama.jpg"))
+            .output()
+            .unwrap(),
+    );
+    let rules = dir.join("rules.toml");
+    std::fs::write(
+        &rules,
+        "[[rules]]\nname = \"anyone I know\"\nwho = [\"Obama\"]\ndo = []\n\n\
+         [[rules]]\nname = \"strangers\"\nwho = [\"unknown\"]\nuntil = \"2001-01-01\"\ndo = []\n",
+    )
+    .unwrap();
+    let mut s = Server::start(
+        &dir.join("state"),
+        &gallery,
+        &["--rules", rules.to_str().unwrap(), "--no-unknowns"],
+    );
+    let live = s.events();
+    s.feed(&visit("obama2.jpg", 8, 20));
+    wait_for(&live, "identified", |e| e["event"] == "identified");
+    s.feed(&visit("biden.jpg", 8, 20));
+    wait_for(&live, "unknown", |e| e["event"] == "unknown");
+    // Decisions are stored after their events, by the same recorder.
+    let started = std::time::Instant::now();
+    let decisions = loop {
+        let d = s.get("/api/v1/access").json()["decisions"].clone();
+        if d.as_array().unwrap().len() == 2 || started.elapsed() > common::server::PATIENCE {
+            break d;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let d = decisions.as_array().unwrap();
+    assert_eq!(d.len(), 2, "{decisions}");
+    assert_eq!(
+        (d[1]["name"].as_str(), d[1]["granted"].as_bool()),
+        (Some("Obama"), Some(true))
+    );
+    assert_eq!(d[1]["rule"], "anyone I know");
+    assert_eq!(d[0]["name"], serde_json::Value::Null);
+    assert_eq!(d[0]["granted"], false);
+    assert_eq!(
+        d[0]["reason"], "expired (valid until 2001-01-01)",
+        "{decisions}"
+    );
+    assert_eq!(
+        s.get("/api/v1/access?limit=1").json()["decisions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(s.get("/api/v1/access?limit=0").status, 400);
+    drop(s);
 }

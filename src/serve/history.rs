@@ -18,7 +18,8 @@ pub const SNAPSHOTS: &str = "snapshots";
 
 /// Marks the file as facegate's ("FGEV"), so a foreign database is refused, not altered.
 const APPLICATION_ID: i32 = 0x4647_4556;
-const SCHEMA_VERSION: i32 = 1;
+/// Version 2 adds the access decisions (`--rules`).
+const SCHEMA_VERSION: i32 = 2;
 /// How long a statement waits for another connection's lock before the database is "locked".
 const BUSY_TIMEOUT_MS: u64 = 3000;
 
@@ -42,6 +43,24 @@ CREATE TABLE corrections (
     same INTEGER NOT NULL,
     ts REAL NOT NULL
 );
+";
+
+/// The access rules' decisions (the audit): granted or denied, by which rule, and why.
+const ACCESS_SCHEMA: &str = "
+CREATE TABLE access (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts REAL NOT NULL,
+    name TEXT,
+    unknown_id TEXT,
+    camera TEXT,
+    track INTEGER NOT NULL,
+    score REAL NOT NULL,
+    granted INTEGER NOT NULL,
+    rule TEXT,
+    reason TEXT NOT NULL,
+    actions TEXT NOT NULL
+);
+CREATE INDEX access_ts ON access(ts);
 ";
 
 /// How long events are kept.
@@ -140,10 +159,14 @@ impl History {
             .map_err(|e| fail(describe(&e)))?;
         if app == 0 && version == 0 && tables == 0 {
             let init = format!(
-                "BEGIN; {SCHEMA} PRAGMA application_id = {APPLICATION_ID}; \
+                "BEGIN; {SCHEMA} {ACCESS_SCHEMA} PRAGMA application_id = {APPLICATION_ID}; \
                  PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             );
             db.execute_batch(&init).map_err(|e| fail(describe(&e)))?;
+        } else if app == APPLICATION_ID && version == 1 {
+            // A history from before access rules: add their table, keep every event.
+            let upgrade = format!("BEGIN; {ACCESS_SCHEMA} PRAGMA user_version = 2; COMMIT;");
+            db.execute_batch(&upgrade).map_err(|e| fail(describe(&e)))?;
         } else if app != APPLICATION_ID {
             return Err(fail(
                 "it is a SQLite database, but not facegate's event history".into(),
@@ -277,10 +300,73 @@ impl History {
         Ok(())
     }
 
+    /// Records an access decision.
+    pub fn insert_decision(&mut self, d: &crate::access::Decision) -> Result<i64, String> {
+        let actions = serde_json::to_string(&d.actions).unwrap_or_else(|_| "[]".into());
+        self.db
+            .execute(
+                "INSERT INTO access (ts, name, unknown_id, camera, track, score, granted, rule, \
+                 reason, actions) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    d.ts,
+                    d.name,
+                    d.unknown_id,
+                    d.camera,
+                    d.track as i64,
+                    f64::from(d.score),
+                    d.granted,
+                    d.rule,
+                    d.reason,
+                    actions
+                ],
+            )
+            .map_err(|e| self.fail(e))?;
+        Ok(self.db.last_insert_rowid())
+    }
+
+    /// The newest access decisions (before id `before`, when given), newest first, as JSON.
+    pub fn decisions(
+        &self,
+        limit: u32,
+        before: Option<i64>,
+    ) -> Result<Vec<serde_json::Value>, String> {
+        let mut stmt = self
+            .db
+            .prepare(
+                "SELECT id, ts, name, unknown_id, camera, track, score, granted, rule, reason, \
+                 actions FROM access WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+            )
+            .map_err(|e| self.fail(e))?;
+        let rows = stmt
+            .query_map(params![before.unwrap_or(i64::MAX), limit], |r| {
+                let actions: String = r.get(10)?;
+                Ok(serde_json::json!({
+                    "id": r.get::<_, i64>(0)?, "ts": r.get::<_, f64>(1)?,
+                    "name": r.get::<_, Option<String>>(2)?,
+                    "unknown_id": r.get::<_, Option<String>>(3)?,
+                    "camera": r.get::<_, Option<String>>(4)?,
+                    "track": r.get::<_, i64>(5)?, "score": r.get::<_, f64>(6)?,
+                    "granted": r.get::<_, bool>(7)?, "rule": r.get::<_, Option<String>>(8)?,
+                    "reason": r.get::<_, String>(9)?,
+                    "actions": serde_json::from_str::<serde_json::Value>(&actions)
+                        .unwrap_or_default(),
+                }))
+            })
+            .map_err(|e| self.fail(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.fail(e))
+    }
+
     /// Deletes events older than the retention's days and beyond its count (oldest first), with
-    /// their snapshots. Returns how many went.
+    /// their snapshots, and access decisions by the same limits. Returns how many events went.
     pub fn enforce(&mut self, keep: Retention) -> Result<usize, String> {
         let cutoff = now_unix() - keep.days * 86_400.0;
+        self.db
+            .execute(
+                "DELETE FROM access WHERE ts < ?1 OR id NOT IN \
+                 (SELECT id FROM access ORDER BY id DESC LIMIT ?2)",
+                params![cutoff, keep.events as i64],
+            )
+            .map_err(|e| self.fail(e))?;
         let doomed: Vec<(i64, bool)> = {
             let mut stmt = self
                 .db
@@ -397,6 +483,45 @@ mod tests {
             face: None,
             unknown_id: None,
         }
+    }
+
+    #[test]
+    fn a_version_1_history_gains_the_access_table_and_keeps_its_events() {
+        let dir = scratch("upgrade");
+        {
+            let db = Connection::open(dir.join(DATABASE)).unwrap();
+            db.execute_batch(&format!(
+                "{SCHEMA} PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = 1;"
+            ))
+            .unwrap();
+            db.execute(
+                "INSERT INTO events (ts, event, name, score, x, y, w, h, track, frame) \
+                 VALUES (1.0, 'left', 'Ada', 0.5, 0, 0, 9, 9, 1, 1)",
+                [],
+            )
+            .unwrap();
+        }
+        let mut h = History::open(&dir).unwrap();
+        assert_eq!(h.count().unwrap(), 1);
+        let d = crate::access::Decision {
+            event: "access",
+            ts: now_unix(),
+            name: Some("Ada".into()),
+            unknown_id: None,
+            camera: None,
+            track: 1,
+            score: 0.5,
+            granted: true,
+            rule: Some("r".into()),
+            reason: "granted".into(),
+            actions: vec!["door".into()],
+        };
+        h.insert_decision(&d).unwrap();
+        let listed = h.decisions(10, None).unwrap();
+        assert_eq!(listed[0]["actions"], serde_json::json!(["door"]));
+        drop(h);
+        assert!(History::open(&dir).is_ok(), "version 2 opens again");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     fn scratch(name: &str) -> PathBuf {

@@ -12,8 +12,14 @@ use crate::serve::hub::Hub;
 /// Events waiting to be stored at most.
 const QUEUE: usize = 256;
 
+/// What the recorder stores.
+pub enum Record {
+    Event(Event),
+    Decision(crate::access::Decision),
+}
+
 pub struct Recorder {
-    queue: Option<SyncSender<Event>>,
+    queue: Option<SyncSender<Record>>,
     thread: Option<std::thread::JoinHandle<()>>,
     hub: Arc<Hub>,
 }
@@ -38,10 +44,10 @@ impl Recorder {
         })
     }
 
-    /// Hands an event over; never blocks.
-    pub fn send(&self, event: Event) {
+    /// Hands an event or decision over; never blocks.
+    pub fn send(&self, record: Record) {
         let Some(queue) = &self.queue else { return };
-        match queue.try_send(event) {
+        match queue.try_send(record) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.hub
@@ -60,9 +66,18 @@ impl Recorder {
     }
 }
 
-fn record(events: Receiver<Event>, history: &Mutex<History>, hub: &Hub, keep: Retention) {
+fn record(records: Receiver<Record>, history: &Mutex<History>, hub: &Hub, keep: Retention) {
     let mut warnings = crate::warnings::Throttle::per_minute();
-    for event in events {
+    for record in records {
+        let event = match record {
+            Record::Event(e) => e,
+            Record::Decision(d) => {
+                if let Err(e) = crate::serve::lock(history).insert_decision(&d) {
+                    warnings.warn(&format!("access decision not stored: {e}"));
+                }
+                continue;
+            }
+        };
         let snapshot = event
             .face
             .as_ref()

@@ -12,7 +12,7 @@ use facegate::gallery::Person;
 use facegate::live::{Event, Recognizer};
 use facegate::serve::history::{History, Retention};
 use facegate::serve::hub::Hub;
-use facegate::serve::recorder::Recorder;
+use facegate::serve::recorder::{Record, Recorder};
 use facegate::serve::state_dir::StateDir;
 use facegate::serve::{App, Server};
 
@@ -88,7 +88,11 @@ impl Observer for ToServer {
     }
 
     fn event(&mut self, event: &Event) {
-        self.recorder.send(event.clone());
+        self.recorder.send(Record::Event(event.clone()));
+    }
+
+    fn decision(&mut self, decision: &facegate::access::Decision) {
+        self.recorder.send(Record::Decision(decision.clone()));
     }
 }
 

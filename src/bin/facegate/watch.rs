@@ -335,6 +335,8 @@ pub trait Observer {
     fn frame(&mut self, _frame: Frame, _recognizer: &Recognizer, _dropped: u64) {}
     /// An event was printed (and published).
     fn event(&mut self, _event: &Event) {}
+    /// An access decision was printed (and published).
+    fn decision(&mut self, _decision: &facegate::access::Decision) {}
     /// The gallery changed on disk and was re-read.
     fn gallery(&mut self, _people: &[Person]) {}
 }
@@ -438,6 +440,7 @@ pub fn live(
                         m.message(topic, payload);
                     }
                 }
+                observer.decision(&decision);
             }
         }
         if !events.is_empty() {

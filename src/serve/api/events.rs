@@ -193,3 +193,28 @@ pub async fn stream(State(app): Shared) -> Sse<impl Stream<Item = Result<SseEven
     });
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessQuery {
+    limit: Option<u32>,
+    before: Option<i64>,
+}
+
+/// The access rules' decisions, newest first: `{"decisions":[...]}`.
+pub async fn access(
+    State(app): Shared,
+    Query(q): Query<AccessQuery>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad(format!("`limit` is 1 to {MAX_LIMIT}")));
+    }
+    blocking(move || {
+        let decisions = lock(&app.history)
+            .decisions(limit, q.before)
+            .map_err(ApiError::internal)?;
+        Ok(Json(serde_json::json!({ "decisions": decisions })))
+    })
+    .await
+}

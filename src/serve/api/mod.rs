@@ -92,6 +92,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/camera/shot", post(people::camera_shot))
         .route("/camera/shots/{shot}", get(people::camera_shot_image))
         .route("/events", get(events::list))
+        .route("/access", get(events::access))
         .route("/events/stream", get(events::stream))
         .route("/events/{id}", get(events::get_one))
         .route("/events/{id}/snapshot.jpg", get(events::snapshot))

@@ -353,15 +353,8 @@ impl Gallery {
 
     /// Takes the gallery's write lock, waiting for another writer to finish.
     pub fn lock(dir: &Path) -> Result<WriteLock, GalleryError> {
-        fs::create_dir_all(dir)
-            .map_err(|e| err(dir, format!("cannot create the directory: {e}")))?;
         let path = dir.join(LOCK);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| err(&path, e.to_string()))?;
+        let file = lock_file(dir, LOCK).map_err(|e| err(&path, e))?;
         file.lock()
             .map_err(|e| err(&path, format!("cannot lock: {e}")))?;
         Ok(WriteLock { _file: file })
@@ -1241,6 +1234,18 @@ fn looks_like_png(path: &Path) -> Result<(), String> {
 
 fn crops_is_link(dir: &Path) -> bool {
     fs::symlink_metadata(dir.join(CROPS)).is_ok_and(|m| m.file_type().is_symlink())
+}
+
+/// Opens (creating it and its folder) the lock file `name` in `dir`, not yet locked. The gallery,
+/// the photo index and the strangers' folder each guard their writes with one.
+pub fn lock_file(dir: &Path, name: &str) -> Result<File, String> {
+    fs::create_dir_all(dir).map_err(|e| format!("cannot create the folder: {e}"))?;
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(name))
+        .map_err(|e| e.to_string())
 }
 
 /// Writes `bytes` to `path` so that readers see the old or the new content, never a mix: temporary

@@ -12,14 +12,14 @@
 //! lock; every change re-reads the file first, so `facegate unknowns enroll` run beside a live
 //! `watch` loses nothing.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use crate::embedder::{cosine, normalized};
-use crate::gallery::{write_atomic, ModelInfo};
+use crate::gallery::{lock_file, write_atomic, ModelInfo};
 use crate::limits;
 
 const INDEX: &str = "unknowns.json";
@@ -227,15 +227,8 @@ impl Strangers {
     }
 
     fn lock(&self) -> Result<File, String> {
-        fs::create_dir_all(&self.dir)
-            .map_err(|e| err(&self.dir, format!("cannot create the folder: {e}")))?;
         let path = self.dir.join(LOCK);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| err(&path, e))?;
+        let file = lock_file(&self.dir, LOCK).map_err(|e| err(&path, e))?;
         file.lock()
             .map_err(|e| err(&path, format!("cannot lock: {e}")))?;
         Ok(file)

@@ -16,14 +16,14 @@ pub mod scan;
 pub mod store;
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::detector::Rect;
-use crate::gallery::{write_atomic, ModelInfo};
+use crate::gallery::{lock_file, write_atomic, ModelInfo};
 use crate::limits;
 use crate::model_card::sha256_hex;
 
@@ -254,14 +254,8 @@ impl PhotoIndex {
 
     /// Takes the write lock, refusing when another process holds it.
     pub fn lock(dir: &Path) -> Result<WriteLock, String> {
-        fs::create_dir_all(dir).map_err(|e| err(dir, format!("cannot create the folder: {e}")))?;
         let path = dir.join(LOCK);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| err(&path, e))?;
+        let file = lock_file(dir, LOCK).map_err(|e| err(&path, e))?;
         match file.try_lock() {
             Ok(()) => Ok(WriteLock { _file: file }),
             Err(fs::TryLockError::WouldBlock) => Err(err(

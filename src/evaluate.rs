@@ -192,7 +192,14 @@ fn enroll_person(
         return None;
     }
     let refs: Vec<&Vec<f32>> = vectors.iter().collect();
-    match crate::enrollment::check_consistent(&refs, &[], threshold) {
+    // A threshold outside the cosine range (the trainer's "rank-1 only") asks for no decisions,
+    // and so for no consistency check either.
+    let checked = if (-1.0..=1.0).contains(&threshold) {
+        crate::enrollment::check_consistent(&refs, &[], threshold)
+    } else {
+        Ok(Vec::new())
+    };
+    match checked {
         Err(_) => {
             r.enrollments_refused += 1;
             return None;

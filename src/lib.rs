@@ -32,6 +32,7 @@ pub mod recognize;
 pub mod serve;
 pub mod settings;
 pub mod strangers;
+pub mod sync;
 pub mod terminal;
 pub mod tracker;
 pub mod warnings;

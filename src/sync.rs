@@ -120,7 +120,7 @@ pub fn seal(state: &PersonState, key: &[u8]) -> Vec<u8> {
     let body = serde_json::to_string(&body).unwrap_or_default();
     let tag = mac(key, body.as_bytes()).finalize().into_bytes();
     let envelope = Envelope {
-        mac: tag.iter().map(|b| format!("{b:02x}")).collect(),
+        mac: crate::model_card::hex(&tag),
         body,
     };
     serde_json::to_vec(&envelope).unwrap_or_default()

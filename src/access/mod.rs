@@ -139,7 +139,7 @@ impl Access {
         let mut messages = Vec::new();
         match granting {
             Some(i) => {
-                let rule = self.rules.rules[i].clone();
+                let rule = &self.rules.rules[i];
                 d.granted = true;
                 d.rule = Some(rule.name.clone());
                 d.reason = "granted".into();
@@ -148,10 +148,11 @@ impl Access {
                     .iter()
                     .map(|&a| self.rules.actions[a].0.clone())
                     .collect();
+                let actions = rule.actions.clone();
                 self.granted_at
                     .insert((i, who.clone(), camera.unwrap_or("").to_string()), e.ts);
                 let payload = d.json();
-                for &a in &rule.actions {
+                for &a in &actions {
                     let job = match &self.rules.actions[a].1 {
                         Action::Gpio(g) => Job::Pulse {
                             line: self.lines.get(&a).copied().unwrap_or(usize::MAX),

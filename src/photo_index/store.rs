@@ -176,11 +176,7 @@ pub fn decode(reader: impl Read, len: u64) -> Result<(Data, String), String> {
         faces: face_list,
         embeddings,
     };
-    Ok((data, hex(&r.hash.finalize())))
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    Ok((data, crate::model_card::hex(&r.hash.finalize())))
 }
 
 /// A reader that never reads past the declared length and hashes what it reads.
@@ -316,7 +312,7 @@ mod tests {
         let bytes = encode(&data);
         let (back, hash) = decode(bytes.as_slice(), bytes.len() as u64).unwrap();
         assert_eq!(back, data);
-        assert_eq!(hash, hex(&Sha256::digest(&bytes)));
+        assert_eq!(hash, crate::model_card::sha256_hex(&bytes));
     }
 
     #[test]

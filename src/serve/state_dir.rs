@@ -67,7 +67,7 @@ impl StateDir {
         let mut bytes = [0u8; TOKEN_BYTES];
         getrandom::fill(&mut bytes)
             .map_err(|e| format!("cannot get random bytes for a token: {e}"))?;
-        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let token = crate::model_card::hex(&bytes);
         write_private(&path, format!("{token}\n").as_bytes())?;
         Ok((token, true))
     }

@@ -175,22 +175,8 @@ fn no_such(id: &str) -> String {
 
 /// Seconds since the epoch as UTC `YYYY-MM-DD HH:MM:SS`.
 fn when(ts: f64) -> String {
-    let secs = ts.max(0.0) as i64;
-    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
+    jiff::Timestamp::from_second(ts.max(0.0) as i64).map_or_else(
+        |_| format!("{ts} s"),
+        |t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
     )
 }

@@ -366,4 +366,47 @@ mod tests {
         assert!(Strangers::open(&dir, &other, 0.9, 30.0).is_err());
         let _ = fs::remove_dir_all(&dir);
     }
+
+    #[test]
+    fn a_damaged_or_hostile_file_is_an_error_that_names_it() {
+        let dir =
+            std::env::temp_dir().join(format!("facegate-strangers-bad-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let s = Strangers::open(&dir, &model(), 0.9, 30.0).unwrap();
+        let id = s
+            .observe(&[1.0, 0.0], &RgbImage::new(4, 4), 40, 100.0)
+            .unwrap();
+        let good = fs::read_to_string(dir.join(INDEX)).unwrap();
+        let crop = format!("{id}-0.png");
+        for (bad, why) in [
+            (
+                "\u{0}\u{ff} not json".to_string(),
+                "is not a facegate unknowns file",
+            ),
+            (good.replace(&crop, "../../etc/passwd"), "is damaged"),
+            (good.replace("[1.0,0.0]", "[1.0,0.0,0.0]"), "is damaged"),
+            (good.replace(&format!("\"{id}\""), "\"../x\""), "is damaged"),
+        ] {
+            fs::write(dir.join(INDEX), &bad).unwrap();
+            let e = s.clusters().unwrap_err();
+            assert!(e.contains(why) && e.contains("unknowns"), "{e}");
+            assert!(s
+                .observe(&[1.0, 0.0], &RgbImage::new(4, 4), 40, 101.0)
+                .is_err());
+            assert_eq!(
+                fs::read_to_string(dir.join(INDEX)).unwrap(),
+                bad,
+                "left as it was"
+            );
+        }
+        // Larger than any real file: refused before it is read.
+        fs::write(
+            dir.join(INDEX),
+            vec![b' '; (limits::MAX_INDEX_BYTES + 1) as usize],
+        )
+        .unwrap();
+        assert!(s.clusters().unwrap_err().contains("too large"));
+        let _ = fs::remove_dir_all(&dir);
+    }
 }

@@ -474,6 +474,10 @@ do = ["notify"]
                 "unknown field",
             ),
             ("rules = 3".to_string(), "not a valid rules file"),
+            (
+                "\u{0}\u{ff}[[[ garbage".to_string(),
+                "not a valid rules file",
+            ),
         ];
         for (text, expected) in cases {
             let e = Rules::parse(&text, &people()).unwrap_err();

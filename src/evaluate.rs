@@ -339,6 +339,8 @@ pub fn draw_with_rejection(
                 crops: Vec::new(),
                 negatives: 0,
                 negative_crops: Vec::new(),
+                version: 0,
+                origin: String::new(),
             },
             centroid: crate::enrollment::mean_direction(&refs),
             shots: vectors,

@@ -183,6 +183,8 @@ mod tests {
                 crops: Vec::new(),
                 negatives: negatives.len(),
                 negative_crops: Vec::new(),
+                version: 0,
+                origin: String::new(),
             },
             shots: vec![shot.to_vec()],
             centroid: shot.to_vec(),

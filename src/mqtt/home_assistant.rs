@@ -185,6 +185,7 @@ impl Board {
             will: Some(Message::retained(self.availability_topic(), "offline")),
             announcements: self.announcements(&ids_and_names(people), &[]),
             resend_on: Some((self.birth_topic(), b"online".to_vec())),
+            ..Session::default()
         }
     }
 }

@@ -43,6 +43,42 @@ pub struct Session {
     /// Sent on every connection, and again when `resend_on` receives `resend_payload`.
     pub announcements: Vec<Message>,
     pub resend_on: Option<(String, Vec<u8>)>,
+    /// Messages on a topic filter, handed to another thread (see [`Inbox`]).
+    pub inbox: Option<Inbox>,
+    /// The client id [default: `facegate-<pid>`]; two connections of one process need two.
+    pub client_id: Option<String>,
+    /// Largest packet sent or received [default: 1 MiB].
+    pub max_packet: Option<usize>,
+}
+
+/// Where a connection delivers what arrives on `filter` (`a/b/+`: one level under `a/b/`).
+/// The channel is bounded, so a slow reader holds the connection back (the broker keeps the
+/// rest) instead of growing memory.
+#[derive(Debug, Clone)]
+pub struct Inbox {
+    pub filter: String,
+    pub to: mpsc::SyncSender<Incoming>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Incoming {
+    /// The subscription is in place (after every connection): retained messages follow.
+    Subscribed,
+    Message {
+        topic: String,
+        payload: Vec<u8>,
+    },
+}
+
+impl Inbox {
+    fn matches(&self, topic: &str) -> bool {
+        match self.filter.strip_suffix('+') {
+            Some(prefix) => topic
+                .strip_prefix(prefix)
+                .is_some_and(|rest| !rest.is_empty() && !rest.contains('/')),
+            None => topic == self.filter,
+        }
+    }
 }
 
 /// Events waiting for the broker; beyond this, new events are not published (and said so).
@@ -127,10 +163,15 @@ impl Publisher {
     ) -> Result<Publisher, String> {
         let (host, port) = parse_address(url)?;
         check_topic(topic)?;
-        let mut options = MqttOptions::new(format!("facegate-{}", std::process::id()), &host, port);
+        let client_id = session
+            .client_id
+            .clone()
+            .unwrap_or_else(|| format!("facegate-{}", std::process::id()));
+        let mut options = MqttOptions::new(client_id, &host, port);
         options.set_keep_alive(Duration::from_secs(30));
         // Discovery configs and snapshots are larger than the 10 kB default.
-        options.set_max_packet_size(MAX_PACKET, MAX_PACKET);
+        let max_packet = session.max_packet.unwrap_or(MAX_PACKET);
+        options.set_max_packet_size(max_packet, max_packet);
         if let Some((user, password)) = credentials {
             options.set_credentials(user, password);
         }
@@ -154,6 +195,7 @@ impl Publisher {
         }
         let announcements = Arc::new(Mutex::new(session.announcements));
         let resend = session.resend_on;
+        let inbox = session.inbox;
         let (thread_client, thread_announcements) = (client.clone(), announcements.clone());
         let (thread_queued, thread_acked) = (queued.clone(), acked.clone());
         thread::Builder::new()
@@ -178,6 +220,9 @@ impl Publisher {
                             if let Some((t, _)) = &resend {
                                 let _ = thread_client.try_subscribe(t, QoS::AtLeastOnce);
                             }
+                            if let Some(i) = &inbox {
+                                let _ = thread_client.try_subscribe(&i.filter, QoS::AtLeastOnce);
+                            }
                             // The first connection sends what was queued at the start; after a
                             // reconnection the will has said "offline": announce again.
                             if connections > 0 {
@@ -188,7 +233,18 @@ impl Publisher {
                         Ok(Event::Incoming(Packet::PubAck(_))) => {
                             thread_acked.fetch_add(1, Ordering::Relaxed);
                         }
+                        Ok(Event::Incoming(Packet::SubAck(_))) => {
+                            if let Some(i) = &inbox {
+                                let _ = i.to.send(Incoming::Subscribed);
+                            }
+                        }
                         Ok(Event::Incoming(Packet::Publish(p))) => {
+                            if let Some(i) = inbox.as_ref().filter(|i| i.matches(&p.topic)) {
+                                let _ = i.to.send(Incoming::Message {
+                                    topic: p.topic.clone(),
+                                    payload: p.payload.to_vec(),
+                                });
+                            }
                             if resend
                                 .as_ref()
                                 .is_some_and(|(t, v)| p.topic == *t && p.payload[..] == v[..])
@@ -230,6 +286,11 @@ impl Publisher {
             self.send(m);
         }
         *self.announcements.lock().unwrap_or_else(|e| e.into_inner()) = announcements;
+    }
+
+    /// Queues one message, at-least-once, unless the queue is full: then it is handed back.
+    pub fn try_send(&self, m: Message) -> Result<(), Message> {
+        queue(&self.client, &self.queued, &m).map_err(|_| m)
     }
 
     /// Queues one message, at-least-once.

@@ -8,6 +8,7 @@ mod detect;
 mod enroll;
 mod evaluation;
 mod faces;
+mod fleet;
 mod index;
 mod outbox;
 mod progress;

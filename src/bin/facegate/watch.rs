@@ -261,6 +261,11 @@ pub struct WatchArgs {
     /// without --fps), START in Unix seconds or like 2026-12-01T07:30:00Z (for testing rules)
     #[arg(long, value_name = "START", value_parser = parse_clock)]
     pub frame_clock: Option<f64>,
+    /// Share the gallery with other boards through the --mqtt broker: every enrollment, rename,
+    /// shot change and removal here is published (retained, signed with FACEGATE_SYNC_KEY) and
+    /// every board applies the others'. The gallery's ids become fleet-wide on the first run
+    #[arg(long, value_name = "VIA", value_enum, requires = "mqtt")]
+    pub sync: Option<crate::fleet::SyncVia>,
     /// Seconds between --stats lines
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = crate::ranges::real(0.1, 86_400.0))]
     pub stats_every: f64,
@@ -374,6 +379,8 @@ pub fn live(
         return Err("--stats-every must be a positive number of seconds".into());
     }
     let threshold = pipeline.threshold;
+    // Joining the fleet may give people new ids: before the gallery is read for matching.
+    let fleet = crate::fleet::Fleet::start(args, &pipeline)?;
     let (mut recognizer, gallery, model) = recognizer(pipeline, &args.gallery, &args.tracking)?;
     let mut rules = match &args.rules {
         Some(path) => Some(RulesFollower::start(
@@ -503,6 +510,9 @@ pub fn live(
     }
     if let Some(m) = mqtt {
         m.close();
+    }
+    if let Some(f) = fleet {
+        f.stop();
     }
     if args.stats {
         stats.print(&recognizer.totals(), capture.counts().dropped);

@@ -1,7 +1,5 @@
-//! One gallery, many boards (foundation): the signed, versioned message that carries one person's
-//! state between boards through the MQTT broker (`facegate/gallery/<id>`, retained), and the
-//! order that decides which of two versions wins. The live plumbing (publishing local commits,
-//! applying verified remote ones) builds on this; see the README's issue notes.
+//! The signed, versioned message that carries one person's state between boards through the MQTT
+//! broker (`facegate/gallery/<id>`, retained).
 //!
 //! On the wire: `{"body":"<JSON>","mac":"<hex HMAC-SHA256 of body with FACEGATE_SYNC_KEY>"}`.
 //! The body is kept as the exact string that was signed, so verification never depends on how a
@@ -14,14 +12,14 @@ use sha2::Sha256;
 
 /// Largest message accepted: a person with a few dozen 112x112 crops fits easily.
 pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
-const MAX_SHOTS: usize = 64;
+const MAX_SHOTS: usize = 1000;
 const MAX_DIM: usize = 4096;
 const MAX_CROP_BYTES: usize = 1 << 20;
 /// Shorter keys are refused: the key is all that stands between the broker and the gallery.
 pub const MIN_KEY_BYTES: usize = 16;
 
-/// One shot: the embedding the origin board computed, and the aligned crop (PNG) a board with
-/// another model re-embeds.
+/// One shot: the embedding the sending board computed, and the aligned crop (PNG; empty when the
+/// person was enrolled without crops) a board with another model re-embeds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyncShot {
     pub embedding: Vec<f32>,
@@ -37,6 +35,8 @@ pub struct PersonState {
     /// The board that wrote this version.
     pub origin: String,
     pub name: String,
+    /// When they were first enrolled (Unix seconds).
+    pub enrolled_unix: u64,
     /// Fingerprint of the model that made the embeddings.
     pub model: String,
     pub deleted: bool,
@@ -56,6 +56,8 @@ struct Body {
     version: u64,
     origin: String,
     name: String,
+    #[serde(default)]
+    enrolled_unix: u64,
     model: String,
     deleted: bool,
     shots: Vec<ShotBody>,
@@ -71,13 +73,6 @@ struct ShotBody {
 /// The MQTT topic of a person.
 pub fn topic(id: &str) -> String {
     format!("facegate/gallery/{id}")
-}
-
-/// Whether version `a` (version number, origin board) wins over `b`: the higher version, and
-/// between equal versions written on two boards at once, the greater origin id. Every board
-/// orders the same way, so all converge on one winner.
-pub fn wins(a: (u64, &str), b: (u64, &str)) -> bool {
-    a.0 > b.0 || (a.0 == b.0 && a.1 > b.1)
 }
 
 /// The key from `FACEGATE_SYNC_KEY`'s value, refused when too short to be a secret.
@@ -106,6 +101,7 @@ pub fn seal(state: &PersonState, key: &[u8]) -> Vec<u8> {
         version: state.version,
         origin: state.origin.clone(),
         name: state.name.clone(),
+        enrolled_unix: state.enrolled_unix,
         model: state.model.clone(),
         deleted: state.deleted,
         shots: state
@@ -150,6 +146,12 @@ pub fn open(payload: &[u8], key: &[u8], topic_id: &str) -> Result<PersonState, S
             crate::terminal::escape(topic_id)
         ));
     }
+    if !crate::gallery::is_fleet_id(&body.id) {
+        return Err("its person id is not a fleet id (p<number>-<board>)".into());
+    }
+    if body.origin.is_empty() || body.origin.len() > 64 || body.version == 0 {
+        return Err("no version or origin".into());
+    }
     if !body.deleted {
         crate::gallery::validate_name(&body.name)?;
     }
@@ -172,7 +174,7 @@ pub fn open(payload: &[u8], key: &[u8], topic_id: &str) -> Result<PersonState, S
         let crop_png = b64
             .decode(s.crop.as_bytes())
             .map_err(|_| "a crop is not base64".to_string())?;
-        if !crate::image_io::is_png(&crop_png) {
+        if !crop_png.is_empty() && !crate::image_io::is_png(&crop_png) {
             return Err("a crop is not a PNG".into());
         }
         shots.push(SyncShot {
@@ -183,11 +185,16 @@ pub fn open(payload: &[u8], key: &[u8], topic_id: &str) -> Result<PersonState, S
     if !body.deleted && shots.is_empty() {
         return Err("a person without shots".into());
     }
+    let with_crops = shots.iter().filter(|s| !s.crop_png.is_empty()).count();
+    if with_crops != 0 && with_crops != shots.len() {
+        return Err("some shots have crops and some do not".into());
+    }
     Ok(PersonState {
         id: body.id,
         version: body.version,
         origin: body.origin,
         name: body.name,
+        enrolled_unix: body.enrolled_unix,
         model: body.model,
         deleted: body.deleted,
         shots,
@@ -209,6 +216,7 @@ mod tests {
     use super::*;
 
     const KEY: &[u8] = b"a shared secret of 32 bytes.....";
+    const ADA: &str = "p000001-b1c2d3e4f5a6b7c8";
 
     fn ada() -> PersonState {
         let mut png = Vec::new();
@@ -216,10 +224,11 @@ mod tests {
             .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
             .unwrap();
         PersonState {
-            id: "b1c2d3e4.p000001".into(),
+            id: ADA.into(),
             version: 3,
-            origin: "b1c2d3e4".into(),
+            origin: "b1c2d3e4f5a6b7c8".into(),
             name: "Ada".into(),
+            enrolled_unix: 1_700_000_000,
             model: "d3523dbc".into(),
             deleted: false,
             shots: vec![SyncShot {
@@ -232,25 +241,20 @@ mod tests {
     #[test]
     fn a_sealed_person_opens_with_the_key_and_nothing_else() {
         let sealed = seal(&ada(), KEY);
-        assert_eq!(open(&sealed, KEY, "b1c2d3e4.p000001").unwrap(), ada());
-        let e = open(
-            &sealed,
-            b"another key of at least 16 bytes",
-            "b1c2d3e4.p000001",
-        )
-        .unwrap_err();
+        assert_eq!(open(&sealed, KEY, ADA).unwrap(), ada());
+        let e = open(&sealed, b"another key of at least 16 bytes", ADA).unwrap_err();
         assert!(e.contains("bad signature"), "{e}");
         // Altering the body (a new name) breaks the signature.
         let text = String::from_utf8(sealed.clone())
             .unwrap()
             .replace("Ada", "Eve");
-        assert!(open(text.as_bytes(), KEY, "b1c2d3e4.p000001")
+        assert!(open(text.as_bytes(), KEY, ADA)
             .unwrap_err()
             .contains("bad signature"));
         // Unsigned, on the wrong topic, oversized, garbage.
         let unsigned = br#"{"body":"{}","mac":""}"#;
         assert!(open(unsigned, KEY, "x").unwrap_err().contains("not hex"));
-        assert!(open(&sealed, KEY, "b1c2d3e4.p000002")
+        assert!(open(&sealed, KEY, "p000002-b1c2d3e4f5a6b7c8")
             .unwrap_err()
             .contains("on the topic of"));
         assert!(open(&vec![b' '; MAX_MESSAGE_BYTES + 1], KEY, "x").is_err());
@@ -273,6 +277,7 @@ mod tests {
 
     #[test]
     fn versions_order_the_same_everywhere() {
+        use crate::gallery::wins;
         assert!(wins((4, "a"), (3, "z")));
         assert!(wins((3, "b"), (3, "a")));
         assert!(!wins((3, "a"), (3, "b")));

@@ -20,6 +20,8 @@
 //! would have written (`crops/<id>-<k>.png`, `embeddings-<n>.bin`), so a hostile index cannot make
 //! `remove` delete, or `reembed` read, anything outside the gallery.
 
+mod fleet;
+
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -70,10 +72,88 @@ pub struct PersonEntry {
     /// The negatives' aligned crops (`crops/<id>-n<k>.png`), one per negative.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub negative_crops: Vec<String>,
+    /// How many changes this person has been through (enrolled, renamed, a shot added or
+    /// dropped), counted across a fleet of boards: with `origin`, what decides between two boards'
+    /// versions (see the `sync` module). Negatives are this board's own and do not count.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub version: u64,
+    /// The board (gallery) that made the latest change; empty before the gallery joined a fleet.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub origin: String,
 }
 
 fn is_zero(n: &usize) -> bool {
     *n == 0
+}
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
+}
+
+/// A person removed from a fleet gallery: kept so that an older version of them, still retained
+/// by the broker or held by a board that was off, cannot bring them back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tombstone {
+    pub id: String,
+    pub version: u64,
+    pub origin: String,
+}
+
+/// A change to one person made on another board, to apply here (see [`Gallery::apply_remote`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Remote {
+    Person(Arrival),
+    Removed(Tombstone),
+}
+
+/// A person as another board last wrote them, with embeddings made by this gallery's model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Arrival {
+    pub id: String,
+    pub version: u64,
+    pub origin: String,
+    pub name: String,
+    pub enrolled_unix: u64,
+    pub shots: Vec<Vec<f32>>,
+    /// PNG aligned crops, one per shot, or none.
+    pub crops: Vec<Vec<u8>>,
+}
+
+impl Remote {
+    pub fn id(&self) -> &str {
+        match self {
+            Remote::Person(a) => &a.id,
+            Remote::Removed(t) => &t.id,
+        }
+    }
+
+    pub fn version(&self) -> (u64, &str) {
+        match self {
+            Remote::Person(a) => (a.version, &a.origin),
+            Remote::Removed(t) => (t.version, &t.origin),
+        }
+    }
+}
+
+/// What [`Gallery::apply_remote`] did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Applied {
+    /// People added or updated (their names).
+    pub updated: Vec<String>,
+    /// People removed (their ids).
+    pub removed: Vec<String>,
+    /// Changes this gallery already had, or had newer.
+    pub stale: usize,
+    /// Changes that could not be applied now (id and why), to try again after the next change.
+    pub deferred: Vec<(String, String)>,
+}
+
+/// Whether version `a` (count, origin board) wins over `b`: the higher count, and between equal
+/// counts written on two boards at once, the greater board id. Every board orders the same way,
+/// so all converge on one winner.
+pub fn wins(a: (u64, &str), b: (u64, &str)) -> bool {
+    a.0 > b.0 || (a.0 == b.0 && a.1 > b.1)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -83,7 +163,14 @@ struct Index {
     embeddings_file: String,
     embeddings_sha256: String,
     next_id: u64,
+    /// This gallery's board id (16 hex digits) once it joined a fleet (`watch --sync`): person ids
+    /// are then `p<number>-<board>`, unique across boards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    board: Option<String>,
     people: Vec<PersonEntry>,
+    /// People removed since the gallery joined a fleet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    removed: Vec<Tombstone>,
 }
 
 /// One enrolled person, in memory.
@@ -131,6 +218,8 @@ pub struct Gallery {
     people: Vec<Person>,
     next_id: u64,
     generation: Option<String>,
+    board: Option<String>,
+    removed: Vec<Tombstone>,
 }
 
 /// See [`Gallery::index_stamp`]. Commits replace the index by renaming a new file over it, so
@@ -231,6 +320,8 @@ impl Gallery {
                 people: Vec::new(),
                 next_id: 1,
                 generation: None,
+                board: None,
+                removed: Vec::new(),
             });
         };
         if crops_is_link(dir) {
@@ -266,6 +357,8 @@ impl Gallery {
             people,
             next_id: index.next_id,
             generation: Some(index.embeddings_file),
+            board: index.board,
+            removed: index.removed,
         })
     }
 
@@ -351,6 +444,27 @@ impl Gallery {
         &self.people
     }
 
+    /// This gallery's board id, once it joined a fleet ([`Gallery::join_fleet`]).
+    pub fn board(&self) -> Option<&str> {
+        self.board.as_deref()
+    }
+
+    /// The people removed since the gallery joined a fleet.
+    pub fn tombstones(&self) -> &[Tombstone] {
+        &self.removed
+    }
+
+    /// The version this gallery holds of person `id`: the person's, or their tombstone's.
+    pub fn version_of(&self, id: &str) -> Option<(u64, &str)> {
+        version_in(&self.people, &self.removed, id)
+    }
+
+    /// A local change to a person: one more version, made on this board.
+    fn bump(&self, entry: &mut PersonEntry) {
+        entry.version += 1;
+        entry.origin = self.board.clone().unwrap_or_default();
+    }
+
     /// Takes the gallery's write lock, waiting for another writer to finish.
     pub fn lock(dir: &Path) -> Result<WriteLock, GalleryError> {
         let path = dir.join(LOCK);
@@ -388,12 +502,11 @@ impl Gallery {
             return Err(err(&self.dir, "the gallery has run out of person ids"));
         }
         self.begin_write()?;
-        if self.generation.is_none() {
-            // The empty index comes first: from now on, crops or embeddings without an index can
-            // only mean a lost index.
-            self.commit(Vec::new(), self.next_id)?;
-        }
-        let id = format!("p{:06}", self.next_id);
+        self.commit_first()?;
+        let id = match &self.board {
+            Some(board) => format!("p{:06}-{board}", self.next_id),
+            None => format!("p{:06}", self.next_id),
+        };
         let mut crop_names = Vec::new();
         if !crops.is_empty() {
             let crop_dir = self.dir.join(CROPS);
@@ -416,6 +529,8 @@ impl Gallery {
             crops: crop_names,
             negatives: 0,
             negative_crops: Vec::new(),
+            version: 1,
+            origin: self.board.clone().unwrap_or_default(),
         };
         let mut next = self.people.clone();
         next.push(Person {
@@ -436,7 +551,15 @@ impl Gallery {
         self.begin_write()?;
         let mut next = self.people.clone();
         let gone = next.remove(i);
-        self.commit(next, self.next_id)?;
+        let mut removed = self.removed.clone();
+        if let Some(board) = &self.board {
+            removed.push(Tombstone {
+                id: gone.entry.id.clone(),
+                version: gone.entry.version + 1,
+                origin: board.clone(),
+            });
+        }
+        self.commit_with(next, self.next_id, removed)?;
         for c in gone.entry.crops.iter().chain(&gone.entry.negative_crops) {
             let _ = fs::remove_file(self.dir.join(c));
         }
@@ -455,6 +578,7 @@ impl Gallery {
         self.begin_write()?;
         let mut next = self.people.clone();
         next[i].entry.name = new.to_string();
+        self.bump(&mut next[i].entry);
         self.commit(next, self.next_id)
     }
 
@@ -530,6 +654,7 @@ impl Gallery {
         p.shots.push(embedding);
         p.entry.shots = p.shots.len();
         p.centroid = centroid(&p.shots);
+        self.bump(&mut next[i].entry);
         self.commit(next, self.next_id)?;
         Ok(&self.people[i])
     }
@@ -564,6 +689,7 @@ impl Gallery {
         let gone = (!p.entry.crops.is_empty()).then(|| p.entry.crops.remove(index));
         p.entry.shots = p.shots.len();
         p.centroid = centroid(&p.shots);
+        self.bump(&mut next[i].entry);
         self.commit(next, self.next_id)?;
         if let Some(c) = gone {
             let _ = fs::remove_file(self.dir.join(c));
@@ -722,7 +848,26 @@ impl Gallery {
         Ok(())
     }
 
+    /// A new gallery's empty index comes first: from then on, crops or embeddings without an
+    /// index can only mean a lost index.
+    fn commit_first(&mut self) -> Result<(), GalleryError> {
+        if self.generation.is_none() {
+            self.commit(Vec::new(), self.next_id)?;
+        }
+        Ok(())
+    }
+
     fn commit(&mut self, people: Vec<Person>, next_id: u64) -> Result<(), GalleryError> {
+        let removed = self.removed.clone();
+        self.commit_with(people, next_id, removed)
+    }
+
+    fn commit_with(
+        &mut self,
+        people: Vec<Person>,
+        next_id: u64,
+        removed: Vec<Tombstone>,
+    ) -> Result<(), GalleryError> {
         let generation = match &self.generation {
             Some(g) => generation_of(g).unwrap_or(0) + 1,
             None => 1,
@@ -735,7 +880,9 @@ impl Gallery {
             embeddings_file: emb_name.clone(),
             embeddings_sha256: sha256_hex(&bytes),
             next_id,
+            board: self.board.clone(),
             people: people.iter().map(|p| p.entry.clone()).collect(),
+            removed,
         };
         let text =
             serde_json::to_string_pretty(&index).map_err(|e| err(&self.dir, e.to_string()))?;
@@ -751,6 +898,7 @@ impl Gallery {
         }
         self.people = people;
         self.next_id = next_id;
+        self.removed = index.removed;
         Ok(())
     }
 }
@@ -1001,21 +1149,31 @@ fn validate_index(index: &Index) -> Result<(), String> {
     if index.next_id == 0 || index.next_id > MAX_ID + 1 {
         return Err(format!("next_id {} is out of range", index.next_id));
     }
+    if index.board.as_deref().is_some_and(|b| !is_board_id(b)) {
+        return Err("the board id is not 16 hex digits".into());
+    }
+    if index.removed.len() > MAX_PEOPLE {
+        return Err(format!("more than {MAX_PEOPLE} removed people"));
+    }
     let mut ids = std::collections::HashSet::new();
     let mut names = std::collections::HashSet::new();
     for p in &index.people {
-        let number = id_number(&p.id)
+        let (number, board) = parse_id(&p.id)
             .ok_or_else(|| format!("'{}' is not a person id", crate::terminal::escape(&p.id)))?;
-        if number >= index.next_id {
+        // Ids this board gave out count up; those from other boards count on their own boards.
+        if (board.is_none() || board == index.board.as_deref()) && number >= index.next_id {
             return Err(format!(
                 "person {} is not below next_id {} (a stale index would reuse its files)",
                 p.id, index.next_id
             ));
         }
-        if !ids.insert(number) {
+        if !ids.insert(p.id.as_str()) {
             return Err(format!("person id {} appears twice", p.id));
         }
         validate_name(&p.name).map_err(|e| format!("person {}: {e}", p.id))?;
+        if p.origin.chars().count() > 64 {
+            return Err(format!("person {}: the origin is too long", p.id));
+        }
         if !names.insert(p.name.as_str()) {
             return Err(format!(
                 "the name '{}' appears twice",
@@ -1041,6 +1199,17 @@ fn validate_index(index: &Index) -> Result<(), String> {
             ));
         }
         check_crop_names(&p.id, &p.negative_crops, NEGATIVE)?;
+    }
+    for t in &index.removed {
+        if !is_fleet_id(&t.id) || !ids.insert(t.id.as_str()) {
+            return Err(format!(
+                "removed person '{}' is not a fleet id, or appears twice",
+                crate::terminal::escape(&t.id)
+            ));
+        }
+        if t.origin.chars().count() > 64 {
+            return Err("a removal's origin is too long".into());
+        }
     }
     Ok(())
 }
@@ -1100,13 +1269,52 @@ fn next_crop_name(id: &str, crops: &[String], kind: &str) -> Result<String, Stri
     Ok(numbered_crop_name(id, kind, k))
 }
 
-/// The number of a person id `p000042`: `p` and at least six digits.
-fn id_number(id: &str) -> Option<u64> {
-    let digits = id.strip_prefix('p')?;
+/// The number and board of a person id: `p000042` (a gallery that never joined a fleet) or
+/// `p000042-<board>` (`p`, six to twelve digits, and the 16 hex digits of the board that
+/// enrolled them).
+fn parse_id(id: &str) -> Option<(u64, Option<&str>)> {
+    let rest = id.strip_prefix('p')?;
+    let (digits, board) = match rest.split_once('-') {
+        Some((d, b)) if is_board_id(b) => (d, Some(b)),
+        Some(_) => return None,
+        None => (rest, None),
+    };
     if digits.len() < 6 || digits.len() > 12 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse().ok()
+    Some((digits.parse().ok()?, board))
+}
+
+fn id_number(id: &str) -> Option<u64> {
+    parse_id(id).map(|(n, _)| n)
+}
+
+/// Whether `id` is a person id unique across boards (`p000042-<board>`).
+pub fn is_fleet_id(id: &str) -> bool {
+    parse_id(id).is_some_and(|(_, board)| board.is_some())
+}
+
+/// A board id: 16 lowercase hex digits.
+fn is_board_id(text: &str) -> bool {
+    text.len() == 16 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// The version of person `id` among `people`, or in the tombstones.
+fn version_in<'a>(
+    people: &'a [Person],
+    removed: &'a [Tombstone],
+    id: &str,
+) -> Option<(u64, &'a str)> {
+    people
+        .iter()
+        .find(|p| p.entry.id == id)
+        .map(|p| (p.entry.version, p.entry.origin.as_str()))
+        .or_else(|| {
+            removed
+                .iter()
+                .find(|t| t.id == id)
+                .map(|t| (t.version, t.origin.as_str()))
+        })
 }
 
 /// The generation of `embeddings-<digits>.bin`.
@@ -1179,7 +1387,7 @@ fn is_temporary_of_ours(name: &str, in_crops: bool) -> bool {
 
 fn is_crop_file(name: &str) -> bool {
     name.strip_suffix(".png")
-        .and_then(|stem| stem.split_once('-'))
+        .and_then(|stem| stem.rsplit_once('-'))
         .is_some_and(|(id, shot)| {
             // Shots are `<id>-<k>`, negatives `<id>-n<k>`.
             let shot = shot.strip_prefix('n').unwrap_or(shot);

@@ -1,0 +1,494 @@
+//! The thread that keeps one gallery in step with the fleet (see the module above).
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use image::RgbImage;
+
+use super::message::{self, PersonState, SyncShot};
+use crate::gallery::{
+    is_fleet_id, wins, Arrival, Gallery, IndexStamp, ModelInfo, Remote, Tombstone,
+};
+use crate::mqtt::{Inbox, Incoming, Message, Publisher, Session};
+use crate::warnings::Throttle;
+
+/// What every board subscribes to.
+pub const FILTER: &str = "facegate/gallery/+";
+const PREFIX: &str = "facegate/gallery/";
+/// After subscribing, how long the broker's retained messages get to arrive before this board
+/// publishes its own (so that it does not overwrite a newer retained version with an older one).
+const SETTLE: Duration = Duration::from_secs(1);
+/// Changes applied in one commit (each commit rewrites the gallery's index and embeddings).
+const BATCH_PEOPLE: usize = 500;
+const BATCH_BYTES: usize = 32 << 20;
+/// Messages waiting between the MQTT thread and this one.
+const INBOX: usize = 64;
+/// People held back (a name taken here by someone else) and tried again after each change.
+const MAX_DEFERRED: usize = 10_000;
+
+/// Where and how to sync.
+#[derive(Clone)]
+pub struct SyncConfig {
+    /// `mqtt://host[:port]`.
+    pub url: String,
+    pub credentials: Option<(String, String)>,
+    /// The fleet's shared secret (`FACEGATE_SYNC_KEY`), see [`message::key`].
+    pub key: Vec<u8>,
+    pub gallery: PathBuf,
+    /// The model this board embeds with.
+    pub model: ModelInfo,
+}
+
+/// Embeds aligned crops with this board's model (for people another model embedded).
+pub type Reembed = Box<dyn FnMut(&[RgbImage]) -> Result<Vec<Vec<f32>>, String> + Send>;
+
+/// A running sync; [`Sync::stop`] ends it after publishing what is left.
+pub struct Sync {
+    board: String,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Sync {
+    /// Joins the gallery to the fleet ([`Gallery::join_fleet`]) and starts syncing it.
+    pub fn start(config: SyncConfig, reembed: Reembed) -> Result<Sync, String> {
+        let board = {
+            let lock = Gallery::lock(&config.gallery).map_err(|e| e.to_string())?;
+            let mut g = Gallery::open(&config.gallery, &config.model).map_err(|e| e.to_string())?;
+            let renamed = g.join_fleet(&lock).map_err(|e| e.to_string())?;
+            let board = g.board().unwrap_or_default().to_string();
+            if renamed > 0 {
+                eprintln!(
+                    "facegate: sync: the gallery joined the fleet as board {board}: {renamed} \
+                     {} fleet-wide ids",
+                    if renamed == 1 {
+                        "person got"
+                    } else {
+                        "people got"
+                    }
+                );
+            }
+            board
+        };
+        let (to, inbox) = mpsc::sync_channel(INBOX);
+        let session = Session {
+            inbox: Some(Inbox {
+                filter: FILTER.into(),
+                to,
+            }),
+            client_id: Some(format!("facegate-sync-{board}")),
+            max_packet: Some(message::MAX_MESSAGE_BYTES + 4096),
+            ..Session::default()
+        };
+        let publisher = Publisher::connect_with(
+            &config.url,
+            "facegate/gallery",
+            config.credentials.clone(),
+            session,
+        )?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut member = Member {
+            config,
+            publisher: Some(publisher),
+            inbox,
+            reembed,
+            broker: HashMap::new(),
+            ready_at: None,
+            stamp: None,
+            look_again: true,
+            deferred: HashMap::new(),
+            outgoing: VecDeque::new(),
+            warnings: Throttle::per_minute(),
+        };
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("facegate-sync".into())
+            .spawn(move || member.run(&flag))
+            .map_err(|e| format!("cannot start the sync thread: {e}"))?;
+        Ok(Sync {
+            board,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// This board's id in the fleet.
+    pub fn board(&self) -> &str {
+        &self.board
+    }
+
+    /// Publishes what changed last, then disconnects.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Sync {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+struct Member {
+    config: SyncConfig,
+    /// Taken when the thread ends, to close the connection.
+    publisher: Option<Publisher>,
+    inbox: Receiver<Incoming>,
+    reembed: Reembed,
+    /// The newest version of each person the broker was seen to hold (or was sent by us).
+    broker: HashMap<String, (u64, String)>,
+    /// When this board may publish (the retained messages have had time to arrive).
+    ready_at: Option<Instant>,
+    /// The gallery's index as last compared with `broker`.
+    stamp: Option<IndexStamp>,
+    /// Compare again even if the gallery did not change (the broker's side did).
+    look_again: bool,
+    deferred: HashMap<String, PersonState>,
+    outgoing: VecDeque<Message>,
+    warnings: Throttle,
+}
+
+impl Member {
+    fn run(&mut self, stop: &AtomicBool) {
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let wait = if self.outgoing.is_empty() { 200 } else { 20 };
+            match self.inbox.recv_timeout(Duration::from_millis(wait)) {
+                Ok(i) => bytes += self.take(i, &mut batch),
+                Err(RecvTimeoutError::Timeout) => {}
+                // The connection's thread ended: nothing more will arrive.
+                Err(RecvTimeoutError::Disconnected) => {
+                    std::thread::sleep(Duration::from_millis(200))
+                }
+            }
+            while batch.len() < BATCH_PEOPLE && bytes < BATCH_BYTES {
+                match self.inbox.try_recv() {
+                    Ok(i) => bytes += self.take(i, &mut batch),
+                    Err(_) => break,
+                }
+            }
+            let changed_here = self.publish_changes();
+            if !batch.is_empty() || (changed_here && !self.deferred.is_empty()) {
+                self.apply(std::mem::take(&mut batch));
+                bytes = 0;
+            }
+            self.flush();
+        }
+        // A change committed just before the stop still goes out.
+        self.publish_changes();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.outgoing.is_empty() && Instant::now() < deadline {
+            self.flush();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if let Some(p) = self.publisher.take() {
+            p.close();
+        }
+    }
+
+    /// Takes one delivery; returns its size.
+    fn take(&mut self, incoming: Incoming, batch: &mut Vec<PersonState>) -> usize {
+        match incoming {
+            Incoming::Subscribed => {
+                // A new connection: the broker may have lost its retained messages (a restart
+                // without persistence); they are about to arrive again if not.
+                self.broker.clear();
+                self.ready_at = Some(Instant::now() + SETTLE);
+                self.look_again = true;
+                0
+            }
+            Incoming::Message { topic, payload } => {
+                let size = payload.len();
+                let Some(id) = topic.strip_prefix(PREFIX) else {
+                    return 0;
+                };
+                if payload.is_empty() {
+                    // Someone cleared the retained message: the broker holds nothing for them.
+                    self.broker.remove(id);
+                    self.look_again = true;
+                    return 0;
+                }
+                match message::open(&payload, &self.config.key, id) {
+                    Ok(state) => {
+                        let v = (state.version, state.origin.as_str());
+                        let known = self.broker.get(id);
+                        if known.is_none_or(|(n, o)| wins(v, (*n, o))) {
+                            self.broker
+                                .insert(id.to_string(), (state.version, state.origin.clone()));
+                        }
+                        // It may be older than ours: then ours goes out again.
+                        self.look_again = true;
+                        batch.push(state);
+                    }
+                    Err(e) => {
+                        self.warnings
+                            .warn(&format!("sync: ignored the message on {topic}: {e}"));
+                        // It replaced whatever the broker retained there: if that was one of
+                        // ours, publish it again so that a board joining later gets it.
+                        self.broker.remove(id);
+                        self.look_again = true;
+                    }
+                }
+                size
+            }
+        }
+    }
+
+    /// Applies what other boards published, in one commit.
+    fn apply(&mut self, batch: Vec<PersonState>) {
+        let mut newest: HashMap<String, PersonState> = std::mem::take(&mut self.deferred);
+        for s in batch {
+            let replace = newest
+                .get(&s.id)
+                .is_none_or(|held| wins((s.version, &s.origin), (held.version, &held.origin)));
+            if replace {
+                newest.insert(s.id.clone(), s);
+            }
+        }
+        let dir = self.config.gallery.clone();
+        let result = Gallery::lock(&dir).and_then(|lock| {
+            let mut g = Gallery::open(&dir, &self.config.model)?;
+            let mut changes = Vec::new();
+            let mut held_back = HashMap::new();
+            for (id, s) in newest {
+                let news = g
+                    .version_of(&id)
+                    .is_none_or(|held| wins((s.version, &s.origin), held));
+                if !news {
+                    continue;
+                }
+                match self.remote(&s, g.model()) {
+                    Ok(change) => changes.push(change),
+                    Err(why) => {
+                        self.warnings.warn(&format!(
+                            "sync: {} ('{}') from board {} was not applied: {why}",
+                            id, s.name, s.origin
+                        ));
+                    }
+                }
+                held_back.insert(id, s);
+            }
+            let applied = g.apply_remote(&lock, changes)?;
+            Ok((applied, held_back))
+        });
+        match result {
+            Ok((applied, mut held_back)) => {
+                if !applied.updated.is_empty() {
+                    eprintln!(
+                        "facegate: sync: {} from the fleet: {}",
+                        count(applied.updated.len(), "person updated", "people updated"),
+                        names(&applied.updated)
+                    );
+                }
+                if !applied.removed.is_empty() {
+                    eprintln!(
+                        "facegate: sync: {} by the fleet: {}",
+                        count(applied.removed.len(), "person removed", "people removed"),
+                        names(&applied.removed)
+                    );
+                }
+                for (id, why) in applied.deferred {
+                    if let Some(s) = held_back.remove(&id) {
+                        let first = !self.deferred.contains_key(&id);
+                        if first {
+                            self.warnings
+                                .warn(&format!("sync: {id} from board {} waits: {why}", s.origin));
+                        }
+                        if self.deferred.len() < MAX_DEFERRED {
+                            self.deferred.insert(id, s);
+                        }
+                    }
+                }
+            }
+            Err(e) => self
+                .warnings
+                .warn(&format!("sync: changes from the fleet not applied: {e}")),
+        }
+    }
+
+    /// A verified message as a change to this gallery, re-embedded when another model made it.
+    fn remote(&mut self, s: &PersonState, model: &ModelInfo) -> Result<Remote, String> {
+        if s.deleted {
+            return Ok(Remote::Removed(Tombstone {
+                id: s.id.clone(),
+                version: s.version,
+                origin: s.origin.clone(),
+            }));
+        }
+        let crops: Vec<Vec<u8>> = s
+            .shots
+            .iter()
+            .filter(|shot| !shot.crop_png.is_empty())
+            .map(|shot| shot.crop_png.clone())
+            .collect();
+        let shots = if s.model == model.fingerprint {
+            s.shots.iter().map(|shot| shot.embedding.clone()).collect()
+        } else if crops.is_empty() {
+            return Err(format!(
+                "made with another model ({}) and without crops to re-embed",
+                short(&s.model)
+            ));
+        } else {
+            let images = crops
+                .iter()
+                .map(|png| {
+                    crate::image_io::decode_within(png, 1 << 20)
+                        .map(|p| p.rgb)
+                        .map_err(|e| format!("a crop does not decode: {e}"))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            (self.reembed)(&images).map_err(|e| format!("re-embedding failed: {e}"))?
+        };
+        Ok(Remote::Person(Arrival {
+            id: s.id.clone(),
+            version: s.version,
+            origin: s.origin.clone(),
+            name: s.name.clone(),
+            enrolled_unix: s.enrolled_unix,
+            shots,
+            crops,
+        }))
+    }
+
+    /// Queues every person (and removal) this gallery holds newer than the broker does. Returns
+    /// whether the gallery changed since the last look.
+    fn publish_changes(&mut self) -> bool {
+        let stamp = Gallery::index_stamp(&self.config.gallery);
+        let changed = stamp != self.stamp;
+        let ready = self.ready_at.is_some_and(|t| Instant::now() >= t);
+        if !ready || !(changed || self.look_again) {
+            return changed;
+        }
+        let g = match Gallery::open(&self.config.gallery, &self.config.model) {
+            Ok(g) => g,
+            Err(e) => {
+                self.warnings
+                    .warn(&format!("sync: the gallery could not be read: {e}"));
+                return false;
+            }
+        };
+        self.stamp = stamp;
+        self.look_again = false;
+        let key = self.config.key.clone();
+        for p in g.people() {
+            let v = (p.entry.version, p.entry.origin.as_str());
+            if !is_fleet_id(&p.entry.id) || !self.newer_than_broker(&p.entry.id, v) {
+                continue;
+            }
+            let crops: Vec<Vec<u8>> = if p.entry.crops.len() == p.shots.len() {
+                p.entry
+                    .crops
+                    .iter()
+                    .map(|c| std::fs::read(g.crop_path(c)).unwrap_or_default())
+                    .collect()
+            } else {
+                vec![Vec::new(); p.shots.len()]
+            };
+            let state = PersonState {
+                id: p.entry.id.clone(),
+                version: p.entry.version,
+                origin: p.entry.origin.clone(),
+                name: p.entry.name.clone(),
+                enrolled_unix: p.entry.enrolled_unix,
+                model: g.model().fingerprint.clone(),
+                deleted: false,
+                shots: p
+                    .shots
+                    .iter()
+                    .zip(crops)
+                    .map(|(e, c)| SyncShot {
+                        embedding: e.clone(),
+                        crop_png: if crate::image_io::is_png(&c) {
+                            c
+                        } else {
+                            Vec::new()
+                        },
+                    })
+                    .collect(),
+            };
+            self.queue(state, &key);
+        }
+        for t in g.tombstones() {
+            if self.newer_than_broker(&t.id, (t.version, &t.origin)) {
+                let state = PersonState {
+                    id: t.id.clone(),
+                    version: t.version,
+                    origin: t.origin.clone(),
+                    name: String::new(),
+                    enrolled_unix: 0,
+                    model: g.model().fingerprint.clone(),
+                    deleted: true,
+                    shots: Vec::new(),
+                };
+                self.queue(state, &key);
+            }
+        }
+        changed
+    }
+
+    fn newer_than_broker(&self, id: &str, v: (u64, &str)) -> bool {
+        self.broker
+            .get(id)
+            .is_none_or(|(n, o)| wins(v, (*n, o.as_str())))
+    }
+
+    fn queue(&mut self, state: PersonState, key: &[u8]) {
+        let sealed = message::seal(&state, key);
+        if sealed.len() > message::MAX_MESSAGE_BYTES {
+            self.warnings.warn(&format!(
+                "sync: {} ('{}') is {} bytes, more than a message carries; not published",
+                state.id,
+                state.name,
+                sealed.len()
+            ));
+            return;
+        }
+        self.broker
+            .insert(state.id.clone(), (state.version, state.origin.clone()));
+        self.outgoing
+            .push_back(Message::retained(message::topic(&state.id), sealed));
+    }
+
+    /// Hands queued messages to the connection until its queue is full.
+    fn flush(&mut self) {
+        let Some(publisher) = &self.publisher else {
+            return;
+        };
+        while let Some(m) = self.outgoing.pop_front() {
+            if let Err(m) = publisher.try_send(m) {
+                self.outgoing.push_front(m);
+                break;
+            }
+        }
+    }
+}
+
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// Up to five names, then how many more.
+fn names(list: &[String]) -> String {
+    let shown: Vec<String> = list
+        .iter()
+        .take(5)
+        .map(|n| format!("'{}'", crate::terminal::escape(n)))
+        .collect();
+    match list.len() {
+        n if n > 5 => format!("{} and {} more", shown.join(", "), n - 5),
+        _ => shown.join(", "),
+    }
+}
+
+fn short(fingerprint: &str) -> &str {
+    fingerprint.get(..8).unwrap_or(fingerprint)
+}

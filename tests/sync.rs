@@ -1,0 +1,365 @@
+//! One gallery, many boards, against a real mosquitto: three `watch --sync mqtt` processes with
+//! galleries of their own. Enrolled on A, identified on B and C; renamed on B, seen on A and C;
+//! removed on C, gone everywhere; B dies in the middle of applying a change and is converged
+//! after a restart; a new board with an empty gallery is complete after one sync; messages
+//! signed with another key change nothing.
+#![cfg(feature = "mqtt")]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::broker::{free_port, Broker};
+use common::server::{frame_with, jpeg};
+use common::{ok, photo, scratch};
+
+const KEY: &str = "the fleet's secret, 32 bytes....";
+
+fn facegate() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_facegate"));
+    c.env("FACEGATE_SYNC_KEY", KEY);
+    c
+}
+
+/// A board: `watch --sync mqtt` on frames written to its standard input.
+struct Board {
+    name: &'static str,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+fn collect(from: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let into = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(from).lines().map_while(Result::ok) {
+            into.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
+impl Board {
+    fn start(name: &'static str, gallery: &Path, port: u16, env: &[(&str, &str)]) -> Board {
+        std::fs::create_dir_all(gallery).unwrap();
+        let mut child = facegate()
+            .args(["watch", "--mjpeg", "-", "--min-face", "40", "--no-ha"])
+            .args(["--camera-name", name, "--sync", "mqtt", "--mqtt"])
+            .arg(format!("mqtt://127.0.0.1:{port}"))
+            .arg("--gallery")
+            .arg(gallery)
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = collect(child.stdout.take().unwrap());
+        let stderr = collect(child.stderr.take().unwrap());
+        let board = Board {
+            name,
+            stdin: child.stdin.take(),
+            child,
+            stdout,
+            stderr,
+        };
+        board.wait_log("sharing the gallery with the fleet");
+        board
+    }
+
+    fn log(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    fn wait_log(&self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.log().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "board {} never said {text:?}:\n{}",
+                self.name,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Feeds frames of a person's photo and waits for the event naming them.
+    fn sees(&mut self, image: &str, name: &str) {
+        let stdin = self.stdin.as_mut().unwrap();
+        for i in 0..8 {
+            stdin
+                .write_all(&jpeg(&frame_with(&photo(image), 560, 20 + 2 * i, 0)))
+                .unwrap();
+        }
+        stdin.flush().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let hit = self.stdout.lock().unwrap().iter().any(|l| {
+                let e: serde_json::Value = serde_json::from_str(l).unwrap();
+                e["event"] == "identified" && e["name"] == name
+            });
+            if hit {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "board {} did not identify {name}: {:?}\n{}",
+                self.name,
+                self.stdout.lock().unwrap(),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// A clean stop (end of the stream), returning the log.
+    fn stop(mut self) -> String {
+        drop(self.stdin.take());
+        let status = self.child.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(status.success(), "{}", self.log());
+        self.log()
+    }
+}
+
+/// The people of a gallery as (id, name), and its removed ids.
+fn people(gallery: &Path) -> (Vec<(String, String)>, Vec<String>) {
+    let Ok(text) = std::fs::read_to_string(gallery.join("gallery.json")) else {
+        return (Vec::new(), Vec::new());
+    };
+    let index: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut people: Vec<(String, String)> = index["people"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["id"].as_str().unwrap().to_string(),
+                p["name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    people.sort();
+    let removed = index["removed"].as_array().map_or(Vec::new(), |r| {
+        r.iter()
+            .map(|t| t["id"].as_str().unwrap().to_string())
+            .collect()
+    });
+    (people, removed)
+}
+
+fn names(gallery: &Path) -> Vec<String> {
+    let mut n: Vec<String> = people(gallery).0.into_iter().map(|(_, n)| n).collect();
+    n.sort();
+    n
+}
+
+/// Waits until every gallery holds exactly `expected` (names).
+fn converge(galleries: &[&Path], expected: &[&str], what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let all: Vec<Vec<String>> = galleries.iter().map(|g| names(g)).collect();
+        if all.iter().all(|n| n == expected) {
+            // Same ids everywhere, too.
+            let ids: Vec<_> = galleries.iter().map(|g| people(g).0).collect();
+            assert!(ids.windows(2).all(|w| w[0] == w[1]), "{what}: {ids:?}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: galleries hold {all:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn gallery_command(gallery: &Path, args: &[&str]) {
+    ok(&facegate()
+        .arg("gallery")
+        .args(args)
+        .arg("--gallery")
+        .arg(gallery)
+        .output()
+        .unwrap());
+}
+
+fn enroll(gallery: &Path, name: &str, image: &str) {
+    ok(&facegate()
+        .args(["enroll", "--name", name, "--gallery"])
+        .arg(gallery)
+        .arg(photo(image))
+        .output()
+        .unwrap());
+}
+
+#[test]
+fn three_boards_share_one_gallery_through_the_broker() {
+    let dir = scratch("sync", "three");
+    let port = free_port();
+    let _broker = Broker::start(port);
+    let (ga, gb, gc) = (dir.join("a"), dir.join("b"), dir.join("c"));
+    // A already has someone, enrolled before it joined a fleet (an old gallery): their id
+    // becomes fleet-wide without loss.
+    enroll(&ga, "Messi", "messi5.jpg");
+    assert_eq!(people(&ga).0[0].0, "p000001");
+    let a = Board::start("a", &ga, port, &[]);
+    let mut b = Board::start("b", &gb, port, &[]);
+    let mut c = Board::start("c", &gc, port, &[]);
+    let all = [ga.as_path(), gb.as_path(), gc.as_path()];
+    converge(&all, &["Messi"], "the old gallery's person");
+    let messi = &people(&ga).0[0].0;
+    assert!(
+        messi.starts_with("p000001-") && messi.len() == 24,
+        "{messi}"
+    );
+    assert!(ga.join("crops").join(format!("{messi}-0.png")).exists());
+
+    // Enrolled on A (by the CLI, while A watches): identified on B and C.
+    enroll(&ga, "Obama", "obama.jpg");
+    converge(&all, &["Messi", "Obama"], "enrolled on A");
+    b.sees("obama2.jpg", "Obama");
+    c.sees("obama2.jpg", "Obama");
+
+    // Renamed on B: seen on A and C. Removed on C: gone everywhere, remembered as removed.
+    gallery_command(&gb, &["rename", "Obama", "Barack"]);
+    converge(&all, &["Barack", "Messi"], "renamed on B");
+    gallery_command(&gc, &["remove", "Barack"]);
+    converge(&all, &["Messi"], "removed on C");
+    for g in all {
+        assert_eq!(people(g).1.len(), 1, "a tombstone in {}", g.display());
+    }
+
+    // B dies in the middle of applying a change (after writing the new embeddings, before the
+    // index that commits them), as a power cut or kill -9 would leave it; restarted, it is
+    // converged and its gallery is consistent.
+    b.kill();
+    let b = Board::start("b", &gb, port, &[("FACEGATE_CRASH_AT", "after-embeddings")]);
+    enroll(&ga, "Biden", "biden.jpg");
+    let mut b = b;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while b.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "B did not reach the crash point");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        names(&gb),
+        ["Messi"],
+        "the crash left the gallery as it was"
+    );
+    b.kill();
+    let mut b = Board::start("b", &gb, port, &[]);
+    converge(&all, &["Biden", "Messi"], "after B's restart");
+    b.sees("biden.jpg", "Biden");
+    let check = facegate()
+        .args(["gallery", "check", "--gallery"])
+        .arg(&gb)
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", common::stderr(&check));
+
+    // A new board with an empty gallery is complete after one sync.
+    let gd = dir.join("d");
+    let d = Board::start("d", &gd, port, &[]);
+    converge(
+        &[ga.as_path(), gd.as_path()],
+        &["Biden", "Messi"],
+        "the new board",
+    );
+    assert_eq!(people(&gd).1, people(&ga).1, "the removal reached it too");
+
+    // Forged messages (another key): a new person, and Biden renamed at a higher version.
+    let biden = people(&ga)
+        .0
+        .into_iter()
+        .find(|(_, n)| n == "Biden")
+        .unwrap()
+        .0;
+    let wrong = b"not the fleet's key, 32 bytes...";
+    let mut png = Vec::new();
+    image::RgbImage::new(4, 4)
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let forged = |id: &str, name: &str| facegate::sync::PersonState {
+        id: id.into(),
+        version: 99,
+        origin: "ffffffffffffffff".into(),
+        name: name.into(),
+        enrolled_unix: 0,
+        model: "00".into(),
+        deleted: false,
+        shots: vec![facegate::sync::SyncShot {
+            embedding: vec![0.0; 128],
+            crop_png: png.clone(),
+        }],
+    };
+    let mallory = "p000001-ffffffffffffffff";
+    publish(
+        port,
+        &[
+            (
+                facegate::sync::topic(mallory),
+                facegate::sync::seal(&forged(mallory, "Mallory"), wrong),
+            ),
+            (
+                facegate::sync::topic(&biden),
+                facegate::sync::seal(&forged(&biden, "Mallory"), wrong),
+            ),
+            (facegate::sync::topic(&biden), b"not even JSON".to_vec()),
+        ],
+    );
+    // A real change after them is the barrier: once it arrived, so had they.
+    enroll(&gc, "Obama", "obama2.jpg");
+    let all = [ga.as_path(), gb.as_path(), gc.as_path(), gd.as_path()];
+    converge(&all, &["Biden", "Messi", "Obama"], "after the forgeries");
+    for board in [&a, &b, &c, &d] {
+        board.wait_log("bad signature");
+        board.wait_log("not a signed facegate message");
+    }
+    // The broker held the forgery of Biden last: the boards that saw it published theirs again.
+    let retained = read_retained(port, &facegate::sync::topic(&biden));
+    let state = facegate::sync::open(&retained, KEY.as_bytes(), &biden).unwrap();
+    assert_eq!(state.name, "Biden");
+
+    let (mut a, mut d) = (a, d);
+    a.sees("biden.jpg", "Biden");
+    d.sees("obama2.jpg", "Obama");
+    let logs: Vec<String> = [a, b, c, d].into_iter().map(Board::stop).collect();
+    assert!(logs[0].contains("joined the fleet as board"), "{}", logs[0]);
+}
+
+/// Publishes retained messages and waits until the broker has them.
+fn publish(port: u16, messages: &[(String, Vec<u8>)]) {
+    use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+    let mut options = MqttOptions::new("forger", "127.0.0.1", port);
+    options.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut connection) = Client::new(options, 10);
+    for (topic, payload) in messages {
+        client
+            .publish(topic, QoS::AtLeastOnce, true, payload.clone())
+            .unwrap();
+    }
+    let mut acked = 0;
+    for n in connection.iter() {
+        if let Ok(Event::Incoming(Packet::PubAck(_))) = n {
+            acked += 1;
+            if acked == messages.len() {
+                break;
+            }
+        }
+    }
+}
+
+/// The retained message on `topic`.
+fn read_retained(port: u16, topic: &str) -> Vec<u8> {
+    let mut l = common::broker::Listener::subscribe(port, "reader", &[topic]);
+    l.wait(topic, "the retained message", |m| m.retain).payload
+}

@@ -47,6 +47,16 @@ fn collect(from: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>>
 
 impl Board {
     fn start(name: &'static str, gallery: &Path, port: u16, env: &[(&str, &str)]) -> Board {
+        Board::start_with(name, gallery, port, env, &[])
+    }
+
+    fn start_with(
+        name: &'static str,
+        gallery: &Path,
+        port: u16,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Board {
         std::fs::create_dir_all(gallery).unwrap();
         let mut child = facegate()
             .args(["watch", "--mjpeg", "-", "--min-face", "40", "--no-ha"])
@@ -54,6 +64,7 @@ impl Board {
             .arg(format!("mqtt://127.0.0.1:{port}"))
             .arg("--gallery")
             .arg(gallery)
+            .args(args)
             .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -333,6 +344,26 @@ fn three_boards_share_one_gallery_through_the_broker() {
     a.sees("biden.jpg", "Biden");
     d.sees("obama2.jpg", "Obama");
     let logs: Vec<String> = [a, b, c, d].into_iter().map(Board::stop).collect();
+
+    // A board with another model (the fp32 SFace of ../shared, when there) re-embeds everyone
+    // from the crops that travel with them, and recognises them with its own embeddings.
+    if let Some(card) = f32_card(&dir) {
+        let ge = dir.join("e");
+        let mut e = Board::start_with("e", &ge, port, &[], &["--model", card.to_str().unwrap()]);
+        converge(
+            &[ga.as_path(), ge.as_path()],
+            &["Biden", "Messi", "Obama"],
+            "the board with another model",
+        );
+        let fingerprint = |g: &Path| {
+            let text = std::fs::read_to_string(g.join("gallery.json")).unwrap();
+            serde_json::from_str::<serde_json::Value>(&text).unwrap()["model"]["fingerprint"]
+                .clone()
+        };
+        assert_ne!(fingerprint(&ge), fingerprint(&ga));
+        e.sees("biden.jpg", "Biden");
+        e.stop();
+    }
     assert!(logs[0].contains("joined the fleet as board"), "{}", logs[0]);
 }
 
@@ -362,4 +393,19 @@ fn publish(port: u16, messages: &[(String, Vec<u8>)]) {
 fn read_retained(port: u16, topic: &str) -> Vec<u8> {
     let mut l = common::broker::Listener::subscribe(port, "reader", &[topic]);
     l.wait(topic, "the retained message", |m| m.retain).payload
+}
+
+/// A model card for the fp32 SFace in ../shared (another model than the shipped one).
+fn f32_card(dir: &Path) -> Option<std::path::PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let onnx = root.join("../shared/anchors/sface_2021dec_fp32_from_int8bq.onnx");
+    let bytes = std::fs::read(&onnx).ok()?;
+    let text = std::fs::read_to_string(root.join("models/sface_int8w.json")).unwrap();
+    let mut card: serde_json::Value = serde_json::from_str(&text).unwrap();
+    card["file"] = onnx.to_str().unwrap().into();
+    card["sha256"] = facegate::model_card::sha256_hex(&bytes).into();
+    card["form"] = "f32".into();
+    let path = dir.join("sface_f32.json");
+    std::fs::write(&path, card.to_string()).unwrap();
+    Some(path)
 }

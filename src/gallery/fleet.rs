@@ -235,3 +235,171 @@ fn link_or_copy(from: &std::path::Path, to: &std::path::Path) -> Result<(), Stri
     let bytes = fs::read(from).map_err(|e| format!("cannot read: {e}"))?;
     write_atomic(to, &bytes).map_err(|e| e.problem)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Arrival, Gallery, ModelInfo, Remote, Tombstone};
+    use std::path::PathBuf;
+
+    fn model() -> ModelInfo {
+        ModelInfo {
+            name: "m".into(),
+            fingerprint: "ab".into(),
+            embedding_dim: 2,
+        }
+    }
+
+    fn folder(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("facegate-fleet-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn png(shade: u8) -> Vec<u8> {
+        let mut out = Vec::new();
+        image::RgbImage::from_pixel(4, 4, image::Rgb([shade; 3]))
+            .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+            .unwrap();
+        out
+    }
+
+    fn arrival(id: &str, version: u64, origin: &str, name: &str) -> Remote {
+        Remote::Person(Arrival {
+            id: id.into(),
+            version,
+            origin: origin.into(),
+            name: name.into(),
+            enrolled_unix: 7,
+            shots: vec![vec![1.0, 0.0], vec![0.0, 1.0]],
+            crops: vec![png(1), png(2)],
+        })
+    }
+
+    const OTHER: &str = "00000000000000ff";
+
+    #[test]
+    fn joining_gives_fleet_ids_and_keeps_everything() {
+        let dir = folder("join");
+        let lock = Gallery::lock(&dir).unwrap();
+        let mut g = Gallery::open(&dir, &model()).unwrap();
+        g.add(&lock, "Ada", vec![vec![1.0, 0.0]], &[png(3)])
+            .unwrap();
+        let face = vec![0.0, 1.0];
+        g.reject(&lock, "Ada", face.clone(), &png(4)).unwrap();
+        assert_eq!(g.people()[0].entry.id, "p000001");
+        assert_eq!(g.join_fleet(&lock).unwrap(), 1);
+        let board = g.board().unwrap().to_string();
+        assert_eq!(board.len(), 16);
+        let g = Gallery::open(&dir, &model()).unwrap();
+        let ada = &g.people()[0];
+        let id = format!("p000001-{board}");
+        assert_eq!(ada.entry.id, id);
+        assert_eq!(
+            (ada.entry.version, ada.entry.origin.as_str()),
+            (1, board.as_str())
+        );
+        assert_eq!(ada.shots, vec![vec![1.0, 0.0]]);
+        assert_eq!(ada.negatives, vec![face]);
+        assert_eq!(
+            std::fs::read(g.crop_path(&ada.entry.crops[0])).unwrap(),
+            png(3)
+        );
+        assert_eq!(
+            std::fs::read(g.crop_path(&ada.entry.negative_crops[0])).unwrap(),
+            png(4)
+        );
+        assert!(!dir.join("crops/p000001-0.png").exists(), "old names gone");
+        assert!(Gallery::check(&dir).is_consistent());
+        // Joining again changes nothing; the next person gets a fleet id, a removal is kept.
+        let mut g = g;
+        assert_eq!(g.join_fleet(&lock).unwrap(), 0);
+        let bob = g.add(&lock, "Bob", vec![vec![0.6, 0.8]], &[]).unwrap();
+        assert_eq!(bob.entry.id, format!("p000002-{board}"));
+        g.rename(&lock, "Bob", "Rob").unwrap();
+        assert_eq!(
+            g.version_of(&format!("p000002-{board}")),
+            Some((2, board.as_str()))
+        );
+        g.remove(&lock, "Rob").unwrap();
+        assert_eq!(
+            g.tombstones(),
+            [Tombstone {
+                id: format!("p000002-{board}"),
+                version: 3,
+                origin: board.clone()
+            }]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn remote_changes_apply_by_version_and_removals_stay_removed() {
+        let dir = folder("apply");
+        let lock = Gallery::lock(&dir).unwrap();
+        let mut g = Gallery::open(&dir, &model()).unwrap();
+        g.join_fleet(&lock).unwrap();
+        let board = g.board().unwrap().to_string();
+        let ada = format!("p000004-{OTHER}");
+
+        let done = g
+            .apply_remote(&lock, vec![arrival(&ada, 2, OTHER, "Ada")])
+            .unwrap();
+        assert_eq!(done.updated, ["Ada"]);
+        let first_crops = g.people()[0].entry.crops.clone();
+        assert_eq!(first_crops.len(), 2);
+        // This board's negative of Ada stays through her next version.
+        g.reject(&lock, "Ada", vec![1.0, 0.0], &png(9)).unwrap();
+        // An older or equal version is stale; a newer one replaces her, crops renumbered.
+        let done = g
+            .apply_remote(
+                &lock,
+                vec![
+                    arrival(&ada, 1, OTHER, "Old"),
+                    arrival(&ada, 2, OTHER, "Same"),
+                ],
+            )
+            .unwrap();
+        assert_eq!((done.stale, done.updated.len()), (2, 0));
+        g.apply_remote(&lock, vec![arrival(&ada, 3, OTHER, "Ada L.")])
+            .unwrap();
+        let p = &g.people()[0];
+        assert_eq!((p.entry.name.as_str(), p.entry.version), ("Ada L.", 3));
+        assert_eq!(p.negatives.len(), 1);
+        assert!(p.entry.crops.iter().all(|c| !first_crops.contains(c)));
+        assert!(first_crops.iter().all(|c| !dir.join(c).exists()));
+        // A name someone else has here waits; a legacy id is refused.
+        let other = format!("p000001-{board}");
+        let bob = |name: &str| arrival(&other, 1, &board, name);
+        let done = g
+            .apply_remote(
+                &lock,
+                vec![bob("Ada L."), arrival("p000009", 1, OTHER, "X")],
+            )
+            .unwrap();
+        assert_eq!(done.deferred.len(), 2, "{done:?}");
+        // This board's own id coming back moves the counter past it.
+        let back = format!("p000005-{board}");
+        g.apply_remote(&lock, vec![arrival(&back, 1, &board, "Back")])
+            .unwrap();
+        let next = g.add(&lock, "New", vec![vec![1.0, 0.0]], &[]).unwrap();
+        assert_eq!(next.entry.id, format!("p000006-{board}"));
+        // A removal wins over older versions, and then stays.
+        let gone = Remote::Removed(Tombstone {
+            id: ada.clone(),
+            version: 4,
+            origin: OTHER.into(),
+        });
+        let done = g.apply_remote(&lock, vec![gone]).unwrap();
+        assert_eq!(done.removed, [ada.clone()]);
+        let done = g
+            .apply_remote(&lock, vec![arrival(&ada, 3, OTHER, "Ada")])
+            .unwrap();
+        assert_eq!(done.stale, 1);
+        let g = Gallery::open(&dir, &model()).unwrap();
+        assert!(g.people().iter().all(|p| p.entry.id != ada));
+        assert_eq!(g.version_of(&ada), Some((4, OTHER)));
+        assert!(Gallery::check(&dir).is_consistent());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

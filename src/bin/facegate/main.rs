@@ -2,6 +2,8 @@
 
 mod bench;
 mod bench_search;
+#[cfg(feature = "mqtt")]
+mod bench_sync;
 mod bench_watch;
 mod config;
 mod detect;
@@ -91,6 +93,10 @@ enum BenchCommand {
     Match(bench::MatchArgs),
     /// Time `search` over synthetic collections of 10 000 to 1 000 000 faces.
     Search(bench_search::BenchSearchArgs),
+    /// Bytes per person on the wire, and the time a new board takes to sync 1 000 and 10 000
+    /// people from a (test) broker.
+    #[cfg(feature = "mqtt")]
+    Sync(bench_sync::BenchSyncArgs),
     /// Time the live pipeline on 640x480 scenes with one and five faces, and its peak memory.
     Watch(bench_watch::BenchWatchArgs),
 }
@@ -122,6 +128,8 @@ fn main() -> ExitCode {
             BenchCommand::Match(args) => bench::matching(args),
             BenchCommand::Watch(args) => bench_watch::run(args),
             BenchCommand::Search(args) => bench_search::run(args),
+            #[cfg(feature = "mqtt")]
+            BenchCommand::Sync(args) => bench_sync::run(args),
         },
         Command::Enroll(args) => enroll::enroll(args),
         Command::Identify(args) => recognition::identify(args),

@@ -52,12 +52,15 @@ pub struct Session {
 }
 
 /// Where a connection delivers what arrives on `filter` (`a/b/+`: one level under `a/b/`).
-/// The channel is bounded, so a slow reader holds the connection back (the broker keeps the
-/// rest) instead of growing memory.
+/// The channel is bounded, so a slow reader holds the connection back (the broker queues, and
+/// beyond its limit drops) instead of growing memory.
 #[derive(Debug, Clone)]
 pub struct Inbox {
     pub filter: String,
     pub to: mpsc::SyncSender<Incoming>,
+    /// Set when the reader fell behind (the channel was full): the broker may then have dropped
+    /// messages it could not queue for this connection.
+    pub fell_behind: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -83,6 +86,9 @@ impl Inbox {
 
 /// Events waiting for the broker; beyond this, new events are not published (and said so).
 const QUEUE: usize = 64;
+/// Messages [`Publisher::try_send`] lets wait for their acknowledgement at once (well under the
+/// client's 100 packet ids).
+pub const IN_FLIGHT: u64 = 32;
 /// How long closing waits for queued events to reach the broker.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -220,6 +226,8 @@ impl Publisher {
                             if let Some((t, _)) = &resend {
                                 let _ = thread_client.try_subscribe(t, QoS::AtLeastOnce);
                             }
+                            // At least once: a broker queues QoS 1 messages for a reader that is
+                            // busy (mosquitto: 1000 beyond 20 in flight), QoS 0 ones hardly at all.
                             if let Some(i) = &inbox {
                                 let _ = thread_client.try_subscribe(&i.filter, QoS::AtLeastOnce);
                             }
@@ -240,10 +248,14 @@ impl Publisher {
                         }
                         Ok(Event::Incoming(Packet::Publish(p))) => {
                             if let Some(i) = inbox.as_ref().filter(|i| i.matches(&p.topic)) {
-                                let _ = i.to.send(Incoming::Message {
+                                let m = Incoming::Message {
                                     topic: p.topic.clone(),
                                     payload: p.payload.to_vec(),
-                                });
+                                };
+                                if let Err(mpsc::TrySendError::Full(m)) = i.to.try_send(m) {
+                                    i.fell_behind.store(true, Ordering::Relaxed);
+                                    let _ = i.to.send(m);
+                                }
                             }
                             if resend
                                 .as_ref()
@@ -288,8 +300,21 @@ impl Publisher {
         *self.announcements.lock().unwrap_or_else(|e| e.into_inner()) = announcements;
     }
 
+    /// Subscribes to `filter` again: the broker sends its retained messages there once more.
+    pub fn resubscribe(&self, filter: &str) {
+        let _ = self.client.try_subscribe(filter, QoS::AtLeastOnce);
+    }
+
     /// Queues one message, at-least-once, unless the queue is full: then it is handed back.
+    /// Bulk senders use this: it also hands the message back while [`IN_FLIGHT`] messages wait
+    /// for the broker's acknowledgement, since running ahead of the broker makes the client's
+    /// packet ids collide and the connection restart.
     pub fn try_send(&self, m: Message) -> Result<(), Message> {
+        let waiting = (self.queued.load(Ordering::Relaxed))
+            .saturating_sub(self.acked.load(Ordering::Relaxed));
+        if waiting >= IN_FLIGHT {
+            return Err(m);
+        }
         queue(&self.client, &self.queued, &m).map_err(|_| m)
     }
 

@@ -1,6 +1,6 @@
 //! The thread that keeps one gallery in step with the fleet (see the module above).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -20,8 +20,9 @@ use crate::warnings::Throttle;
 /// What every board subscribes to.
 pub const FILTER: &str = "facegate/gallery/+";
 const PREFIX: &str = "facegate/gallery/";
-/// After subscribing, how long the broker's retained messages get to arrive before this board
-/// publishes its own (so that it does not overwrite a newer retained version with an older one).
+/// The broker's retained messages have all arrived when nothing came for this long after them;
+/// only then does this board publish its own (so that it never overwrites a newer retained
+/// version with an older one it has not seen yet).
 const SETTLE: Duration = Duration::from_secs(1);
 /// Changes applied in one commit (each commit rewrites the gallery's index and embeddings).
 const BATCH_PEOPLE: usize = 500;
@@ -57,11 +58,13 @@ pub struct Sync {
 impl Sync {
     /// Joins the gallery to the fleet ([`Gallery::join_fleet`]) and starts syncing it.
     pub fn start(config: SyncConfig, reembed: Reembed) -> Result<Sync, String> {
+        let held;
         let board = {
             let lock = Gallery::lock(&config.gallery).map_err(|e| e.to_string())?;
             let mut g = Gallery::open(&config.gallery, &config.model).map_err(|e| e.to_string())?;
             let renamed = g.join_fleet(&lock).map_err(|e| e.to_string())?;
             let board = g.board().unwrap_or_default().to_string();
+            held = versions(&g);
             if renamed > 0 {
                 eprintln!(
                     "facegate: sync: the gallery joined the fleet as board {board}: {renamed} \
@@ -76,10 +79,12 @@ impl Sync {
             board
         };
         let (to, inbox) = mpsc::sync_channel(INBOX);
+        let fell_behind = Arc::new(AtomicBool::new(false));
         let session = Session {
             inbox: Some(Inbox {
                 filter: FILTER.into(),
                 to,
+                fell_behind: fell_behind.clone(),
             }),
             client_id: Some(format!("facegate-sync-{board}")),
             max_packet: Some(message::MAX_MESSAGE_BYTES + 4096),
@@ -93,12 +98,17 @@ impl Sync {
         )?;
         let stop = Arc::new(AtomicBool::new(false));
         let mut member = Member {
+            board: board.clone(),
+            heal: HashSet::new(),
+            complete: false,
             config,
             publisher: Some(publisher),
             inbox,
             reembed,
             broker: HashMap::new(),
-            ready_at: None,
+            held,
+            fell_behind,
+            round: None,
             stamp: None,
             look_again: true,
             deferred: HashMap::new(),
@@ -138,6 +148,14 @@ impl Drop for Sync {
 }
 
 struct Member {
+    /// This board's id: what it publishes unasked is what changed here.
+    board: String,
+    /// People whose retained copy the broker lost or holds older (or forged): this board
+    /// publishes its own.
+    heal: HashSet<String>,
+    /// Whether the last round of retained messages arrived whole (this board never fell
+    /// behind), so that `broker` lists everything the broker holds.
+    complete: bool,
     config: SyncConfig,
     /// Taken when the thread ends, to close the connection.
     publisher: Option<Publisher>,
@@ -145,8 +163,14 @@ struct Member {
     reembed: Reembed,
     /// The newest version of each person the broker was seen to hold (or was sent by us).
     broker: HashMap<String, (u64, String)>,
-    /// When this board may publish (the retained messages have had time to arrive).
-    ready_at: Option<Instant>,
+    /// The version of each person (or removal) the gallery holds, as last read: what arrives
+    /// no newer than this is not news and never waits for the gallery.
+    held: HashMap<String, (u64, String)>,
+    /// Set by the connection when this thread fell behind its messages.
+    fell_behind: Arc<AtomicBool>,
+    /// While the broker's retained messages arrive: when the last came, and how many changed
+    /// the gallery. `None` once they have all come: then this board may publish.
+    round: Option<(Instant, usize)>,
     /// The gallery's index as last compared with `broker`.
     stamp: Option<IndexStamp>,
     /// Compare again even if the gallery did not change (the broker's side did).
@@ -180,7 +204,12 @@ impl Member {
             if !batch.is_empty() || (changed_here && !self.deferred.is_empty()) {
                 self.apply(std::mem::take(&mut batch));
                 bytes = 0;
+                // Messages kept coming while the batch was applied.
+                if let Some(round) = &mut self.round {
+                    round.0 = Instant::now();
+                }
             }
+            self.end_round();
             self.flush();
         }
         // A change committed just before the stop still goes out.
@@ -202,11 +231,15 @@ impl Member {
                 // A new connection: the broker may have lost its retained messages (a restart
                 // without persistence); they are about to arrive again if not.
                 self.broker.clear();
-                self.ready_at = Some(Instant::now() + SETTLE);
+                self.round = Some((Instant::now(), 0));
+                self.fell_behind.store(false, Ordering::Relaxed);
                 self.look_again = true;
                 0
             }
             Incoming::Message { topic, payload } => {
+                if let Some(round) = &mut self.round {
+                    round.0 = Instant::now();
+                }
                 let size = payload.len();
                 let Some(id) = topic.strip_prefix(PREFIX) else {
                     return 0;
@@ -214,6 +247,7 @@ impl Member {
                 if payload.is_empty() {
                     // Someone cleared the retained message: the broker holds nothing for them.
                     self.broker.remove(id);
+                    self.heal.insert(id.to_string());
                     self.look_again = true;
                     return 0;
                 }
@@ -225,9 +259,17 @@ impl Member {
                             self.broker
                                 .insert(id.to_string(), (state.version, state.origin.clone()));
                         }
-                        // It may be older than ours: then ours goes out again.
-                        self.look_again = true;
-                        batch.push(state);
+                        match self.held.get(id) {
+                            Some((n, o)) if !wins(v, (*n, o)) => {
+                                // Older than ours: ours goes out again.
+                                if wins((*n, o), v) {
+                                    self.heal.insert(id.to_string());
+                                    self.look_again = true;
+                                }
+                                return 0;
+                            }
+                            _ => batch.push(state),
+                        }
                     }
                     Err(e) => {
                         self.warnings
@@ -235,6 +277,7 @@ impl Member {
                         // It replaced whatever the broker retained there: if that was one of
                         // ours, publish it again so that a board joining later gets it.
                         self.broker.remove(id);
+                        self.heal.insert(id.to_string());
                         self.look_again = true;
                     }
                 }
@@ -278,10 +321,14 @@ impl Member {
                 held_back.insert(id, s);
             }
             let applied = g.apply_remote(&lock, changes)?;
+            self.held = versions(&g);
             Ok((applied, held_back))
         });
         match result {
             Ok((applied, mut held_back)) => {
+                if let Some(round) = &mut self.round {
+                    round.1 += applied.updated.len() + applied.removed.len();
+                }
                 if !applied.updated.is_empty() {
                     eprintln!(
                         "facegate: sync: {} from the fleet: {}",
@@ -364,8 +411,8 @@ impl Member {
     fn publish_changes(&mut self) -> bool {
         let stamp = Gallery::index_stamp(&self.config.gallery);
         let changed = stamp != self.stamp;
-        let ready = self.ready_at.is_some_and(|t| Instant::now() >= t);
-        if !ready || !(changed || self.look_again) {
+        // Not before the broker's retained messages have come.
+        if self.round.is_some() || !(changed || self.look_again) {
             return changed;
         }
         let g = match Gallery::open(&self.config.gallery, &self.config.model) {
@@ -378,6 +425,7 @@ impl Member {
         };
         self.stamp = stamp;
         self.look_again = false;
+        self.held = versions(&g);
         let key = self.config.key.clone();
         for p in g.people() {
             let v = (p.entry.version, p.entry.origin.as_str());
@@ -435,10 +483,46 @@ impl Member {
         changed
     }
 
+    /// Ends a round of retained messages once they stopped coming. A broker queues only so many
+    /// messages for a connection that reads slowly (mosquitto: 1000) and drops the rest, which
+    /// happens when a board catches up with thousands of people, applying them as they come:
+    /// while a round fell behind and still brought news, the board asks for them all again.
+    /// Each round brings at least a queue's worth of new people, and the ones it already has
+    /// pass quickly (a signature check), so this ends.
+    fn end_round(&mut self) {
+        let Some((last, changes)) = self.round else {
+            return;
+        };
+        if last.elapsed() < SETTLE {
+            return;
+        }
+        let fell_behind = self.fell_behind.swap(false, Ordering::Relaxed);
+        self.complete = !fell_behind;
+        if changes > 0 && fell_behind {
+            eprintln!(
+                "facegate: sync: {} from the broker so far; asking for the rest again (the \
+                 broker drops what it cannot queue for a board catching up)",
+                count(changes, "change", "changes")
+            );
+            self.round = Some((Instant::now(), 0));
+            if let Some(p) = &self.publisher {
+                p.resubscribe(FILTER);
+            }
+            return;
+        }
+        self.round = None;
+    }
+
+    /// Whether this board should publish its version `v` of person `id`: when it is newer than
+    /// what the broker was seen to hold, and it is this board's own change, or the broker's copy
+    /// is known to be lost, older or forged, or the broker's whole state was seen (after a round
+    /// that fell behind, an unseen person may just have been dropped on the way here).
     fn newer_than_broker(&self, id: &str, v: (u64, &str)) -> bool {
-        self.broker
+        let newer = self
+            .broker
             .get(id)
-            .is_none_or(|(n, o)| wins(v, (*n, o.as_str())))
+            .is_none_or(|(n, o)| wins(v, (*n, o.as_str())));
+        newer && (v.1 == self.board || self.complete || self.heal.contains(id))
     }
 
     fn queue(&mut self, state: PersonState, key: &[u8]) {
@@ -452,6 +536,7 @@ impl Member {
             ));
             return;
         }
+        self.heal.remove(&state.id);
         self.broker
             .insert(state.id.clone(), (state.version, state.origin.clone()));
         self.outgoing
@@ -470,6 +555,24 @@ impl Member {
             }
         }
     }
+}
+
+/// The version of everyone in the gallery, and of every removal.
+fn versions(g: &Gallery) -> HashMap<String, (u64, String)> {
+    g.people()
+        .iter()
+        .map(|p| {
+            (
+                p.entry.id.clone(),
+                (p.entry.version, p.entry.origin.clone()),
+            )
+        })
+        .chain(
+            g.tombstones()
+                .iter()
+                .map(|t| (t.id.clone(), (t.version, t.origin.clone()))),
+        )
+        .collect()
 }
 
 fn count(n: usize, one: &str, many: &str) -> String {

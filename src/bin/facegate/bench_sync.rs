@@ -174,6 +174,7 @@ fn receive_all(url: &str, n: usize) -> Result<(), String> {
         inbox: Some(Inbox {
             filter: FILTER.into(),
             to,
+            fell_behind: Default::default(),
         }),
         client_id: Some(format!("facegate-bench-reader-{}", std::process::id())),
         max_packet: Some(facegate::sync::MAX_MESSAGE_BYTES + 4096),

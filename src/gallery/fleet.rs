@@ -123,15 +123,14 @@ impl Gallery {
                             .map_err(|e| err(&self.dir.join(CROPS), e.to_string()))?;
                         // Numbers go on from the crops the index names now, which stay until
                         // the commit.
-                        let mut k = held
+                        let first = held
                             .and_then(|p| p.entry.crops.last())
                             .and_then(|c| numbered_crop(&id, c, ""))
                             .map_or(0, |k| k + 1);
-                        for png in &a.crops {
+                        for (k, png) in (first..).zip(&a.crops) {
                             let rel = numbered_crop_name(&id, "", k);
                             write_atomic(&self.dir.join(&rel), png)?;
                             crops.push(rel);
-                            k += 1;
                         }
                     }
                     let (negatives, negative_crops, negative_embeddings) = match held {
@@ -391,7 +390,7 @@ mod tests {
             origin: OTHER.into(),
         });
         let done = g.apply_remote(&lock, vec![gone]).unwrap();
-        assert_eq!(done.removed, [ada.clone()]);
+        assert_eq!(done.removed, std::slice::from_ref(&ada));
         let done = g
             .apply_remote(&lock, vec![arrival(&ada, 3, OTHER, "Ada")])
             .unwrap();

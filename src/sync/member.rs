@@ -109,6 +109,7 @@ impl Sync {
             held,
             fell_behind,
             round: None,
+            warned_dropping: false,
             stamp: None,
             look_again: true,
             deferred: HashMap::new(),
@@ -170,7 +171,9 @@ struct Member {
     fell_behind: Arc<AtomicBool>,
     /// While the broker's retained messages arrive: when the last came, and how many changed
     /// the gallery. `None` once they have all come: then this board may publish.
-    round: Option<(Instant, usize)>,
+    round: Option<Round>,
+    /// Said once: the broker seems to drop retained messages.
+    warned_dropping: bool,
     /// The gallery's index as last compared with `broker`.
     stamp: Option<IndexStamp>,
     /// Compare again even if the gallery did not change (the broker's side did).
@@ -206,7 +209,7 @@ impl Member {
                 bytes = 0;
                 // Messages kept coming while the batch was applied.
                 if let Some(round) = &mut self.round {
-                    round.0 = Instant::now();
+                    round.last = Instant::now();
                 }
             }
             self.end_round();
@@ -231,14 +234,15 @@ impl Member {
                 // A new connection: the broker may have lost its retained messages (a restart
                 // without persistence); they are about to arrive again if not.
                 self.broker.clear();
-                self.round = Some((Instant::now(), 0));
+                self.round = Some(Round::new());
                 self.fell_behind.store(false, Ordering::Relaxed);
                 self.look_again = true;
                 0
             }
             Incoming::Message { topic, payload } => {
                 if let Some(round) = &mut self.round {
-                    round.0 = Instant::now();
+                    round.last = Instant::now();
+                    round.received += 1;
                 }
                 let size = payload.len();
                 let Some(id) = topic.strip_prefix(PREFIX) else {
@@ -327,7 +331,7 @@ impl Member {
         match result {
             Ok((applied, mut held_back)) => {
                 if let Some(round) = &mut self.round {
-                    round.1 += applied.updated.len() + applied.removed.len();
+                    round.changes += applied.updated.len() + applied.removed.len();
                 }
                 if !applied.updated.is_empty() {
                     eprintln!(
@@ -484,33 +488,40 @@ impl Member {
     }
 
     /// Ends a round of retained messages once they stopped coming. A broker queues only so many
-    /// messages for a connection that reads slowly (mosquitto: 1000) and drops the rest, which
-    /// happens when a board catches up with thousands of people, applying them as they come:
-    /// while a round fell behind and still brought news, the board asks for them all again.
-    /// Each round brings at least a queue's worth of new people, and the ones it already has
-    /// pass quickly (a signature check), so this ends.
+    /// messages for one connection and drops the rest (mosquitto: 1000 beyond 20 in flight,
+    /// `max_queued_messages`), which bites a board catching up with thousands of people: while a
+    /// round fell behind and still brought news, the board asks for everything again; when a
+    /// large round fell behind and brought nothing new, it says that the broker's limit may be
+    /// hiding people.
     fn end_round(&mut self) {
-        let Some((last, changes)) = self.round else {
+        let Some(round) = self.round else {
             return;
         };
-        if last.elapsed() < SETTLE {
+        if round.last.elapsed() < SETTLE {
             return;
         }
         let fell_behind = self.fell_behind.swap(false, Ordering::Relaxed);
         self.complete = !fell_behind;
-        if changes > 0 && fell_behind {
+        self.round = None;
+        if fell_behind && round.changes > 0 {
             eprintln!(
-                "facegate: sync: {} from the broker so far; asking for the rest again (the \
-                 broker drops what it cannot queue for a board catching up)",
-                count(changes, "change", "changes")
+                "facegate: sync: {} from the broker so far; asking for the rest again (a broker \
+                 drops what it cannot queue for a board catching up)",
+                count(round.changes, "change", "changes")
             );
-            self.round = Some((Instant::now(), 0));
+            self.round = Some(Round::new());
             if let Some(p) = &self.publisher {
                 p.resubscribe(FILTER);
             }
-            return;
+        } else if fell_behind && round.received >= 1000 && !self.warned_dropping {
+            self.warned_dropping = true;
+            self.warnings.warn(&format!(
+                "sync: the broker sent {} people at once and may have dropped more; for fleets \
+                 of over about 1000 people set `max_queued_messages 0` in mosquitto.conf (or \
+                 your broker's per-client queue above the fleet's size)",
+                round.received
+            ));
         }
-        self.round = None;
     }
 
     /// Whether this board should publish its version `v` of person `id`: when it is newer than
@@ -553,6 +564,25 @@ impl Member {
                 self.outgoing.push_front(m);
                 break;
             }
+        }
+    }
+}
+
+/// One delivery of the broker's retained messages: when the last came, how many, and how many
+/// changed the gallery.
+#[derive(Clone, Copy)]
+struct Round {
+    last: Instant,
+    received: usize,
+    changes: usize,
+}
+
+impl Round {
+    fn new() -> Round {
+        Round {
+            last: Instant::now(),
+            received: 0,
+            changes: 0,
         }
     }
 }

@@ -12,6 +12,7 @@ pub enum SyncVia {
 }
 
 /// The environment variable holding the fleet's shared secret.
+#[cfg(feature = "mqtt")]
 pub const KEY_VARIABLE: &str = "FACEGATE_SYNC_KEY";
 
 #[cfg(feature = "mqtt")]

@@ -12,19 +12,10 @@ use std::time::Duration;
 
 use common::broker::{free_port, Broker, Listener};
 use common::server::{blank, frame_with, jpeg};
-use common::{ok, photo, scratch};
+use common::{enroll, ok, photo, scratch};
 
 fn facegate() -> Command {
     Command::new(env!("CARGO_BIN_EXE_facegate"))
-}
-
-fn enroll(gallery: &std::path::Path, name: &str, image: &str) {
-    ok(&facegate()
-        .args(["enroll", "--name", name, "--gallery"])
-        .arg(gallery)
-        .arg(photo(image))
-        .output()
-        .unwrap());
 }
 
 const CONFIG: &str = "homeassistant/device/facegate_front_door/config";

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::broker::{free_port, Broker};
 use common::server::{frame_with, jpeg};
-use common::{ok, photo, scratch};
+use common::{enroll, ok, photo, scratch};
 
 const KEY: &str = "the fleet's secret, 32 bytes....";
 
@@ -199,15 +199,6 @@ fn gallery_command(gallery: &Path, args: &[&str]) {
         .args(args)
         .arg("--gallery")
         .arg(gallery)
-        .output()
-        .unwrap());
-}
-
-fn enroll(gallery: &Path, name: &str, image: &str) {
-    ok(&facegate()
-        .args(["enroll", "--name", name, "--gallery"])
-        .arg(gallery)
-        .arg(photo(image))
         .output()
         .unwrap());
 }

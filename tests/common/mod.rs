@@ -46,3 +46,13 @@ pub fn run_facegate<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &str)])
         .output()
         .unwrap()
 }
+
+/// Enrolls `name` into `gallery` from one test photo (the run must succeed).
+pub fn enroll(gallery: &std::path::Path, name: &str, image: &str) {
+    ok(&std::process::Command::new(env!("CARGO_BIN_EXE_facegate"))
+        .args(["enroll", "--name", name, "--gallery"])
+        .arg(gallery)
+        .arg(photo(image))
+        .output()
+        .unwrap());
+}

@@ -24,8 +24,9 @@ impl Gallery {
         if self.board.is_some() && legacy == 0 {
             return Ok(0);
         }
+        // No crop is written before the commit (they are linked), so even a new gallery needs
+        // no empty first commit.
         self.begin_write()?;
-        self.commit_first()?;
         let board = match &self.board {
             Some(b) => b.clone(),
             None => new_board_id().map_err(|e| err(&self.dir, e))?,

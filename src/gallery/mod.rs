@@ -75,19 +75,15 @@ pub struct PersonEntry {
     /// How many changes this person has been through (enrolled, renamed, a shot added or
     /// dropped), counted across a fleet of boards: with `origin`, what decides between two boards'
     /// versions (see the `sync` module). Negatives are this board's own and do not count.
-    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub version: u64,
     /// The board (gallery) that made the latest change; empty before the gallery joined a fleet.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub origin: String,
 }
 
-fn is_zero(n: &usize) -> bool {
-    *n == 0
-}
-
-fn is_zero_u64(n: &u64) -> bool {
-    *n == 0
+fn is_zero<T: Default + PartialEq>(n: &T) -> bool {
+    *n == T::default()
 }
 
 /// A person removed from a fleet gallery: kept so that an older version of them, still retained

@@ -415,9 +415,13 @@ impl Member {
     fn publish_changes(&mut self) -> bool {
         let stamp = Gallery::index_stamp(&self.config.gallery);
         let changed = stamp != self.stamp;
-        // Not before the broker's retained messages have come.
-        if self.round.is_some() || !(changed || self.look_again) {
-            return changed;
+        // Not before the broker's retained messages have come. Held-back people are retried
+        // with each batch meanwhile, and once more when the round ends (the stamp still differs).
+        if self.round.is_some() {
+            return false;
+        }
+        if !(changed || self.look_again) {
+            return false;
         }
         let g = match Gallery::open(&self.config.gallery, &self.config.model) {
             Ok(g) => g,
@@ -440,7 +444,14 @@ impl Member {
                 p.entry
                     .crops
                     .iter()
-                    .map(|c| std::fs::read(g.crop_path(c)).unwrap_or_default())
+                    .map(|c| {
+                        crate::limits::read_file(
+                            &g.crop_path(c),
+                            message::MAX_CROP_BYTES as u64,
+                            "crop",
+                        )
+                        .unwrap_or_default()
+                    })
                     .collect()
             } else {
                 vec![Vec::new(); p.shots.len()]

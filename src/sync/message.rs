@@ -14,7 +14,8 @@ use sha2::Sha256;
 pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
 const MAX_SHOTS: usize = 1000;
 const MAX_DIM: usize = 4096;
-const MAX_CROP_BYTES: usize = 1 << 20;
+/// Largest crop a message carries (a 112x112 PNG is about 25 kB).
+pub const MAX_CROP_BYTES: usize = 1 << 20;
 /// Shorter keys are refused: the key is all that stands between the broker and the gallery.
 pub const MIN_KEY_BYTES: usize = 16;
 

@@ -75,7 +75,9 @@ pub fn run(args: BenchSyncArgs) -> Result<ExitCode, String> {
         let started = Instant::now();
         let bytes = publish(
             &args.mqtt,
-            states.iter().map(|s| facegate::sync::seal(s, KEY)),
+            states
+                .iter()
+                .map(|s| (facegate::sync::topic(&s.id), facegate::sync::seal(s, KEY))),
         )?;
         let published = started.elapsed();
 
@@ -113,7 +115,12 @@ pub fn run(args: BenchSyncArgs) -> Result<ExitCode, String> {
         let disk = folder_bytes(&dir);
         let _ = std::fs::remove_dir_all(&dir);
         // Leave the broker as it was: an empty retained message clears a topic.
-        publish(&args.mqtt, (0..n).map(|_| Vec::new()))?;
+        publish(
+            &args.mqtt,
+            states
+                .iter()
+                .map(|s| (facegate::sync::topic(&s.id), Vec::new())),
+        )?;
         println!(
             "{}",
             serde_json::json!({
@@ -138,9 +145,9 @@ fn round(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
 }
 
-/// Publishes the sealed people retained, at the pace the connection takes them; returns the
-/// bytes sent.
-fn publish(url: &str, sealed: impl Iterator<Item = Vec<u8>>) -> Result<u64, String> {
+/// Publishes (topic, payload) pairs retained, at the pace the connection takes them; returns the
+/// payload bytes sent.
+fn publish(url: &str, messages: impl Iterator<Item = (String, Vec<u8>)>) -> Result<u64, String> {
     let session = Session {
         client_id: Some(format!("facegate-bench-{}", std::process::id())),
         max_packet: Some(facegate::sync::MAX_MESSAGE_BYTES + 4096),
@@ -148,12 +155,9 @@ fn publish(url: &str, sealed: impl Iterator<Item = Vec<u8>>) -> Result<u64, Stri
     };
     let p = Publisher::connect_with(url, "facegate/bench", None, session)?;
     let mut bytes = 0;
-    for (i, payload) in sealed.enumerate() {
+    for (topic, payload) in messages {
         bytes += payload.len() as u64;
-        let mut m = Message::retained(
-            facegate::sync::topic(&format!("p{:06}-{BENCH_BOARD}", i + 1)),
-            payload,
-        );
+        let mut m = Message::retained(topic, payload);
         loop {
             match p.try_send(m) {
                 Ok(()) => break,

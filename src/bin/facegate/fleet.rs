@@ -33,12 +33,7 @@ impl Fleet {
             )
         })?;
         let key = facegate::sync::key(&key)?;
-        let credentials = args.mqtt_user.clone().map(|u| {
-            (
-                u,
-                std::env::var("FACEGATE_MQTT_PASSWORD").unwrap_or_default(),
-            )
-        });
+        let credentials = args.mqtt_credentials();
         let mut embedder = pipeline.share()?.embedder;
         let config = SyncConfig {
             url: url.clone(),

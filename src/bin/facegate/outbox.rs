@@ -18,12 +18,7 @@ impl Outbox {
     pub fn connect(url: &str, args: &WatchArgs, people: &[Person]) -> Result<Outbox, String> {
         use facegate::mqtt::home_assistant::{Board, HomeAssistant};
         use facegate::mqtt::{Publisher, Session};
-        let credentials = args.mqtt_user.clone().map(|u| {
-            (
-                u,
-                std::env::var("FACEGATE_MQTT_PASSWORD").unwrap_or_default(),
-            )
-        });
+        let credentials = args.mqtt_credentials();
         let board = if args.no_ha {
             None
         } else {

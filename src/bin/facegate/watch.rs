@@ -272,6 +272,17 @@ pub struct WatchArgs {
 }
 
 impl WatchArgs {
+    /// `--mqtt-user` with the password from FACEGATE_MQTT_PASSWORD.
+    #[cfg(feature = "mqtt")]
+    pub fn mqtt_credentials(&self) -> Option<(String, String)> {
+        self.mqtt_user.clone().map(|u| {
+            (
+                u,
+                std::env::var("FACEGATE_MQTT_PASSWORD").unwrap_or_default(),
+            )
+        })
+    }
+
     /// The camera's name: `--camera-name`, else the host's name.
     #[cfg(feature = "mqtt")]
     pub fn camera_name(&self) -> String {

@@ -334,6 +334,46 @@ mod tests {
     }
 
     #[test]
+    fn a_hostile_board_id_or_removal_list_is_refused_and_left_alone() {
+        let dir = folder("hostile");
+        let lock = Gallery::lock(&dir).unwrap();
+        let mut g = Gallery::open(&dir, &model()).unwrap();
+        g.add(&lock, "Ada", vec![vec![1.0, 0.0]], &[]).unwrap();
+        g.join_fleet(&lock).unwrap();
+        g.remove(&lock, "Ada").unwrap();
+        let index = dir.join("gallery.json");
+        let good: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&index).unwrap()).unwrap();
+        let removed = good["removed"][0].clone();
+        let bad_ones = [
+            ("board", serde_json::json!("../../etc")),
+            (
+                "removed",
+                serde_json::json!([removed.clone(), removed.clone()]),
+            ),
+            (
+                "removed",
+                serde_json::json!([{"id": "p000001", "version": 1, "origin": "x"}]),
+            ),
+            (
+                "removed",
+                serde_json::json!([{"id": "p000009-0123456789abcdef", "version": 1,
+                                             "origin": "x".repeat(65)}]),
+            ),
+        ];
+        for (field, value) in bad_ones {
+            let mut bad = good.clone();
+            bad[field] = value;
+            let text = bad.to_string();
+            std::fs::write(&index, &text).unwrap();
+            let e = Gallery::open(&dir, &model()).unwrap_err().to_string();
+            assert!(e.contains("invalid index"), "{field}: {e}");
+            assert_eq!(std::fs::read_to_string(&index).unwrap(), text, "left alone");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn remote_changes_apply_by_version_and_removals_stay_removed() {
         let dir = folder("apply");
         let lock = Gallery::lock(&dir).unwrap();

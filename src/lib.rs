@@ -24,7 +24,6 @@ pub mod model_card;
 pub mod models;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;
-pub mod onnx_prep;
 pub mod photo_index;
 pub mod pipeline;
 pub mod recognize;

@@ -64,7 +64,7 @@ pub fn model_card(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(card) {
         let _ = ModelCard::parse(text);
     }
-    let _ = facegate::onnx_prep::read_and_rewrite(onnx, true);
+    let _ = facegate::embedder::onnx_prep::read_and_rewrite(onnx, true);
 }
 
 /// An index (where `@SHA@` stands for the sha256 of what follows, so the embeddings decoder is

@@ -76,6 +76,10 @@ pub struct EmbedArgs {
     /// Faces per network run
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = crate::ranges::int(1usize, 256))]
     pub batch: usize,
+    /// Instead of timing whole runs, time every node of each model's plan and print one line per
+    /// operator (milliseconds per face, summed over its nodes), slowest first
+    #[arg(long)]
+    pub profile: bool,
     /// Also write every model's embeddings of every crop here, as JSON (to compare platforms)
     #[arg(long, value_name = "FILE")]
     pub embeddings_out: Option<PathBuf>,
@@ -113,6 +117,18 @@ pub fn embed(args: EmbedArgs) -> Result<ExitCode, String> {
     for card in &args.models {
         let mut e = facegate::embedder::Embedder::load_with_batch(card, batch)
             .map_err(|e| e.to_string())?;
+        if args.profile {
+            let table = e.profile(&crops, args.repeat)?;
+            let total: f64 = table.iter().map(|t| t.ms).sum();
+            for t in table {
+                println!(
+                    "{}",
+                    serde_json::json!({"form": e.card().form, "op": t.op, "nodes": t.nodes,
+                        "ms_per_face": t.ms, "share": t.ms / total})
+                );
+            }
+            continue;
+        }
         let run = |e: &mut facegate::embedder::Embedder| -> Result<(f64, Vec<Vec<f32>>), String> {
             let start = Instant::now();
             let mut out = Vec::new();

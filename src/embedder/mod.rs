@@ -13,7 +13,10 @@ use image::RgbImage;
 use tract_onnx::prelude::*;
 
 use crate::model_card::{ChannelOrder, LoadedModel, ModelCard, ModelError};
-use crate::onnx_prep::DenseHead;
+use onnx_prep::DenseHead;
+
+pub mod onnx_prep;
+mod prelu;
 
 /// Most faces per network run.
 pub const MAX_BATCH: usize = 8;
@@ -89,10 +92,11 @@ impl Embedder {
             problem,
         };
         let batch = batch.clamp(1, MAX_BATCH);
-        let reader = tract_onnx::onnx()
+        let mut reader = tract_onnx::onnx()
             .with_ignore_output_shapes(true)
             .with_ignore_value_info(true);
-        let (proto, head) = crate::onnx_prep::read_and_rewrite(&onnx, int8_head).map_err(fail)?;
+        prelu::register(&mut reader.op_register);
+        let (proto, head) = onnx_prep::read_and_rewrite(&onnx, int8_head).map_err(fail)?;
         drop(onnx);
         let model = reader
             .model_for_proto_model(&proto)
@@ -167,9 +171,19 @@ impl Embedder {
     }
 
     fn embed_batch(&mut self, crops: &[RgbImage]) -> Result<Vec<Vec<f32>>, String> {
+        let input = self.input_tensor(crops)?;
+        let result = self
+            .plan
+            .run(tvec!(input.into()))
+            .map_err(|e| format!("the network failed: {e:#}"))?;
+        self.embeddings(&result[0], crops.len())
+    }
+
+    /// The network's input for up to one batch of crops: normalised as the card says, channels
+    /// first, a short batch padded with zeros (the plan's batch size is fixed).
+    fn input_tensor(&self, crops: &[RgbImage]) -> Result<Tensor, String> {
         let spec = &self.card.input;
         let (w, h) = (spec.width, spec.height);
-        // A short last batch is padded with zeros: the plan's batch size is fixed.
         let mut data = vec![0f32; self.batch * 3 * h * w];
         for (i, crop) in crops.iter().enumerate() {
             if (crop.width() as usize, crop.height() as usize) != (w, h) {
@@ -192,14 +206,16 @@ impl Embedder {
                 }
             }
         }
-        let input = tract_ndarray::Array4::from_shape_vec((self.batch, 3, h, w), data)
-            .map_err(|e| e.to_string())?
-            .into_tensor();
-        let result = self
-            .plan
-            .run(tvec!(input.into()))
-            .map_err(|e| format!("the network failed: {e:#}"))?;
-        let view = result[0]
+        Ok(
+            tract_ndarray::Array4::from_shape_vec((self.batch, 3, h, w), data)
+                .map_err(|e| e.to_string())?
+                .into_tensor(),
+        )
+    }
+
+    /// Unit-length embeddings of the first `faces` rows of the network's output.
+    fn embeddings(&self, output: &TValue, faces: usize) -> Result<Vec<Vec<f32>>, String> {
+        let view = output
             .to_plain_array_view::<f32>()
             .map_err(|e| e.to_string())?;
         let per_face = view.len() / self.batch;
@@ -213,13 +229,75 @@ impl Embedder {
         let flat: Vec<f32> = view.iter().copied().collect();
         Ok(flat
             .chunks(per_face)
-            .take(crops.len())
+            .take(faces)
             .map(|features| match &self.head {
                 Some(head) => normalized(&head.apply(features)),
                 None => normalized(features),
             })
             .collect())
     }
+
+    /// Where a network run spends its time: each crop is run `passes` times (after one untimed
+    /// run) and every node of the optimised plan is timed, summed by operator and output shape.
+    pub fn profile(&self, crops: &[RgbImage], passes: usize) -> Result<Vec<OpTime>, String> {
+        let mut state = tract_onnx::tract_core::plan::SimpleState::new(&self.plan)
+            .map_err(|e| format!("the network failed: {e:#}"))?;
+        let mut by_op: std::collections::BTreeMap<String, OpTime> = Default::default();
+        for pass in 0..=passes {
+            for crop in crops {
+                let input = self.input_tensor(std::slice::from_ref(crop))?;
+                let mut times: Vec<(String, usize, f64)> = Vec::new();
+                state
+                    .run_plan_with_eval(tvec!(input.into()), |ctx, op_state, node, inputs| {
+                        let start = std::time::Instant::now();
+                        let out = tract_onnx::tract_core::plan::eval(ctx, op_state, node, inputs);
+                        let ms = start.elapsed().as_secs_f64() * 1e3;
+                        let shape = node
+                            .outputs
+                            .first()
+                            .map(|o| format!("{:?}", o.fact.shape))
+                            .unwrap_or_default();
+                        times.push((format!("{} {shape}", node.op().name()), node.id, ms));
+                        out
+                    })
+                    .map_err(|e| format!("the network failed: {e:#}"))?;
+                if pass == 0 {
+                    continue;
+                }
+                for (op, _, ms) in times {
+                    let entry = by_op.entry(op.clone()).or_insert(OpTime {
+                        op,
+                        nodes: 0,
+                        ms: 0.0,
+                    });
+                    entry.nodes += 1;
+                    entry.ms += ms;
+                }
+            }
+        }
+        let runs = (passes * crops.len()).max(1) as f64;
+        let mut table: Vec<OpTime> = by_op
+            .into_values()
+            .map(|t| OpTime {
+                nodes: t.nodes / runs as usize,
+                ms: t.ms / runs,
+                ..t
+            })
+            .collect();
+        table.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+        Ok(table)
+    }
+}
+
+/// One operator's share of a network run (see [`Embedder::profile`]).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct OpTime {
+    /// tract's name for the operator in the optimised plan, and the shape of what it outputs.
+    pub op: String,
+    /// Nodes of the plan running it.
+    pub nodes: usize,
+    /// Milliseconds per face, all its nodes together.
+    pub ms: f64,
 }
 
 /// `v / |v|` (a zero vector stays zero).

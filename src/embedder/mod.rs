@@ -15,6 +15,7 @@ use tract_onnx::prelude::*;
 use crate::model_card::{ChannelOrder, LoadedModel, ModelCard, ModelError};
 use onnx_prep::DenseHead;
 
+mod depthwise;
 pub mod onnx_prep;
 mod prelu;
 
@@ -105,7 +106,12 @@ impl Embedder {
         let (w, h) = (card.input.width, card.input.height);
         let plan = model
             .with_input_fact(0, f32::fact([batch, 3, h, w]).into())
-            .and_then(|m| m.into_optimized())
+            .and_then(|m| m.into_typed())
+            .and_then(|m| m.into_decluttered())
+            .and_then(|mut m| {
+                depthwise::use_vectorised_stride2(&mut m)?;
+                m.into_optimized()
+            })
             .and_then(|m| m.into_runnable())
             .map_err(|e| {
                 fail(format!(

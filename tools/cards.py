@@ -27,10 +27,10 @@ def card_for(onnx_path, form):
     return path
 
 
-def three_forms():
-    """Cards for f32, the shipped int8-weight QDQ and QLinearConv (made with onnxruntime if missing)."""
+def qlinear_card():
+    """A card for the full-int8 QLinearConv SFace (made with onnxruntime if missing)."""
     qlinear = os.path.join(OUT, "sface_qlinear.onnx")
     if not os.path.exists(qlinear):
         subprocess.run([sys.executable, os.path.join(ROOT, "tools", "quantize_qlinear.py"), FP32, qlinear, CROPS],
                        check=True)
-    return [card_for(FP32, "f32"), SHIPPED, card_for(qlinear, "qlinear")]
+    return card_for(qlinear, "qlinear")

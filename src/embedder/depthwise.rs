@@ -158,6 +158,8 @@ impl StridedDepthwise {
         }
     }
 
+    // Inlined, so that `run_avx`'s copy of the loops is compiled for AVX.
+    #[inline(always)]
     fn run(&self, input: &[f32], shape: &[usize], out: &mut [f32]) {
         let (channels, h, w) = (shape[1], shape[2], shape[3]);
         let mut split = Split::default();

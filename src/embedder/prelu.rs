@@ -177,19 +177,38 @@ impl EvalOp for ChannelPrelu {
             );
         }
         let plane: usize = shape[2..].iter().product();
-        {
+        if plane > 0 {
             let mut view = x.try_as_plain_ram_mut()?;
             let data = view.as_slice_mut::<f32>()?;
-            if plane > 0 {
-                for (i, block) in data.chunks_mut(plane).enumerate() {
-                    let a = self.slope[i % channels];
-                    for v in block {
-                        *v = if *v < 0.0 { *v * a } else { *v };
-                    }
-                }
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx") {
+                // SAFETY: the CPU has just been seen to support AVX.
+                unsafe { self.apply_avx(data, plane) };
+                return Ok(tvec!(x.into_tvalue()));
             }
+            self.apply(data, plane);
         }
         Ok(tvec!(x.into_tvalue()))
+    }
+}
+
+impl ChannelPrelu {
+    /// `data` is whole planes of `plane` values, channel after channel. No closures: they would
+    /// not be compiled for the AVX copy.
+    #[inline(always)]
+    fn apply(&self, data: &mut [f32], plane: usize) {
+        for (i, block) in data.chunks_mut(plane).enumerate() {
+            let a = self.slope[i % self.slope.len()];
+            for v in block {
+                *v = if *v < 0.0 { *v * a } else { *v };
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx")]
+    fn apply_avx(&self, data: &mut [f32], plane: usize) {
+        self.apply(data, plane)
     }
 }
 

@@ -76,6 +76,10 @@ pub struct EmbedArgs {
     /// Faces per network run
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = crate::ranges::int(1usize, 256))]
     pub batch: usize,
+    /// Embed on this many threads at once, from one plan (each thread embeds every crop); the
+    /// time per face is then the wall time over all the faces of all threads
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = crate::ranges::int(1usize, 64))]
+    pub threads: usize,
     /// Instead of timing whole runs, time every node of each model's plan and print one line per
     /// operator (milliseconds per face, summed over its nodes), slowest first
     #[arg(long)]
@@ -93,6 +97,7 @@ struct EmbedTiming<'a> {
     model: &'a str,
     form: &'a str,
     batch: usize,
+    threads: usize,
     /// Median milliseconds per face over the timed passes.
     per_face_ms: f64,
     /// Reference model's time per face divided by this model's (above 1: faster).
@@ -129,12 +134,27 @@ pub fn embed(args: EmbedArgs) -> Result<ExitCode, String> {
             }
             continue;
         }
+        let threads = args.threads;
+        let crops = &crops;
         let run = |e: &mut facegate::embedder::Embedder| -> Result<(f64, Vec<Vec<f32>>), String> {
             let start = Instant::now();
-            let mut out = Vec::new();
-            out.extend(e.embed(&crops)?);
+            let out = std::thread::scope(|scope| {
+                let others: Vec<_> = (1..threads)
+                    .map(|_| {
+                        let mut other = e.share();
+                        scope.spawn(move || other.embed(crops).map(|_| ()))
+                    })
+                    .collect();
+                let mine = e.embed(crops);
+                for other in others {
+                    other
+                        .join()
+                        .map_err(|_| "an embedding thread failed".to_string())??;
+                }
+                mine
+            })?;
             Ok((
-                start.elapsed().as_secs_f64() * 1e3 / crops.len() as f64,
+                start.elapsed().as_secs_f64() * 1e3 / (crops.len() * threads) as f64,
                 out,
             ))
         };
@@ -157,6 +177,7 @@ pub fn embed(args: EmbedArgs) -> Result<ExitCode, String> {
             model: &name,
             form: &e.card().form,
             batch,
+            threads,
             per_face_ms: per_face,
             speed_vs_first: *ref_time / per_face,
             min_cosine_vs_first: min_cos,

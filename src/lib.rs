@@ -20,6 +20,7 @@ mod jpeg;
 pub mod limits;
 pub mod live;
 pub mod matcher;
+pub mod memory;
 pub mod model_card;
 pub mod models;
 #[cfg(feature = "mqtt")]

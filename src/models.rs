@@ -39,7 +39,9 @@ pub fn default_embedder() -> Result<crate::embedder::Embedder, crate::model_card
 }
 
 pub fn default_yunet() -> Result<crate::yunet::YuNet, String> {
-    crate::yunet::YuNet::from_bytes(YUNET_ONNX)
+    let yunet = crate::yunet::YuNet::from_bytes(YUNET_ONNX);
+    crate::memory::release_pages(YUNET_ONNX);
+    yunet
 }
 
 /// `models/lbpcascade_frontalface_improved.xml`.

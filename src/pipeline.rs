@@ -41,6 +41,7 @@ impl Pipeline {
         let mut finder = FaceFinder::new(config.detector, cascade, yunet);
         finder.skip_alignment = config.no_align;
         finder.edge_pass = !config.no_edge_pass;
+        crate::memory::trim_heap();
         Ok(Pipeline {
             finder,
             embedder,

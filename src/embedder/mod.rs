@@ -98,7 +98,11 @@ impl Embedder {
             .with_ignore_value_info(true);
         prelu::register(&mut reader.op_register);
         let (proto, head) = onnx_prep::read_and_rewrite(&onnx, int8_head).map_err(fail)?;
-        drop(onnx);
+        // The decoded form holds everything from here: a model built into the binary gives its
+        // pages back before the plan's weights are made, so the two never count together.
+        if let std::borrow::Cow::Borrowed(bytes) = onnx {
+            crate::memory::release_pages(bytes);
+        }
         let model = reader
             .model_for_proto_model(&proto)
             .map_err(|e| fail(format!("not a loadable ONNX model: {e:#}")))?;

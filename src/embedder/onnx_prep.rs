@@ -156,6 +156,28 @@ fn fold_graph(graph: &mut GraphProto) -> usize {
         i += 1;
         !folded[i - 1]
     });
+    // Initializers nothing reads any more (the int8 originals) would be decoded by tract all the
+    // same, a second copy of the weights while the plan is built.
+    let read: std::collections::HashSet<&str> = graph
+        .node
+        .iter()
+        .flat_map(|n| n.input.iter().map(String::as_str))
+        .collect();
+    // Older files also list initializers as graph inputs: those stay, or tract would see an
+    // input with no value.
+    let outputs: std::collections::HashSet<&str> = graph
+        .output
+        .iter()
+        .chain(&graph.input)
+        .map(|o| o.name.as_str())
+        .collect();
+    let unused: std::collections::HashSet<String> = graph
+        .initializer
+        .iter()
+        .filter(|t| !read.contains(t.name.as_str()) && !outputs.contains(t.name.as_str()))
+        .map(|t| t.name.clone())
+        .collect();
+    graph.initializer.retain(|t| !unused.contains(&t.name));
     graph.initializer.extend(new_initializers);
     count
 }

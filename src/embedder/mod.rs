@@ -21,9 +21,9 @@ mod prelu;
 
 /// Most faces per network run.
 pub const MAX_BATCH: usize = 8;
-/// Faces per network run unless set otherwise. With tract 0.23 on x86 (AVX2), SFace takes 45 ms
-/// per face one at a time but 61 ms in pairs and 65 ms in fours (`facegate bench embed --batch`),
-/// so a frame's faces are run one by one; boards with other kernels may prefer batches.
+/// Faces per network run unless set otherwise. With tract 0.23 on x86 (AVX2), SFace takes 11 ms
+/// per face one at a time but 20 ms in pairs and 28 ms in fours (`facegate bench embed --batch`),
+/// so a frame's faces are run one by one; two threads on one plan do better (`--threads`).
 pub const DEFAULT_BATCH: usize = 1;
 
 type Plan = Arc<TypedRunnableModel>;

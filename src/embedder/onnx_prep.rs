@@ -204,14 +204,9 @@ pub fn fold_conv_batch_norm(graph: &mut GraphProto) -> usize {
         };
         let conv = &graph.node[conv_at];
         let conv_out = &bn.input[0];
-        let readers = graph
-            .node
-            .iter()
-            .filter(|n| n.input.iter().any(|i| i == conv_out))
-            .count();
         if conv.op_type != "Conv"
             || conv.output.len() != 1
-            || readers != 1
+            || readers(graph, conv_out) != 1
             || graph.output.iter().any(|o| &o.name == conv_out)
         {
             continue;
@@ -249,14 +244,7 @@ pub fn fold_conv_batch_norm(graph: &mut GraphProto) -> usize {
             },
             None => vec![0.0; channels],
         };
-        let shared = |name: &str| {
-            graph
-                .node
-                .iter()
-                .filter(|n| n.input.iter().any(|i| i == name))
-                .count()
-                > 1
-        };
+        let shared = |name: &str| readers(graph, name) > 1;
         if shared(&conv.input[1])
             || conv
                 .input
@@ -378,6 +366,15 @@ fn dot_i8(w: &[i8], x: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+/// How many nodes of the graph read the value `name`.
+fn readers(graph: &GraphProto, name: &str) -> usize {
+    graph
+        .node
+        .iter()
+        .filter(|n| n.input.iter().any(|i| i == name))
+        .count()
+}
+
 fn attr_f(node: &tract_onnx::pb::NodeProto, name: &str, default: f32) -> f32 {
     node.attribute
         .iter()
@@ -426,14 +423,9 @@ pub fn split_dense_head(model: &mut ModelProto) -> Option<DenseHead> {
         return None;
     }
     // Nothing else may read the Gemm's output or its weights.
-    let readers = |name: &str| {
-        graph
-            .node
-            .iter()
-            .filter(|n| n.input.iter().any(|i| i == name))
-            .count()
-    };
-    if readers(gemm.output.first()?) != bn_at.map_or(0, |_| 1) || readers(&gemm.input[1]) != 1 {
+    if readers(graph, gemm.output.first()?) != bn_at.map_or(0, |_| 1)
+        || readers(graph, &gemm.input[1]) != 1
+    {
         return None;
     }
     let dq_at = producer(&gemm.input[1])?;

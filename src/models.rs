@@ -20,7 +20,9 @@ const YUNET_ONNX: &[u8] = include_bytes!("../models/yunet_2023mar.onnx");
 const LBP_CASCADE_XML: &str = include_str!("../models/lbpcascade_frontalface_improved.xml");
 
 /// The default embedder (SFace, int8 weights), checked against its card like a file on disk.
-pub fn default_embedder() -> Result<crate::embedder::Embedder, crate::model_card::ModelError> {
+pub fn default_embedder(
+    precision: crate::embedder::Precision,
+) -> Result<crate::embedder::Embedder, crate::model_card::ModelError> {
     let path = std::path::PathBuf::from("<built-in>/sface_int8w.json");
     let card = crate::model_card::ModelCard::parse(SFACE_CARD).map_err(|problem| {
         crate::model_card::ModelError {
@@ -35,6 +37,7 @@ pub fn default_embedder() -> Result<crate::embedder::Embedder, crate::model_card
             onnx_path: path.with_file_name("sface_int8w.onnx"),
         },
         crate::embedder::DEFAULT_BATCH,
+        precision,
     )
 }
 

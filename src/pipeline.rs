@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::detector::Detector;
-use crate::embedder::Embedder;
+use crate::embedder::{Embedder, Precision, DEFAULT_BATCH};
 use crate::gallery::{Gallery, ModelInfo};
 use crate::image_io::{self, Photo};
 use crate::models;
@@ -26,13 +26,15 @@ pub struct PipelineConfig<'a> {
     pub threshold: Option<f32>,
     /// Skip the cascade's edge pass (for measuring what it adds).
     pub no_edge_pass: bool,
+    /// What the embedder computes in.
+    pub precision: Precision,
 }
 
 impl Pipeline {
     pub fn load(config: &PipelineConfig<'_>) -> Result<Pipeline, String> {
         let embedder = match config.model {
-            Some(card) => Embedder::load(card),
-            None => models::default_embedder(),
+            Some(card) => Embedder::load_with(card, DEFAULT_BATCH, config.precision),
+            None => models::default_embedder(config.precision),
         }
         .map_err(|e| e.to_string())?;
         let cascade = cascade(config.detector);

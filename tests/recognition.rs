@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use facegate::align;
-use facegate::embedder::{cosine, normalized, Embedder};
+use facegate::embedder::{cosine, normalized, Embedder, Float, Precision};
 use facegate::yunet::YuNet;
 use serde::Deserialize;
 
@@ -99,7 +99,7 @@ fn embeddings_of_opencv_crops_match_opencv_features() {
 fn a_batch_embeds_like_single_faces() {
     let mut e = shipped_embedder();
     let mut batched =
-        Embedder::load_with_batch(&root().join("models/sface_int8w.json"), 3).unwrap();
+        Embedder::load_with(&root().join("models/sface_int8w.json"), 3, Precision::F32).unwrap();
     assert_eq!(batched.batch_size(), 3);
     let crops: Vec<_> = ["obama.jpg", "biden.jpg", "messi5.jpg"]
         .iter()
@@ -201,5 +201,27 @@ fn the_int8_dense_head_embeds_like_tract_in_f32() {
         let b = whole.embed(std::slice::from_ref(&crop)).unwrap().remove(0);
         assert_eq!(a.len(), 128);
         assert!(cosine(&a, &b) > 0.99999, "{name}: {}", cosine(&a, &b));
+    }
+}
+
+/// `--precision f16` (for boards with half-precision arithmetic) against f32, on this machine's
+/// software f16; `cross/emulated_check.py` repeats it on an emulated Cortex-A76 with tract's
+/// native f16 kernels.
+#[test]
+fn f16_embeds_like_f32() {
+    let card = root().join("models/sface_int8w.json");
+    let mut f32_net = Embedder::load_with(&card, 1, Precision::F32).unwrap();
+    let mut f16_net = Embedder::load_with(&card, 2, Precision::F16).unwrap();
+    assert_eq!((f32_net.float(), f16_net.float()), (Float::F32, Float::F16));
+    let crops: Vec<_> = ["obama.jpg", "biden.jpg", "messi5.jpg"]
+        .iter()
+        .map(|n| aligned_crop(n))
+        .collect();
+    let half = f16_net.embed(&crops).unwrap();
+    for (crop, h) in crops.iter().zip(&half) {
+        let full = f32_net.embed(std::slice::from_ref(crop)).unwrap().remove(0);
+        let c = cosine(&full, h);
+        assert!(c >= 0.999, "f16 against f32: cosine {c}");
+        assert!(c < 1.0 - 1e-7, "f16 gave exactly the f32 embedding ({c}): not run in f16");
     }
 }

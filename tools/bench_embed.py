@@ -75,7 +75,7 @@ def main():
     for threads, (rows, embeddings) in runs.items():
         for r in rows:
             cos = min(sum(a * b for a, b in zip(ours, theirs))
-                      for ours, theirs in zip(embeddings[r["form"]], reference))
+                      for ours, theirs in zip(embeddings[f"{r['form']} {r['precision']}"], reference))
             print(f"{r['form']:10} {threads:7} {r['per_face_ms']:8.2f} {cv / r['per_face_ms']:15.2f} {cos:18.5f}")
 
     out = subprocess.run([args.binary, "bench", "embed", "--profile", "--repeat", str(args.repeat),

@@ -11,12 +11,15 @@ use std::sync::Arc;
 
 use image::RgbImage;
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::floats::FloatPrecisionTranslator;
 
 use crate::model_card::{ChannelOrder, LoadedModel, ModelCard, ModelError};
 use onnx_prep::DenseHead;
+pub use precision::{cpu_has_f16_arithmetic, Float, Precision};
 
 mod depthwise;
 pub mod onnx_prep;
+mod precision;
 mod prelu;
 
 /// Most faces per network run.
@@ -34,36 +37,52 @@ pub struct Embedder {
     /// The final int8 dense layer, run here rather than by tract (see [`DenseHead`]).
     head: Option<Arc<DenseHead>>,
     batch: usize,
+    /// What the plan computes in (its input and output are of this type).
+    float: Float,
 }
 
 impl Embedder {
     /// Loads the model a card describes, checking the file against the card and the network's
     /// output against the card's embedding size.
     pub fn load(card_path: &Path) -> Result<Embedder, ModelError> {
-        Embedder::from_loaded(ModelCard::load(card_path)?, DEFAULT_BATCH)
+        Embedder::load_with(card_path, DEFAULT_BATCH, Precision::Auto)
     }
 
-    /// Like [`Embedder::load`], running `batch` faces (1 to [`MAX_BATCH`]) per network call.
-    pub fn load_with_batch(card_path: &Path, batch: usize) -> Result<Embedder, ModelError> {
-        Embedder::from_loaded(ModelCard::load(card_path)?, batch)
+    /// Like [`Embedder::load`], running `batch` faces (1 to [`MAX_BATCH`]) per network call in
+    /// the given precision.
+    pub fn load_with(
+        card_path: &Path,
+        batch: usize,
+        precision: Precision,
+    ) -> Result<Embedder, ModelError> {
+        Embedder::from_loaded(ModelCard::load(card_path)?, batch, precision)
     }
 
-    pub fn from_loaded(loaded: LoadedModel, batch: usize) -> Result<Embedder, ModelError> {
-        Embedder::build(loaded, batch, true)
+    pub fn from_loaded(
+        loaded: LoadedModel,
+        batch: usize,
+        precision: Precision,
+    ) -> Result<Embedder, ModelError> {
+        Embedder::build(loaded, batch, true, precision.resolve())
     }
 
     /// Loads the model with every layer run by tract, without the int8 dense head (to measure
     /// what the head changes).
     pub fn load_all_in_tract(card_path: &Path) -> Result<Embedder, ModelError> {
-        Embedder::build(ModelCard::load(card_path)?, DEFAULT_BATCH, false)
+        Embedder::build(ModelCard::load(card_path)?, DEFAULT_BATCH, false, Float::F32)
     }
 
-    fn build(loaded: LoadedModel, batch: usize, int8_head: bool) -> Result<Embedder, ModelError> {
+    fn build(
+        loaded: LoadedModel,
+        batch: usize,
+        int8_head: bool,
+        float: Float,
+    ) -> Result<Embedder, ModelError> {
         let path = loaded.onnx_path.clone();
         // tract checks most of a model but can still panic on a malformed graph deep in its
         // analysis: a wrong model file must be an error naming it, not the end of the process.
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            Embedder::build_checked(loaded, batch, int8_head)
+            Embedder::build_checked(loaded, batch, int8_head, float)
         }))
         .unwrap_or_else(|panic| {
             let why = panic
@@ -82,6 +101,7 @@ impl Embedder {
         loaded: LoadedModel,
         batch: usize,
         int8_head: bool,
+        float: Float,
     ) -> Result<Embedder, ModelError> {
         let LoadedModel {
             card,
@@ -113,7 +133,17 @@ impl Embedder {
             .and_then(|m| m.into_typed())
             .and_then(|m| m.into_decluttered())
             .and_then(|mut m| {
-                depthwise::use_vectorised_stride2(&mut m)?;
+                match float {
+                    // f16 weights are cast when the plan is optimised, so the plan keeps one
+                    // copy of them, at half the size.
+                    Float::F16 => m.transform(&FloatPrecisionTranslator::new(
+                        f32::datum_type(),
+                        f16::datum_type(),
+                    ))?,
+                    Float::F32 => {
+                        depthwise::use_vectorised_stride2(&mut m)?;
+                    }
+                }
                 m.into_optimized()
             })
             .and_then(|m| m.into_runnable())
@@ -127,6 +157,7 @@ impl Embedder {
             plan,
             head: head.map(Arc::new),
             batch,
+            float,
         };
         // Run it once so a wrong model is refused at load time, not mid-stream.
         let probe = RgbImage::new(w as u32, h as u32);
@@ -164,7 +195,13 @@ impl Embedder {
             plan: self.plan.clone(),
             head: self.head.clone(),
             batch: self.batch,
+            float: self.float,
         }
+    }
+
+    /// What the network computes in.
+    pub fn float(&self) -> Float {
+        self.float
     }
 
     pub fn batch_size(&self) -> usize {
@@ -216,15 +253,21 @@ impl Embedder {
                 }
             }
         }
-        Ok(
-            tract_ndarray::Array4::from_shape_vec((self.batch, 3, h, w), data)
-                .map_err(|e| e.to_string())?
-                .into_tensor(),
-        )
+        let input = tract_ndarray::Array4::from_shape_vec((self.batch, 3, h, w), data)
+            .map_err(|e| e.to_string())?
+            .into_tensor();
+        match self.float {
+            Float::F32 => Ok(input),
+            Float::F16 => input
+                .cast_to::<f16>()
+                .map(|t| t.into_owned())
+                .map_err(|e| e.to_string()),
+        }
     }
 
     /// Unit-length embeddings of the first `faces` rows of the network's output.
     fn embeddings(&self, output: &TValue, faces: usize) -> Result<Vec<Vec<f32>>, String> {
+        let output = output.cast_to::<f32>().map_err(|e| e.to_string())?;
         let view = output
             .to_plain_array_view::<f32>()
             .map_err(|e| e.to_string())?;

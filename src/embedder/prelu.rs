@@ -177,7 +177,11 @@ impl EvalOp for ChannelPrelu {
             );
         }
         let plane: usize = shape[2..].iter().product();
-        if plane > 0 {
+        if plane > 0 && x.datum_type() == f16::datum_type() {
+            // A model translated to f16 (`--precision f16`) after this op was chosen.
+            let mut view = x.try_as_plain_ram_mut()?;
+            self.apply_f16(view.as_slice_mut::<f16>()?, plane);
+        } else if plane > 0 {
             let mut view = x.try_as_plain_ram_mut()?;
             let data = view.as_slice_mut::<f32>()?;
             #[cfg(target_arch = "x86_64")]
@@ -201,6 +205,18 @@ impl ChannelPrelu {
             let a = self.slope[i % self.slope.len()];
             for v in block {
                 *v = if *v < 0.0 { *v * a } else { *v };
+            }
+        }
+    }
+
+    fn apply_f16(&self, data: &mut [f16], plane: usize) {
+        let zero = f16::from_f32(0.0);
+        for (i, block) in data.chunks_mut(plane).enumerate() {
+            let a = f16::from_f32(self.slope[i % self.slope.len()]);
+            for v in block {
+                if *v < zero {
+                    *v *= a;
+                }
             }
         }
     }

@@ -76,6 +76,10 @@ pub struct EmbedArgs {
     /// Faces per network run
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = crate::ranges::int(1usize, 256))]
     pub batch: usize,
+    /// Precisions to time each model in, in order (the first model in the first precision is
+    /// the reference); `auto` is what the CPU makes of it
+    #[arg(long = "precision", value_enum, value_name = "PRECISION", default_value = "f32")]
+    pub precisions: Vec<facegate::embedder::Precision>,
     /// Embed on this many threads at once, from one plan (each thread embeds every crop); the
     /// time per face is then the wall time over all the faces of all threads
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = crate::ranges::int(1usize, 64))]
@@ -96,6 +100,8 @@ pub struct EmbedArgs {
 struct EmbedTiming<'a> {
     model: &'a str,
     form: &'a str,
+    /// What the network computed in (`f32` or `f16`).
+    precision: String,
     batch: usize,
     threads: usize,
     /// Median milliseconds per face over the timed passes.
@@ -119,8 +125,12 @@ pub fn embed(args: EmbedArgs) -> Result<ExitCode, String> {
     let batch = args.batch.clamp(1, facegate::embedder::MAX_BATCH);
     let mut reference: Option<(f64, Vec<Vec<f32>>)> = None;
     let mut dump = serde_json::Map::new();
-    for card in &args.models {
-        let mut e = facegate::embedder::Embedder::load_with_batch(card, batch)
+    let runs = args
+        .models
+        .iter()
+        .flat_map(|card| args.precisions.iter().map(move |&p| (card, p)));
+    for (card, precision) in runs {
+        let mut e = facegate::embedder::Embedder::load_with(card, batch, precision)
             .map_err(|e| e.to_string())?;
         if args.profile {
             let table = e.profile(&crops, args.repeat)?;
@@ -128,7 +138,7 @@ pub fn embed(args: EmbedArgs) -> Result<ExitCode, String> {
             for t in table {
                 println!(
                     "{}",
-                    serde_json::json!({"form": e.card().form, "op": t.op, "nodes": t.nodes,
+                    serde_json::json!({"form": e.card().form, "precision": e.float().to_string(), "op": t.op, "nodes": t.nodes,
                         "ms_per_face": t.ms, "share": t.ms / total})
                 );
             }
@@ -172,10 +182,14 @@ pub fn embed(args: EmbedArgs) -> Result<ExitCode, String> {
             .map(|(a, b)| facegate::embedder::cosine(a, b))
             .fold(f32::INFINITY, f32::min);
         let name = card.display().to_string();
-        dump.insert(e.card().form.clone(), serde_json::json!(embeddings));
+        dump.insert(
+            format!("{} {}", e.card().form, e.float()),
+            serde_json::json!(embeddings),
+        );
         let line = EmbedTiming {
             model: &name,
             form: &e.card().form,
+            precision: e.float().to_string(),
             batch,
             threads,
             per_face_ms: per_face,

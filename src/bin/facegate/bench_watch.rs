@@ -15,6 +15,7 @@ use image::{imageops, RgbImage};
 use facegate::capture::{Capture, Item};
 use facegate::frames::{FrameSource, Next};
 use facegate::image_io::{self, Photo};
+use facegate::live::{Recognizer, StageTotals};
 
 use crate::faces::{ModelArgs, Pipeline};
 use crate::watch::{recognizer_for, TrackingArgs};
@@ -38,10 +39,10 @@ const GOAL_FPS: f64 = 30.0;
 const GOAL_RSS_MB: f64 = 60.0;
 
 /// A few variants of a scene, cycled; a face moves a few pixels between them, as people do.
-struct Scene {
-    frames: Vec<Photo>,
-    left: u64,
-    next: usize,
+pub struct Scene {
+    pub frames: Vec<Photo>,
+    pub left: u64,
+    pub next: usize,
 }
 
 impl FrameSource for Scene {
@@ -62,7 +63,7 @@ impl FrameSource for Scene {
 }
 
 /// The largest face of a photo with some context around it, as a square `side` pixels wide.
-fn face_tile(pipeline: &mut Pipeline, path: &Path, side: u32) -> Result<RgbImage, String> {
+pub fn face_tile(pipeline: &mut Pipeline, path: &Path, side: u32) -> Result<RgbImage, String> {
     let photo = image_io::load(path).map_err(|e| e.to_string())?;
     let (face, _) = pipeline
         .faces(&photo)?
@@ -90,7 +91,7 @@ fn face_tile(pipeline: &mut Pipeline, path: &Path, side: u32) -> Result<RgbImage
     ))
 }
 
-fn compose(tiles: &[(RgbImage, i64, i64)], shift: i64) -> Photo {
+pub fn compose(tiles: &[(RgbImage, i64, i64)], shift: i64) -> Photo {
     let mut canvas = RgbImage::from_pixel(640, 480, image::Rgb([96, 96, 96]));
     for (tile, x, y) in tiles {
         imageops::overlay(&mut canvas, tile, x + shift, *y);
@@ -98,11 +99,44 @@ fn compose(tiles: &[(RgbImage, i64, i64)], shift: i64) -> Photo {
     Photo::from_dynamic(image::DynamicImage::ImageRgb8(canvas))
 }
 
-fn peak_rss_mb() -> Option<f64> {
+pub fn peak_rss_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
+}
+
+/// `frames` frames of a scene through `recognizer` on `threads` detection threads: frames per
+/// second and the time of each stage.
+pub fn run_scene(
+    recognizer: &mut Recognizer,
+    tiles: &[(RgbImage, i64, i64)],
+    frames: u64,
+    threads: usize,
+) -> Result<(f64, StageTotals), String> {
+    let variants: Vec<Photo> = (0..6)
+        .map(|i| compose(tiles, [0, 2, 4, 6, 4, 2][i]))
+        .collect();
+    recognizer.restart();
+    recognizer.set_detect_threads(threads);
+    let scene = Scene {
+        frames: variants,
+        left: frames,
+        next: 0,
+    };
+    let capture = Capture::start(
+        move || Ok(Box::new(scene) as Box<dyn FrameSource>),
+        Arc::default(),
+    )?;
+    let start = Instant::now();
+    while let Some(item) = capture.next()? {
+        if let Item::Frame(f) = item {
+            recognizer.process(&f)?;
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let totals = recognizer.totals();
+    Ok((totals.frames as f64 / seconds, totals))
 }
 
 pub fn run(args: BenchWatchArgs) -> Result<ExitCode, String> {
@@ -128,29 +162,7 @@ pub fn run(args: BenchWatchArgs) -> Result<ExitCode, String> {
     let mut one_face_one_core = 0.0;
     for threads in [1, cores] {
         for (label, tiles, faces) in [("1 face", &one, 1usize), ("5 faces", &five, 5)] {
-            let frames: Vec<Photo> = (0..6)
-                .map(|i| compose(tiles, [0, 2, 4, 6, 4, 2][i]))
-                .collect();
-            recognizer.restart();
-            recognizer.set_detect_threads(threads);
-            let scene = Scene {
-                frames,
-                left: args.frames,
-                next: 0,
-            };
-            let capture = Capture::start(
-                move || Ok(Box::new(scene) as Box<dyn FrameSource>),
-                Arc::default(),
-            )?;
-            let start = Instant::now();
-            while let Some(item) = capture.next()? {
-                if let Item::Frame(f) = item {
-                    recognizer.process(&f)?;
-                }
-            }
-            let seconds = start.elapsed().as_secs_f64();
-            let totals = recognizer.totals();
-            let fps = totals.frames as f64 / seconds;
+            let (fps, totals) = run_scene(&mut recognizer, tiles, args.frames, threads)?;
             let [d, l, e, t] = totals.per_frame_ms();
             let seen = totals.faces as f64 / totals.frames.max(1) as f64;
             println!(

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 pub use facegate::pipeline::Pipeline;
+use facegate::embedder::Precision;
 use facegate::pipeline::PipelineConfig;
 use facegate::recognize::DetectorKind;
 
@@ -24,6 +25,10 @@ pub struct ModelArgs {
     /// Cosine similarity at or above which a face is taken as a match [default: the model card's]
     #[arg(long, value_name = "COSINE", global = true, allow_hyphen_values = true, value_parser = crate::ranges::cosine)]
     pub threshold: Option<f32>,
+    /// What the embedder computes in: f16 halves its weights and is faster on boards with
+    /// half-precision arithmetic (Pi 5, Jetson Orin/Xavier); `auto` uses it only there
+    #[arg(long, value_enum, default_value_t = Precision::Auto, global = true)]
+    pub precision: Precision,
 }
 
 #[derive(clap::Args, Clone)]
@@ -58,6 +63,7 @@ impl ModelArgs {
             no_align: self.no_align,
             no_edge_pass: self.no_edge_pass,
             threshold: self.threshold,
+            precision: self.precision,
         })
     }
 }

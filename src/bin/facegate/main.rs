@@ -1,6 +1,7 @@
 //! The `facegate` command line: a thin layer over the library, one module per subcommand.
 
 mod bench;
+mod bench_board;
 mod bench_search;
 #[cfg(feature = "mqtt")]
 mod bench_sync;
@@ -73,7 +74,7 @@ enum Command {
     Search(search::SearchArgs),
     /// Derive the match threshold for a target false-accept rate from labelled photos.
     Calibrate(evaluation::CalibrateArgs),
-    /// Benchmarks for developers: detect, embed, match, search, watch.
+    /// Benchmarks: this board in one table, and detect, embed, match, search, watch.
     Bench(BenchArgs),
 }
 
@@ -85,6 +86,9 @@ struct BenchArgs {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// One table of this board's speed and memory, to paste when sharing results
+    /// (cross/RASPBERRY-PI.md).
+    Board(bench_board::BenchBoardArgs),
     /// Time the detector on photos (used by tools/bench_detect.py to compare with OpenCV).
     Detect(bench::Args),
     /// Time face embedding with one or more models on aligned crops.
@@ -123,6 +127,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Detect(args) => detect::run(args),
         Command::Bench(BenchArgs { what }) => match what {
+            BenchCommand::Board(args) => bench_board::run(args),
             BenchCommand::Detect(args) => bench::run(args),
             BenchCommand::Embed(args) => bench::embed(args),
             BenchCommand::Match(args) => bench::matching(args),

@@ -89,7 +89,51 @@ def main():
         print(f"embed {form:8}: ARM vs x86 lowest cosine {worst:.6f} over {len(arm_vectors)} faces "
               f"{'ok' if ok else 'BELOW 0.99'}")
     failures += end_to_end(args.arm, args.x86)
+    if args.arch == "aarch64":
+        failures += board_check(args.arm)
     return 1 if failures else 0
+
+
+# What a Raspberry Pi 5 (Cortex-A76) shows in /proc/cpuinfo, which is where tract looks for
+# half-precision arithmetic (`asimdhp`) before it uses its native f16 kernels. qemu-user passes the
+# host's file through, so the emulated A76 is presented with this one in a mount namespace.
+A76_CPUINFO = ("processor\t: 0\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 "
+               "crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp\nCPU implementer\t: 0x41\n"
+               "CPU architecture: 8\nCPU variant\t: 0x4\nCPU part\t: 0xd0b\nCPU revision\t: 1\n\n")
+
+
+def board_check(arm):
+    """`bench board` on an emulated Cortex-A76: the command works, sees half-precision arithmetic,
+    and `--precision f16` embeds like f32 (cosine >= 0.999) with tract's native f16 kernels."""
+    cmd = ["qemu-aarch64-static", "-cpu", "cortex-a76"] + QEMU[1:] + [
+        arm, "bench", "board", "--photos", os.path.join(ROOT, "tests", "fixtures", "photos"),
+        "--frames", "2", "--repeat", "1", "--skip-memory"]
+    with tempfile.TemporaryDirectory() as tmp:
+        cpuinfo = os.path.join(tmp, "cpuinfo")
+        with open(cpuinfo, "w") as f:
+            f.write(A76_CPUINFO)
+        wrapped = ["unshare", "-m", "sh", "-c", 'mount --bind "$0" /proc/cpuinfo && exec "$@"', cpuinfo] + cmd
+        try:
+            table = run(wrapped)
+        except (subprocess.CalledProcessError, FileNotFoundError) as e:
+            print(f"bench board: could not present an A76 /proc/cpuinfo ({e}); tract's software f16 is checked instead")
+            table = run(cmd)
+    print(table.rstrip())
+    rows = {}
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 2:
+            rows[cells[0]] = cells[1]
+    f16 = rows.get("embed, f16 (ms per face, 1 thread)", "")
+    if "cosine to f32: " not in f16:
+        print("bench board: no f16 embedding row")
+        return 1
+    cos = float(f16.split("cosine to f32: ")[1].split(")")[0])
+    native = rows.get("half-precision arithmetic (tract's f16 kernels)") == "yes"
+    ok = cos >= 0.999
+    print(f"f16 on an emulated Cortex-A76 ({'native' if native else 'software'} f16 kernels): "
+          f"cosine to f32 {cos:.5f} {'ok' if ok else 'BELOW 0.999'}")
+    return 0 if ok else 1
 
 
 def photo(name):

@@ -16,7 +16,7 @@ pub mod frames;
 pub mod gallery;
 pub mod grey;
 pub mod image_io;
-mod jpeg;
+pub mod jpeg;
 pub mod limits;
 pub mod live;
 pub mod matcher;

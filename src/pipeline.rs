@@ -32,6 +32,7 @@ pub struct PipelineConfig<'a> {
 
 impl Pipeline {
     pub fn load(config: &PipelineConfig<'_>) -> Result<Pipeline, String> {
+        crate::memory::loading_begins();
         let embedder = match config.model {
             Some(card) => Embedder::load_with(card, DEFAULT_BATCH, config.precision),
             None => models::default_embedder(config.precision),
@@ -43,7 +44,7 @@ impl Pipeline {
         let mut finder = FaceFinder::new(config.detector, cascade, yunet);
         finder.skip_alignment = config.no_align;
         finder.edge_pass = !config.no_edge_pass;
-        crate::memory::trim_heap();
+        crate::memory::loading_done();
         Ok(Pipeline {
             finder,
             embedder,

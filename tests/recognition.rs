@@ -222,6 +222,9 @@ fn f16_embeds_like_f32() {
         let full = f32_net.embed(std::slice::from_ref(crop)).unwrap().remove(0);
         let c = cosine(&full, h);
         assert!(c >= 0.999, "f16 against f32: cosine {c}");
-        assert!(c < 1.0 - 1e-7, "f16 gave exactly the f32 embedding ({c}): not run in f16");
+        assert!(
+            c < 1.0 - 1e-7,
+            "f16 gave exactly the f32 embedding ({c}): not run in f16"
+        );
     }
 }

@@ -69,7 +69,12 @@ impl Embedder {
     /// Loads the model with every layer run by tract, without the int8 dense head (to measure
     /// what the head changes).
     pub fn load_all_in_tract(card_path: &Path) -> Result<Embedder, ModelError> {
-        Embedder::build(ModelCard::load(card_path)?, DEFAULT_BATCH, false, Float::F32)
+        Embedder::build(
+            ModelCard::load(card_path)?,
+            DEFAULT_BATCH,
+            false,
+            Float::F32,
+        )
     }
 
     fn build(

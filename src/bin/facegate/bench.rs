@@ -78,7 +78,12 @@ pub struct EmbedArgs {
     pub batch: usize,
     /// Precisions to time each model in, in order (the first model in the first precision is
     /// the reference); `auto` is what the CPU makes of it
-    #[arg(long = "precision", value_enum, value_name = "PRECISION", default_value = "f32")]
+    #[arg(
+        long = "precision",
+        value_enum,
+        value_name = "PRECISION",
+        default_value = "f32"
+    )]
     pub precisions: Vec<facegate::embedder::Precision>,
     /// Embed on this many threads at once, from one plan (each thread embeds every crop); the
     /// time per face is then the wall time over all the faces of all threads

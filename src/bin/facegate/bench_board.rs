@@ -28,6 +28,10 @@ pub struct BenchBoardArgs {
     /// Timed embeddings per precision (after one untimed)
     #[arg(long, value_name = "N", default_value_t = 20, value_parser = crate::ranges::int(1usize, 100_000))]
     pub repeat: usize,
+    /// Do not measure `watch`'s memory (it runs `facegate watch` as a child process, which an
+    /// emulator such as qemu-user may not be able to start)
+    #[arg(long)]
+    pub skip_memory: bool,
     #[command(flatten)]
     pub tracking: TrackingArgs,
     #[command(flatten)]
@@ -116,10 +120,12 @@ pub fn run(args: BenchBoardArgs) -> Result<ExitCode, String> {
         }
     }
     drop(recognizer);
-    rows.push(row(
-        format!("watch peak resident memory, {precision} (MB)"),
-        watch_peak_mb(&args, &scene),
-    ));
+    if !args.skip_memory {
+        rows.push(row(
+            format!("watch peak resident memory, {precision} (MiB)"),
+            watch_peak_mb(&args, &scene),
+        ));
+    }
 
     println!("| facegate bench board | |\n|---|---|");
     for r in rows {
@@ -172,7 +178,10 @@ fn embed_rows(args: &BenchBoardArgs, crop: &image::RgbImage) -> Result<Vec<Row>,
         if float == Float::F16 && !facegate::embedder::cpu_has_f16_arithmetic() {
             value += ", software f16";
         }
-        rows.push(row(format!("embed, {float} (ms per face, 1 thread)"), value));
+        rows.push(row(
+            format!("embed, {float} (ms per face, 1 thread)"),
+            value,
+        ));
     }
     Ok(rows)
 }
@@ -223,18 +232,20 @@ fn child_watch_peak_kb(
     std::fs::create_dir(&frames).map_err(|e| format!("{}: {e}", frames.display()))?;
     for i in 0..args.frames.min(300) {
         let shift = [0, 2, 4, 6, 4, 2][i as usize % 6];
-        let path = frames.join(format!("frame{i:04}.png"));
-        compose(scene, shift)
-            .rgb
-            .save(&path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        // JPEG, as a camera's MJPEG stream delivers them.
+        let path = frames.join(format!("frame{i:04}.jpg"));
+        let jpeg = facegate::jpeg::encode(&compose(scene, shift).rgb, 90.0)?;
+        std::fs::write(&path, jpeg).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     let gallery = dir.0.join("gallery");
     let mut model = Vec::new();
     if let Some(card) = &args.model.model {
         model.extend(["--model".into(), card.clone().into_os_string()]);
     }
-    model.extend(["--precision".into(), args.model.precision.to_string().into()]);
+    model.extend([
+        "--precision".into(),
+        args.model.precision.to_string().into(),
+    ]);
     let enroll = std::process::Command::new(&exe)
         .args(["enroll", "--gallery"])
         .arg(&gallery)
@@ -267,32 +278,33 @@ fn child_watch_peak_kb(
     })
 }
 
-/// Waits for the child and returns its own peak resident set (`wait4`'s `ru_maxrss`, which
-/// counts this child alone, not every child waited for).
-#[cfg(target_os = "linux")]
-fn wait_for_peak_kb(child: std::process::Child) -> Result<u64, String> {
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value of the plain C struct wait4 writes to.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: pid is our own child, not yet waited for; both pointers are to live locals.
-    let got = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    if got != pid {
-        return Err(format!(
-            "waiting for watch failed: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        return Err("watch failed:".into());
-    }
-    Ok(usage.ru_maxrss.max(0) as u64)
-}
-
-#[cfg(not(target_os = "linux"))]
+/// Waits for the child, reading its peak resident set (`VmHWM`) as it runs. `wait4`'s
+/// `ru_maxrss` would not do: Linux carries the parent's peak into a spawned child's, so it would
+/// report this (larger) benchmark process. `VmHWM` belongs to the child's own address space and
+/// only grows, so the last reading before it exits is its peak, give or take the last few
+/// milliseconds.
 fn wait_for_peak_kb(mut child: std::process::Child) -> Result<u64, String> {
-    let _ = child.wait();
-    Err("only measured on Linux".into())
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak_kb = None;
+    let status = loop {
+        if let Some(status) = child
+            .try_wait()
+            .map_err(|e| format!("waiting for watch: {e}"))?
+        {
+            break status;
+        }
+        let hwm = std::fs::read_to_string(&status_file).ok().and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        });
+        peak_kb = hwm.or(peak_kb);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    if !status.success() {
+        return Err(format!("watch failed ({status}):"));
+    }
+    peak_kb.ok_or_else(|| "no /proc/PID/status to read it from".into())
 }
 
 /// A folder removed when dropped.
@@ -300,7 +312,8 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new() -> Result<TempDir, String> {
-        let path = std::env::temp_dir().join(format!("facegate-bench-board-{}", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("facegate-bench-board-{}", std::process::id()));
         std::fs::create_dir_all(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(TempDir(path))
     }

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-pub use facegate::pipeline::Pipeline;
 use facegate::embedder::Precision;
+pub use facegate::pipeline::Pipeline;
 use facegate::pipeline::PipelineConfig;
 use facegate::recognize::DetectorKind;
 

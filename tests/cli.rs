@@ -184,10 +184,78 @@ fn help_lists_what_a_user_does_and_one_bench_command() {
     assert!(!help.contains("bench-"), "{help}");
     let bench = facegate(&["bench", "--help"]);
     let bench = String::from_utf8(bench.stdout).unwrap();
-    for what in ["detect", "embed", "match", "watch"] {
+    for what in ["board", "detect", "embed", "match", "watch"] {
         assert!(
             bench.lines().any(|l| l.trim_start().starts_with(what)),
             "{bench}"
         );
     }
+}
+
+/// `bench board` on a few frames: every row of the table is there with a number, f16 agrees
+/// with f32, and `watch`'s memory comes from a real child process (tens of MiB, not this test's).
+#[test]
+fn bench_board_prints_one_table_of_this_machine() {
+    let photos = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/photos");
+    let out = facegate(&[
+        "bench",
+        "board",
+        "--photos",
+        photos.to_str().unwrap(),
+        "--frames",
+        "3",
+        "--repeat",
+        "1",
+    ]);
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{table}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: std::collections::BTreeMap<String, String> = table
+        .lines()
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.trim().trim_matches('|').split('|').collect();
+            (cells.len() == 2).then(|| (cells[0].trim().into(), cells[1].trim().into()))
+        })
+        .collect();
+    let number = |key: &str| -> f64 {
+        let value = rows
+            .iter()
+            .find(|(k, _)| k.starts_with(key))
+            .unwrap_or_else(|| panic!("no {key} row in:\n{table}"))
+            .1;
+        value
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{key}: {value}"))
+    };
+    for key in [
+        "embed, f32",
+        "embed, f16",
+        "match one face",
+        "detect, Haar",
+        "landmarks",
+    ] {
+        assert!(number(key) > 0.0, "{key}");
+    }
+    assert!(number("watch, one face, 1 core") > 0.0);
+    let f16 = &rows["embed, f16 (ms per face, 1 thread)"];
+    let cos: f64 = f16.split("cosine to f32: ").nth(1).unwrap()[..7]
+        .parse()
+        .unwrap();
+    assert!(cos >= 0.999, "{f16}");
+    let mib = number("watch peak resident memory");
+    assert!((20.0..200.0).contains(&mib), "watch peak {mib} MiB");
+}
+
+/// A board without the test photos is told what to copy.
+#[test]
+fn bench_board_without_photos_says_what_to_copy() {
+    let out = facegate(&["bench", "board", "--photos", "/nonexistent-photos"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("tests/fixtures/photos"), "{err}");
 }

@@ -143,8 +143,29 @@ fn machine() -> String {
             .find(|(k, _)| k.trim() == key)
             .map(|(_, v)| v.trim().to_string())
     };
+    // Arm boards other than the Pi (Jetson) name only the core's part number.
+    let arm_core = || {
+        let part = field("CPU part")?;
+        let core = match part.as_str() {
+            "0xd03" => "Cortex-A53",
+            "0xd04" => "Cortex-A35",
+            "0xd05" => "Cortex-A55",
+            "0xd07" => "Cortex-A57",
+            "0xd08" => "Cortex-A72",
+            "0xd09" => "Cortex-A73",
+            "0xd0a" => "Cortex-A75",
+            "0xd0b" => "Cortex-A76",
+            "0xd0c" => "Neoverse-N1",
+            "0xd41" => "Cortex-A78",
+            "0xd42" => "Cortex-A78AE",
+            "0x004" => "NVIDIA Carmel",
+            _ => return Some(format!("Arm core part {part}")),
+        };
+        Some(core.to_string())
+    };
     let name = field("Model")
         .or_else(|| field("model name"))
+        .or_else(arm_core)
         .unwrap_or_else(|| "unknown CPU".into());
     format!("{name} ({})", std::env::consts::ARCH)
 }

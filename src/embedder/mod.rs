@@ -123,10 +123,12 @@ impl Embedder {
             .with_ignore_value_info(true);
         prelu::register(&mut reader.op_register);
         let (proto, head) = onnx_prep::read_and_rewrite(&onnx, int8_head).map_err(fail)?;
-        // The decoded form holds everything from here: a model built into the binary gives its
-        // pages back before the plan's weights are made, so the two never count together.
-        if let std::borrow::Cow::Borrowed(bytes) = onnx {
-            crate::memory::release_pages(bytes);
+        // The decoded form holds everything from here: the file's bytes go (a model built into
+        // the binary gives its pages back) before the plan's weights are made, so the two never
+        // count together.
+        match onnx {
+            std::borrow::Cow::Borrowed(bytes) => crate::memory::release_pages(bytes),
+            std::borrow::Cow::Owned(bytes) => drop(bytes),
         }
         let model = reader
             .model_for_proto_model(&proto)

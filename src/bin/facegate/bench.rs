@@ -224,29 +224,42 @@ pub struct MatchArgs {
     pub repeat: usize,
 }
 
+/// A random unit vector of `dim` values (the benchmarks' stand-in for embeddings).
+pub fn random_unit(rng: &mut facegate::evaluate::Rng, dim: usize) -> Vec<f32> {
+    let v: Vec<f32> = (0..dim)
+        .map(|_| (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
+        .collect();
+    facegate::embedder::normalized(&v)
+}
+
+/// Median milliseconds to find the best of `people` random unit vectors for each of `repeat`
+/// random queries.
+pub fn match_median_ms(
+    rng: &mut facegate::evaluate::Rng,
+    people: usize,
+    dim: usize,
+    repeat: usize,
+) -> f64 {
+    let rows: Vec<Vec<f32>> = (0..people).map(|_| random_unit(rng, dim)).collect();
+    let matcher =
+        facegate::matcher::Matcher::from_centroids(dim, rows.iter().map(|r| r.as_slice()));
+    let queries: Vec<Vec<f32>> = (0..repeat.max(1)).map(|_| random_unit(rng, dim)).collect();
+    let mut times = Vec::new();
+    for q in &queries {
+        let start = Instant::now();
+        let best = matcher.top_k(q, 1);
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+        std::hint::black_box(best);
+    }
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
 pub fn matching(args: MatchArgs) -> Result<ExitCode, String> {
     let mut rng = facegate::evaluate::Rng::new(42);
-    let mut unit = |dim: usize| {
-        let v: Vec<f32> = (0..dim)
-            .map(|_| (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
-            .collect();
-        facegate::embedder::normalized(&v)
-    };
     let mut first: Option<f64> = None;
     for &n in &args.people {
-        let rows: Vec<Vec<f32>> = (0..n).map(|_| unit(args.dim)).collect();
-        let matcher =
-            facegate::matcher::Matcher::from_centroids(args.dim, rows.iter().map(|r| r.as_slice()));
-        let queries: Vec<Vec<f32>> = (0..args.repeat.max(1)).map(|_| unit(args.dim)).collect();
-        let mut times = Vec::new();
-        for q in &queries {
-            let start = Instant::now();
-            let best = matcher.top_k(q, 1);
-            times.push(start.elapsed().as_secs_f64() * 1e3);
-            std::hint::black_box(best);
-        }
-        times.sort_by(f64::total_cmp);
-        let median = times[times.len() / 2];
+        let median = match_median_ms(&mut rng, n, args.dim, args.repeat);
         let per_person_ns = median * 1e6 / n as f64;
         let base = *first.get_or_insert(per_person_ns);
         println!(

@@ -89,7 +89,15 @@ pub fn run(args: BenchBoardArgs) -> Result<ExitCode, String> {
     rows.extend(embed_rows(&args, &crop)?);
     rows.push(row(
         format!("match one face against {MATCH_PEOPLE} people (ms)"),
-        format!("{:.3}", match_ms(pipeline.embedder.card().embedding_dim)),
+        format!(
+            "{:.3}",
+            crate::bench::match_median_ms(
+                &mut facegate::evaluate::Rng::new(7),
+                MATCH_PEOPLE,
+                pipeline.embedder.card().embedding_dim,
+                51
+            )
+        ),
     ));
 
     let precision = pipeline.embedder.float();
@@ -205,30 +213,6 @@ fn embed_rows(args: &BenchBoardArgs, crop: &image::RgbImage) -> Result<Vec<Row>,
         ));
     }
     Ok(rows)
-}
-
-/// Median milliseconds to find the best of `MATCH_PEOPLE` random unit vectors.
-fn match_ms(dim: usize) -> f64 {
-    let mut rng = facegate::evaluate::Rng::new(7);
-    let mut unit = || {
-        let v: Vec<f32> = (0..dim)
-            .map(|_| (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
-            .collect();
-        facegate::embedder::normalized(&v)
-    };
-    let rows: Vec<Vec<f32>> = (0..MATCH_PEOPLE).map(|_| unit()).collect();
-    let matcher =
-        facegate::matcher::Matcher::from_centroids(dim, rows.iter().map(|r| r.as_slice()));
-    let mut times: Vec<f64> = (0..51)
-        .map(|_| {
-            let q = unit();
-            let start = Instant::now();
-            std::hint::black_box(matcher.top_k(&q, 1));
-            start.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
 }
 
 /// Peak resident memory of `facegate watch` over the scene's frames, with one person enrolled,

@@ -32,12 +32,7 @@ pub struct BenchSearchArgs {
 
 pub fn run(args: BenchSearchArgs) -> Result<ExitCode, String> {
     let mut rng = facegate::evaluate::Rng::new(7);
-    let mut unit = |dim: usize| {
-        let v: Vec<f32> = (0..dim)
-            .map(|_| (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
-            .collect();
-        facegate::embedder::normalized(&v)
-    };
+    let mut unit = |dim: usize| crate::bench::random_unit(&mut rng, dim);
     for &n in &args.faces {
         let mut matrix = Vec::with_capacity(n * args.dim);
         for _ in 0..n {

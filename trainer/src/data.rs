@@ -340,6 +340,70 @@ pub fn split_by_identity(
     })
 }
 
+/// `k` splits whose test parts are disjoint groups of `test_identities` classes, in an order drawn
+/// with `seed` (every class is held out at most once). Each split is exactly what
+/// `split_by_identity` gives with its group named as `--hold-out`, so any one split can be rerun
+/// on its own. `k = 1` with named classes is the plain split.
+pub fn rotating_splits(
+    ds: &Dataset,
+    k: usize,
+    val_identities: usize,
+    test_identities: usize,
+    held_out: &[String],
+    seed: u64,
+) -> Result<Vec<Split>, String> {
+    if k <= 1 {
+        return Ok(vec![split_by_identity(
+            ds,
+            val_identities,
+            test_identities,
+            held_out,
+            seed,
+        )?]);
+    }
+    if !held_out.is_empty() {
+        return Err(format!(
+            "--hold-out names the test classes of one split; --splits {k} rotates them itself (drop one of the two)"
+        ));
+    }
+    let n = ds.class_count();
+    if test_identities == 0 || k.saturating_mul(test_identities) > n {
+        return Err(format!(
+            "--splits {k} with --test-identities {test_identities} needs {} disjoint test classes; the data has {n}",
+            k.saturating_mul(test_identities).max(k)
+        ));
+    }
+    let order = Rng::new(seed ^ 0x5b1175).pick(n, n);
+    order
+        .chunks(test_identities)
+        .take(k)
+        .map(|group| {
+            let names: Vec<String> = group.iter().map(|&c| ds.classes[c].clone()).collect();
+            split_by_identity(ds, val_identities, test_identities, &names, seed)
+        })
+        .collect()
+}
+
+/// The classes dealt into `k` disjoint groups in an order drawn with `seed`; every group needs two.
+pub fn identity_groups(ds: &Dataset, k: usize, seed: u64) -> Result<Vec<Vec<usize>>, String> {
+    let n = ds.class_count();
+    if k.saturating_mul(2) > n {
+        return Err(format!(
+            "--splits {k} needs at least two identities a group ({}); the data has {n}",
+            2 * k
+        ));
+    }
+    let order = Rng::new(seed ^ 0x5b1175).pick(n, n);
+    let mut groups = vec![Vec::new(); k];
+    for (i, c) in order.into_iter().enumerate() {
+        groups[i % k].push(c);
+    }
+    for g in &mut groups {
+        g.sort();
+    }
+    Ok(groups)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,6 +429,33 @@ mod tests {
             assert!(!split.test.classes.contains(name) && !split.val.classes.contains(name));
         }
         assert_eq!(split.train.len() + split.val.len() + split.test.len(), 1797);
+    }
+
+    #[test]
+    fn rotating_splits_hold_out_disjoint_groups_reproducibly() {
+        let ds = load(&shared("digits.csv.gz"), 8, FaceCrop::None).unwrap();
+        let splits = rotating_splits(&ds, 3, 0, 3, &[], 5).unwrap();
+        assert_eq!(splits.len(), 3);
+        let mut seen: Vec<String> = Vec::new();
+        for s in &splits {
+            assert_eq!(s.test.class_count(), 3);
+            assert_eq!(s.train.class_count(), 7);
+            for c in &s.test.classes {
+                assert!(!seen.contains(c), "{c} held out twice");
+                assert!(!s.train.classes.contains(c));
+                seen.push(c.clone());
+            }
+        }
+        let again = rotating_splits(&ds, 3, 0, 3, &[], 5).unwrap();
+        assert!(splits
+            .iter()
+            .zip(&again)
+            .all(|(a, b)| a.test.classes == b.test.classes));
+        // One split rerun on its own with --hold-out is the same split.
+        let alone = split_by_identity(&ds, 0, 3, &splits[1].test.classes, 5).unwrap();
+        assert_eq!(alone.train.classes, splits[1].train.classes);
+        assert!(rotating_splits(&ds, 4, 0, 3, &[], 5).is_err());
+        assert!(rotating_splits(&ds, 2, 0, 3, &["1".into()], 5).is_err());
     }
 
     #[test]

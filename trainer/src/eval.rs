@@ -200,9 +200,115 @@ pub fn evaluate(
     (report, curve)
 }
 
+/// The figures compared across splits.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct Metrics {
+    pub one_shot: f64,
+    pub three_shot: f64,
+    pub tar_at_far_1e2: f64,
+    pub tar_at_far_1e3: f64,
+    pub open_set_dir_at_fpir_1e2: f64,
+    pub roc_auc: f64,
+}
+
+impl Metrics {
+    pub fn of(r: &Report) -> Metrics {
+        Metrics {
+            one_shot: r.one_shot,
+            three_shot: r.three_shot,
+            tar_at_far_1e2: r.tar_at_far_1e2,
+            tar_at_far_1e3: r.tar_at_far_1e3,
+            open_set_dir_at_fpir_1e2: r.open_set_dir_at_fpir_1e2,
+            roc_auc: r.roc_auc,
+        }
+    }
+
+    fn of_value(v: f64) -> Metrics {
+        Metrics {
+            one_shot: v,
+            three_shot: v,
+            tar_at_far_1e2: v,
+            tar_at_far_1e3: v,
+            open_set_dir_at_fpir_1e2: v,
+            roc_auc: v,
+        }
+    }
+
+    fn fields(&mut self) -> [&mut f64; 6] {
+        [
+            &mut self.one_shot,
+            &mut self.three_shot,
+            &mut self.tar_at_far_1e2,
+            &mut self.tar_at_far_1e3,
+            &mut self.open_set_dir_at_fpir_1e2,
+            &mut self.roc_auc,
+        ]
+    }
+}
+
+/// Mean and worst split of every figure: a result that holds on one split only is luck of the
+/// draw (which classes were held out), so the headline is the worst split beside the mean.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Summary {
+    pub splits: usize,
+    pub mean: Metrics,
+    /// The lowest value of each figure over the splits (not necessarily all from one split).
+    pub worst: Metrics,
+}
+
+pub fn summarise(per_split: &[Metrics]) -> Summary {
+    let mut mean = Metrics::of_value(0.0);
+    let mut worst = Metrics::of_value(f64::INFINITY);
+    for m in per_split {
+        let mut m = *m;
+        for ((s, w), v) in mean
+            .fields()
+            .into_iter()
+            .zip(worst.fields())
+            .zip(m.fields())
+        {
+            *s += *v / per_split.len() as f64;
+            *w = w.min(*v);
+        }
+    }
+    if per_split.is_empty() {
+        worst = Metrics::of_value(0.0);
+    }
+    Summary {
+        splits: per_split.len(),
+        mean,
+        worst,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn summary_is_the_mean_and_the_lowest_of_each_figure() {
+        let a = Metrics {
+            one_shot: 0.9,
+            three_shot: 0.8,
+            tar_at_far_1e2: 0.5,
+            tar_at_far_1e3: 0.2,
+            open_set_dir_at_fpir_1e2: 0.4,
+            roc_auc: 0.99,
+        };
+        let b = Metrics {
+            one_shot: 0.7,
+            three_shot: 1.0,
+            ..a
+        };
+        let s = summarise(&[a, b]);
+        assert_eq!(s.splits, 2);
+        assert!((s.mean.one_shot - 0.8).abs() < 1e-12);
+        assert!((s.mean.three_shot - 0.9).abs() < 1e-12);
+        assert_eq!(s.worst.one_shot, 0.7);
+        assert_eq!(s.worst.three_shot, 0.8);
+        assert_eq!(s.worst.roc_auc, 0.99);
+        assert_eq!(summarise(&[]).worst.one_shot, 0.0);
+    }
 
     #[test]
     fn separated_classes_score_perfectly_and_mixed_ones_do_not() {

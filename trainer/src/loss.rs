@@ -60,6 +60,162 @@ impl Mining {
     }
 }
 
+/// What training minimises.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Objective {
+    /// Triplet or contrastive loss on P x K batches, with `--mining`.
+    Triplet,
+    /// ArcFace: softmax over the training identities with an additive angular margin,
+    /// `s * cos(theta + m)` for the true identity (Deng et al. 2019).
+    Arcface,
+    /// CosFace: softmax with an additive cosine margin, `s * (cos(theta) - m)` for the true
+    /// identity (Wang et al. 2018).
+    Cosface,
+}
+
+impl Objective {
+    pub fn name(self) -> &'static str {
+        match self {
+            Objective::Triplet => "triplet",
+            Objective::Arcface => "arcface",
+            Objective::Cosface => "cosface",
+        }
+    }
+
+    pub fn is_margin_softmax(self) -> bool {
+        self != Objective::Triplet
+    }
+
+    /// The usual margin: ArcFace 0.5 rad and CosFace 0.35 (their papers' choices on faces);
+    /// triplets 0.3 on the unit sphere's Euclidean distances.
+    pub fn default_margin(self) -> f32 {
+        match self {
+            Objective::Triplet => 0.3,
+            Objective::Arcface => 0.5,
+            Objective::Cosface => 0.35,
+        }
+    }
+}
+
+/// The training-only classifier of the margin losses: one unit-length row per training identity.
+/// It lives beside the network, never in it, so exported models are the same as triplet runs'.
+#[derive(Module, Debug)]
+pub struct MarginHead {
+    pub weight: burn::module::Param<Tensor<2>>,
+}
+
+impl MarginHead {
+    /// `classes` random directions in `dim` dimensions, drawn with `seed` (Box-Muller).
+    pub fn new(classes: usize, dim: usize, seed: u64, device: &Device) -> MarginHead {
+        let mut rng = Rng::new(seed ^ 0x4ead);
+        let mut uniform = || ((rng.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+        let values: Vec<f32> = (0..classes * dim)
+            .map(|_| {
+                let (u, v) = (uniform(), uniform());
+                ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+            })
+            .collect();
+        MarginHead::from_values(values, classes, dim, device)
+    }
+
+    pub fn from_values(
+        values: Vec<f32>,
+        classes: usize,
+        dim: usize,
+        device: &Device,
+    ) -> MarginHead {
+        MarginHead {
+            weight: burn::module::Param::from_tensor(Tensor::from_data(
+                TensorData::new(values, [classes, dim]),
+                device,
+            )),
+        }
+    }
+
+    pub fn classes(&self) -> usize {
+        self.weight.val().dims()[0]
+    }
+}
+
+/// The margin-softmax loss of unit-length `embeddings` whose identities are `labels`, with scale
+/// `s` and margin `m`. `active` is the share of samples whose margin-reduced true logit is not yet
+/// the largest.
+pub fn margin_loss(
+    objective: Objective,
+    embeddings: Tensor<2>,
+    head: &MarginHead,
+    labels: &[usize],
+    scale: f32,
+    margin: f32,
+) -> Option<LossValue> {
+    let b = labels.len();
+    let classes = head.classes();
+    if b == 0 || labels.iter().any(|&l| l >= classes) {
+        return None;
+    }
+    let device = embeddings.device();
+    let weights = crate::model::l2_normalize(head.weight.val());
+    // Clamped away from +-1: ArcFace's sin(theta) has an infinite gradient there.
+    let cos = embeddings
+        .matmul(weights.transpose())
+        .clamp(-1.0 + 1e-6, 1.0 - 1e-6);
+    let host = crate::model::host(cos.clone()).ok()?;
+    let mut onehot = vec![0f32; b * classes];
+    // ArcFace's cos(theta + m) stops falling past theta = pi - m; there the target takes
+    // CosFace's form, cos(theta) - m sin(m), which keeps falling (InsightFace does the same).
+    let mut past = vec![0f32; b * classes];
+    let mut wrong = 0usize;
+    let (cm, sm) = (margin.cos(), margin.sin());
+    let threshold = (std::f32::consts::PI - margin).cos();
+    for (i, &l) in labels.iter().enumerate() {
+        onehot[i * classes + l] = 1.0;
+        let c = host[i * classes + l];
+        if c <= threshold {
+            past[i * classes + l] = 1.0;
+        }
+        let target = match objective {
+            Objective::Arcface if c > threshold => c * cm - (1.0 - c * c).max(0.0).sqrt() * sm,
+            Objective::Arcface => c - margin * sm,
+            _ => c - margin,
+        };
+        let rival = (0..classes)
+            .filter(|&k| k != l)
+            .map(|k| host[i * classes + k])
+            .fold(f32::NEG_INFINITY, f32::max);
+        if target <= rival {
+            wrong += 1;
+        }
+    }
+    let onehot = Tensor::<2>::from_data(TensorData::new(onehot, [b, classes]), &device);
+    let target = match objective {
+        Objective::Arcface => {
+            let past = Tensor::<2>::from_data(TensorData::new(past, [b, classes]), &device);
+            let sin = cos
+                .clone()
+                .powf_scalar(2.0)
+                .neg()
+                .add_scalar(1.0)
+                .clamp_min(1e-12)
+                .sqrt();
+            let rotated = cos.clone().mul_scalar(cm) - sin.mul_scalar(sm);
+            let fallback = cos.clone().sub_scalar(margin * sm);
+            rotated * past.clone().neg().add_scalar(1.0) + fallback * past
+        }
+        _ => cos.clone().sub_scalar(margin),
+    };
+    let logits =
+        (onehot.clone() * target + onehot.clone().neg().add_scalar(1.0) * cos).mul_scalar(scale);
+    let log_p = burn::tensor::activation::log_softmax(logits, 1);
+    let loss = (log_p * onehot).sum_dim(1).mean().neg();
+    Some(LossValue {
+        loss: loss.reshape([1]),
+        active: wrong as f32 / b as f32,
+    })
+}
+
 pub struct LossValue {
     pub loss: Tensor<1>,
     /// Triplets (or pairs) with a non-zero loss, over all chosen.
@@ -233,6 +389,47 @@ mod tests {
         assert_eq!(mine(Mining::BatchAll, &d, &labels, &mut rng).len(), 8);
         // Hardest positive for anchor 2 is 3; nearest negative is 1.
         assert!(mine(Mining::HardPosNeg, &d, &labels, &mut rng).contains(&[2, 3, 1]));
+    }
+
+    fn tensor(values: Vec<f32>, rows: usize, device: &Device) -> Tensor<2> {
+        let cols = values.len() / rows;
+        Tensor::from_data(TensorData::new(values, [rows, cols]), device)
+    }
+
+    #[test]
+    fn margin_losses_match_hand_computed_softmax() {
+        let device = Device::flex();
+        // Two classes along the axes; one sample at 60 degrees from class 0.
+        let head = MarginHead::from_values(vec![1.0, 0.0, 0.0, 2.0], 2, 2, &device);
+        let (c, s) = (0.5f32, 0.75f32.sqrt());
+        let x = || tensor(vec![c, s], 1, &device);
+        let ce = |t: f32, other: f32, scale: f32| {
+            let (a, b) = ((scale * t).exp(), (scale * other).exp());
+            -(a / (a + b)).ln()
+        };
+        let cos = loss_of(Objective::Cosface, x(), &head, 4.0, 0.2);
+        assert!((cos - ce(c - 0.2, s, 4.0)).abs() < 1e-4, "{cos}");
+        let arc = loss_of(Objective::Arcface, x(), &head, 4.0, 0.2);
+        let theta = c.acos() + 0.2;
+        assert!((arc - ce(theta.cos(), s, 4.0)).abs() < 1e-4, "{arc}");
+        // Without a margin both are the normalised softmax.
+        let plain = ce(c, s, 4.0);
+        assert!((loss_of(Objective::Arcface, x(), &head, 4.0, 0.0) - plain).abs() < 1e-4);
+        assert!((loss_of(Objective::Cosface, x(), &head, 4.0, 0.0) - plain).abs() < 1e-4);
+        // Past pi - m ArcFace falls back to cos - m sin(m), still a finite loss.
+        let far = tensor(vec![-1.0, 0.0], 1, &device);
+        let v = margin_loss(Objective::Arcface, far, &head, &[0], 4.0, 0.5).unwrap();
+        assert!(v.loss.into_scalar::<f32>().is_finite());
+        assert_eq!(v.active, 1.0);
+        // Labels outside the head are refused, not indexed.
+        assert!(margin_loss(Objective::Cosface, x(), &head, &[2], 4.0, 0.2).is_none());
+    }
+
+    fn loss_of(o: Objective, x: Tensor<2>, head: &MarginHead, s: f32, m: f32) -> f32 {
+        margin_loss(o, x, head, &[0], s, m)
+            .unwrap()
+            .loss
+            .into_scalar::<f32>()
     }
 
     #[test]

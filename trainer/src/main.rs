@@ -18,7 +18,7 @@ use burn::prelude::*;
 use clap::{Args, Parser, Subcommand};
 
 use data::FaceCrop;
-use loss::Mining;
+use loss::{Mining, Objective};
 use train::{Augment, OptimizerKind, Pixels, TrainConfig};
 
 const FACE_RECIPE: &str = "\
@@ -95,6 +95,11 @@ struct DataArgs {
     /// Seed for the split, the batches and the augmentation.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Train and evaluate once per split: each holds out its own --test-identities classes, disjoint
+    /// from every other split's (K x --test-identities <= classes); reports the mean and the worst
+    /// split. `train` exports the first split's network.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    splits: u64,
 }
 
 #[derive(Args, Clone)]
@@ -130,11 +135,20 @@ struct HyperArgs {
     /// Images per identity in a batch (K).
     #[arg(long, default_value_t = 4)]
     images_per_identity: usize,
+    /// What training minimises: triplets (with --mining) or a margin softmax over the training
+    /// identities (ArcFace, CosFace), whose classifier is used only in training and never exported.
+    #[arg(long, value_enum, default_value_t = Objective::Triplet)]
+    loss: Objective,
+    /// How triplet batches are mined (--loss triplet).
     #[arg(long, value_enum, default_value_t = Mining::BatchHard)]
     mining: Mining,
-    /// Margin on the Euclidean distance between unit-length embeddings.
-    #[arg(long, default_value_t = 0.3)]
-    margin: f32,
+    /// Triplets: margin on the Euclidean distance between unit-length embeddings (default 0.3).
+    /// ArcFace: angular margin in radians (0.5). CosFace: cosine margin (0.35).
+    #[arg(long)]
+    margin: Option<f32>,
+    /// Margin softmax: scale on the cosine logits (few identities want a small one).
+    #[arg(long, default_value_t = train::default_scale())]
+    scale: f32,
     #[arg(long, value_enum, default_value_t = OptimizerKind::Adamw)]
     optimizer: OptimizerKind,
     #[arg(long, default_value_t = 1e-3)]
@@ -200,6 +214,11 @@ struct EvaluateArgs {
     draws: usize,
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Evaluate K disjoint groups of the identities (drawn with --seed) on their own, each as its
+    /// own gallery, and report the mean and the worst group: figures then compare with a trained
+    /// run's --splits, whose test parts are just as small.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    splits: u64,
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
 }
@@ -212,9 +231,11 @@ struct StudyArgs {
     model: ModelArgs,
     #[command(flatten)]
     hyper: HyperArgs,
-    /// Strategies to compare (default: all).
-    #[arg(long = "strategy", value_enum)]
-    strategies: Vec<Mining>,
+    /// Rows to compare: triplet mining strategies (random, hard, hard-pos-neg, semi-hard, mixed,
+    /// batch-hard, batch-all, contrastive) and the margin losses (arcface, cosface); default all.
+    /// Each row uses its loss's default margin unless --margin is given.
+    #[arg(long = "strategy", value_parser = study::parse_method)]
+    strategies: Vec<study::Method>,
     /// Folder for the table (mining.md) and the per-strategy results (mining.json).
     #[arg(long)]
     out: PathBuf,
@@ -269,7 +290,9 @@ fn config_from(h: &HyperArgs, pixels: Pixels, seed: u64) -> TrainConfig {
         identities_per_batch: h.identities_per_batch,
         images_per_identity: h.images_per_identity,
         mining: h.mining,
-        margin: h.margin,
+        margin: h.margin.unwrap_or(h.loss.default_margin()),
+        objective: h.loss,
+        scale: h.scale,
         optimizer: h.optimizer,
         learning_rate: h.learning_rate,
         weight_decay: h.weight_decay,
@@ -323,7 +346,8 @@ fn pixels_of(onnx: &Path) -> Result<Pixels, String> {
 }
 
 struct Prepared {
-    split: data::Split,
+    /// One split, or --splits of them; the first is the run that `train` exports.
+    splits: Vec<data::Split>,
     net: model::Net,
     pixels: Pixels,
 }
@@ -364,17 +388,35 @@ fn prepare(
         None => initial_net(m, device)?,
     };
     let ds = data::load(&d.data, net.input_size, d.crop)?;
-    let mut split = data::split_by_identity(
+    let mut splits = data::rotating_splits(
         &ds,
+        d.splits as usize,
         d.val_identities,
         d.test_identities,
         &d.held_out,
         d.seed,
     )?;
     if let Some(val) = &d.val_data {
-        split.val = data::load(val, net.input_size, d.crop)?;
+        let val = data::load(val, net.input_size, d.crop)?;
+        for split in &mut splits {
+            split.val = val.clone();
+        }
     }
-    Ok(Prepared { split, net, pixels })
+    if splits.len() > 1 {
+        for (i, s) in splits.iter().enumerate() {
+            eprintln!(
+                "split {}: test classes {} (rerun alone with --hold-out {})",
+                i + 1,
+                s.test.classes.join(", "),
+                s.test.classes.join(" --hold-out ")
+            );
+        }
+    }
+    Ok(Prepared {
+        splits,
+        net,
+        pixels,
+    })
 }
 
 fn write(path: &Path, text: &str) -> Result<(), String> {
@@ -384,6 +426,9 @@ fn write(path: &Path, text: &str) -> Result<(), String> {
 fn run_train(a: TrainArgs) -> Result<(), String> {
     let device = pick_device(a.device)?;
     std::fs::create_dir_all(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
+    if a.resume && a.data.splits > 1 {
+        return Err("--resume continues one run; it cannot be combined with --splits".into());
+    }
     let resumed = if a.resume {
         let (net, state) = train::load_checkpoint(&a.out, &device)?;
         eprintln!(
@@ -397,7 +442,12 @@ fn run_train(a: TrainArgs) -> Result<(), String> {
     let given = resumed
         .as_ref()
         .map(|(net, state)| (net.clone(), state.config.pixels));
-    let Prepared { split, net, pixels } = prepare(&a.data, &a.model, given, &device)?;
+    let Prepared {
+        splits,
+        net,
+        pixels,
+    } = prepare(&a.data, &a.model, given, &device)?;
+    let split = &splits[0];
     let (config, start) = match resumed {
         Some((_, state)) => (state.config.clone(), Some(state)),
         None => {
@@ -424,23 +474,73 @@ fn run_train(a: TrainArgs) -> Result<(), String> {
         start.as_ref(),
         &device,
     )?;
-    let summary = finish(&outcome.net, &split, &config, &a, &device)?;
-    println!("{summary}");
+    let (mut result, first) = finish(&outcome.net, split, &config, &a, &device)?;
+    if splits.len() > 1 {
+        let mut per_split = vec![first.ok_or("the first split has no held-out identities")?];
+        for (i, split) in splits.iter().enumerate().skip(1) {
+            eprintln!("== split {} of {} ==", i + 1, splits.len());
+            // Every split starts from the same initial weights as the first.
+            device.seed(a.data.seed);
+            let (net, _) = initial_net(&a.model, &device)?;
+            let outcome =
+                train::train(net, &split.train, &split.val, &config, None, None, &device)?;
+            let embs = train::embed_all(&outcome.net, &split.test, config.pixels, &device);
+            per_split.push(eval::evaluate(&embs, &split.test.labels, a.draws, config.seed).0);
+        }
+        let classes: Vec<Vec<String>> = splits.iter().map(|s| s.test.classes.clone()).collect();
+        let json = splits_json(&classes, &per_split)?;
+        write(
+            &a.out.join("splits.json"),
+            &serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?,
+        )?;
+        result.insert("splits".into(), json);
+    }
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?
+    );
     Ok(())
+}
+
+/// Every split's test classes and report, with the mean and the worst split.
+fn splits_json(
+    test_classes: &[Vec<String>],
+    reports: &[eval::Report],
+) -> Result<serde_json::Value, String> {
+    let metrics: Vec<eval::Metrics> = reports.iter().map(eval::Metrics::of).collect();
+    let summary = eval::summarise(&metrics);
+    let per_split: Vec<serde_json::Value> = test_classes
+        .iter()
+        .zip(reports)
+        .map(|(c, r)| serde_json::json!({"test_classes": c, "report": r}))
+        .collect();
+    Ok(serde_json::json!({
+        "splits": summary.splits,
+        "mean": summary.mean,
+        "worst": summary.worst,
+        "per_split": per_split,
+    }))
 }
 
 fn device_name(device: &Device) -> String {
     format!("{device:?}")
 }
 
-/// Evaluation, plots and export after training.
+/// Evaluation, plots and export after training: the result for stdout, and the report on the
+/// unseen identities when there are any.
 fn finish(
     net: &model::Net,
     split: &data::Split,
     config: &TrainConfig,
     a: &TrainArgs,
     device: &Device,
-) -> Result<String, String> {
+) -> Result<
+    (
+        serde_json::Map<String, serde_json::Value>,
+        Option<eval::Report>,
+    ),
+    String,
+> {
     let evaluated = if split.test.is_empty() {
         &split.val
     } else {
@@ -449,6 +549,7 @@ fn finish(
     let mut result = serde_json::Map::new();
     let mut threshold = 0.5;
     let mut calibrated_on = "not calibrated: no held-out identities".to_string();
+    let mut unseen = None;
     if !evaluated.is_empty() {
         let embs = train::embed_all(net, evaluated, config.pixels, device);
         let (report, curve) = eval::evaluate(&embs, &evaluated.labels, a.draws, config.seed);
@@ -471,6 +572,7 @@ fn finish(
             &serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?,
         )?;
         result.insert("unseen".into(), json);
+        unseen = Some(report);
     }
     let artefact = export::Artefact {
         name: &a.name,
@@ -484,7 +586,12 @@ fn finish(
             a.data.data.display()
         ),
     };
-    let report = export::export(net, &artefact, &split.train, &a.out, device)?;
+    let check = if evaluated.is_empty() {
+        &split.train
+    } else {
+        evaluated
+    };
+    let report = export::export(net, &artefact, check, &a.out, device)?;
     if report.tract_max_abs_diff >= 1e-4 {
         return Err(format!(
             "tract's output differs from the trained network by {}",
@@ -495,7 +602,7 @@ fn finish(
         "export".into(),
         serde_json::to_value(&report).map_err(|e| e.to_string())?,
     );
-    serde_json::to_string_pretty(&result).map_err(|e| e.to_string())
+    Ok((result, unseen))
 }
 
 fn run_evaluate(a: EvaluateArgs) -> Result<(), String> {
@@ -503,11 +610,28 @@ fn run_evaluate(a: EvaluateArgs) -> Result<(), String> {
     let net = onnx_io::import(&a.model, &device)?;
     let pixels = pixels_of(&a.model)?;
     let ds = data::load(&a.data, net.input_size, a.crop)?;
-    let embs = train::embed_all(&net, &ds, pixels, &device);
-    let (report, _) = eval::evaluate(&embs, &ds.labels, a.draws, a.seed);
+    if a.splits <= 1 {
+        let embs = train::embed_all(&net, &ds, pixels, &device);
+        let (report, _) = eval::evaluate(&embs, &ds.labels, a.draws, a.seed);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+        );
+        return Ok(());
+    }
+    let groups = data::identity_groups(&ds, a.splits as usize, a.seed)?;
+    let mut parts = Vec::new();
+    let mut reports = Vec::new();
+    for classes in &groups {
+        let part = ds.subset(classes);
+        let embs = train::embed_all(&net, &part, pixels, &device);
+        reports.push(eval::evaluate(&embs, &part.labels, a.draws, a.seed).0);
+        parts.push(part.classes);
+    }
+    let json = splits_json(&parts, &reports)?;
     println!(
         "{}",
-        serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+        serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?
     );
     Ok(())
 }

@@ -12,7 +12,7 @@ use facegate::evaluate::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::data::Dataset;
-use crate::loss::{self, Mining};
+use crate::loss::{self, MarginHead, Mining, Objective};
 use crate::model::Net;
 use crate::onnx_io::{self, ExportOptions};
 
@@ -51,6 +51,12 @@ pub struct TrainConfig {
     pub images_per_identity: usize,
     pub mining: Mining,
     pub margin: f32,
+    /// Triplets (with `mining`) or a margin softmax; runs saved before it existed were triplets.
+    #[serde(default = "triplet")]
+    pub objective: Objective,
+    /// The margin softmax's scale `s` on the cosine logits.
+    #[serde(default = "default_scale")]
+    pub scale: f32,
     pub optimizer: OptimizerKind,
     pub learning_rate: f64,
     pub weight_decay: f32,
@@ -65,11 +71,30 @@ pub struct TrainConfig {
     pub frozen_norms: bool,
 }
 
+fn triplet() -> Objective {
+    Objective::Triplet
+}
+
+pub fn default_scale() -> f32 {
+    16.0
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Checkpoint {
     pub epoch: usize,
     pub step: usize,
     pub config: TrainConfig,
+    /// The margin losses' identity directions (`classes x dim`, row-major): resuming without them
+    /// would restart the classifier at random and undo the network's progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<Vec<f32>>,
+}
+
+/// What the optimiser updates: the network and, for margin losses, the training-only head.
+#[derive(Module, Debug)]
+pub struct Trainee {
+    pub net: Net,
+    pub head: Option<MarginHead>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -148,16 +173,22 @@ pub fn embed_all(net: &Net, ds: &Dataset, pixels: Pixels, device: &Device) -> Ve
     out
 }
 
-/// P identities, K images each (drawn with replacement when an identity has fewer).
+/// Identities with the two images a positive pair needs.
+fn eligible(by_class: &[Vec<usize>]) -> Vec<usize> {
+    (0..by_class.len())
+        .filter(|&c| by_class[c].len() >= 2)
+        .collect()
+}
+
+/// P identities, K images each (drawn with replacement when an identity has fewer); fewer than P
+/// when the data has fewer identities.
 fn sample_batch(
     by_class: &[Vec<usize>],
     p: usize,
     k: usize,
     rng: &mut Rng,
 ) -> (Vec<usize>, Vec<usize>) {
-    let eligible: Vec<usize> = (0..by_class.len())
-        .filter(|&c| by_class[c].len() >= 2)
-        .collect();
+    let eligible = eligible(by_class);
     let chosen = rng.pick(eligible.len(), p);
     let (mut idx, mut labels) = (Vec::new(), Vec::new());
     for c in chosen.into_iter().map(|i| eligible[i]) {
@@ -234,14 +265,41 @@ pub fn train(
     // Gradients need the autodiff decorator over the chosen backend; evaluation stays on the
     // plain device.
     let ad = device.clone().autodiff();
-    let mut net = net.train();
-    net.frozen_norms = config.frozen_norms;
     let by_class = train.by_class();
-    if by_class.iter().filter(|c| c.len() >= 2).count() < 2 {
+    let identities = eligible(&by_class).len();
+    if identities < 2 {
         return Err("training needs at least 2 identities with 2 or more images each".into());
     }
-    let batch = config.identities_per_batch * config.images_per_identity;
-    let steps_per_epoch = train.len().div_ceil(batch).max(1);
+    let head = if config.objective.is_margin_softmax() {
+        let dim = net
+            .valid()
+            .embed(Tensor::zeros([1, 3, train.side, train.side], device))
+            .dims()[1];
+        let classes = train.class_count();
+        Some(match start.and_then(|c| c.head.clone()) {
+            Some(values) if values.len() == classes * dim => {
+                MarginHead::from_values(values, classes, dim, device)
+            }
+            Some(_) => return Err(
+                "the checkpoint's identity head does not match the data's identities; train afresh"
+                    .into(),
+            ),
+            None => MarginHead::new(classes, dim, config.seed, device),
+        })
+    } else {
+        None
+    };
+    let mut trainee = Trainee { net, head }.train();
+    trainee.net.frozen_norms = config.frozen_norms;
+    // The batch as it really is: P shrinks to the identities there are.
+    let batch = config.identities_per_batch.min(identities) * config.images_per_identity;
+    // Margin losses see every image once an epoch in shuffled batches of the same size (the last
+    // partial batch is dropped: BatchNorm on a handful of images is noise).
+    let steps_per_epoch = if trainee.head.is_some() {
+        (train.len() / batch).max(1)
+    } else {
+        train.len().div_ceil(batch).max(1)
+    };
     let total_steps = steps_per_epoch * config.epochs;
     let mut optimizer = match config.optimizer {
         OptimizerKind::Adam => AdamConfig::new().init(),
@@ -267,6 +325,12 @@ pub fn train(
         None => None,
     };
     for epoch in first_epoch..config.epochs {
+        // Drawn only for margin losses, so triplet runs repeat the numbers they gave before.
+        let order = if config.objective.is_margin_softmax() {
+            rng.pick(train.len(), train.len())
+        } else {
+            Vec::new()
+        };
         let mut stopped = false;
         let started = Instant::now();
         let (mut loss_sum, mut active_sum, mut counted) = (0f64, 0f64, 0usize);
@@ -276,12 +340,24 @@ pub fn train(
                 stopped = true;
                 break;
             }
-            let (idx, labels) = sample_batch(
-                &by_class,
-                config.identities_per_batch,
-                config.images_per_identity,
-                &mut rng,
-            );
+            let (idx, labels) = if trainee.head.is_some() {
+                let idx = order
+                    .iter()
+                    .cycle()
+                    .skip(s * batch)
+                    .take(batch)
+                    .copied()
+                    .collect::<Vec<_>>();
+                let labels = idx.iter().map(|&i| train.labels[i]).collect();
+                (idx, labels)
+            } else {
+                sample_batch(
+                    &by_class,
+                    config.identities_per_batch,
+                    config.images_per_identity,
+                    &mut rng,
+                )
+            };
             let x = batch_tensor(
                 train,
                 &idx,
@@ -289,12 +365,21 @@ pub fn train(
                 Some((&config.augment, &mut rng)),
                 &ad,
             );
-            let emb = net.embed(x);
+            let emb = trainee.net.embed(x);
             lr = learning_rate(config, step, total_steps);
             step += 1;
-            let Some(value) =
-                loss::batch_loss(config.mining, emb, &labels, config.margin, &mut rng)
-            else {
+            let value = match &trainee.head {
+                Some(head) => loss::margin_loss(
+                    config.objective,
+                    emb,
+                    head,
+                    &labels,
+                    config.scale,
+                    config.margin,
+                ),
+                None => loss::batch_loss(config.mining, emb, &labels, config.margin, &mut rng),
+            };
+            let Some(value) = value else {
                 continue;
             };
             let loss_value: f32 = value.loss.clone().into_scalar::<f32>();
@@ -303,8 +388,8 @@ pub fn train(
                     "the loss became {loss_value} at step {step}; lower --learning-rate"
                 ));
             }
-            let grads = GradientsParams::from_grads(value.loss.backward(), &net);
-            net = optimizer.step(lr, net, grads);
+            let grads = GradientsParams::from_grads(value.loss.backward(), &trainee);
+            trainee = optimizer.step(lr, trainee, grads);
             loss_sum += loss_value as f64;
             active_sum += value.active as f64;
             counted += 1;
@@ -324,7 +409,7 @@ pub fn train(
             break;
         }
         let val_one_shot = (!val.is_empty()).then(|| {
-            let embs = embed_all(&net, val, config.pixels, device);
+            let embs = embed_all(&trainee.net, val, config.pixels, device);
             crate::eval::k_shot(&embs, &val.labels, 1, 10, config.seed)
         });
         let entry = EpochLog {
@@ -345,13 +430,18 @@ pub fn train(
         }
         log.push(entry);
         if let Some(dir) = out_dir {
+            let head = match &trainee.head {
+                Some(h) => Some(crate::model::host(h.weight.val())?),
+                None => None,
+            };
             save_checkpoint(
                 dir,
-                &net,
+                &trainee.net,
                 &Checkpoint {
                     epoch: epoch + 1,
                     step,
                     config: config.clone(),
+                    head,
                 },
             )?;
         }
@@ -359,7 +449,10 @@ pub fn train(
             break;
         }
     }
-    Ok(Outcome { net, log })
+    Ok(Outcome {
+        net: trainee.net,
+        log,
+    })
 }
 
 pub fn checkpoint_paths(dir: &Path) -> (PathBuf, PathBuf) {
@@ -397,6 +490,8 @@ mod tests {
             images_per_identity: 2,
             mining: Mining::Hard,
             margin: 0.2,
+            objective: Objective::Triplet,
+            scale: 16.0,
             optimizer: OptimizerKind::Adamw,
             learning_rate: 1.0,
             weight_decay: 0.0,

@@ -135,6 +135,121 @@ fn short_training_on_digits_lowers_the_loss_and_exports_a_model_tract_runs() {
     std::fs::remove_dir_all(&out).ok();
 }
 
+/// Options for a small, fast network on the 8x8 digits.
+const SMALL: [&str; 12] = [
+    "--input-size",
+    "16",
+    "--embedding-dim",
+    "32",
+    "--width",
+    "0.25",
+    "--final-channels",
+    "64",
+    "--no-flip",
+    "--draws",
+    "3",
+    "--device",
+];
+
+fn train(out: &Path, options: &[&str]) -> (serde_json::Value, String) {
+    let run = Command::new(env!("CARGO_BIN_EXE_facegate-train"))
+        .args(["train", "--data"])
+        .arg(shared("data/digits.csv.gz"))
+        .args(SMALL)
+        .arg("cpu")
+        .args(options)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr).to_string();
+    assert!(run.status.success(), "{stderr}");
+    (serde_json::from_slice(&run.stdout).unwrap(), stderr)
+}
+
+#[test]
+fn arcface_over_two_splits_reports_each_and_exports_only_the_network() {
+    let out = out_dir("arcface");
+    let (summary, stderr) = train(
+        &out,
+        &[
+            "--loss",
+            "arcface",
+            "--splits",
+            "2",
+            "--test-identities",
+            "3",
+            "--epochs",
+            "2",
+            "--learning-rate",
+            "0.003",
+            "--warmup-steps",
+            "5",
+        ],
+    );
+    // Two splits with disjoint held-out digits, each reported, then the mean and the worst.
+    let splits = &summary["splits"];
+    assert_eq!(splits["splits"], 2, "{summary}");
+    let per: Vec<Vec<String>> = (0..2)
+        .map(|i| {
+            splits["per_split"][i]["test_classes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_str().unwrap().to_string())
+                .collect()
+        })
+        .collect();
+    assert_eq!(per[0].len(), 3);
+    assert!(per[0].iter().all(|c| !per[1].contains(c)), "{per:?}");
+    for key in ["one_shot", "three_shot", "tar_at_far_1e2", "roc_auc"] {
+        let mean = splits["mean"][key].as_f64().unwrap();
+        let worst = splits["worst"][key].as_f64().unwrap();
+        assert!(worst <= mean + 1e-12 && worst >= 0.0, "{key}: {splits}");
+    }
+    assert_eq!(
+        splits,
+        &serde_json::from_str::<serde_json::Value>(
+            &std::fs::read_to_string(out.join("splits.json")).unwrap()
+        )
+        .unwrap()
+    );
+    // A margin loss learns: unseen digits well above chance (1/3) after two epochs.
+    assert!(
+        splits["mean"]["one_shot"].as_f64().unwrap() > 0.6,
+        "{summary}\n{stderr}"
+    );
+    // The identity head is saved for --resume (7 training digits x 32 dimensions)...
+    let checkpoint: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("checkpoint.json")).unwrap())
+            .unwrap();
+    assert_eq!(checkpoint["head"].as_array().unwrap().len(), 7 * 32);
+    assert_eq!(checkpoint["config"]["objective"], "arcface");
+    // ...but never exported: the model is byte for byte the size of a triplet-trained one.
+    let triplet = out_dir("triplet-size");
+    train(
+        &triplet,
+        &[
+            "--hold-out",
+            "7",
+            "--hold-out",
+            "8",
+            "--hold-out",
+            "9",
+            "--max-steps",
+            "2",
+        ],
+    );
+    for file in ["embedder.onnx", "embedder_int8.onnx"] {
+        let size = |d: &Path| std::fs::metadata(d.join(file)).unwrap().len();
+        assert_eq!(size(&out), size(&triplet), "{file}");
+    }
+    let embedder = facegate::embedder::Embedder::load(&out.join("embedder_int8.json")).unwrap();
+    assert_eq!(embedder.card().embedding_dim, 32);
+    std::fs::remove_dir_all(&out).ok();
+    std::fs::remove_dir_all(&triplet).ok();
+}
+
 #[test]
 fn bad_data_is_a_clear_error() {
     let out = out_dir("bad");

@@ -47,21 +47,28 @@ fn shipped_embedder() -> Embedder {
     Embedder::load(&root().join("models/sface_int8w.json")).unwrap()
 }
 
-/// A card for the fp32 SFace in ../shared, when that folder is there.
-fn f32_embedder() -> Option<Embedder> {
-    let onnx = root().join("../shared/anchors/sface_2021dec_fp32_from_int8bq.onnx");
+/// A card (the shipped one's, with this file, fingerprint and form) for an SFace model in
+/// ../shared/anchors, when that folder is there.
+fn shared_card(file: &str, form: &str) -> Option<PathBuf> {
+    let onnx = root().join("../shared/anchors").join(file);
     let bytes = std::fs::read(&onnx).ok()?;
     let card_text = std::fs::read_to_string(root().join("models/sface_int8w.json")).unwrap();
     let mut card: serde_json::Value = serde_json::from_str(&card_text).unwrap();
     card["file"] = onnx.to_str().unwrap().into();
     card["sha256"] = facegate::model_card::sha256_hex(&bytes).into();
-    card["form"] = "f32".into();
+    card["form"] = form.into();
     let dir: PathBuf =
-        std::env::temp_dir().join(format!("facegate-f32card-{}", std::process::id()));
+        std::env::temp_dir().join(format!("facegate-{form}card-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("sface_f32.json");
+    let path = dir.join(format!("{file}.json"));
     std::fs::write(&path, card.to_string()).unwrap();
-    Some(Embedder::load(&path).unwrap())
+    Some(path)
+}
+
+/// The fp32 SFace in ../shared, when that folder is there.
+fn f32_embedder() -> Option<Embedder> {
+    let card = shared_card("sface_2021dec_fp32_from_int8bq.onnx", "f32")?;
+    Some(Embedder::load(&card).unwrap())
 }
 
 #[test]
@@ -93,6 +100,65 @@ fn embeddings_of_opencv_crops_match_opencv_features() {
         "fp32 model in tract vs OpenCV: worst cosine {}",
         worst.1
     );
+}
+
+/// OpenCV Zoo's block-quantised SFace (opset 21 DequantizeLinear with block_size, which tract
+/// 0.23 refuses) loads once its weights are folded, and embeds like its fp32 copy and OpenCV.
+#[test]
+fn the_block_quantised_sface_embeds_like_its_fp32_copy() {
+    let need = |file| {
+        shared_card(file, "qdq").unwrap_or_else(|| panic!("../shared/anchors/{file} is needed"))
+    };
+    let int8bq = need("face_recognition_sface_2021dec_int8bq.onnx");
+    let fp32 = need("sface_2021dec_fp32_from_int8bq.onnx");
+    let mut blocked = Embedder::load_with(&int8bq, 1, Precision::F32).unwrap();
+    let mut fp32_net = Embedder::load_with(&fp32, 1, Precision::F32).unwrap();
+    let r = reference();
+    let mut worst = (1.0f32, 1.0f32);
+    let mut faces = 0;
+    for (name, photo) in &r.photos {
+        let crop = aligned_crop(name);
+        let ours = blocked
+            .embed(std::slice::from_ref(&crop))
+            .unwrap()
+            .remove(0);
+        let theirs = fp32_net
+            .embed(std::slice::from_ref(&crop))
+            .unwrap()
+            .remove(0);
+        assert_eq!(ours.len(), 128);
+        worst.0 = worst.0.min(cosine(&ours, &theirs));
+        if let Some(feature) = &photo.feature {
+            worst.1 = worst.1.min(cosine(&ours, &normalized(feature)));
+        }
+        faces += 1;
+    }
+    eprintln!(
+        "int8bq against the fp32 copy: worst cosine {:.7}, against OpenCV: {:.7} ({faces} faces)",
+        worst.0, worst.1
+    );
+    assert!(faces >= 9);
+    assert!(
+        worst.0 >= 0.9999,
+        "int8bq vs fp32 copy: worst cosine {}",
+        worst.0
+    );
+    assert!(
+        worst.1 >= 0.9999,
+        "int8bq vs OpenCV: worst cosine {}",
+        worst.1
+    );
+    // Different photos still give different embeddings (a constant output would pass the above
+    // only if the reference were broken the same way).
+    let a = blocked
+        .embed(&[aligned_crop("obama.jpg")])
+        .unwrap()
+        .remove(0);
+    let b = blocked
+        .embed(&[aligned_crop("biden.jpg")])
+        .unwrap()
+        .remove(0);
+    assert!(cosine(&a, &b) < 0.5, "obama vs biden: {}", cosine(&a, &b));
 }
 
 #[test]

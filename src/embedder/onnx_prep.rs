@@ -14,6 +14,7 @@ use tract_onnx::prelude::Framework;
 const FLOAT: i32 = 1;
 const UINT8: i32 = 2;
 const INT8: i32 = 3;
+const INT64: i32 = 7;
 
 fn values(t: &TensorProto) -> Option<Vec<f32>> {
     match t.data_type {
@@ -34,8 +35,9 @@ fn values(t: &TensorProto) -> Option<Vec<f32>> {
 }
 
 /// Decodes ONNX bytes and applies the rewrites: the dense head split off (when `int8_head` and the
-/// model ends in one), then constant `DequantizeLinear` folded. Errors describe what is wrong with
-/// the bytes; the rewrites leave any model they do not recognise alone.
+/// model ends in one), then constant `DequantizeLinear` (and the `Reshape` of their results)
+/// folded. Errors describe what is wrong with the bytes; the rewrites leave any model they do not
+/// recognise alone.
 pub fn read_and_rewrite(
     onnx: &[u8],
     int8_head: bool,
@@ -48,116 +50,113 @@ pub fn read_and_rewrite(
     } else {
         None
     };
-    fold_constant_dequantize(&mut proto);
+    fold_constant_dequantize(&mut proto)?;
     if let Some(graph) = proto.graph.as_mut() {
         fold_conv_batch_norm(graph);
     }
     Ok((proto, head))
 }
 
-/// Folds every `DequantizeLinear` whose inputs are all initializers into an f32 initializer.
-/// Returns how many were folded.
-pub fn fold_constant_dequantize(model: &mut ModelProto) -> usize {
+/// Folds every `DequantizeLinear` whose inputs are all constants into an f32 initializer:
+/// per-tensor, per-axis and blocked (opset 21 `block_size`, as in OpenCV Zoo's `*_int8bq.onnx`,
+/// which tract 0.23 refuses), with zero points of either sign. A `Reshape` of a value folded so
+/// far by a constant shape is folded too (the block-quantised files de-quantise 2-D weights and
+/// reshape them for their convolutions). Graph inputs that nothing reads and that have no value
+/// (the int8bq files still list their original weights) are dropped, as tract would otherwise
+/// expect them as inputs of the network.
+///
+/// Returns how many nodes were folded, or an error naming a blocked `DequantizeLinear` whose
+/// dimensions do not fit together (tract cannot run such a node either).
+pub fn fold_constant_dequantize(model: &mut ModelProto) -> Result<usize, String> {
     let Some(graph) = model.graph.as_mut() else {
-        return 0;
+        return Ok(0);
     };
     fold_graph(graph)
 }
 
-fn fold_graph(graph: &mut GraphProto) -> usize {
+fn fold_graph(graph: &mut GraphProto) -> Result<usize, String> {
     let by_name: HashMap<String, usize> = graph
         .initializer
         .iter()
         .enumerate()
         .map(|(i, t)| (t.name.clone(), i))
         .collect();
-    let mut new_initializers = Vec::new();
+    let mut reads: HashMap<&str, usize> = HashMap::new();
+    for name in graph.node.iter().flat_map(|n| &n.input) {
+        *reads.entry(name.as_str()).or_default() += 1;
+    }
+    // Values the graph shows outside its nodes.
+    let listed: std::collections::HashSet<&str> = graph
+        .output
+        .iter()
+        .chain(&graph.input)
+        .map(|o| o.name.as_str())
+        .collect();
+    // Values folded so far, in node order: later nodes read them like initializers.
+    let mut new_initializers: Vec<TensorProto> = Vec::new();
+    let mut folded_at: HashMap<String, usize> = HashMap::new();
     let mut folded = vec![false; graph.node.len()];
     for (n, node) in graph.node.iter().enumerate() {
-        if node.op_type != "DequantizeLinear" || node.input.len() < 2 || node.output.len() != 1 {
+        if node.output.len() != 1
+            || !matches!(node.op_type.as_str(), "DequantizeLinear" | "Reshape")
+        {
             continue;
         }
-        let tensor = |i: usize| {
-            node.input
-                .get(i)
-                .and_then(|name| by_name.get(name))
-                .map(|&k| &graph.initializer[k])
-        };
-        let (Some(q), Some(scale)) = (tensor(0), tensor(1)) else {
-            continue;
-        };
-        let zero = tensor(2);
-        if node.input.len() > 2 && zero.is_none() {
+        let output = &node.output[0];
+        // A name given twice (hostile or broken file) is left to tract.
+        if output.is_empty() || by_name.contains_key(output) || folded_at.contains_key(output) {
             continue;
         }
-        let (Some(qv), Some(sv)) = (values(q), values(scale)) else {
-            continue;
-        };
-        let zv = zero.and_then(values).unwrap_or_else(|| vec![0.0; sv.len()]);
-        let axis_attr = node
-            .attribute
-            .iter()
-            .find(|a| a.name == "axis")
-            .map_or(1, |a| a.i);
-        let block = node
-            .attribute
-            .iter()
-            .find(|a| a.name == "block_size")
-            .map_or(0, |a| a.i);
-        if block != 0 || zv.len() != sv.len() {
-            continue;
-        }
-        // Dimensions come from the file: negative or overflowing ones, or ones that disagree
-        // with the data, leave the node to tract's own checks.
-        let Ok(dims) = q
-            .dims
-            .iter()
-            .map(|&d| usize::try_from(d))
-            .collect::<Result<Vec<usize>, _>>()
-        else {
-            continue;
-        };
-        if dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) != Some(qv.len()) {
-            continue;
-        }
-        let out: Vec<f32> = if sv.len() == 1 {
-            qv.iter().map(|&v| (v - zv[0]) * sv[0]).collect()
-        } else {
-            let axis = if axis_attr < 0 {
-                axis_attr + dims.len() as i64
-            } else {
-                axis_attr
-            } as usize;
-            if axis >= dims.len() || dims[axis] != sv.len() {
-                continue;
+        let constant = |i: usize| -> Option<&TensorProto> {
+            let name = node.input.get(i).filter(|name| !name.is_empty())?;
+            match folded_at.get(name) {
+                Some(&k) => Some(&new_initializers[k]),
+                None => by_name.get(name).map(|&k| &graph.initializer[k]),
             }
-            let inner: usize = dims[axis + 1..].iter().product();
-            qv.iter()
-                .enumerate()
-                .map(|(i, &v)| {
-                    let c = (i / inner) % dims[axis];
-                    (v - zv[c]) * sv[c]
-                })
-                .collect()
         };
-        // The ONNX operator computes (q - zero) * scale in f32: the same values as here.
-        new_initializers.push(TensorProto {
-            name: node.output[0].clone(),
-            dims: q.dims.clone(),
-            data_type: FLOAT,
-            raw_data: out.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            ..TensorProto::default()
-        });
-        folded[n] = true;
+        let tensor = if node.op_type == "DequantizeLinear" {
+            dequantize(node, constant)?
+        } else {
+            // Only what was just folded: tract folds a Reshape of a file's own f32 constants.
+            let Some(&from) = node.input.first().and_then(|name| folded_at.get(name)) else {
+                continue;
+            };
+            let Some(dims) = reshaped_dims(node, &new_initializers[from], constant(1)) else {
+                continue;
+            };
+            let source = &mut new_initializers[from];
+            // The de-quantised weights are read only here: moved, not copied (the int8bq SFace
+            // would otherwise hold its 38 MB of f32 weights twice).
+            let raw_data = if reads.get(node.input[0].as_str()) == Some(&1)
+                && !listed.contains(node.input[0].as_str())
+            {
+                std::mem::take(&mut source.raw_data)
+            } else {
+                source.raw_data.clone()
+            };
+            Some(TensorProto {
+                dims,
+                data_type: FLOAT,
+                raw_data,
+                ..TensorProto::default()
+            })
+        };
+        if let Some(mut tensor) = tensor {
+            tensor.name = output.clone();
+            folded_at.insert(output.clone(), new_initializers.len());
+            new_initializers.push(tensor);
+            folded[n] = true;
+        }
     }
-    let count = new_initializers.len();
+    let count = folded.iter().filter(|&&f| f).count();
     let mut i = 0;
     graph.node.retain(|_| {
         i += 1;
         !folded[i - 1]
     });
-    // Initializers nothing reads any more (the int8 originals) would be decoded by tract all the
-    // same, a second copy of the weights while the plan is built.
+    // Initializers nothing reads any more (the int8 originals, and values folded again into a
+    // later node) would be decoded by tract all the same, a second copy of the weights while the
+    // plan is built.
     let read: std::collections::HashSet<&str> = graph
         .node
         .iter()
@@ -165,21 +164,252 @@ fn fold_graph(graph: &mut GraphProto) -> usize {
         .collect();
     // Older files also list initializers as graph inputs: those stay, or tract would see an
     // input with no value.
-    let outputs: std::collections::HashSet<&str> = graph
+    let kept: std::collections::HashSet<&str> = graph
         .output
         .iter()
         .chain(&graph.input)
         .map(|o| o.name.as_str())
         .collect();
-    let unused: std::collections::HashSet<String> = graph
-        .initializer
-        .iter()
-        .filter(|t| !read.contains(t.name.as_str()) && !outputs.contains(t.name.as_str()))
-        .map(|t| t.name.clone())
-        .collect();
-    graph.initializer.retain(|t| !unused.contains(&t.name));
+    let unused =
+        |t: &TensorProto| !read.contains(t.name.as_str()) && !kept.contains(t.name.as_str());
+    graph.initializer.retain(|t| !unused(t));
+    new_initializers.retain(|t| !unused(t));
     graph.initializer.extend(new_initializers);
-    count
+    // Inputs with no value that nothing reads: the int8bq files list each original f32 weight as
+    // one, which tract would take as further inputs of the network.
+    let valued: std::collections::HashSet<&str> =
+        graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let outputs: std::collections::HashSet<&str> =
+        graph.output.iter().map(|o| o.name.as_str()).collect();
+    let stale: std::collections::HashSet<String> = graph
+        .input
+        .iter()
+        .map(|i| i.name.as_str())
+        .filter(|&name| !read.contains(name) && !valued.contains(name) && !outputs.contains(name))
+        .map(str::to_string)
+        .collect();
+    if stale.len() < graph.input.len() {
+        graph.input.retain(|i| !stale.contains(&i.name));
+    }
+    Ok(count)
+}
+
+fn f32_tensor(name: String, dims: Vec<i64>, values: &[f32]) -> TensorProto {
+    TensorProto {
+        name,
+        dims,
+        data_type: FLOAT,
+        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ..TensorProto::default()
+    }
+}
+
+/// The dimensions of a tensor from the file, when none is negative.
+fn dims_of(t: &TensorProto) -> Option<Vec<usize>> {
+    t.dims.iter().map(|&d| usize::try_from(d).ok()).collect()
+}
+
+/// The number of elements of `dims`, unless it overflows.
+fn element_count(dims: &[usize]) -> Option<usize> {
+    dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d))
+}
+
+/// The f32 result of a `DequantizeLinear` whose inputs are constants, or `None` when it is not
+/// one this can fold (left to tract). Blocked nodes whose dimensions do not fit are an error.
+fn dequantize<'a>(
+    node: &tract_onnx::pb::NodeProto,
+    constant: impl Fn(usize) -> Option<&'a TensorProto>,
+) -> Result<Option<TensorProto>, String> {
+    if node.input.len() < 2 {
+        return Ok(None);
+    }
+    let (Some(q), Some(scale)) = (constant(0), constant(1)) else {
+        return Ok(None);
+    };
+    let zero = constant(2);
+    if node.input.get(2).is_some_and(|z| !z.is_empty()) && zero.is_none() {
+        return Ok(None);
+    }
+    let (Some(qv), Some(sv)) = (values(q), values(scale)) else {
+        return Ok(None);
+    };
+    let zv = match zero {
+        Some(z) => match values(z) {
+            Some(zv) => zv,
+            None => return Ok(None),
+        },
+        None => vec![0.0; sv.len()],
+    };
+    let axis_attr = attr_i(node, "axis", 1);
+    let block = attr_i(node, "block_size", 0);
+    // Dimensions come from the file: negative or overflowing ones, or ones that disagree with
+    // the data, leave the node to tract's own checks.
+    let Some(dims) = dims_of(q) else {
+        return Ok(None);
+    };
+    if element_count(&dims) != Some(qv.len()) || zv.len() != sv.len() {
+        return Ok(None);
+    }
+    let rank = dims.len() as i64;
+    let axis = if axis_attr < 0 {
+        axis_attr + rank
+    } else {
+        axis_attr
+    };
+    let axis = usize::try_from(axis).ok().filter(|&a| a < dims.len());
+    let out: Vec<f32> = if block != 0 {
+        let problem = |what: String| {
+            format!(
+                "DequantizeLinear '{}' (block_size {block}): {what}",
+                crate::terminal::escape(&node.name)
+            )
+        };
+        let block = usize::try_from(block).map_err(|_| problem("a negative block size".into()))?;
+        let axis = axis.ok_or_else(|| {
+            problem(format!(
+                "axis {axis_attr} is outside the input's {} dimensions",
+                dims.len()
+            ))
+        })?;
+        let scale_dims =
+            dims_of(scale).ok_or_else(|| problem("the scale has a negative dimension".into()))?;
+        let fits = scale_dims.len() == dims.len()
+            && scale_dims
+                .iter()
+                .zip(&dims)
+                .enumerate()
+                .all(|(d, (&s, &x))| {
+                    if d == axis {
+                        s == x.div_ceil(block)
+                    } else {
+                        s == x
+                    }
+                });
+        if !fits {
+            return Err(problem(format!(
+                "scale dimensions {:?} do not block input dimensions {:?} along axis {axis}",
+                scale.dims, q.dims
+            )));
+        }
+        if element_count(&scale_dims) != Some(sv.len()) {
+            return Err(problem(format!(
+                "the scale holds {} values, its dimensions {:?} say otherwise",
+                sv.len(),
+                scale.dims
+            )));
+        }
+        if zero.is_some_and(|z| z.dims != scale.dims) {
+            return Err(problem(
+                "the zero point's dimensions differ from the scale's".into(),
+            ));
+        }
+        // Sizes below are bounded by the input's element count, checked against its data.
+        let inner = element_count(&dims[axis + 1..]).unwrap_or(0);
+        let outer = element_count(&dims[..axis]).unwrap_or(0);
+        let blocks = scale_dims[axis];
+        let mut out = Vec::with_capacity(qv.len());
+        // An empty input is done (its other dimensions could be anything).
+        if !qv.is_empty() {
+            for o in 0..outer {
+                for a in 0..dims[axis] {
+                    let at = (o * blocks + a / block) * inner;
+                    let (s, z) = (&sv[at..at + inner], &zv[at..at + inner]);
+                    let from = out.len();
+                    for ((&v, &s), &z) in qv[from..from + inner].iter().zip(s).zip(z) {
+                        out.push((v - z) * s);
+                    }
+                }
+            }
+        }
+        out
+    } else if sv.len() == 1 {
+        qv.iter().map(|&v| (v - zv[0]) * sv[0]).collect()
+    } else {
+        let Some(axis) = axis.filter(|&a| dims[a] == sv.len()) else {
+            return Ok(None);
+        };
+        let Some(inner) = element_count(&dims[axis + 1..]).filter(|&i| i > 0) else {
+            return Ok(None);
+        };
+        qv.iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let c = (i / inner) % dims[axis];
+                (v - zv[c]) * sv[c]
+            })
+            .collect()
+    };
+    // The ONNX operator computes (q - zero) * scale in f32: the same values as here.
+    Ok(Some(f32_tensor(String::new(), q.dims.clone(), &out)))
+}
+
+/// An INT64 tensor's values (a `Reshape`'s shape).
+fn int64_values(t: &TensorProto) -> Option<Vec<i64>> {
+    match t.data_type {
+        INT64 if !t.raw_data.is_empty() => {
+            if !t.raw_data.len().is_multiple_of(8) {
+                return None;
+            }
+            Some(
+                t.raw_data
+                    .chunks_exact(8)
+                    .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+                    .collect(),
+            )
+        }
+        INT64 => Some(t.int64_data.clone()),
+        _ => None,
+    }
+}
+
+/// The output dimensions of `Reshape(data, shape)` by ONNX's rules (0 copies the input's
+/// dimension unless `allowzero`, one -1 takes what is left), or `None` when the shape is not a
+/// constant or does not fit the data.
+fn reshaped_dims(
+    node: &tract_onnx::pb::NodeProto,
+    data: &TensorProto,
+    shape: Option<&TensorProto>,
+) -> Option<Vec<i64>> {
+    let shape = shape?;
+    if node.input.len() != 2 || shape.dims.len() != 1 || data.data_type != FLOAT {
+        return None;
+    }
+    let wanted = int64_values(shape)?;
+    if usize::try_from(shape.dims[0]).ok()? != wanted.len() {
+        return None;
+    }
+    let dims = dims_of(data)?;
+    let total = element_count(&dims)?;
+    if data.raw_data.len() != total.checked_mul(4)? {
+        return None;
+    }
+    let allow_zero = attr_i(node, "allowzero", 0) != 0;
+    let mut out: Vec<usize> = Vec::with_capacity(wanted.len());
+    let mut free = None;
+    for (i, &w) in wanted.iter().enumerate() {
+        match w {
+            -1 if free.is_none() => {
+                free = Some(i);
+                out.push(1);
+            }
+            0 if !allow_zero => out.push(*dims.get(i)?),
+            w => out.push(usize::try_from(w).ok()?),
+        }
+    }
+    if allow_zero && free.is_some() && wanted.contains(&0) {
+        return None;
+    }
+    let known = element_count(&out)?;
+    if let Some(i) = free {
+        if known == 0 || total % known != 0 {
+            return None;
+        }
+        out[i] = total / known;
+    }
+    if element_count(&out)? != total {
+        return None;
+    }
+    out.into_iter().map(|d| i64::try_from(d).ok()).collect()
 }
 
 /// Folds every constant `BatchNormalization` that follows a `Conv` with f32 initializer weights
@@ -550,6 +780,357 @@ mod tests {
             .graph
             .as_ref()
             .map_or(0, |g| g.node.iter().filter(|n| n.op_type == op).count())
+    }
+
+    use tract_onnx::pb::{AttributeProto, NodeProto, ValueInfoProto};
+
+    fn raw(name: &str, data_type: i32, dims: &[i64], raw_data: Vec<u8>) -> TensorProto {
+        TensorProto {
+            name: name.into(),
+            dims: dims.to_vec(),
+            data_type,
+            raw_data,
+            ..TensorProto::default()
+        }
+    }
+
+    fn i8s(name: &str, dims: &[i64], v: &[i8]) -> TensorProto {
+        raw(name, INT8, dims, v.iter().map(|&b| b as u8).collect())
+    }
+
+    fn u8s(name: &str, dims: &[i64], v: &[u8]) -> TensorProto {
+        raw(name, UINT8, dims, v.to_vec())
+    }
+
+    fn f32s(name: &str, dims: &[i64], v: &[f32]) -> TensorProto {
+        f32_tensor(name.into(), dims.to_vec(), v)
+    }
+
+    fn i64s(name: &str, v: &[i64]) -> TensorProto {
+        let bytes = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        raw(name, INT64, &[v.len() as i64], bytes)
+    }
+
+    fn node(op: &str, inputs: &[&str], output: &str, attrs: &[(&str, i64)]) -> NodeProto {
+        NodeProto {
+            op_type: op.into(),
+            name: format!("{op}_{output}"),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![output.into()],
+            attribute: attrs
+                .iter()
+                .map(|&(name, i)| AttributeProto {
+                    name: name.into(),
+                    i,
+                    r#type: 2, // INT
+                    ..AttributeProto::default()
+                })
+                .collect(),
+            ..NodeProto::default()
+        }
+    }
+
+    fn value(name: &str) -> ValueInfoProto {
+        ValueInfoProto {
+            name: name.into(),
+            ..ValueInfoProto::default()
+        }
+    }
+
+    /// A graph whose outputs read what `nodes` make (so folded values stay as initializers).
+    fn model(nodes: Vec<NodeProto>, initializer: Vec<TensorProto>, outputs: &[&str]) -> ModelProto {
+        let mut node = vec![self::node("Identity", &["x"], "x1", &[])];
+        node.extend(nodes);
+        for (k, o) in outputs.iter().enumerate() {
+            node.push(self::node("Identity", &[o], &format!("y{k}"), &[]));
+        }
+        ModelProto {
+            graph: Some(GraphProto {
+                node,
+                initializer,
+                input: vec![value("x"), value("w_original")],
+                output: (0..outputs.len())
+                    .map(|k| value(&format!("y{k}")))
+                    .collect(),
+                ..GraphProto::default()
+            }),
+            ..ModelProto::default()
+        }
+    }
+
+    fn initializer<'a>(m: &'a ModelProto, name: &str) -> Option<&'a TensorProto> {
+        m.graph
+            .as_ref()?
+            .initializer
+            .iter()
+            .find(|t| t.name == name)
+    }
+
+    #[test]
+    fn blocked_dequantize_folds_to_the_onnx_values() {
+        // int8, blocks of 2 along axis 1 of [2, 5] (the last block is short), zero points of
+        // both signs; uint8, blocks of 2 along axis -2 of [3, 2]; then the first reshaped by
+        // [0, -1, 1] as the int8bq files reshape their weights for a Conv.
+        let mut m = model(
+            vec![
+                node(
+                    "DequantizeLinear",
+                    &["q", "s", "z"],
+                    "w",
+                    &[("axis", 1), ("block_size", 2)],
+                ),
+                node("Reshape", &["w", "shape"], "w4", &[]),
+                node(
+                    "DequantizeLinear",
+                    &["qu", "su", "zu"],
+                    "wu",
+                    &[("axis", -2), ("block_size", 2)],
+                ),
+            ],
+            vec![
+                i8s("q", &[2, 5], &[-128, -1, 0, 5, 127, 3, -7, 100, -50, 1]),
+                f32s("s", &[2, 3], &[0.5, 0.25, 2.0, 0.125, 1.5, -0.75]),
+                i8s("z", &[2, 3], &[1, -2, 3, -4, 5, -6]),
+                i64s("shape", &[0, -1, 1]),
+                u8s("qu", &[3, 2], &[0, 255, 10, 20, 200, 128]),
+                f32s("su", &[2, 2], &[0.5, 1.0, 2.0, 0.25]),
+                u8s("zu", &[2, 2], &[128, 0, 100, 255]),
+            ],
+            &["w4", "wu"],
+        );
+        assert_eq!(fold_constant_dequantize(&mut m), Ok(3));
+        let graph = m.graph.as_ref().unwrap();
+        assert!(graph.node.iter().all(|n| n.op_type == "Identity"));
+        assert_eq!(graph.node.len(), 3);
+        let names: Vec<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["w4", "wu"],
+            "the quantised originals and the 2-D weights go"
+        );
+        let inputs: Vec<&str> = graph.input.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(
+            inputs,
+            ["x"],
+            "an input nothing reads and with no value goes"
+        );
+        let w4 = initializer(&m, "w4").unwrap();
+        assert_eq!(w4.dims, [2, 5, 1]);
+        let expected = [
+            -64.5, -1.0, 0.5, 1.75, 248.0, 0.875, -0.375, 142.5, -82.5, -5.25,
+        ];
+        assert_eq!(values(w4).unwrap(), expected);
+        let wu = initializer(&m, "wu").unwrap();
+        assert_eq!(wu.dims, [3, 2]);
+        assert_eq!(
+            values(wu).unwrap(),
+            [-64.0, 255.0, -59.0, 20.0, 200.0, -31.75]
+        );
+    }
+
+    #[test]
+    fn malformed_blocks_are_errors_and_malformed_shapes_stay() {
+        let q = || i8s("q", &[2, 5], &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+        let dq = |attrs: &[(&str, i64)]| node("DequantizeLinear", &["q", "s", "z"], "w", attrs);
+        let blocked = [("axis", 1), ("block_size", 2)];
+        let s23 = || f32s("s", &[2, 3], &[1.0; 6]);
+        let z23 = || i8s("z", &[2, 3], &[0; 6]);
+        // Each should be refused with an error naming the node.
+        let errors: Vec<(&str, Vec<NodeProto>, Vec<TensorProto>)> = vec![
+            (
+                "too few blocks",
+                vec![dq(&blocked)],
+                vec![
+                    q(),
+                    f32s("s", &[2, 2], &[1.0; 4]),
+                    i8s("z", &[2, 2], &[0; 4]),
+                ],
+            ),
+            (
+                "too many blocks",
+                vec![dq(&[("axis", 1), ("block_size", 1)])],
+                vec![q(), s23(), z23()],
+            ),
+            (
+                "scale of lower rank",
+                vec![dq(&blocked)],
+                vec![q(), f32s("s", &[6], &[1.0; 6]), i8s("z", &[6], &[0; 6])],
+            ),
+            (
+                "other dimension differs",
+                vec![dq(&blocked)],
+                vec![
+                    q(),
+                    f32s("s", &[3, 2], &[1.0; 6]),
+                    i8s("z", &[3, 2], &[0; 6]),
+                ],
+            ),
+            (
+                "zero point shaped otherwise",
+                vec![dq(&blocked)],
+                vec![q(), s23(), i8s("z", &[3, 2], &[0; 6])],
+            ),
+            (
+                "scale dims disagree with its data",
+                vec![dq(&blocked)],
+                vec![
+                    q(),
+                    f32s("s", &[2, 3], &[1.0; 4]),
+                    i8s("z", &[2, 3], &[0; 4]),
+                ],
+            ),
+            (
+                "negative block",
+                vec![dq(&[("axis", 1), ("block_size", -2)])],
+                vec![q(), s23(), z23()],
+            ),
+            (
+                "axis out of range",
+                vec![dq(&[("axis", 2), ("block_size", 2)])],
+                vec![q(), s23(), z23()],
+            ),
+            (
+                "negative axis out of range",
+                vec![dq(&[("axis", -3), ("block_size", 2)])],
+                vec![q(), s23(), z23()],
+            ),
+            (
+                "negative scale dimension",
+                vec![dq(&blocked)],
+                vec![q(), f32s("s", &[2, -3], &[1.0; 6]), z23()],
+            ),
+        ];
+        for (what, nodes, inits) in errors {
+            let mut m = model(nodes, inits, &["w"]);
+            let err = fold_constant_dequantize(&mut m).expect_err(what);
+            assert!(
+                err.contains("DequantizeLinear_w") && err.contains("block_size"),
+                "{what}: {err}"
+            );
+        }
+        // Dimensions that disagree with the data, overflow or are negative, and reshapes that do
+        // not fit: left to tract, without a panic or an allocation sized by them.
+        let huge = i64::MAX / 2;
+        let untouched: Vec<(&str, Vec<NodeProto>, Vec<TensorProto>, &str)> = vec![
+            (
+                "input dims disagree with its data",
+                vec![dq(&blocked)],
+                vec![i8s("q", &[2, 6], &[0; 10]), s23(), z23()],
+                "DequantizeLinear",
+            ),
+            (
+                "input dims overflow",
+                vec![dq(&blocked)],
+                vec![i8s("q", &[huge, huge, 2], &[0; 10]), s23(), z23()],
+                "DequantizeLinear",
+            ),
+            (
+                "negative input dim",
+                vec![dq(&blocked)],
+                vec![i8s("q", &[-2, -5], &[0; 10]), s23(), z23()],
+                "DequantizeLinear",
+            ),
+            (
+                "per-axis, empty, dims after the axis overflow",
+                vec![dq(&[("axis", 0)])],
+                vec![
+                    i8s("q", &[0, huge, huge], &[]),
+                    f32s("s", &[0], &[]),
+                    i8s("z", &[0], &[]),
+                ],
+                "DequantizeLinear",
+            ),
+            (
+                "zero point of another length",
+                vec![dq(&blocked)],
+                vec![q(), s23(), i8s("z", &[2, 2], &[0; 4])],
+                "DequantizeLinear",
+            ),
+        ];
+        let reshape = |shape: &[i64], attrs: &[(&str, i64)]| {
+            (
+                vec![dq(&blocked), node("Reshape", &["w", "shape"], "w4", attrs)],
+                vec![q(), s23(), z23(), i64s("shape", shape)],
+            )
+        };
+        let mut cases = untouched;
+        for (what, shape, attrs) in [
+            ("no dimension fits", &[3, -1][..], &[][..]),
+            ("two free dimensions", &[-1, -1], &[]),
+            ("below -1", &[-2, -5], &[]),
+            ("a zero past the input's rank", &[0, 0, 0], &[]),
+            ("allowzero with -1", &[0, -1], &[("allowzero", 1)]),
+            ("overflowing shape", &[huge, huge, 1], &[]),
+            ("a free dimension that does not divide", &[huge, -1], &[]),
+            ("too many elements", &[2, 5, 2], &[]),
+        ] {
+            let (nodes, inits) = reshape(shape, attrs);
+            cases.push((what, nodes, inits, "Reshape"));
+        }
+        for (what, nodes, inits, stays) in cases {
+            let out = if stays == "Reshape" { "w4" } else { "w" };
+            let mut m = model(nodes, inits, &[out]);
+            fold_constant_dequantize(&mut m).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(count(&m, stays), 1, "{what}: the {stays} stays");
+        }
+        // A shape tensor whose dims disagree with its values stays too.
+        let (nodes, mut inits) = reshape(&[2, 5], &[]);
+        inits[3].dims = vec![3];
+        let mut m = model(nodes, inits, &["w4"]);
+        assert_eq!(fold_constant_dequantize(&mut m), Ok(1));
+        assert_eq!(count(&m, "Reshape"), 1);
+        // An empty input with a huge dimension folds at once into an empty tensor.
+        let empty = i8s("q", &[1 << 40, 0, 3], &[]);
+        let s = f32s("s", &[1 << 40, 0, 2], &[]);
+        let z = i8s("z", &[1 << 40, 0, 2], &[]);
+        let mut m = model(
+            vec![dq(&[("axis", 2), ("block_size", 2)])],
+            vec![empty, s, z],
+            &["w"],
+        );
+        assert_eq!(fold_constant_dequantize(&mut m), Ok(1));
+    }
+
+    /// OpenCV Zoo's block-quantised SFace folds to exactly the weights of its fp32 copy
+    /// (`dequant_bq.py` in ../shared, which computes `(q - zero) * scale` in f32 with numpy).
+    #[test]
+    fn the_block_quantised_sface_folds_to_its_fp32_weights() {
+        let shared = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/anchors/");
+        let read = |file: &str| {
+            let bytes = std::fs::read(format!("{shared}{file}"))
+                .unwrap_or_else(|e| panic!("{file} (../shared): {e}"));
+            tract_onnx::onnx()
+                .proto_model_for_read(&mut &bytes[..])
+                .expect("an ONNX model")
+        };
+        let mut ours = read("face_recognition_sface_2021dec_int8bq.onnx");
+        let reference = read("sface_2021dec_fp32_from_int8bq.onnx");
+        assert_eq!(count(&ours, "DequantizeLinear"), 29);
+        assert_eq!(count(&ours, "Reshape"), 27);
+        assert_eq!(fold_constant_dequantize(&mut ours), Ok(29 + 27));
+        let graph = ours.graph.as_ref().unwrap();
+        let kinds = |g: &GraphProto| g.node.iter().map(|n| n.op_type.clone()).collect::<Vec<_>>();
+        let reference_graph = reference.graph.as_ref().unwrap();
+        assert_eq!(kinds(graph), kinds(reference_graph));
+        let inputs: Vec<&str> = graph
+            .input
+            .iter()
+            .map(|i| i.name.as_str())
+            .filter(|&name| initializer(&ours, name).is_none())
+            .collect();
+        assert_eq!(inputs, ["data"]);
+        for theirs in &reference_graph.initializer {
+            let mine = initializer(&ours, &theirs.name)
+                .unwrap_or_else(|| panic!("{} was not folded", theirs.name));
+            assert_eq!(mine.dims, theirs.dims, "{}", theirs.name);
+            let (a, b) = (values(mine).unwrap(), values(theirs).unwrap());
+            assert!(
+                a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()) && a.len() == b.len(),
+                "{}: values differ",
+                theirs.name
+            );
+        }
+        assert_eq!(graph.initializer.len(), reference_graph.initializer.len());
     }
 
     #[test]

@@ -111,6 +111,23 @@ graph = (
 )
 model = field(1, 0, 7) + field(7, 2, graph) + field(8, 2, field(2, 0, 13))
 put("model_card", "card-and-dense-onnx", card + b"\0" + model)
+# Block-quantised weights (opset 21 DequantizeLinear with block_size, non-zero int8 zero points)
+# reshaped by a constant int64 shape, as in OpenCV Zoo's *_int8bq.onnx.
+graph = (
+    field(1, 2, node("DequantizeLinear", ["wq", "ws", "wz"], ["w"], [("axis", 1), ("block_size", 2)]))
+    + field(1, 2, node("Reshape", ["w", "shape"], ["w4"]))
+    + field(1, 2, node("Conv", ["x", "w4"], ["y"]))
+    + field(2, 2, s("g"))
+    + field(5, 2, tensor("wq", 3, [2, 3], bytes([1, 255, 3, 4, 128, 6])))
+    + field(5, 2, tensor("ws", 1, [2, 2], struct.pack("<4f", 0.5, 0.25, 2.0, 1.0)))
+    + field(5, 2, tensor("wz", 3, [2, 2], bytes([1, 254, 3, 250])))
+    + field(5, 2, tensor("shape", 7, [4], struct.pack("<4q", 0, -1, 1, 1)))
+    + field(11, 2, field(1, 2, s("x")))
+    + field(11, 2, field(1, 2, s("w_original")))
+    + field(12, 2, field(1, 2, s("y")))
+)
+model = field(1, 0, 7) + field(7, 2, graph) + field(8, 2, field(2, 0, 21))
+put("model_card", "card-and-blocked-onnx", card + b"\0" + model)
 
 # Inputs that crashed the ONNX rewrites before they checked what the file claims (found in review,
 # kept as regressions): a BatchNormalization output with no inputs, a dense weight claiming 2^40

@@ -455,14 +455,17 @@ fn attr_ints(node: &pb::NodeProto, name: &str) -> Option<Vec<usize>> {
 
 /// Reads an embedder made of the ops [`Net`] knows (Conv, BatchNormalization, PRelu, Relu, Add,
 /// Flatten, Gemm, scalar Sub/Mul on the input; Dropout and Identity pass through; constant
-/// DequantizeLinear weights are de-quantised).
+/// DequantizeLinear weights are de-quantised, blocked ones and their Reshape included).
 pub fn import(path: &Path, device: &Device) -> Result<Net, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
     import_bytes(&bytes, device).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 pub fn import_bytes(bytes: &[u8], device: &Device) -> Result<Net, String> {
-    let model = pb::ModelProto::decode(bytes).map_err(|e| format!("not an ONNX model: {e}"))?;
+    let mut model = pb::ModelProto::decode(bytes).map_err(|e| format!("not an ONNX model: {e}"))?;
+    // facegate's own load-time folding first: constant DequantizeLinear of every form, blocked
+    // ones (OpenCV Zoo's *_int8bq.onnx, opset 21) included, and the Reshape after them.
+    facegate::embedder::onnx_prep::fold_constant_dequantize(&mut model)?;
     let graph = model.graph.ok_or("the ONNX file has no graph")?;
     let mut consts: HashMap<String, Constant> = HashMap::new();
     for t in &graph.initializer {
@@ -808,5 +811,30 @@ mod tests {
             &facegate::embedder::normalized(&theirs),
         );
         assert!(cos > 0.99999, "cosine {cos}");
+    }
+
+    /// OpenCV Zoo's block-quantised SFace (opset 21, DequantizeLinear with block_size, Reshape
+    /// to the conv weights) imports as the same network as its fp32 copy.
+    #[test]
+    fn block_quantised_sface_imports_like_its_fp32_copy() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/anchors");
+        let device = Device::flex();
+        let blocked = import(
+            &dir.join("face_recognition_sface_2021dec_int8bq.onnx"),
+            &device,
+        )
+        .unwrap()
+        .valid();
+        let fp32 = import(&dir.join("sface_2021dec_fp32_from_int8bq.onnx"), &device)
+            .unwrap()
+            .valid();
+        assert_eq!(blocked.convs.len(), 27);
+        let input: Vec<f32> = (0..3 * 112 * 112)
+            .map(|i| ((i * 7919) % 256) as f32)
+            .collect();
+        let x = Tensor::<4>::from_data(TensorData::new(input, [1, 3, 112, 112]), &device);
+        let (a, b) = (values(blocked.forward(x.clone())), values(fp32.forward(x)));
+        assert_eq!(a.len(), 128);
+        assert_eq!(a, b, "the folded weights are those of the fp32 copy");
     }
 }

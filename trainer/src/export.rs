@@ -83,9 +83,15 @@ pub fn tract_plan(
     bytes: &[u8],
     shape: [usize; 4],
 ) -> Result<std::sync::Arc<tract_onnx::prelude::TypedRunnableModel>, String> {
+    use prost::Message;
     use tract_onnx::prelude::*;
+    // Through facegate's own load-time folding, as the board runs it: tract cannot read blocked
+    // DequantizeLinear itself.
+    let mut proto = tract_onnx::pb::ModelProto::decode(bytes)
+        .map_err(|e| format!("the exported model does not decode: {e}"))?;
+    facegate::embedder::onnx_prep::fold_constant_dequantize(&mut proto)?;
     tract_onnx::onnx()
-        .model_for_read(&mut &bytes[..])
+        .model_for_proto_model(&proto)
         .and_then(|m| m.with_input_fact(0, f32::fact(shape).into()))
         .and_then(|m| m.into_optimized())
         .and_then(|m| m.into_runnable())

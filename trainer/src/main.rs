@@ -8,6 +8,7 @@ mod loss;
 mod model;
 mod onnx_io;
 mod plot;
+mod quantise;
 mod study;
 mod train;
 
@@ -170,6 +171,12 @@ struct HyperArgs {
     /// Largest contrast change, fraction.
     #[arg(long, default_value_t = 0.2)]
     contrast: f32,
+    /// Largest random rotation, degrees each way (bilinear, edges repeated).
+    #[arg(long, default_value_t = 0.0)]
+    rotate: f32,
+    /// Largest random change of scale, fraction each way (0.1: 90 % to 110 %).
+    #[arg(long, default_value_t = 0.0)]
+    zoom: f32,
     /// Stop after this many steps in all (0: none).
     #[arg(long, default_value_t = 0)]
     max_steps: usize,
@@ -302,6 +309,8 @@ fn config_from(h: &HyperArgs, pixels: Pixels, seed: u64) -> TrainConfig {
             jitter: h.jitter,
             brightness: h.brightness,
             contrast: h.contrast,
+            rotate: h.rotate,
+            zoom: h.zoom,
         },
         pixels,
         seed,

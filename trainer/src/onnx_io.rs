@@ -2,8 +2,11 @@
 //! written with the onnx.proto types tract-onnx generates.
 //!
 //! Export folds each BatchNorm into the convolution or Gemm before it, so the edge runtime runs
-//! one op where training needed two. The int8 form stores weights as per-output-channel int8 with a
-//! DequantizeLinear in front: facegate folds those at load time, the form tract runs fastest on x86.
+//! one op where training needed two. The int8 form stores weights as int8 with a DequantizeLinear
+//! in front (facegate folds those at load time, the form tract runs fastest on x86): convolutions
+//! in blocks of 64 along the input channels, each block with its own scale (SFace's own form, opset
+//! 21), dense layers per output row (the form facegate keeps as an int8 matrix at run time); every
+//! scale is the clip with the least squared error, not the largest weight.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -18,7 +21,8 @@ use crate::model::{self, Net, Op};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WeightForm {
     F32,
-    /// Per-output-channel symmetric int8 weights behind DequantizeLinear.
+    /// Symmetric int8 weights behind DequantizeLinear: convolutions in blocks along the input
+    /// channels, dense layers per output row.
     Int8,
 }
 
@@ -55,7 +59,13 @@ struct Writer {
     nodes: Vec<pb::NodeProto>,
     initializers: Vec<pb::TensorProto>,
     form: WeightForm,
+    /// A block-quantised weight was written: the model needs opset 21.
+    blocked: bool,
 }
+
+/// Weights per block of a quantised convolution: SFace's choice; a 3x3 depthwise row (9 values)
+/// is one block.
+pub const BLOCK: usize = 64;
 
 impl Writer {
     fn constant(&mut self, name: &str, dims: &[usize], values: Vec<f32>) -> String {
@@ -69,49 +79,65 @@ impl Writer {
         name.to_string()
     }
 
-    /// A weight with per-output-channel (axis 0) scales; in the int8 form, quantised.
+    fn int8(&mut self, name: &str, dims: &[usize], values: Vec<i8>) -> String {
+        self.initializers.push(pb::TensorProto {
+            name: name.to_string(),
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type: pb::tensor_proto::DataType::Int8 as i32,
+            raw_data: values.into_iter().map(|v| v as u8).collect(),
+            ..Default::default()
+        });
+        name.to_string()
+    }
+
+    /// A weight (`dims[0]` outputs); in the int8 form quantised: a convolution's in blocks of
+    /// [`BLOCK`] along each output's `in x kh x kw` values (DequantizeLinear on the 2-D view,
+    /// then Reshape), a dense layer's per output row.
     fn weight(&mut self, name: &str, dims: &[usize], values: Vec<f32>) -> String {
         if self.form == WeightForm::F32 {
             return self.constant(name, dims, values);
         }
-        let per_channel = values.len() / dims[0];
-        let mut scales = Vec::with_capacity(dims[0]);
-        let mut quantised = Vec::with_capacity(values.len());
-        for channel in values.chunks(per_channel) {
-            let max = channel.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
-            scales.push(scale);
-            quantised.extend(
-                channel
-                    .iter()
-                    .map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8 as u8),
+        let rows = dims[0];
+        let cols = values.len() / rows.max(1);
+        let (block, flat) = if dims.len() == 4 {
+            (BLOCK.min(cols), format!("{name}_2d"))
+        } else {
+            (cols, name.to_string())
+        };
+        let (quantised, scales) = crate::quantise::blocks(&values, rows, cols, block);
+        let per_row = cols.div_ceil(block.max(1));
+        let q = self.int8(&format!("{name}_int8"), &[rows, cols], quantised);
+        let zero = format!("{name}_zero");
+        if dims.len() == 4 {
+            let zero = self.int8(&zero, &[rows, per_row], vec![0; rows * per_row]);
+            self.blocked = true;
+            let scale = self.constant(&format!("{name}_scale"), &[rows, per_row], scales);
+            self.node(
+                "DequantizeLinear",
+                &[&q, &scale, &zero],
+                &flat,
+                vec![int_attr("axis", 1), int_attr("block_size", block as i64)],
+            );
+            let shape = format!("{name}_shape");
+            self.initializers.push(pb::TensorProto {
+                name: shape.clone(),
+                dims: vec![dims.len() as i64],
+                data_type: pb::tensor_proto::DataType::Int64 as i32,
+                int64_data: dims.iter().map(|&d| d as i64).collect(),
+                ..Default::default()
+            });
+            self.node("Reshape", &[&flat, &shape], name, vec![]);
+        } else {
+            // One scale a row: the 1-D per-axis form facegate's int8 dense head reads.
+            let zero = self.int8(&zero, &[rows], vec![0; rows]);
+            let scale = self.constant(&format!("{name}_scale"), &[rows], scales);
+            self.node(
+                "DequantizeLinear",
+                &[&q, &scale, &zero],
+                &flat,
+                vec![int_attr("axis", 0)],
             );
         }
-        self.initializers.push(pb::TensorProto {
-            name: format!("{name}_int8"),
-            dims: dims.iter().map(|&d| d as i64).collect(),
-            data_type: pb::tensor_proto::DataType::Int8 as i32,
-            raw_data: quantised,
-            ..Default::default()
-        });
-        self.constant(&format!("{name}_scale"), &[dims[0]], scales);
-        self.initializers.push(pb::TensorProto {
-            name: format!("{name}_zero"),
-            dims: vec![dims[0] as i64],
-            data_type: pb::tensor_proto::DataType::Int8 as i32,
-            raw_data: vec![0; dims[0]],
-            ..Default::default()
-        });
-        self.node(
-            "DequantizeLinear",
-            &[
-                &format!("{name}_int8"),
-                &format!("{name}_scale"),
-                &format!("{name}_zero"),
-            ],
-            name,
-            vec![int_attr("axis", 0)],
-        );
         name.to_string()
     }
 
@@ -221,6 +247,7 @@ pub fn export(net: &Net, options: ExportOptions) -> Vec<u8> {
         nodes: Vec::new(),
         initializers: Vec::new(),
         form: options.form,
+        blocked: false,
     };
     // names[i]: the value entering op i (names[0] is the input).
     let mut names = vec![INPUT_NAME.to_string()];
@@ -381,13 +408,15 @@ pub fn export(net: &Net, options: ExportOptions) -> Vec<u8> {
         }],
         ..Default::default()
     };
+    // Blocked DequantizeLinear exists from opset 21 (IR version 10); other models keep 13.
+    let (ir_version, opset) = if w.blocked { (10, 21) } else { (8, 13) };
     let model = pb::ModelProto {
-        ir_version: 8,
+        ir_version,
         producer_name: "facegate-train".into(),
         producer_version: env!("CARGO_PKG_VERSION").into(),
         opset_import: vec![pb::OperatorSetIdProto {
             domain: String::new(),
-            version: 13,
+            version: opset,
         }],
         graph: Some(graph),
         ..Default::default()

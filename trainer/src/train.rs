@@ -41,6 +41,12 @@ pub struct Augment {
     pub brightness: f32,
     /// Largest contrast change, as a fraction.
     pub contrast: f32,
+    /// Largest rotation, degrees each way (0: none; runs saved before it existed had none).
+    #[serde(default)]
+    pub rotate: f32,
+    /// Largest change of scale, as a fraction each way (0.1: 90 % to 110 %).
+    #[serde(default)]
+    pub zoom: f32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -128,6 +134,7 @@ pub fn batch_tensor(
     for (b, &i) in indices.iter().enumerate() {
         let img = &ds.images[i];
         let (mut flip, mut dx, mut dy, mut gain, mut offset) = (false, 0i64, 0i64, 1f32, 0f32);
+        let mut warp = None;
         if let Some((aug, rng)) = augment.as_mut() {
             let mut unit = || (rng.next_u64() >> 11) as f32 / (1u64 << 53) as f32;
             flip = aug.flip && unit() < 0.5;
@@ -136,8 +143,23 @@ pub fn batch_tensor(
             dy = ((unit() * 2.0 - 1.0) * j).round() as i64;
             gain = 1.0 + (unit() * 2.0 - 1.0) * aug.contrast;
             offset = (unit() * 2.0 - 1.0) * aug.brightness * 255.0;
+            // Drawn only when asked for, so runs without them repeat their batches exactly.
+            if aug.rotate > 0.0 || aug.zoom > 0.0 {
+                let angle = (unit() * 2.0 - 1.0) * aug.rotate.to_radians();
+                let scale = 1.0 + (unit() * 2.0 - 1.0) * aug.zoom;
+                warp = Some((angle, scale));
+            }
         }
         let base = b * 3 * s * s;
+        if let Some((angle, scale)) = warp {
+            let sample = warped(img, s, angle, scale, (dx as f32, dy as f32), flip);
+            for (k, v) in sample.into_iter().enumerate() {
+                let v = ((v - 127.5) * gain + 127.5 + offset).clamp(0.0, 255.0);
+                let (c, p) = (k % 3, k / 3);
+                data[base + c * s * s + p] = (v * pixels.scale - pixels.mean) / pixels.std;
+            }
+            continue;
+        }
         for y in 0..s {
             // Shifted pixels read the nearest edge pixel, not black: a black band is a cue the
             // network would learn and never see at run time.
@@ -157,6 +179,37 @@ pub fn batch_tensor(
         }
     }
     Tensor::from_data(TensorData::new(data, [indices.len(), 3, s, s]), device)
+}
+
+/// `img` (RGB, `s x s`) rotated by `angle` and scaled by `scale` about its centre, then shifted
+/// and mirrored: each output pixel reads the source bilinearly, edges repeating as in the shift.
+fn warped(img: &[u8], s: usize, angle: f32, scale: f32, shift: (f32, f32), flip: bool) -> Vec<f32> {
+    let c = (s as f32 - 1.0) / 2.0;
+    let (sin, cos) = angle.sin_cos();
+    let at = |x: isize, y: isize, ch: usize| {
+        let x = x.clamp(0, s as isize - 1) as usize;
+        let y = y.clamp(0, s as isize - 1) as usize;
+        img[(y * s + x) * 3 + ch] as f32
+    };
+    let mut out = Vec::with_capacity(s * s * 3);
+    for y in 0..s {
+        for x in 0..s {
+            let ox = if flip { (s - 1 - x) as f32 } else { x as f32 };
+            // Inverse map: undo the shift, then the scale and rotation about the centre.
+            let (px, py) = (ox - shift.0 - c, y as f32 - shift.1 - c);
+            let sx = (cos * px + sin * py) / scale + c;
+            let sy = (-sin * px + cos * py) / scale + c;
+            let (x0, y0) = (sx.floor(), sy.floor());
+            let (fx, fy) = (sx - x0, sy - y0);
+            let (x0, y0) = (x0 as isize, y0 as isize);
+            for ch in 0..3 {
+                let top = at(x0, y0, ch) * (1.0 - fx) + at(x0 + 1, y0, ch) * fx;
+                let bottom = at(x0, y0 + 1, ch) * (1.0 - fx) + at(x0 + 1, y0 + 1, ch) * fx;
+                out.push(top * (1.0 - fy) + bottom * fy);
+            }
+        }
+    }
+    out
 }
 
 /// Unit-length embeddings of every image, without augmentation.
@@ -501,6 +554,8 @@ mod tests {
                 jitter: 0,
                 brightness: 0.0,
                 contrast: 0.0,
+                rotate: 0.0,
+                zoom: 0.0,
             },
             pixels: Pixels {
                 scale: 1.0,
@@ -515,5 +570,28 @@ mod tests {
         assert!((learning_rate(&config, 9, 100) - 1.0).abs() < 1e-9);
         assert!(learning_rate(&config, 50, 100) < 0.6);
         assert!((learning_rate(&config, 100, 100) - 0.01).abs() < 1e-9);
+    }
+
+    #[test]
+    fn warping_by_nothing_is_the_identity_and_a_quarter_turn_turns() {
+        let s = 5;
+        let img: Vec<u8> = (0..s * s * 3).map(|i| (i * 7 % 251) as u8).collect();
+        let same = warped(&img, s, 0.0, 1.0, (0.0, 0.0), false);
+        assert!(same
+            .iter()
+            .zip(&img)
+            .all(|(a, &b)| (a - b as f32).abs() < 1e-3));
+        // A quarter turn moves the top-left pixel to a corner and keeps the centre.
+        let turned = warped(&img, s, std::f32::consts::FRAC_PI_2, 1.0, (0.0, 0.0), false);
+        let px = |v: &[f32], x: usize, y: usize| v[(y * s + x) * 3];
+        assert!((px(&turned, 2, 2) - img[(2 * s + 2) * 3] as f32).abs() < 1e-3);
+        let corner = img[0] as f32;
+        let corners = [(0, 0), (s - 1, 0), (0, s - 1), (s - 1, s - 1)];
+        assert!(corners
+            .iter()
+            .any(|&(x, y)| (x, y) != (0, 0) && (px(&turned, x, y) - corner).abs() < 1e-3));
+        // A shift of one pixel moves the content one pixel.
+        let shifted = warped(&img, s, 0.0, 1.0, (1.0, 0.0), false);
+        assert!((px(&shifted, 3, 1) - img[(s + 2) * 3] as f32).abs() < 1e-3);
     }
 }

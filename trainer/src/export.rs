@@ -28,6 +28,10 @@ pub struct ExportReport {
     pub f32_ms: f64,
     pub int8_ms: f64,
     pub check_images: usize,
+    /// The int8 model's unit-length embeddings of the check images, in tract (for k-shot figures
+    /// beside f32's).
+    #[serde(skip)]
+    pub int8_embeddings: Vec<Vec<f32>>,
 }
 
 pub struct Artefact<'a> {
@@ -149,6 +153,7 @@ pub fn export(
     let batch = n.min(64);
     let mut plans = std::collections::HashMap::new();
     let (mut diff, mut cosines, mut dim) = (0f32, Vec::with_capacity(n), 0);
+    let mut int8_embeddings = Vec::with_capacity(n);
     let mut first_input = Vec::new();
     let all: Vec<usize> = (0..n).collect();
     for indices in all.chunks(batch) {
@@ -171,6 +176,7 @@ pub fn export(
             .zip(&got)
             .fold(diff, |m, (a, b)| m.max((a - b).abs()));
         let got8 = run(p8, &input, shape)?;
+        int8_embeddings.extend(got8.chunks(dim).map(facegate::embedder::normalized));
         cosines.extend(
             got.chunks(dim)
                 .zip(got8.chunks(dim))
@@ -229,5 +235,6 @@ pub fn export(
         f32_ms: t32 * 1000.0 / rounds as f64,
         int8_ms: t8 * 1000.0 / rounds as f64,
         check_images: n,
+        int8_embeddings,
     })
 }

@@ -601,6 +601,19 @@ fn finish(
         evaluated
     };
     let report = export::export(net, &artefact, check, &a.out, device)?;
+    if !evaluated.is_empty() {
+        // The same figures for the int8 export as the board runs it, beside f32's.
+        let (int8, _) = eval::evaluate(
+            &report.int8_embeddings,
+            &evaluated.labels,
+            a.draws,
+            config.seed,
+        );
+        result.insert(
+            "unseen_int8".into(),
+            serde_json::to_value(&int8).map_err(|e| e.to_string())?,
+        );
+    }
     if report.tract_max_abs_diff >= 1e-4 {
         return Err(format!(
             "tract's output differs from the trained network by {}",

@@ -99,6 +99,13 @@ fn short_training_on_digits_lowers_the_loss_and_exports_a_model_tract_runs() {
     let unseen = &summary["unseen"];
     assert_eq!(unseen["identities"], 3);
     assert!(unseen["one_shot"].as_f64().unwrap() > 0.6, "{summary}");
+    // The int8 export, run in tract as the board runs it, identifies them about as well.
+    let int8 = &summary["unseen_int8"];
+    assert!(
+        (int8["three_shot"].as_f64().unwrap() - unseen["three_shot"].as_f64().unwrap()).abs()
+            < 0.03,
+        "{summary}"
+    );
 
     // facegate loads the exported card and its embeddings separate two held-out digits.
     for card in ["embedder.json", "embedder_int8.json"] {

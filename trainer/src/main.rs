@@ -177,6 +177,10 @@ struct HyperArgs {
     /// Largest random change of scale, fraction each way (0.1: 90 % to 110 %).
     #[arg(long, default_value_t = 0.0)]
     zoom: f32,
+    /// Average the network's weights over the last N epochs (stochastic weight averaging, then
+    /// fresh BatchNorm statistics); 0 keeps the last epoch's weights.
+    #[arg(long, default_value_t = 0)]
+    average_epochs: usize,
     /// Stop after this many steps in all (0: none).
     #[arg(long, default_value_t = 0)]
     max_steps: usize,
@@ -316,6 +320,7 @@ fn config_from(h: &HyperArgs, pixels: Pixels, seed: u64) -> TrainConfig {
         seed,
         max_steps: h.max_steps,
         frozen_norms: false,
+        average_epochs: h.average_epochs,
     }
 }
 

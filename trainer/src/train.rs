@@ -75,6 +75,9 @@ pub struct TrainConfig {
     /// BatchNorms keep their running statistics (fine-tuning).
     #[serde(default)]
     pub frozen_norms: bool,
+    /// Average the weights of the last this many epochs (0: keep the last weights).
+    #[serde(default)]
+    pub average_epochs: usize,
 }
 
 fn triplet() -> Objective {
@@ -210,6 +213,71 @@ fn warped(img: &[u8], s: usize, angle: f32, scale: f32, shift: (f32, f32), flip:
         }
     }
     out
+}
+
+/// Every float parameter's values on the host, in the module's visiting order.
+struct Collect(Vec<Vec<f32>>);
+
+impl burn::module::ModuleVisitor for Collect {
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+        self.0
+            .push(crate::model::host(param.val()).unwrap_or_default());
+    }
+}
+
+/// Replaces every float parameter's values, in the same order as [`Collect`].
+struct Replace(std::vec::IntoIter<Vec<f32>>);
+
+impl burn::module::ModuleMapper for Replace {
+    fn map_float<const D: usize>(
+        &mut self,
+        param: burn::module::Param<Tensor<D>>,
+    ) -> burn::module::Param<Tensor<D>> {
+        let Some(values) = self.0.next() else {
+            return param;
+        };
+        param.map(|t| {
+            let (shape, device) = (t.shape(), t.device());
+            if values.len() != shape.num_elements() {
+                return t;
+            }
+            Tensor::from_data(TensorData::new(values, shape), &device)
+        })
+    }
+}
+
+/// Stochastic weight averaging (Izmailov et al. 2018): the mean of the weights at the end of the
+/// last epochs. Unseen classes' accuracy swings from epoch to epoch while the training loss is
+/// flat; the mean sits between those solutions.
+#[derive(Default)]
+struct WeightAverage {
+    sum: Vec<Vec<f32>>,
+    count: usize,
+}
+
+impl WeightAverage {
+    fn add(&mut self, net: &Net) {
+        let mut now = Collect(Vec::new());
+        net.visit(&mut now);
+        if self.sum.is_empty() {
+            self.sum = now.0;
+        } else {
+            for (s, v) in self.sum.iter_mut().zip(now.0) {
+                s.iter_mut().zip(v).for_each(|(a, b)| *a += b);
+            }
+        }
+        self.count += 1;
+    }
+
+    fn apply(self, net: Net) -> Net {
+        let n = self.count as f32;
+        let mean: Vec<Vec<f32>> = self
+            .sum
+            .into_iter()
+            .map(|v| v.into_iter().map(|x| x / n).collect())
+            .collect();
+        net.map(&mut Replace(mean.into_iter()))
+    }
 }
 
 /// Unit-length embeddings of every image, without augmentation.
@@ -377,6 +445,7 @@ pub fn train(
         ),
         None => None,
     };
+    let mut average = WeightAverage::default();
     for epoch in first_epoch..config.epochs {
         // Drawn only for margin losses, so triplet runs repeat the numbers they gave before.
         let order = if config.objective.is_margin_softmax() {
@@ -482,6 +551,9 @@ pub fn train(
             writeln!(file, "{line}").map_err(|e| format!("metrics.jsonl: {e}"))?;
         }
         log.push(entry);
+        if config.average_epochs > 0 && epoch + config.average_epochs >= config.epochs {
+            average.add(&trainee.net);
+        }
         if let Some(dir) = out_dir {
             let head = match &trainee.head {
                 Some(h) => Some(crate::model::host(h.weight.val())?),
@@ -502,10 +574,24 @@ pub fn train(
             break;
         }
     }
-    Ok(Outcome {
-        net: trainee.net,
-        log,
-    })
+    let mut net = trainee.net;
+    let averaged = average.count;
+    if averaged > 1 {
+        net = average.apply(net);
+        if !net.frozen_norms {
+            // The averaged weights need their own BatchNorm statistics: forward passes in
+            // training mode (no step) over shuffled training images refresh the running means.
+            let order = rng.pick(train.len(), train.len());
+            for chunk in order.chunks(batch).take(60) {
+                let x = batch_tensor(train, chunk, config.pixels, None, &ad);
+                drop(net.embed(x));
+            }
+        }
+        eprintln!(
+            "weights averaged over the last {averaged} epochs; BatchNorm statistics refreshed"
+        );
+    }
+    Ok(Outcome { net, log })
 }
 
 pub fn checkpoint_paths(dir: &Path) -> (PathBuf, PathBuf) {
@@ -565,11 +651,44 @@ mod tests {
             seed: 1,
             max_steps: 0,
             frozen_norms: false,
+            average_epochs: 0,
         };
         assert!((learning_rate(&config, 0, 100) - 0.1).abs() < 1e-9);
         assert!((learning_rate(&config, 9, 100) - 1.0).abs() < 1e-9);
         assert!(learning_rate(&config, 50, 100) < 0.6);
         assert!((learning_rate(&config, 100, 100) - 0.01).abs() < 1e-9);
+    }
+
+    #[test]
+    fn weight_averaging_takes_the_mean_of_every_parameter() {
+        let device = Device::flex();
+        let arch = crate::model::Architecture {
+            input_size: 16,
+            embedding_dim: 8,
+            width: 0.25,
+            final_channels: 16,
+        };
+        device.seed(1);
+        let a = crate::model::mobilefacenet(&arch, &device);
+        device.seed(2);
+        let b = crate::model::mobilefacenet(&arch, &device);
+        let params = |n: &Net| {
+            let mut c = Collect(Vec::new());
+            n.visit(&mut c);
+            c.0
+        };
+        let (pa, pb) = (params(&a), params(&b));
+        assert_ne!(pa, pb);
+        let mut average = WeightAverage::default();
+        average.add(&a);
+        average.add(&b);
+        let mean = params(&average.apply(a));
+        assert_eq!(mean.len(), pa.len());
+        for ((m, x), y) in mean.iter().zip(&pa).zip(&pb) {
+            for ((m, x), y) in m.iter().zip(x).zip(y) {
+                assert!((m - (x + y) / 2.0).abs() < 1e-6);
+            }
+        }
     }
 
     #[test]

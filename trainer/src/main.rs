@@ -47,8 +47,9 @@ FACE RECIPE
 
   Hyper-parameters that work: P x K = 32 x 4 (GPU) or 8 x 4 (CPU); margin 0.2-0.3 on unit
   embeddings; AdamW, learning rate 1e-3 to 3e-3 from scratch, 1e-5 to 5e-5 when fine-tuning
-  (BatchNorm statistics stay frozen unless --update-norms). docs/TRAINING.md compares the mining
-  strategies, measured.
+  (BatchNorm statistics stay frozen unless --update-norms). ArcFace/CosFace (--loss) trail batch-hard
+  on 7 training digits (their papers train on thousands of identities). docs/TRAINING.md compares the mining
+  strategies and the margin losses over rotating splits (--splits), measured.
 
 GPU
   Build with `--features gpu` (burn's wgpu backend: Vulkan on Linux/Windows, Metal on macOS; needs

@@ -158,14 +158,14 @@ pub fn export(
     let all: Vec<usize> = (0..n).collect();
     for indices in all.chunks(batch) {
         let shape = [indices.len(), 3, side, side];
-        if !plans.contains_key(&indices.len()) {
-            let pair = (
+        let (p32, p8) = match plans.entry(indices.len()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert((
                 tract_plan(&f32_bytes, shape)?,
                 tract_plan(&int8_bytes, shape)?,
-            );
-            plans.insert(indices.len(), pair);
-        }
-        let (p32, p8) = &plans[&indices.len()];
+            )),
+        };
+        let (p32, p8) = (&*p32, &*p8);
         let x = batch_tensor(check, indices, artefact.pixels, None, device);
         let input = crate::model::host(x.clone())?;
         let expected = crate::model::host(net.forward(x))?;

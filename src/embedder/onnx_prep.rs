@@ -164,14 +164,8 @@ fn fold_graph(graph: &mut GraphProto) -> Result<usize, String> {
         .collect();
     // Older files also list initializers as graph inputs: those stay, or tract would see an
     // input with no value.
-    let kept: std::collections::HashSet<&str> = graph
-        .output
-        .iter()
-        .chain(&graph.input)
-        .map(|o| o.name.as_str())
-        .collect();
     let unused =
-        |t: &TensorProto| !read.contains(t.name.as_str()) && !kept.contains(t.name.as_str());
+        |t: &TensorProto| !read.contains(t.name.as_str()) && !listed.contains(t.name.as_str());
     graph.initializer.retain(|t| !unused(t));
     new_initializers.retain(|t| !unused(t));
     graph.initializer.extend(new_initializers);
@@ -505,13 +499,11 @@ pub fn fold_conv_batch_norm(graph: &mut GraphProto) -> usize {
         graph.initializer[w_at].raw_data = new_w.iter().flat_map(|v| v.to_le_bytes()).collect();
         graph.initializer[w_at].float_data.clear();
         let bias_name = format!("{}.folded_bias", graph.node[bn_at].output[0]);
-        graph.initializer.push(TensorProto {
-            name: bias_name.clone(),
-            dims: vec![new_b.len() as i64],
-            data_type: FLOAT,
-            raw_data: new_b.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            ..TensorProto::default()
-        });
+        graph.initializer.push(f32_tensor(
+            bias_name.clone(),
+            vec![new_b.len() as i64],
+            &new_b,
+        ));
         let out = graph.node[bn_at].output[0].clone();
         let conv = &mut graph.node[conv_at];
         conv.input.truncate(2);

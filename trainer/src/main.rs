@@ -496,13 +496,7 @@ fn run_train(a: TrainArgs) -> Result<(), String> {
         let mut per_split = vec![first.ok_or("the first split has no held-out identities")?];
         for (i, split) in splits.iter().enumerate().skip(1) {
             eprintln!("== split {} of {} ==", i + 1, splits.len());
-            // Every split starts from the same initial weights as the first.
-            device.seed(a.data.seed);
-            let (net, _) = initial_net(&a.model, &device)?;
-            let outcome =
-                train::train(net, &split.train, &split.val, &config, None, None, &device)?;
-            let embs = train::embed_all(&outcome.net, &split.test, config.pixels, &device);
-            per_split.push(eval::evaluate(&embs, &split.test.labels, a.draws, config.seed).0);
+            per_split.push(train_split(split, &a.model, &config, a.draws, &device)?.report);
         }
         let classes: Vec<Vec<String>> = splits.iter().map(|s| s.test.classes.clone()).collect();
         let json = splits_json(&classes, &per_split)?;
@@ -517,6 +511,38 @@ fn run_train(a: TrainArgs) -> Result<(), String> {
         serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?
     );
     Ok(())
+}
+
+/// One split trained from the same initial weights as every other split (seeded from the
+/// config), then evaluated on its unseen identities.
+pub struct TrainedSplit {
+    pub report: eval::Report,
+    pub outcome: train::Outcome,
+    /// Training time alone, without evaluation.
+    pub seconds: f64,
+}
+
+fn train_split(
+    split: &data::Split,
+    m: &ModelArgs,
+    config: &TrainConfig,
+    draws: usize,
+    device: &Device,
+) -> Result<TrainedSplit, String> {
+    device.seed(config.seed);
+    let (net, _) = initial_net(m, device)?;
+    let mut config = config.clone();
+    config.frozen_norms = net.frozen_norms;
+    let started = std::time::Instant::now();
+    let outcome = train::train(net, &split.train, &split.val, &config, None, None, device)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let embs = train::embed_all(&outcome.net, &split.test, config.pixels, device);
+    let (report, _) = eval::evaluate(&embs, &split.test.labels, draws, config.seed);
+    Ok(TrainedSplit {
+        report,
+        outcome,
+        seconds,
+    })
 }
 
 /// Every split's test classes and report, with the mean and the worst split.

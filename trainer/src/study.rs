@@ -2,12 +2,11 @@
 //! evaluated on classes held out of training.
 
 use std::fmt::Write;
-use std::time::Instant;
 
 use serde::Serialize;
 
 use crate::loss::{Mining, Objective};
-use crate::{eval, pick_device, prepare, train, StudyArgs};
+use crate::{eval, pick_device, prepare, StudyArgs};
 
 /// One row of the study: a triplet mining strategy or a margin softmax.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -84,9 +83,6 @@ pub fn run(a: StudyArgs) -> Result<(), String> {
     for method in strategies {
         let mut runs = Vec::new();
         for (i, split) in splits.iter().enumerate() {
-            // Every strategy and split starts from the same initial weights.
-            device.seed(a.data.seed);
-            let (net, _) = crate::initial_net(&a.model, &device)?;
             let mut config = crate::config_from(&a.hyper, first.pixels, a.data.seed);
             match method {
                 Method::Triplet(mining) => {
@@ -96,26 +92,21 @@ pub fn run(a: StudyArgs) -> Result<(), String> {
                 Method::Margin(objective) => config.objective = objective,
             }
             config.margin = a.hyper.margin.unwrap_or(config.objective.default_margin());
-            config.frozen_norms = net.frozen_norms;
             eprintln!(
                 "== {} (split {} of {}) ==",
                 method.name(),
                 i + 1,
                 splits.len()
             );
-            let started = Instant::now();
-            let outcome =
-                train::train(net, &split.train, &split.val, &config, None, None, &device)?;
-            let seconds = started.elapsed().as_secs_f64();
-            let embs = train::embed_all(&outcome.net, &split.test, config.pixels, &device);
-            let (report, _) = eval::evaluate(&embs, &split.test.labels, a.draws, a.data.seed);
-            let last = outcome.log.last();
+            // Every strategy and split starts from the same initial weights.
+            let done = crate::train_split(split, &a.model, &config, a.draws, &device)?;
+            let last = done.outcome.log.last();
             let run = SplitRun {
                 test_classes: split.test.classes.clone(),
-                report,
+                report: done.report,
                 final_loss: last.map_or(f32::NAN, |l| l.loss),
                 final_active_fraction: last.map_or(f32::NAN, |l| l.active_fraction),
-                seconds,
+                seconds: done.seconds,
             };
             eprintln!(
                 "{}",

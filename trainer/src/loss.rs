@@ -216,6 +216,32 @@ pub fn margin_loss(
     })
 }
 
+/// SimCLR's NT-Xent over two views: rows `i` and `i + n/2` of the unit-length `embeddings` are
+/// two augmentations of one image, and each row must pick its twin out of every other row at
+/// `temperature`. Classes play no part, so features that tell apart images of one class survive;
+/// those are what unseen classes are told apart by.
+pub fn instance_loss(embeddings: Tensor<2>, temperature: f32) -> Option<Tensor<1>> {
+    let n = embeddings.dims()[0];
+    if n < 4 || n % 2 != 0 || temperature <= 0.0 {
+        return None;
+    }
+    let device = embeddings.device();
+    let half = n / 2;
+    let sim = embeddings
+        .clone()
+        .matmul(embeddings.transpose())
+        .div_scalar(temperature);
+    // A row never picks itself: its own entry is pushed far below every cosine / temperature.
+    let mut own = vec![0f32; n * n];
+    for i in 0..n {
+        own[i * n + i] = -1e4;
+    }
+    let own = Tensor::<2>::from_data(TensorData::new(own, [n, n]), &device);
+    let log_p = burn::tensor::activation::log_softmax(sim + own, 1);
+    let twins: Vec<usize> = (0..n).map(|i| i * n + (i + half) % n).collect();
+    Some(gather(&log_p, &twins).mean().neg())
+}
+
 pub struct LossValue {
     pub loss: Tensor<1>,
     /// Triplets (or pairs) with a non-zero loss, over all chosen.
@@ -430,6 +456,40 @@ mod tests {
             .unwrap()
             .loss
             .into_scalar::<f32>()
+    }
+
+    #[test]
+    fn instance_loss_is_the_twins_softmax_and_small_when_twins_agree() {
+        let device = Device::flex();
+        // Views: a = (1, 0), b = (0, 1); their twins a' = (0.6, 0.8), b' = (0, 1).
+        let rows = vec![1.0f32, 0.0, 0.0, 1.0, 0.6, 0.8, 0.0, 1.0];
+        let e = tensor(rows.clone(), 4, &device);
+        let t = 0.5;
+        let got = instance_loss(e, t).unwrap().into_scalar::<f32>();
+        let v: Vec<[f32; 2]> = rows.chunks(2).map(|c| [c[0], c[1]]).collect();
+        let dot = |i: usize, j: usize| v[i][0] * v[j][0] + v[i][1] * v[j][1];
+        let want = (0..4)
+            .map(|i| {
+                let twin = (i + 2) % 4;
+                let others: f32 = (0..4)
+                    .filter(|&j| j != i)
+                    .map(|j| (dot(i, j) / t).exp())
+                    .sum();
+                -((dot(i, twin) / t).exp() / others).ln()
+            })
+            .sum::<f32>()
+            / 4.0;
+        assert!((got - want).abs() < 1e-4, "{got} against {want}");
+        // Twins that coincide while the images stay apart: the loss is near zero at a low
+        // temperature; swapped twins make it large.
+        let apart = vec![1.0f32, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0];
+        let near = instance_loss(tensor(apart, 4, &device), 0.05).unwrap();
+        assert!(near.into_scalar::<f32>() < 1e-3);
+        let swapped = vec![1.0f32, 0.0, 0.0, 1.0, 0.0, 1.0, 1.0, 0.0];
+        let far = instance_loss(tensor(swapped, 4, &device), 0.05).unwrap();
+        assert!(far.into_scalar::<f32>() > 10.0);
+        // An odd batch has no twins.
+        assert!(instance_loss(tensor(vec![1.0; 6], 3, &device), 0.1).is_none());
     }
 
     #[test]

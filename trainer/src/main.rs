@@ -175,15 +175,23 @@ struct HyperArgs {
     #[arg(long, default_value_t = 0.2)]
     contrast: f32,
     /// Largest random rotation, degrees each way (bilinear, edges repeated).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = degrees)]
     rotate: f32,
     /// Largest random change of scale, fraction each way (0.1: 90 % to 110 %).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = zoom)]
     zoom: f32,
     /// Average the network's weights over the last N epochs (stochastic weight averaging, then
     /// fresh BatchNorm statistics); 0 keeps the last epoch's weights.
     #[arg(long, default_value_t = 0)]
     average_epochs: usize,
+    /// Weight of an instance term added to the loss: every batch image is seen in two
+    /// augmentations and each must find its twin among all the others (SimCLR's NT-Xent), which
+    /// keeps features that separate images within a class; 0 turns it off.
+    #[arg(long, default_value_t = 0.0, value_parser = weight)]
+    instance: f32,
+    /// Softmax temperature of the instance term.
+    #[arg(long, default_value_t = train::default_temperature(), value_parser = temperature)]
+    temperature: f32,
     /// Stop after this many steps in all (0: none).
     #[arg(long, default_value_t = 0)]
     max_steps: usize,
@@ -298,6 +306,37 @@ fn gpu_device() -> Option<Device> {
     None
 }
 
+/// A number within `lo..=hi`, or an error that says which range the option takes.
+fn number_in(s: &str, lo: f32, hi: f32) -> Result<f32, String> {
+    let v: f32 = s
+        .trim()
+        .parse()
+        .map_err(|e| format!("{s:?} is not a number ({e})"))?;
+    if v.is_finite() && (lo..=hi).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is outside {lo} to {hi}"))
+    }
+}
+
+fn degrees(s: &str) -> Result<f32, String> {
+    number_in(s, 0.0, 180.0)
+}
+
+/// Beyond 90 % shrinking an image is a few pixels.
+fn zoom(s: &str) -> Result<f32, String> {
+    number_in(s, 0.0, 0.9)
+}
+
+fn weight(s: &str) -> Result<f32, String> {
+    number_in(s, 0.0, 100.0)
+}
+
+/// Below 0.01 the instance softmax overflows (cosines / temperature reach e^100).
+fn temperature(s: &str) -> Result<f32, String> {
+    number_in(s, 0.01, 10.0)
+}
+
 fn config_from(h: &HyperArgs, pixels: Pixels, seed: u64) -> TrainConfig {
     TrainConfig {
         epochs: h.epochs,
@@ -324,6 +363,8 @@ fn config_from(h: &HyperArgs, pixels: Pixels, seed: u64) -> TrainConfig {
         max_steps: h.max_steps,
         frozen_norms: false,
         average_epochs: h.average_epochs,
+        instance: h.instance,
+        temperature: h.temperature,
     }
 }
 

@@ -78,6 +78,13 @@ pub struct TrainConfig {
     /// Average the weights of the last this many epochs (0: keep the last weights).
     #[serde(default)]
     pub average_epochs: usize,
+    /// Weight of the two-view instance term (`loss::instance_loss`) added to the main loss; 0:
+    /// none, and batches hold one view of each image.
+    #[serde(default)]
+    pub instance: f32,
+    /// The instance term's softmax temperature.
+    #[serde(default = "default_temperature")]
+    pub temperature: f32,
 }
 
 fn triplet() -> Objective {
@@ -86,6 +93,10 @@ fn triplet() -> Objective {
 
 pub fn default_scale() -> f32 {
     16.0
+}
+
+pub fn default_temperature() -> f32 {
+    0.2
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -463,13 +474,9 @@ pub fn train(
                 break;
             }
             let (idx, labels) = if trainee.head.is_some() {
-                let idx = order
-                    .iter()
-                    .cycle()
-                    .skip(s * batch)
-                    .take(batch)
-                    .copied()
-                    .collect::<Vec<_>>();
+                // A set smaller than one batch is one short batch.
+                let end = ((s + 1) * batch).min(order.len());
+                let idx = order[(s * batch).min(end)..end].to_vec();
                 let labels = idx.iter().map(|&i| train.labels[i]).collect();
                 (idx, labels)
             } else {
@@ -480,6 +487,15 @@ pub fn train(
                     &mut rng,
                 )
             };
+            // With the instance term every image comes twice, each copy augmented on its own.
+            let (idx, labels) = if config.instance > 0.0 {
+                (
+                    [idx.clone(), idx].concat(),
+                    [labels.clone(), labels].concat(),
+                )
+            } else {
+                (idx, labels)
+            };
             let x = batch_tensor(
                 train,
                 &idx,
@@ -488,6 +504,7 @@ pub fn train(
                 &ad,
             );
             let emb = trainee.net.embed(x);
+            let emb_twins = emb.clone();
             lr = learning_rate(config, step, total_steps);
             step += 1;
             let value = match &trainee.head {
@@ -501,9 +518,14 @@ pub fn train(
                 ),
                 None => loss::batch_loss(config.mining, emb, &labels, config.margin, &mut rng),
             };
-            let Some(value) = value else {
+            let Some(mut value) = value else {
                 continue;
             };
+            if config.instance > 0.0 {
+                if let Some(term) = loss::instance_loss(emb_twins, config.temperature) {
+                    value.loss = value.loss + term.mul_scalar(config.instance);
+                }
+            }
             let loss_value: f32 = value.loss.clone().into_scalar::<f32>();
             if !loss_value.is_finite() {
                 return Err(format!(
@@ -652,6 +674,8 @@ mod tests {
             max_steps: 0,
             frozen_norms: false,
             average_epochs: 0,
+            instance: 0.0,
+            temperature: 0.2,
         };
         assert!((learning_rate(&config, 0, 100) - 0.1).abs() < 1e-9);
         assert!((learning_rate(&config, 9, 100) - 1.0).abs() < 1e-9);

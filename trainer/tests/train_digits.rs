@@ -278,6 +278,29 @@ fn bad_data_is_a_clear_error() {
     std::fs::remove_dir_all(&out).ok();
 }
 
+#[test]
+fn options_out_of_range_are_refused_before_any_work() {
+    for (option, value, range) in [
+        ("--rotate", "500", "0 to 180"),
+        ("--zoom", "0.95", "0 to 0.9"),
+        ("--instance", "NaN", "0 to 100"),
+        ("--temperature", "0", "0.01 to 10"),
+    ] {
+        let run = Command::new(env!("CARGO_BIN_EXE_facegate-train"))
+            .args(["train", "--data"])
+            .arg(shared("data/digits.csv.gz"))
+            .args([option, value, "--out", "/nonexistent/never-written"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success(), "{option} {value}");
+        assert!(
+            stderr.contains(option) && stderr.contains(range),
+            "{option} {value}: {stderr}"
+        );
+    }
+}
+
 /// Fine-tuning the shipped SFace on the 5-celebrity training photos (two steps here; the full run
 /// is in docs/TRAINING.md) keeps its 1-shot accuracy on the validation photos, and the result
 /// exports to a model tract runs like the trained network.

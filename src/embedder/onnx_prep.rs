@@ -15,9 +15,12 @@ const FLOAT: i32 = 1;
 const UINT8: i32 = 2;
 const INT8: i32 = 3;
 const INT64: i32 = 7;
+const UINT4: i32 = 21;
+const INT4: i32 = 22;
 
 fn values(t: &TensorProto) -> Option<Vec<f32>> {
     match t.data_type {
+        INT4 | UINT4 => Some(nibbles(t)?.into_iter().map(f32::from).collect()),
         FLOAT if !t.raw_data.is_empty() => Some(
             t.raw_data
                 .chunks_exact(4)
@@ -201,6 +204,29 @@ fn f32_tensor(name: String, dims: Vec<i64>, values: &[f32]) -> TensorProto {
 /// The dimensions of a tensor from the file, when none is negative.
 fn dims_of(t: &TensorProto) -> Option<Vec<usize>> {
     t.dims.iter().map(|&d| usize::try_from(d).ok()).collect()
+}
+
+/// The values of a 4-bit tensor (ONNX INT4 or UINT4, opset 21: two to a byte, the first in the
+/// low nibble), or `None` unless its raw data holds exactly the elements its dimensions count.
+fn nibbles(t: &TensorProto) -> Option<Vec<i8>> {
+    let count = element_count(&dims_of(t)?)?;
+    if t.raw_data.len() != count.div_ceil(2) {
+        return None;
+    }
+    let signed = t.data_type == INT4;
+    Some(
+        (0..count)
+            .map(|i| {
+                let byte = t.raw_data[i / 2];
+                let nibble = if i % 2 == 0 { byte & 0x0f } else { byte >> 4 };
+                if signed {
+                    ((nibble << 4) as i8) >> 4
+                } else {
+                    nibble as i8
+                }
+            })
+            .collect(),
+    )
 }
 
 /// The number of elements of `dims`, unless it overflows.
@@ -529,8 +555,11 @@ pub fn fold_conv_batch_norm(graph: &mut GraphProto) -> usize {
 pub struct DenseHead {
     pub rows: usize,
     pub cols: usize,
-    /// Row-major, `rows * cols`.
+    /// Row-major, `rows * cols`: int8 values, or 4-bit ones widened to int8.
     pub weights: Vec<i8>,
+    /// Inputs that share one scale within a row (`cols`: one scale a row).
+    pub block: usize,
+    /// `rows * cols.div_ceil(block)`, row-major.
     pub scale: Vec<f32>,
     pub bias: Vec<f32>,
 }
@@ -559,12 +588,21 @@ impl DenseHead {
     #[inline(always)]
     fn apply_portable(&self, features: &[f32]) -> Vec<f32> {
         let mut out = Vec::with_capacity(self.rows);
-        for (row, (s, b)) in self
+        let per_row = self.cols.div_ceil(self.block);
+        for (row, (scales, b)) in self
             .weights
             .chunks_exact(self.cols)
-            .zip(self.scale.iter().zip(&self.bias))
+            .zip(self.scale.chunks_exact(per_row).zip(&self.bias))
         {
-            out.push(s * dot_i8(row, features) + b);
+            let mut sum = 0.0;
+            for ((w, x), s) in row
+                .chunks(self.block)
+                .zip(features.chunks(self.block))
+                .zip(scales)
+            {
+                sum += s * dot_i8(w, x);
+            }
+            out.push(sum + b);
         }
         out
     }
@@ -611,7 +649,8 @@ fn attr_i(node: &tract_onnx::pb::NodeProto, name: &str, default: i64) -> i64 {
         .map_or(default, |a| a.i)
 }
 
-/// Finds the pattern `Gemm(x, DequantizeLinear(int8 W, per-row or single scale, zero 0), bias)`,
+/// Finds the pattern `Gemm(x, DequantizeLinear(W, scale, zero 0), bias)`, with int8 W under one
+/// scale or one a row, or int8 or 4-bit W under one scale a block of inputs (`block_size`),
 /// optionally followed by a constant `BatchNormalization`, that ends the graph; removes it (the
 /// graph then outputs `x`) and returns it as a [`DenseHead`]. Must run before
 /// [`fold_constant_dequantize`]. Any other shape of model is left alone.
@@ -652,11 +691,11 @@ pub fn split_dense_head(model: &mut ModelProto) -> Option<DenseHead> {
     }
     let dq_at = producer(&gemm.input[1])?;
     let dq = &graph.node[dq_at];
-    if dq.op_type != "DequantizeLinear" || attr_i(dq, "block_size", 0) != 0 {
+    if dq.op_type != "DequantizeLinear" {
         return None;
     }
     let q = init(dq.input.first()?)?;
-    if q.data_type != INT8 || q.raw_data.is_empty() || q.dims.len() != 2 {
+    if q.raw_data.is_empty() || q.dims.len() != 2 {
         return None;
     }
     let (rows, cols) = (
@@ -664,18 +703,34 @@ pub fn split_dense_head(model: &mut ModelProto) -> Option<DenseHead> {
         usize::try_from(q.dims[1]).ok()?,
     );
     // Before anything is sized by `rows`: the file's dimensions must match its data.
-    if rows.checked_mul(cols)? != q.raw_data.len() {
-        return None;
-    }
-    let scales = values(init(dq.input.get(1)?)?)?;
+    let weights: Vec<i8> = match q.data_type {
+        INT8 if rows.checked_mul(cols)? == q.raw_data.len() => {
+            q.raw_data.iter().map(|&b| b as i8).collect()
+        }
+        INT4 => nibbles(q)?,
+        _ => return None,
+    };
+    let scale_init = init(dq.input.get(1)?)?;
+    let scales = values(scale_init)?;
     if let Some(zero) = dq.input.get(2) {
         if values(init(zero)?)?.iter().any(|&z| z != 0.0) {
             return None;
         }
     }
-    let scale: Vec<f32> = match scales.len() {
-        1 => vec![scales[0]; rows],
-        n if n == rows && attr_i(dq, "axis", 1) == 0 => scales,
+    // One scale, one a row (axis 0), or one a block of `block` inputs of a row (axis 1, opset
+    // 21's block_size, as 4-bit weights need).
+    let block_size = attr_i(dq, "block_size", 0);
+    let (block, scale): (usize, Vec<f32>) = match (scales.len(), block_size) {
+        (1, 0) => (cols, vec![scales[0]; rows]),
+        (n, 0) if n == rows && attr_i(dq, "axis", 1) == 0 => (cols, scales),
+        (n, b) if b > 0 && matches!(attr_i(dq, "axis", 1), 1 | -1) => {
+            let block = usize::try_from(b).ok()?;
+            let per_row = cols.div_ceil(block);
+            if n != rows.checked_mul(per_row)? || scale_init.dims != [rows as i64, per_row as i64] {
+                return None;
+            }
+            (block, scales)
+        }
         _ => return None,
     };
     // The bias may itself be behind a constant DequantizeLinear.
@@ -702,13 +757,14 @@ pub fn split_dense_head(model: &mut ModelProto) -> Option<DenseHead> {
                 .collect()
         }
     };
-    if bias.len() != rows || q.raw_data.len() != rows * cols {
+    if bias.len() != rows || weights.len() != rows * cols || block == 0 || rows * cols == 0 {
         return None;
     }
     let mut head = DenseHead {
         rows,
         cols,
-        weights: q.raw_data.iter().map(|&b| b as i8).collect(),
+        weights,
+        block,
         scale,
         bias,
     };
@@ -725,9 +781,15 @@ pub fn split_dense_head(model: &mut ModelProto) -> Option<DenseHead> {
         }
         let eps = attr_f(n, "epsilon", 1e-5);
         let (gamma, beta, mean, var) = (&p[0], &p[1], &p[2], &p[3]);
-        for (r, (scale, bias)) in head.scale.iter_mut().zip(&mut head.bias).enumerate() {
+        let per_row = head.scale.len() / rows;
+        for (r, (scales, bias)) in head
+            .scale
+            .chunks_exact_mut(per_row)
+            .zip(&mut head.bias)
+            .enumerate()
+        {
             let g = gamma[r] / (var[r] + eps).sqrt();
-            *scale *= g;
+            scales.iter_mut().for_each(|s| *s *= g);
             *bias = (*bias - mean[r]) * g + beta[r];
         }
     }
@@ -856,6 +918,130 @@ mod tests {
             .initializer
             .iter()
             .find(|t| t.name == name)
+    }
+
+    /// Two to a byte, the first in the low nibble.
+    fn i4s(name: &str, dims: &[i64], v: &[i8]) -> TensorProto {
+        let packed = v
+            .chunks(2)
+            .map(|p| (p[0] as u8 & 0x0f) | (p.get(1).map_or(0, |&h| h as u8) << 4))
+            .collect();
+        raw(name, INT4, dims, packed)
+    }
+
+    /// `Gemm(x, DequantizeLinear(q, s; axis 1, block 2), b)`, then a BatchNormalization when
+    /// `norm` gives one (gamma, beta, mean, var).
+    fn head_model(q: TensorProto, s: TensorProto, norm: Option<[Vec<f32>; 4]>) -> ModelProto {
+        let mut nodes = vec![
+            node(
+                "DequantizeLinear",
+                &["q", "s"],
+                "w",
+                &[("axis", 1), ("block_size", 2)],
+            ),
+            node("Gemm", &["x", "w", "b"], "g", &[("transB", 1)]),
+        ];
+        let mut initializer = vec![q, s, f32s("b", &[2], &[0.5, -1.0])];
+        let output = match norm {
+            Some(p) => {
+                nodes.push(node(
+                    "BatchNormalization",
+                    &["g", "gamma", "beta", "mean", "var"],
+                    "y",
+                    &[],
+                ));
+                for (name, v) in ["gamma", "beta", "mean", "var"].iter().zip(p) {
+                    initializer.push(f32s(name, &[2], &v));
+                }
+                "y"
+            }
+            None => "g",
+        };
+        ModelProto {
+            graph: Some(GraphProto {
+                node: nodes,
+                initializer,
+                input: vec![value("x")],
+                output: vec![value(output)],
+                ..GraphProto::default()
+            }),
+            ..ModelProto::default()
+        }
+    }
+
+    #[test]
+    fn a_four_bit_blocked_dense_head_runs_as_its_dequantised_layer() {
+        // [2, 5] weights in blocks of 2 (the last block short): three scales a row.
+        let q = [-8i8, -1, 0, 7, 3, 5, -3, 1, -8, 2];
+        let scales = [0.5f32, 0.25, 2.0, 0.125, 1.5, -0.75];
+        let x = [1.0f32, -2.0, 3.0, 0.5, -1.5];
+        let bias = [0.5f32, -1.0];
+        let want: Vec<f32> = (0..2)
+            .map(|r| {
+                (0..5)
+                    .map(|c| q[r * 5 + c] as f32 * scales[r * 3 + c / 2] * x[c])
+                    .sum::<f32>()
+                    + bias[r]
+            })
+            .collect();
+        let four_bit = || i4s("q", &[2, 5], &q);
+        let mut m = head_model(four_bit(), f32s("s", &[2, 3], &scales), None);
+        let head = split_dense_head(&mut m).expect("the head is split off");
+        assert_eq!((head.rows, head.cols, head.block), (2, 5, 2));
+        assert_eq!(head.weights, q);
+        let got = head.apply(&x);
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() < 1e-5, "{got:?} against {want:?}");
+        }
+        // The graph now ends at the Gemm's input.
+        let graph = m.graph.as_ref().unwrap();
+        assert!(graph.node.is_empty() && graph.output[0].name == "x");
+        // A BatchNormalization after it folds into every block's scale and the bias.
+        let norm = [
+            vec![2.0, 0.5],
+            vec![0.1, -0.2],
+            vec![1.0, -3.0],
+            vec![4.0 - 1e-5, 0.25 - 1e-5],
+        ];
+        let mut m = head_model(four_bit(), f32s("s", &[2, 3], &scales), Some(norm.clone()));
+        let got = split_dense_head(&mut m).unwrap().apply(&x);
+        for r in 0..2 {
+            let g = norm[0][r] / (norm[3][r] + 1e-5).sqrt();
+            let w = (want[r] - norm[2][r]) * g + norm[1][r];
+            assert!((got[r] - w).abs() < 1e-4, "{got:?}");
+        }
+        // Scales that do not block the weights, and packed data of the wrong length, leave the
+        // model alone rather than guess.
+        let mut m = head_model(four_bit(), f32s("s", &[2, 2], &scales[..4]), None);
+        assert!(split_dense_head(&mut m).is_none());
+        let mut short = four_bit();
+        short.raw_data.pop();
+        let mut m = head_model(short, f32s("s", &[2, 3], &scales), None);
+        assert!(split_dense_head(&mut m).is_none());
+        // Elsewhere in a graph, 4-bit weights fold to their f32 values like int8 ones.
+        let mut m = model(
+            vec![node(
+                "DequantizeLinear",
+                &["q", "s"],
+                "w",
+                &[("axis", 1), ("block_size", 2)],
+            )],
+            vec![four_bit(), f32s("s", &[2, 3], &scales)],
+            &["w"],
+        );
+        assert_eq!(fold_constant_dequantize(&mut m), Ok(1));
+        let folded = values(initializer(&m, "w").unwrap()).unwrap();
+        let dequantised: Vec<f32> = (0..10)
+            .map(|i| q[i] as f32 * scales[i / 5 * 3 + i % 5 / 2])
+            .collect();
+        assert_eq!(folded, dequantised);
+        // Unsigned 4-bit values run 0 to 15.
+        let mut u = raw("u", UINT4, &[3], vec![0xf0, 0x07]);
+        assert_eq!(values(&u), Some(vec![0.0, 15.0, 7.0]));
+        u.dims = vec![4];
+        assert_eq!(values(&u), Some(vec![0.0, 15.0, 7.0, 0.0]));
+        u.dims = vec![5];
+        assert_eq!(values(&u), None);
     }
 
     #[test]

@@ -142,6 +142,14 @@ def model_of(nodes, inits, inputs, outputs):
     g += b"".join(field(11, 2, field(1, 2, s(i))) for i in inputs)
     g += b"".join(field(12, 2, field(1, 2, s(o))) for o in outputs)
     return field(1, 0, 7) + field(7, 2, g) + field(8, 2, field(2, 0, 13))
+# A 4-bit (ONNX INT4, type 22) dense head in blocks of 2: two rows of four packed values.
+put("model_card", "card-and-int4-head-onnx", card + b"\0" + model_of(
+    [node("DequantizeLinear", ["wq", "ws"], ["w"], [("axis", 1), ("block_size", 2)]),
+     node("Gemm", ["x", "w", "b"], ["y"], [("transB", 1)])],
+    [tensor("wq", 22, [2, 4], bytes([0x8f, 0x17, 0x70, 0xa3])),
+     tensor("ws", 1, [2, 2], struct.pack("<4f", 0.5, 0.25, 2.0, -1.0)),
+     tensor("b", 1, [2], struct.pack("<2f", 0.0, 1.0))],
+    ["x"], ["y"]))
 regression("model_card", "batchnorm-without-inputs", card + b"\0" + model_of(
     [node("BatchNormalization", [], ["y"])], [], [], ["y"]))
 regression("model_card", "dense-rows-beyond-data", card + b"\0" + model_of(

@@ -222,7 +222,7 @@ pub fn margin_loss(
 /// those are what unseen classes are told apart by.
 pub fn instance_loss(embeddings: Tensor<2>, temperature: f32) -> Option<Tensor<1>> {
     let n = embeddings.dims()[0];
-    if n < 4 || n % 2 != 0 || temperature <= 0.0 {
+    if n < 4 || !n.is_multiple_of(2) || temperature <= 0.0 {
         return None;
     }
     let device = embeddings.device();

@@ -96,7 +96,7 @@ pub fn default_scale() -> f32 {
 }
 
 pub fn default_temperature() -> f32 {
-    0.2
+    0.5
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -504,7 +504,7 @@ pub fn train(
                 &ad,
             );
             let emb = trainee.net.embed(x);
-            let emb_twins = emb.clone();
+            let twins = (config.instance > 0.0).then(|| emb.clone());
             lr = learning_rate(config, step, total_steps);
             step += 1;
             let value = match &trainee.head {
@@ -521,10 +521,8 @@ pub fn train(
             let Some(mut value) = value else {
                 continue;
             };
-            if config.instance > 0.0 {
-                if let Some(term) = loss::instance_loss(emb_twins, config.temperature) {
-                    value.loss = value.loss + term.mul_scalar(config.instance);
-                }
+            if let Some(term) = twins.and_then(|e| loss::instance_loss(e, config.temperature)) {
+                value.loss = value.loss + term.mul_scalar(config.instance);
             }
             let loss_value: f32 = value.loss.clone().into_scalar::<f32>();
             if !loss_value.is_finite() {

@@ -334,6 +334,8 @@ fn fine_tuning_the_shipped_model_keeps_its_validation_accuracy() {
             "0",
             "--mining",
             "semi-hard",
+            "--instance",
+            "0",
         ])
         .args([
             "--margin",

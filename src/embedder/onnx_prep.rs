@@ -561,6 +561,8 @@ pub struct DenseHead {
     pub block: usize,
     /// `rows * cols.div_ceil(block)`, row-major.
     pub scale: Vec<f32>,
+    /// The zero point of each scale, or empty when all are 0: a weight is `(q - zero) * scale`.
+    pub zero: Vec<f32>,
     pub bias: Vec<f32>,
 }
 
@@ -589,39 +591,56 @@ impl DenseHead {
     fn apply_portable(&self, features: &[f32]) -> Vec<f32> {
         let mut out = Vec::with_capacity(self.rows);
         let per_row = self.cols.div_ceil(self.block);
-        for (row, (scales, b)) in self
+        // With zero points, (q - z) s . x = s (q . x) - s z (sum of x): the inputs' block sums
+        // are shared by every row.
+        let mut block_sums = Vec::new();
+        if !self.zero.is_empty() {
+            for chunk in features.chunks(self.block) {
+                block_sums.push(chunk.iter().sum::<f32>());
+            }
+        }
+        for (r, (row, (scales, b))) in self
             .weights
             .chunks_exact(self.cols)
             .zip(self.scale.chunks_exact(per_row).zip(&self.bias))
+            .enumerate()
         {
-            let mut sum = 0.0;
-            for ((w, x), s) in row
-                .chunks(self.block)
-                .zip(features.chunks(self.block))
-                .zip(scales)
-            {
-                sum += s * dot_i8(w, x);
+            let mut v = dot_blocks(row, features, scales, self.block) + b;
+            if let Some(zeros) = self.zero.get(r * per_row..(r + 1) * per_row) {
+                for ((s, z), x) in scales.iter().zip(zeros).zip(&block_sums) {
+                    v -= s * z * x;
+                }
             }
-            out.push(sum + b);
+            out.push(v);
         }
         out
     }
 }
 
-/// Dot product of int8 weights with f32 values, with 16 partial sums so that it vectorises (two
-/// AVX registers: two independent chains of additions).
+/// The sum over blocks of `scale * (w . x)` for int8 weights whose every `block` inputs share a
+/// scale. 16 partial sums vectorise the products (two AVX registers, two independent chains), and
+/// each block's scale is applied to the 16 lanes rather than after a horizontal sum, so blocks of
+/// 64 cost little more than one scale a row.
 #[inline(always)]
-fn dot_i8(w: &[i8], x: &[f32]) -> f32 {
+fn dot_blocks(w: &[i8], x: &[f32], scales: &[f32], block: usize) -> f32 {
     let mut acc = [0f32; 16];
-    let n = w.len().min(x.len()) / 16 * 16;
-    for (a, b) in w[..n].chunks_exact(16).zip(x[..n].chunks_exact(16)) {
-        for k in 0..16 {
-            acc[k] += a[k] as f32 * b[k];
-        }
-    }
     let mut tail = 0.0;
-    for (&a, b) in w[n..].iter().zip(&x[n..]) {
-        tail += a as f32 * b;
+    for ((wb, xb), &s) in w.chunks(block).zip(x.chunks(block)).zip(scales) {
+        let mut part = [0f32; 16];
+        let n = wb.len().min(xb.len()) / 16 * 16;
+        for (a, b) in wb[..n].chunks_exact(16).zip(xb[..n].chunks_exact(16)) {
+            for k in 0..16 {
+                part[k] += a[k] as f32 * b[k];
+            }
+        }
+        for k in 0..16 {
+            acc[k] += s * part[k];
+        }
+        let mut rest = 0.0;
+        for (&a, b) in wb[n..].iter().zip(&xb[n..]) {
+            rest += a as f32 * b;
+        }
+        tail += s * rest;
     }
     acc.iter().sum::<f32>() + tail
 }
@@ -712,26 +731,34 @@ pub fn split_dense_head(model: &mut ModelProto) -> Option<DenseHead> {
     };
     let scale_init = init(dq.input.get(1)?)?;
     let scales = values(scale_init)?;
-    if let Some(zero) = dq.input.get(2) {
-        if values(init(zero)?)?.iter().any(|&z| z != 0.0) {
-            return None;
-        }
+    // Zero points, one for each scale (OpenCV Zoo's int8bq files have non-zero ones).
+    let zeros = match dq.input.get(2).filter(|z| !z.is_empty()) {
+        Some(z) => values(init(z)?)?,
+        None => vec![0.0; scales.len()],
+    };
+    if zeros.len() != scales.len() {
+        return None;
     }
     // One scale, one a row (axis 0), or one a block of `block` inputs of a row (axis 1, opset
     // 21's block_size, as 4-bit weights need).
     let block_size = attr_i(dq, "block_size", 0);
-    let (block, scale): (usize, Vec<f32>) = match (scales.len(), block_size) {
-        (1, 0) => (cols, vec![scales[0]; rows]),
-        (n, 0) if n == rows && attr_i(dq, "axis", 1) == 0 => (cols, scales),
+    let (block, scale, zero): (usize, Vec<f32>, Vec<f32>) = match (scales.len(), block_size) {
+        (1, 0) => (cols, vec![scales[0]; rows], vec![zeros[0]; rows]),
+        (n, 0) if n == rows && attr_i(dq, "axis", 1) == 0 => (cols, scales, zeros),
         (n, b) if b > 0 && matches!(attr_i(dq, "axis", 1), 1 | -1) => {
             let block = usize::try_from(b).ok()?;
             let per_row = cols.div_ceil(block);
             if n != rows.checked_mul(per_row)? || scale_init.dims != [rows as i64, per_row as i64] {
                 return None;
             }
-            (block, scales)
+            (block, scales, zeros)
         }
         _ => return None,
+    };
+    let zero = if zero.iter().all(|&z| z == 0.0) {
+        Vec::new()
+    } else {
+        zero
     };
     // The bias may itself be behind a constant DequantizeLinear.
     let bias_name = gemm.input[2].clone();
@@ -739,21 +766,30 @@ pub fn split_dense_head(model: &mut ModelProto) -> Option<DenseHead> {
         Some(t) => values(t)?,
         None => {
             let b = &graph.node[producer(&bias_name)?];
-            if b.op_type != "DequantizeLinear"
-                || b.input.len() > 2 && values(init(&b.input[2])?)?.iter().any(|&z| z != 0.0)
-            {
+            if b.op_type != "DequantizeLinear" {
                 return None;
             }
             let (bq, bs) = (
                 values(init(b.input.first()?)?)?,
                 values(init(b.input.get(1)?)?)?,
             );
-            if bs.len() != 1 && bs.len() != bq.len() {
+            let bz = match b.input.get(2).filter(|z| !z.is_empty()) {
+                Some(z) => values(init(z)?)?,
+                None => vec![0.0; bs.len()],
+            };
+            if bz.len() != bs.len() {
                 return None;
             }
+            // One scale, one a value, or one a block of values (the int8bq files' form).
+            let per = match usize::try_from(attr_i(b, "block_size", 0)).ok()? {
+                _ if bs.len() == 1 => bq.len().max(1),
+                0 if bs.len() == bq.len() => 1,
+                block if block > 0 && bs.len() == bq.len().div_ceil(block) => block,
+                _ => return None,
+            };
             bq.iter()
                 .enumerate()
-                .map(|(i, v)| v * bs[if bs.len() == 1 { 0 } else { i }])
+                .map(|(i, v)| (v - bz[i / per]) * bs[i / per])
                 .collect()
         }
     };
@@ -766,6 +802,7 @@ pub fn split_dense_head(model: &mut ModelProto) -> Option<DenseHead> {
         weights,
         block,
         scale,
+        zero,
         bias,
     };
     if let Some(bn) = bn_at {
@@ -993,6 +1030,7 @@ mod tests {
         for (g, w) in got.iter().zip(&want) {
             assert!((g - w).abs() < 1e-5, "{got:?} against {want:?}");
         }
+        let got_plain = got;
         // The graph now ends at the Gemm's input.
         let graph = m.graph.as_ref().unwrap();
         assert!(graph.node.is_empty() && graph.output[0].name == "x");
@@ -1010,6 +1048,36 @@ mod tests {
             let w = (want[r] - norm[2][r]) * g + norm[1][r];
             assert!((got[r] - w).abs() < 1e-4, "{got:?}");
         }
+        // Zero points, one a block (the int8bq files have them): weights are (q - z) * s.
+        let z = [1i8, -2, 0, 3, -1, 2];
+        let mut m = head_model(four_bit(), f32s("s", &[2, 3], &scales), None);
+        let graph = m.graph.as_mut().unwrap();
+        graph.node[0].input.push("z".into());
+        graph.initializer.push(i4s("z", &[2, 3], &z));
+        let shifted = split_dense_head(&mut m).unwrap().apply(&x);
+        for r in 0..2 {
+            let w: f32 = (0..5)
+                .map(|c| (q[r * 5 + c] - z[r * 3 + c / 2]) as f32 * scales[r * 3 + c / 2] * x[c])
+                .sum::<f32>()
+                + bias[r];
+            assert!((shifted[r] - w).abs() < 1e-4, "{shifted:?}");
+        }
+        // A bias behind a blocked DequantizeLinear (as in the int8bq files): [1, -2] x 0.5.
+        let mut m = head_model(four_bit(), f32s("s", &[2, 3], &scales), None);
+        let graph = m.graph.as_mut().unwrap();
+        graph.initializer.retain(|t| t.name != "b");
+        graph.initializer.push(i8s("bq", &[2], &[1, -2]));
+        graph.initializer.push(f32s("bs", &[1], &[0.5]));
+        graph.node.insert(
+            0,
+            node(
+                "DequantizeLinear",
+                &["bq", "bs"],
+                "b",
+                &[("axis", 0), ("block_size", 2)],
+            ),
+        );
+        assert_eq!(split_dense_head(&mut m).unwrap().apply(&x), got_plain);
         // Scales that do not block the weights, and packed data of the wrong length, leave the
         // model alone rather than guess.
         let mut m = head_model(four_bit(), f32s("s", &[2, 2], &scales[..4]), None);

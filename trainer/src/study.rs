@@ -137,7 +137,7 @@ pub fn run(a: StudyArgs) -> Result<(), String> {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "Unseen classes, {} split(s): {{{}}}; trained on the other {} classes ({} images in the first split). {} epochs, P x K = {} x {}, margin {} (ArcFace and CosFace: scale {}), seed {}, {} enrolment draws.\n",
+        "Unseen classes, {} split(s): {{{}}}; trained on the other {} classes ({} images in the first split). {} epochs, P x K = {} x {}, margin {} (ArcFace and CosFace: scale {}), {}, seed {}, {} enrolment draws.\n",
         splits.len(),
         held.join("}, {"),
         s0.train.class_count(),
@@ -149,6 +149,14 @@ pub fn run(a: StudyArgs) -> Result<(), String> {
             .margin
             .map_or("each loss's default".to_string(), |m| m.to_string()),
         a.hyper.scale,
+        if a.hyper.instance > 0.0 {
+            format!(
+                "instance term weight {} at temperature {}",
+                a.hyper.instance, a.hyper.temperature
+            )
+        } else {
+            "no instance term".to_string()
+        },
         a.data.seed,
         a.draws
     );

@@ -183,9 +183,19 @@ fn agent() -> ureq::Agent {
 
 /// One request; `auth` is the whole Authorization header value, or none.
 pub fn call(method: &str, url: &str, auth: Option<&str>, body: Option<(&str, &[u8])>) -> Reply {
-    // A server refusing a request before reading its body (401, 413) closes the connection
-    // with the rest unread, and the client may see that as a broken pipe before it reads the
+    // A server refusing a request before reading its body (401) closes the connection with
+    // the rest unread, and the client may see that as a broken pipe before it reads the
     // answer: such a request is sent again (the refusal did nothing).
+    call_tries(method, url, auth, body, 5)
+}
+
+fn call_tries(
+    method: &str,
+    url: &str,
+    auth: Option<&str>,
+    body: Option<(&str, &[u8])>,
+    tries: u32,
+) -> Reply {
     let mut attempts = 0;
     let res = loop {
         attempts += 1;
@@ -200,7 +210,7 @@ pub fn call(method: &str, url: &str, auth: Option<&str>, body: Option<(&str, &[u
         match result {
             Ok(r) => break r,
             Err(ureq::Error::Status(_, r)) => break r,
-            Err(e) if attempts < 5 && body.is_some() => {
+            Err(e) if attempts < tries && body.is_some() => {
                 eprintln!("{method} {url}: {e}; again");
                 std::thread::sleep(Duration::from_millis(100));
             }
@@ -236,6 +246,16 @@ impl Server {
             &self.url(path),
             Some(&self.bearer()),
             Some((kind, body)),
+        )
+    }
+    /// As `send`, but a broken connection fails the test instead of being tried again.
+    pub fn send_once(&self, method: &str, path: &str, kind: &str, body: &[u8]) -> Reply {
+        call_tries(
+            method,
+            &self.url(path),
+            Some(&self.bearer()),
+            Some((kind, body)),
+            1,
         )
     }
     pub fn json(&self, method: &str, path: &str, value: serde_json::Value) -> Reply {

@@ -193,7 +193,47 @@ async fn limit_uploads(State(app): Shared, req: Request, next: Next) -> Response
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return res;
     };
+    if let Some(length) = declared_length(&req).filter(|n| *n > app.max_body as u64) {
+        return refuse_oversized(req, length, app.max_body).await;
+    }
     next.run(req).await
+}
+
+fn declared_length(req: &Request) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Oversized bodies up to this size are read and thrown away before the 413 goes out.
+const DRAIN_AT_MOST: u64 = 64 << 20;
+const DRAIN_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Refuses a body declared larger than `--max-body`. Clients (browsers, curl, ureq) write the
+/// whole body before they read the answer; a server that closes with the body unread makes the
+/// kernel reset the connection, and the client reports a broken pipe instead of the 413 and
+/// its reason. So a body of moderate size is read and discarded first, chunk by chunk, bounded
+/// in bytes and time as web servers' "lingering close" is; a larger one is still cut off.
+async fn refuse_oversized(req: Request, length: u64, max_body: usize) -> Response {
+    use futures_util::StreamExt;
+    if length <= DRAIN_AT_MOST {
+        let mut body = req.into_body().into_data_stream();
+        // A client too slow to finish in time is cut off as before.
+        let _ = tokio::time::timeout(DRAIN_FOR, async {
+            while let Some(Ok(_)) = body.next().await {}
+        })
+        .await;
+    }
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "the request is {length} bytes, larger than the server's limit of {max_body} bytes (--max-body)"
+        ),
+    )
+    .into_response()
 }
 
 fn too_many() -> Response {

@@ -183,6 +183,13 @@ struct HyperArgs {
     /// Largest random change of scale, fraction each way (0.1: 90 % to 110 %).
     #[arg(long, default_value_t = 0.0, value_parser = zoom)]
     zoom: f32,
+    /// Largest elastic displacement in pixels (a smooth random warp that bends strokes without
+    /// turning the image; 0: none).
+    #[arg(long, default_value_t = 0.0, value_parser = elastic)]
+    elastic: f32,
+    /// Chance of erasing one random rectangle (2-20 % of the image) with random grey (0: never).
+    #[arg(long, default_value_t = 0.0, value_parser = chance)]
+    erase: f32,
     /// Average the network's weights over the last N epochs (stochastic weight averaging, then
     /// fresh BatchNorm statistics); 0 keeps the last epoch's weights.
     #[arg(long, default_value_t = 0)]
@@ -333,6 +340,15 @@ fn zoom(s: &str) -> Result<f32, String> {
     number_in(s, 0.0, 0.9)
 }
 
+/// Displacements beyond a few pixels tear small images apart.
+fn elastic(s: &str) -> Result<f32, String> {
+    number_in(s, 0.0, 16.0)
+}
+
+fn chance(s: &str) -> Result<f32, String> {
+    number_in(s, 0.0, 1.0)
+}
+
 fn weight(s: &str) -> Result<f32, String> {
     number_in(s, 0.0, 100.0)
 }
@@ -362,6 +378,8 @@ fn config_from(h: &HyperArgs, pixels: Pixels, seed: u64) -> TrainConfig {
             contrast: h.contrast,
             rotate: h.rotate,
             zoom: h.zoom,
+            elastic: h.elastic,
+            erase: h.erase,
         },
         pixels,
         seed,

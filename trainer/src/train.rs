@@ -47,7 +47,17 @@ pub struct Augment {
     /// Largest change of scale, as a fraction each way (0.1: 90 % to 110 %).
     #[serde(default)]
     pub zoom: f32,
+    /// Largest elastic displacement in pixels: a 4 x 4 grid of random offsets, interpolated
+    /// smoothly over the image (0: none).
+    #[serde(default)]
+    pub elastic: f32,
+    /// Chance of erasing one random rectangle (2-20 % of the image) with random grey (0: never).
+    #[serde(default)]
+    pub erase: f32,
 }
+
+/// Control points of the elastic field, each way.
+const ELASTIC_GRID: usize = 4;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainConfig {
@@ -149,6 +159,8 @@ pub fn batch_tensor(
         let img = &ds.images[i];
         let (mut flip, mut dx, mut dy, mut gain, mut offset) = (false, 0i64, 0i64, 1f32, 0f32);
         let mut warp = None;
+        let mut field = None;
+        let mut erase = None;
         if let Some((aug, rng)) = augment.as_mut() {
             let mut unit = || (rng.next_u64() >> 11) as f32 / (1u64 << 53) as f32;
             flip = aug.flip && unit() < 0.5;
@@ -163,31 +175,47 @@ pub fn batch_tensor(
                 let scale = 1.0 + (unit() * 2.0 - 1.0) * aug.zoom;
                 warp = Some((angle, scale));
             }
+            if aug.elastic > 0.0 {
+                let n = ELASTIC_GRID * ELASTIC_GRID * 2;
+                field = Some(
+                    (0..n)
+                        .map(|_| (unit() * 2.0 - 1.0) * aug.elastic)
+                        .collect::<Vec<f32>>(),
+                );
+            }
+            if aug.erase > 0.0 && unit() < aug.erase {
+                let area = (0.02 + unit() * 0.18) * (s * s) as f32;
+                let aspect = (unit() * 2.0 - 1.0) * 1.2f32;
+                let aspect = aspect.exp();
+                let h = ((area * aspect).sqrt().round() as usize).clamp(1, s);
+                let w = ((area / aspect).sqrt().round() as usize).clamp(1, s);
+                let (y, x) = (unit() * (s - h + 1) as f32, unit() * (s - w + 1) as f32);
+                let (y, x) = ((y as usize).min(s - h), (x as usize).min(s - w));
+                erase = Some((x, y, w, h, unit() * 255.0));
+            }
         }
         let base = b * 3 * s * s;
-        if let Some((angle, scale)) = warp {
-            let sample = warped(img, s, angle, scale, (dx as f32, dy as f32), flip);
+        if warp.is_some() || field.is_some() {
+            let (angle, scale) = warp.unwrap_or((0.0, 1.0));
+            let shift = (dx as f32, dy as f32);
+            let sample = warped(img, s, angle, scale, shift, flip, field.as_deref());
             for (k, v) in sample.into_iter().enumerate() {
                 let v = ((v - 127.5) * gain + 127.5 + offset).clamp(0.0, 255.0);
                 let (c, p) = (k % 3, k / 3);
                 data[base + c * s * s + p] = (v * pixels.scale - pixels.mean) / pixels.std;
             }
-            continue;
+        } else {
+            shifted(img, s, (dx, dy), flip, |c, p, v| {
+                let v = ((v - 127.5) * gain + 127.5 + offset).clamp(0.0, 255.0);
+                data[base + c * s * s + p] = (v * pixels.scale - pixels.mean) / pixels.std;
+            });
         }
-        for y in 0..s {
-            // Shifted pixels read the nearest edge pixel, not black: a black band is a cue the
-            // network would learn and never see at run time.
-            let sy = (y as i64 - dy).clamp(0, s as i64 - 1) as usize;
-            for x in 0..s {
-                let mut sx = (x as i64 - dx).clamp(0, s as i64 - 1) as usize;
-                if flip {
-                    sx = s - 1 - sx;
-                }
-                for c in 0..3 {
-                    let v = img[(sy * s + sx) * 3 + c] as f32;
-                    let v = ((v - 127.5) * gain + 127.5 + offset).clamp(0.0, 255.0);
-                    data[base + c * s * s + y * s + x] =
-                        (v * pixels.scale - pixels.mean) / pixels.std;
+        if let Some((x0, y0, w, h, grey)) = erase {
+            let v = (grey * pixels.scale - pixels.mean) / pixels.std;
+            for c in 0..3 {
+                for y in y0..y0 + h {
+                    let row = base + c * s * s + y * s;
+                    data[row + x0..row + x0 + w].fill(v);
                 }
             }
         }
@@ -195,10 +223,61 @@ pub fn batch_tensor(
     Tensor::from_data(TensorData::new(data, [indices.len(), 3, s, s]), device)
 }
 
+/// Every pixel of `img` (RGB, `s x s`) shifted by whole pixels and mirrored, handed to `put` as
+/// (channel, pixel index, value).
+fn shifted(
+    img: &[u8],
+    s: usize,
+    (dx, dy): (i64, i64),
+    flip: bool,
+    mut put: impl FnMut(usize, usize, f32),
+) {
+    for y in 0..s {
+        // Shifted pixels read the nearest edge pixel, not black: a black band is a cue the
+        // network would learn and never see at run time.
+        let sy = (y as i64 - dy).clamp(0, s as i64 - 1) as usize;
+        for x in 0..s {
+            let mut sx = (x as i64 - dx).clamp(0, s as i64 - 1) as usize;
+            if flip {
+                sx = s - 1 - sx;
+            }
+            for c in 0..3 {
+                put(c, y * s + x, img[(sy * s + sx) * 3 + c] as f32);
+            }
+        }
+    }
+}
+
 /// `img` (RGB, `s x s`) rotated by `angle` and scaled by `scale` about its centre, then shifted
 /// and mirrored: each output pixel reads the source bilinearly, edges repeating as in the shift.
-fn warped(img: &[u8], s: usize, angle: f32, scale: f32, shift: (f32, f32), flip: bool) -> Vec<f32> {
+/// `field` (x then y offsets at an `ELASTIC_GRID` square of control points spanning the image)
+/// moves where each output pixel reads from by the bilinear blend of its four nearest points.
+fn warped(
+    img: &[u8],
+    s: usize,
+    angle: f32,
+    scale: f32,
+    shift: (f32, f32),
+    flip: bool,
+    field: Option<&[f32]>,
+) -> Vec<f32> {
     let c = (s as f32 - 1.0) / 2.0;
+    let g = ELASTIC_GRID;
+    let offset = |x: f32, y: f32| -> (f32, f32) {
+        let Some(f) = field else { return (0.0, 0.0) };
+        // Output coordinates onto the control grid, 0..=g-1 across the image.
+        let span = (s as f32 - 1.0).max(1.0);
+        let (gx, gy) = (x / span * (g - 1) as f32, y / span * (g - 1) as f32);
+        let (i, j) = ((gx as usize).min(g - 2), (gy as usize).min(g - 2));
+        let (fx, fy) = (gx - i as f32, gy - j as f32);
+        let blend = |k: usize| {
+            let at = |u: usize, v: usize| f[(v * g + u) * 2 + k];
+            let top = at(i, j) * (1.0 - fx) + at(i + 1, j) * fx;
+            let bottom = at(i, j + 1) * (1.0 - fx) + at(i + 1, j + 1) * fx;
+            top * (1.0 - fy) + bottom * fy
+        };
+        (blend(0), blend(1))
+    };
     let (sin, cos) = angle.sin_cos();
     let at = |x: isize, y: isize, ch: usize| {
         let x = x.clamp(0, s as isize - 1) as usize;
@@ -211,8 +290,9 @@ fn warped(img: &[u8], s: usize, angle: f32, scale: f32, shift: (f32, f32), flip:
             let ox = if flip { (s - 1 - x) as f32 } else { x as f32 };
             // Inverse map: undo the shift, then the scale and rotation about the centre.
             let (px, py) = (ox - shift.0 - c, y as f32 - shift.1 - c);
-            let sx = (cos * px + sin * py) / scale + c;
-            let sy = (-sin * px + cos * py) / scale + c;
+            let (ex, ey) = offset(x as f32, y as f32);
+            let sx = (cos * px + sin * py) / scale + c + ex;
+            let sy = (-sin * px + cos * py) / scale + c + ey;
             let (x0, y0) = (sx.floor(), sy.floor());
             let (fx, fy) = (sx - x0, sy - y0);
             let (x0, y0) = (x0 as isize, y0 as isize);
@@ -662,6 +742,8 @@ mod tests {
                 contrast: 0.0,
                 rotate: 0.0,
                 zoom: 0.0,
+                elastic: 0.0,
+                erase: 0.0,
             },
             pixels: Pixels {
                 scale: 1.0,
@@ -717,13 +799,21 @@ mod tests {
     fn warping_by_nothing_is_the_identity_and_a_quarter_turn_turns() {
         let s = 5;
         let img: Vec<u8> = (0..s * s * 3).map(|i| (i * 7 % 251) as u8).collect();
-        let same = warped(&img, s, 0.0, 1.0, (0.0, 0.0), false);
+        let same = warped(&img, s, 0.0, 1.0, (0.0, 0.0), false, None);
         assert!(same
             .iter()
             .zip(&img)
             .all(|(a, &b)| (a - b as f32).abs() < 1e-3));
         // A quarter turn moves the top-left pixel to a corner and keeps the centre.
-        let turned = warped(&img, s, std::f32::consts::FRAC_PI_2, 1.0, (0.0, 0.0), false);
+        let turned = warped(
+            &img,
+            s,
+            std::f32::consts::FRAC_PI_2,
+            1.0,
+            (0.0, 0.0),
+            false,
+            None,
+        );
         let px = |v: &[f32], x: usize, y: usize| v[(y * s + x) * 3];
         assert!((px(&turned, 2, 2) - img[(2 * s + 2) * 3] as f32).abs() < 1e-3);
         let corner = img[0] as f32;
@@ -732,7 +822,83 @@ mod tests {
             .iter()
             .any(|&(x, y)| (x, y) != (0, 0) && (px(&turned, x, y) - corner).abs() < 1e-3));
         // A shift of one pixel moves the content one pixel.
-        let shifted = warped(&img, s, 0.0, 1.0, (1.0, 0.0), false);
+        let shifted = warped(&img, s, 0.0, 1.0, (1.0, 0.0), false, None);
         assert!((px(&shifted, 3, 1) - img[(s + 2) * 3] as f32).abs() < 1e-3);
+        // An elastic field that is the same everywhere is a shift; one that is zero is nothing.
+        let points = ELASTIC_GRID * ELASTIC_GRID;
+        let still = warped(
+            &img,
+            s,
+            0.0,
+            1.0,
+            (0.0, 0.0),
+            false,
+            Some(&vec![0.0; points * 2]),
+        );
+        assert_eq!(still, same);
+        let right: Vec<f32> = (0..points * 2).map(|k| [-1.0, 0.0][k % 2]).collect();
+        let moved = warped(&img, s, 0.0, 1.0, (0.0, 0.0), false, Some(&right));
+        assert_eq!(moved, shifted);
+        // A field that differs between control points bends the image: not a shift.
+        let bent: Vec<f32> = (0..points * 2).map(|k| (k % 5) as f32 * 0.4).collect();
+        let bent = warped(&img, s, 0.0, 1.0, (0.0, 0.0), false, Some(&bent));
+        assert!(bent.iter().zip(&same).any(|(a, b)| (a - b).abs() > 1.0));
+    }
+
+    #[test]
+    fn erasing_fills_one_rectangle_and_draws_nothing_when_off() {
+        let ds = Dataset {
+            side: 8,
+            images: vec![vec![200u8; 8 * 8 * 3]],
+            labels: vec![0],
+            classes: vec!["a".into()],
+        };
+        let pixels = Pixels {
+            scale: 1.0,
+            mean: 0.0,
+            std: 1.0,
+        };
+        let mut aug = Augment {
+            flip: false,
+            jitter: 0,
+            brightness: 0.0,
+            contrast: 0.0,
+            rotate: 0.0,
+            zoom: 0.0,
+            elastic: 0.0,
+            erase: 1.0,
+        };
+        let device = Device::flex();
+        let mut rng = Rng::new(3);
+        let host = |t: Tensor<4>| crate::model::host(t).unwrap();
+        for _ in 0..20 {
+            let v = host(batch_tensor(
+                &ds,
+                &[0],
+                pixels,
+                Some((&aug, &mut rng)),
+                &device,
+            ));
+            let changed: Vec<usize> = (0..64).filter(|&p| v[p] != 200.0).collect();
+            // 2-20 % of 64 pixels, rounded to whole rows and columns; every channel alike.
+            assert!((1..=20).contains(&changed.len()), "{}", changed.len());
+            assert!((0..64).all(|p| v[p] == v[64 + p] && v[p] == v[128 + p]));
+            let (xs, ys): (Vec<_>, Vec<_>) = changed.iter().map(|p| (p % 8, p / 8)).unzip();
+            let w = xs.iter().max().unwrap() - xs.iter().min().unwrap() + 1;
+            let h = ys.iter().max().unwrap() - ys.iter().min().unwrap() + 1;
+            assert!(
+                w * h == changed.len() || changed.len() < w * h,
+                "one rectangle"
+            );
+        }
+        aug.erase = 0.0;
+        let v = host(batch_tensor(
+            &ds,
+            &[0],
+            pixels,
+            Some((&aug, &mut rng)),
+            &device,
+        ));
+        assert!(v.iter().all(|&x| x == 200.0));
     }
 }

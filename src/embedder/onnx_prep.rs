@@ -769,28 +769,10 @@ pub fn split_dense_head(model: &mut ModelProto) -> Option<DenseHead> {
             if b.op_type != "DequantizeLinear" {
                 return None;
             }
-            let (bq, bs) = (
-                values(init(b.input.first()?)?)?,
-                values(init(b.input.get(1)?)?)?,
-            );
-            let bz = match b.input.get(2).filter(|z| !z.is_empty()) {
-                Some(z) => values(init(z)?)?,
-                None => vec![0.0; bs.len()],
-            };
-            if bz.len() != bs.len() {
-                return None;
-            }
-            // One scale, one a value, or one a block of values (the int8bq files' form).
-            let per = match usize::try_from(attr_i(b, "block_size", 0)).ok()? {
-                _ if bs.len() == 1 => bq.len().max(1),
-                0 if bs.len() == bq.len() => 1,
-                block if block > 0 && bs.len() == bq.len().div_ceil(block) => block,
-                _ => return None,
-            };
-            bq.iter()
-                .enumerate()
-                .map(|(i, v)| (v - bz[i / per]) * bs[i / per])
-                .collect()
+            // The same decoding as every other folded constant; a bias it cannot decode (or
+            // finds malformed) leaves the head in the graph, where folding names the problem.
+            let constant = |i: usize| init(b.input.get(i).filter(|n| !n.is_empty())?);
+            values(&dequantize(b, constant).ok()??)?
         }
     };
     if bias.len() != rows || weights.len() != rows * cols || block == 0 || rows * cols == 0 {

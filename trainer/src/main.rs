@@ -331,31 +331,26 @@ fn number_in(s: &str, lo: f32, hi: f32) -> Result<f32, String> {
     }
 }
 
-fn degrees(s: &str) -> Result<f32, String> {
-    number_in(s, 0.0, 180.0)
+/// Value parsers that refuse numbers outside their range, naming it.
+macro_rules! ranged {
+    ($($(#[$doc:meta])* $name:ident: $lo:expr, $hi:expr;)*) => {$(
+        $(#[$doc])*
+        fn $name(s: &str) -> Result<f32, String> {
+            number_in(s, $lo, $hi)
+        }
+    )*};
 }
 
-/// Beyond 90 % shrinking an image is a few pixels.
-fn zoom(s: &str) -> Result<f32, String> {
-    number_in(s, 0.0, 0.9)
-}
-
-/// Displacements beyond a few pixels tear small images apart.
-fn elastic(s: &str) -> Result<f32, String> {
-    number_in(s, 0.0, 16.0)
-}
-
-fn chance(s: &str) -> Result<f32, String> {
-    number_in(s, 0.0, 1.0)
-}
-
-fn weight(s: &str) -> Result<f32, String> {
-    number_in(s, 0.0, 100.0)
-}
-
-/// Below 0.01 the instance softmax overflows (cosines / temperature reach e^100).
-fn temperature(s: &str) -> Result<f32, String> {
-    number_in(s, 0.01, 10.0)
+ranged! {
+    degrees: 0.0, 180.0;
+    /// Beyond 90 % shrinking an image is a few pixels.
+    zoom: 0.0, 0.9;
+    /// Displacements beyond a few pixels tear small images apart.
+    elastic: 0.0, 16.0;
+    chance: 0.0, 1.0;
+    weight: 0.0, 100.0;
+    /// Below 0.01 the instance softmax overflows (cosines / temperature reach e^100).
+    temperature: 0.01, 10.0;
 }
 
 fn config_from(h: &HyperArgs, pixels: Pixels, seed: u64) -> TrainConfig {

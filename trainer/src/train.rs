@@ -721,6 +721,20 @@ pub fn load_checkpoint(dir: &Path, device: &Device) -> Result<(Net, Checkpoint),
 mod tests {
     use super::*;
 
+    /// No augmentation at all.
+    fn still() -> Augment {
+        Augment {
+            flip: false,
+            jitter: 0,
+            brightness: 0.0,
+            contrast: 0.0,
+            rotate: 0.0,
+            zoom: 0.0,
+            elastic: 0.0,
+            erase: 0.0,
+        }
+    }
+
     #[test]
     fn schedule_warms_up_then_decays() {
         let config = TrainConfig {
@@ -735,16 +749,7 @@ mod tests {
             learning_rate: 1.0,
             weight_decay: 0.0,
             warmup_steps: 10,
-            augment: Augment {
-                flip: false,
-                jitter: 0,
-                brightness: 0.0,
-                contrast: 0.0,
-                rotate: 0.0,
-                zoom: 0.0,
-                elastic: 0.0,
-                erase: 0.0,
-            },
+            augment: still(),
             pixels: Pixels {
                 scale: 1.0,
                 mean: 0.0,
@@ -859,14 +864,8 @@ mod tests {
             std: 1.0,
         };
         let mut aug = Augment {
-            flip: false,
-            jitter: 0,
-            brightness: 0.0,
-            contrast: 0.0,
-            rotate: 0.0,
-            zoom: 0.0,
-            elastic: 0.0,
             erase: 1.0,
+            ..still()
         };
         let device = Device::flex();
         let mut rng = Rng::new(3);

@@ -283,6 +283,8 @@ fn options_out_of_range_are_refused_before_any_work() {
     for (option, value, range) in [
         ("--rotate", "500", "0 to 180"),
         ("--zoom", "0.95", "0 to 0.9"),
+        ("--elastic", "20", "0 to 16"),
+        ("--erase", "1.5", "0 to 1"),
         ("--instance", "NaN", "0 to 100"),
         ("--temperature", "0", "0.01 to 10"),
     ] {

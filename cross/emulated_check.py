@@ -3,7 +3,7 @@
 detections must be identical, and each SFace form's embeddings must agree with x86's to cosine
 >= 0.99 (the int8 kernels differ per architecture). Correctness only: qemu is ~300x slower.
 
-    python3 cross/emulated_check.py [--arm BINARY] [--x86 BINARY] [--forms shipped|all]
+    python3 cross/emulated_check.py [--arm BINARY] [--x86 BINARY] [--forms shipped|all] [--cpu NAME]
 
 Then end to end, both binaries on the same inputs: detection with two threads, enrolling Barack
 Obama from one photo and identifying a second photo of him (known) and Joe Biden (unknown), and
@@ -38,9 +38,18 @@ ARCHES = {
 QEMU = []  # set by main() for the chosen architecture
 
 
-def qemu_for(arch):
+# qemu's default aarch64 CPU ("max") has SVE, and tract-linalg 0.23.9 then picks its SVE matrix
+# kernels when its build found a C compiler that takes SVE (zig 0.17 does); qemu 7.2 emulates them
+# slowly: one SFace embedding took 95 s against 5.4 s on an emulated Cortex-A72, which made one CI
+# run 88 min long. The boards facegate is for (Pi 4: A72, Pi 5: A76, Jetson Orin: A78AE) have no
+# SVE, so the check runs the NEON kernels they run. `--cpu max` checks the SVE kernels instead
+# (they matched x86 at cosine 1.000000 when CI ran them).
+CPUS = {"aarch64": "cortex-a72", "armv7": "cortex-a7"}
+
+
+def qemu_for(arch, cpu=None):
     program, sysroot, _ = ARCHES[arch]
-    return [program, "-L", sysroot, "-E", f"LD_LIBRARY_PATH={sysroot}/lib"]
+    return [program, "-cpu", cpu or CPUS[arch], "-L", sysroot, "-E", f"LD_LIBRARY_PATH={sysroot}/lib"]
 PHOTOS = ["messi5.jpg", "astronaut.png", "obama2.jpg"]
 
 
@@ -55,8 +64,9 @@ def main():
     ap.add_argument("--x86", default=os.path.join(ROOT, "target", "release", "facegate"))
     ap.add_argument("--forms", choices=["shipped", "all"], default="all",
                     help="embedding forms compared: the shipped model only, or f32, QDQ and QLinearConv")
+    ap.add_argument("--cpu", help="the CPU qemu emulates (default: cortex-a72 for aarch64, cortex-a7 for armv7)")
     args = ap.parse_args()
-    QEMU[:] = qemu_for(args.arch)
+    QEMU[:] = qemu_for(args.arch, args.cpu)
     if args.arm is None:
         args.arm = os.path.join(ROOT, "target", ARCHES[args.arch][2], "emulation", "facegate")
     photos = [os.path.join(ROOT, "tests", "fixtures", "photos", p) for p in PHOTOS]
@@ -105,7 +115,7 @@ A76_CPUINFO = ("processor\t: 0\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm
 def board_check(arm):
     """`bench board` on an emulated Cortex-A76: the command works, sees half-precision arithmetic,
     and `--precision f16` embeds like f32 (cosine >= 0.999) with tract's native f16 kernels."""
-    cmd = ["qemu-aarch64-static", "-cpu", "cortex-a76"] + QEMU[1:] + [
+    cmd = ["qemu-aarch64-static", "-cpu", "cortex-a76"] + QEMU[3:] + [
         arm, "bench", "board", "--photos", os.path.join(ROOT, "tests", "fixtures", "photos"),
         "--frames", "2", "--repeat", "1", "--skip-memory"]
     with tempfile.TemporaryDirectory() as tmp:

@@ -149,8 +149,10 @@ struct HyperArgs {
     /// How triplet batches are mined (--loss triplet).
     #[arg(long, value_enum, default_value_t = Mining::BatchHard)]
     mining: Mining,
-    /// Triplets: margin on the Euclidean distance between unit-length embeddings (default 0.3).
-    /// ArcFace: angular margin in radians (0.5). CosFace: cosine margin (0.35).
+    /// Triplets: margin on the Euclidean distance between unit-length embeddings (default 0.3);
+    /// batch-hard, the default mining, uses the soft margin ln(1 + e^(d_ap - d_an)) instead, so
+    /// there it only changes which triplets are counted as active. ArcFace: angular margin in
+    /// radians (0.5). CosFace: cosine margin (0.35).
     #[arg(long)]
     margin: Option<f32>,
     /// Margin softmax: scale on the cosine logits (few identities want a small one).

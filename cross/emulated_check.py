@@ -115,7 +115,7 @@ A76_CPUINFO = ("processor\t: 0\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm
 def board_check(arm):
     """`bench board` on an emulated Cortex-A76: the command works, sees half-precision arithmetic,
     and `--precision f16` embeds like f32 (cosine >= 0.999) with tract's native f16 kernels."""
-    cmd = ["qemu-aarch64-static", "-cpu", "cortex-a76"] + QEMU[3:] + [
+    cmd = qemu_for("aarch64", "cortex-a76") + [
         arm, "bench", "board", "--photos", os.path.join(ROOT, "tests", "fixtures", "photos"),
         "--frames", "2", "--repeat", "1", "--skip-memory"]
     with tempfile.TemporaryDirectory() as tmp:

@@ -25,6 +25,7 @@ pub mod model_card;
 pub mod models;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;
+pub mod onnx_reader;
 pub mod photo_index;
 pub mod pipeline;
 pub mod recognize;

@@ -48,10 +48,13 @@ impl YuNet {
     }
 
     pub fn from_bytes(onnx: &[u8]) -> Result<YuNet, String> {
-        let model = tract_onnx::onnx()
-            .with_ignore_output_shapes(true)
-            .with_ignore_value_info(true)
-            .model_for_read(&mut &onnx[..])
+        let reader = crate::onnx_reader::reader();
+        let proto = reader
+            .proto_model_for_read(&mut &onnx[..])
+            .map_err(|e| format!("not an ONNX model: {e:#}"))?;
+        crate::onnx_reader::check_operators(&proto, &reader)?;
+        let model = reader
+            .model_for_proto_model(&proto)
             .map_err(|e| format!("not a loadable ONNX model: {e:#}"))?;
         if model.output_outlets().map_or(0, |o| o.len()) != 12 {
             return Err(

@@ -215,6 +215,42 @@ fn model_cards_are_checked_value_by_value() {
     refused(&out, &["big.json", "too large for a model card"]);
 }
 
+/// facegate links a trimmed tract-onnx (tools/tract-trimmed): a model made with an operator it
+/// left out is refused by the operator's name, before tract builds anything.
+#[test]
+fn a_model_using_an_operator_this_build_lacks_is_refused_by_name() {
+    let dir = scratch("operator");
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let mut onnx = std::fs::read(models.join("sface_int8w.onnx")).unwrap();
+    // The model's one Flatten node becomes a Hardmax (a real ONNX operator of the same length,
+    // so the protobuf stays well formed), with a card whose sha256 matches the new bytes.
+    let at = onnx.windows(7).position(|w| w == b"Flatten").unwrap();
+    onnx[at..at + 7].copy_from_slice(b"Hardmax");
+    std::fs::write(dir.join("sface_int8w.onnx"), &onnx).unwrap();
+    let card = std::fs::read_to_string(models.join("sface_int8w.json")).unwrap();
+    let original =
+        facegate::model_card::sha256_hex(&std::fs::read(models.join("sface_int8w.onnx")).unwrap());
+    let card = card.replace(&original, &facegate::model_card::sha256_hex(&onnx));
+    let path = dir.join("card.json");
+    std::fs::write(&path, card).unwrap();
+    let out = facegate(&[
+        "verify",
+        "--model",
+        path.to_str().unwrap(),
+        &photo("obama.jpg"),
+        &photo("obama2.jpg"),
+    ]);
+    refused(
+        &out,
+        &[
+            "sface_int8w.onnx",
+            "does not include: Hardmax (1 node)",
+            "Conv",
+            "tools/tract-trimmed/README.md",
+        ],
+    );
+}
+
 #[test]
 fn numeric_flags_and_settings_are_range_checked() {
     let a = photo("obama.jpg");

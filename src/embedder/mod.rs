@@ -118,11 +118,10 @@ impl Embedder {
             problem,
         };
         let batch = batch.clamp(1, MAX_BATCH);
-        let mut reader = tract_onnx::onnx()
-            .with_ignore_output_shapes(true)
-            .with_ignore_value_info(true);
+        let mut reader = crate::onnx_reader::reader();
         prelu::register(&mut reader.op_register);
         let (proto, head) = onnx_prep::read_and_rewrite(&onnx, int8_head).map_err(fail)?;
+        crate::onnx_reader::check_operators(&proto, &reader).map_err(fail)?;
         // The decoded form holds everything from here: the file's bytes go (a model built into
         // the binary gives its pages back) before the plan's weights are made, so the two never
         // count together.

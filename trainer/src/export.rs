@@ -94,7 +94,10 @@ pub fn tract_plan(
     let mut proto = tract_onnx::pb::ModelProto::decode(bytes)
         .map_err(|e| format!("the exported model does not decode: {e}"))?;
     facegate::embedder::onnx_prep::fold_constant_dequantize(&mut proto)?;
-    tract_onnx::onnx()
+    let reader = tract_onnx::onnx();
+    facegate::onnx_reader::check_operators(&proto, &reader)
+        .map_err(|e| format!("the exported model {e}"))?;
+    reader
         .model_for_proto_model(&proto)
         .and_then(|m| m.with_input_fact(0, f32::fact(shape).into()))
         .and_then(|m| m.into_optimized())

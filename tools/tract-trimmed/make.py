@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""Regenerates the two trimmed tract crates in this folder from cargo's copy of tract 0.23.9.
+
+Why they exist (docs/performance.md, "Binary size"): two roots keep every tract-core operator in
+the release binary through fat LTO. tract-onnx registers a builder for each of about 180 ONNX
+operators, and tract-nnef registers a model transform called `patch` through `inventory` (a
+static constructor the linker must keep), which builds the whole NNEF framework. Cutting both
+lets LTO drop about 2 MiB of tract-core and all of tract-nnef's code.
+
+The trim only deletes: the `reg.insert("Op", ...)` statements of operators outside KEEP (with a
+`#[cfg]` attribute in front of one), the `inventory::submit!` block of the `patch` transform, and
+adds one `allow` line for the builders left unused. Run it after changing KEEP or tract's
+version, then `git diff` shows exactly what changed:
+
+    tools/tract-trimmed/make.py            # rewrite the copies here
+    tools/tract-trimmed/make.py --check    # exit 1 if the copies here differ from a fresh trim
+"""
+import argparse
+import filecmp
+import glob
+import os
+import re
+import shutil
+import sys
+import tempfile
+
+VERSION = "0.23.9"
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# Operators facegate reads: the shipped SFace (int8, int8bq, fp32) and YuNet use 17 of them;
+# facegate-train's exports fewer; the rest cover common small CNN exports (mobile nets, ResNets,
+# re-quantised QLinear models) so that `--model` is not limited to the shipped files.
+KEEP = {
+    "Add", "AveragePool", "BatchNormalization", "Cast", "Clip", "Concat", "Constant", "Conv",
+    "DequantizeLinear", "Div", "Dropout", "Flatten", "Gather", "Gemm", "GlobalAveragePool",
+    "HardSigmoid", "Identity", "LeakyRelu", "MatMul", "MaxPool", "Mul", "PRelu", "Pad", "Pow",
+    "QLinearConv", "QuantizeLinear", "ReduceL2", "ReduceMean", "Relu", "Reshape", "Resize",
+    "Shape", "Sigmoid", "Slice", "Softmax", "Split", "Sqrt", "Squeeze", "Sub", "Tanh",
+    "Transpose", "Unsqueeze",
+}
+
+ALLOW = "// Trimmed by facegate's tools/tract-trimmed/make.py: builders of operators it does not\n" \
+        "// register stay in the source, unused.\n#![allow(dead_code, unused_imports, unused_variables)]\n"
+
+
+def registry_crate(name):
+    home = os.environ.get("CARGO_HOME", os.path.expanduser("~/.cargo"))
+    found = sorted(glob.glob(os.path.join(home, "registry/src/*", f"{name}-{VERSION}")))
+    if not found:
+        sys.exit(f"{name} {VERSION} is not in cargo's registry under {home}: "
+                 f"run `cargo fetch` in a checkout that does not patch it, or set CARGO_HOME")
+    return found[0]
+
+
+def statement_end(text, start):
+    """Index just past the `;` closing the statement that starts at `start`, or the start of
+    the line closing its block when it is the block's tail expression (parentheses, braces and
+    string literals balanced)."""
+    depth, i, in_str = 0, start, False
+    while i < len(text):
+        c = text[i]
+        if in_str:
+            if c == "\\":
+                i += 1
+            elif c == '"':
+                in_str = False
+        elif c == '"':
+            in_str = True
+        elif c in "([{":
+            depth += 1
+        elif c in ")]}":
+            if depth == 0:
+                # The block ends first: the statement was its tail expression (no `;`).
+                return text.rfind("\n", 0, i) + 1
+            depth -= 1
+        elif c == ";" and depth == 0:
+            return i + 1
+        i += 1
+    raise ValueError("unterminated statement")
+
+
+def trim_registrations(text):
+    """Deletes `reg.insert("Op", ...);` for operators outside KEEP. Returns the new text and
+    the operators kept and dropped."""
+    kept, dropped, out, pos = [], [], [], 0
+    pattern = re.compile(r'^([ \t]*#\[cfg\([^\n]*\)\]\n)?[ \t]*reg\.insert\(\s*"([A-Za-z0-9_]+)"', re.M)
+    for m in pattern.finditer(text):
+        if m.start() < pos:
+            continue
+        end = statement_end(text, m.start() + (len(m.group(1)) if m.group(1) else 0))
+        if end < len(text) and text[end] == "\n":
+            end += 1
+        op = m.group(2)
+        if op in KEEP:
+            kept.append(op)
+            continue
+        dropped.append(op)
+        out.append(text[pos:m.start()])
+        pos = end
+    out.append(text[pos:])
+    return "".join(out), kept, dropped
+
+
+def trim_onnx(dst):
+    kept, dropped = [], []
+    for path in sorted(glob.glob(os.path.join(dst, "src/ops/**/*.rs"), recursive=True)):
+        with open(path) as f:
+            text = f.read()
+        new, k, d = trim_registrations(text)
+        kept += k
+        dropped += d
+        if new != text:
+            with open(path, "w") as f:
+                f.write(new)
+    missing = KEEP - set(kept)
+    if missing:
+        sys.exit(f"tract-onnx {VERSION} registers no builder for {sorted(missing)}")
+    add_allow(os.path.join(dst, "src/lib.rs"))
+    return kept, dropped
+
+
+def trim_nnef(dst):
+    path = os.path.join(dst, "src/transform.rs")
+    with open(path) as f:
+        text = f.read()
+    start = text.find("inventory::submit! {")
+    if start < 0 or 'name: "patch"' not in text[start:start + 200]:
+        sys.exit(f"tract-nnef {VERSION}: the `patch` transform's registration is not where expected")
+    end = text.index("\n}\n", start) + 3
+    text = text[:start] + ("// facegate: the `patch` transform is not registered (see "
+                           "tools/tract-trimmed/README.md).\n") + text[end:]
+    with open(path, "w") as f:
+        f.write(text)
+    add_allow(os.path.join(dst, "src/lib.rs"))
+
+
+def add_allow(lib):
+    with open(lib) as f:
+        text = f.read()
+    # Inner attributes must come before items; after the crate's own inner doc comments.
+    lines = text.split("\n")
+    i = 0
+    while i < len(lines) and (lines[i].startswith("//!") or lines[i].startswith("#![")):
+        i += 1
+    lines.insert(i, ALLOW.rstrip("\n"))
+    with open(lib, "w") as f:
+        f.write("\n".join(lines))
+
+
+def generate(root):
+    for name, trim in (("tract-onnx", trim_onnx), ("tract-nnef", trim_nnef)):
+        src = registry_crate(name)
+        dst = os.path.join(root, name)
+        shutil.copytree(src, dst, ignore=shutil.ignore_patterns("Cargo.lock", ".cargo_vcs_info.json",
+                                                                ".cargo-ok"))
+        result = trim(dst)
+        if result:
+            kept, dropped = result
+            print(f"{name}: kept {len(kept)} operators, dropped {len(dropped)}")
+
+
+def same_tree(a, b):
+    cmp = filecmp.dircmp(a, b)
+    if cmp.left_only or cmp.right_only or cmp.diff_files or cmp.funny_files:
+        return False
+    return all(same_tree(os.path.join(a, d), os.path.join(b, d)) for d in cmp.common_dirs)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--check", action="store_true",
+                    help="compare the copies here with a fresh trim instead of rewriting them")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        generate(tmp)
+        for name in ("tract-onnx", "tract-nnef"):
+            here = os.path.join(HERE, name)
+            if args.check:
+                if not os.path.isdir(here) or not same_tree(os.path.join(tmp, name), here):
+                    sys.exit(f"{here} differs from a fresh trim of {name} {VERSION}: run make.py")
+            else:
+                shutil.rmtree(here, ignore_errors=True)
+                shutil.copytree(os.path.join(tmp, name), here)
+    print("checked: the copies are a fresh trim" if args.check else "written")
+
+
+if __name__ == "__main__":
+    main()

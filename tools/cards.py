@@ -34,3 +34,9 @@ def qlinear_card():
         subprocess.run([sys.executable, os.path.join(ROOT, "tools", "quantize_qlinear.py"), FP32, qlinear, CROPS],
                        check=True)
     return card_for(qlinear, "qlinear")
+
+
+def three_forms():
+    """Cards for the three embedding forms a platform check compares: f32 (OpenCV Zoo's fp32
+    copy), the shipped QDQ int8-weight model, and the full-int8 QLinearConv model."""
+    return [card_for(FP32, "fp32"), SHIPPED, qlinear_card()]

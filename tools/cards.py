@@ -39,4 +39,4 @@ def qlinear_card():
 def three_forms():
     """Cards for the three embedding forms a platform check compares: f32 (OpenCV Zoo's fp32
     copy), the shipped QDQ int8-weight model, and the full-int8 QLinearConv model."""
-    return [card_for(FP32, "fp32"), SHIPPED, qlinear_card()]
+    return [card_for(FP32, "f32"), SHIPPED, qlinear_card()]

@@ -160,8 +160,11 @@ def generate(root):
 
 
 def same_tree(a, b):
+    """Same names and byte-for-byte the same contents (dircmp alone trusts size and mtime)."""
     cmp = filecmp.dircmp(a, b)
-    if cmp.left_only or cmp.right_only or cmp.diff_files or cmp.funny_files:
+    if cmp.left_only or cmp.right_only or cmp.funny_files:
+        return False
+    if any(not filecmp.cmp(os.path.join(a, f), os.path.join(b, f), shallow=False) for f in cmp.common_files):
         return False
     return all(same_tree(os.path.join(a, d), os.path.join(b, d)) for d in cmp.common_dirs)
 

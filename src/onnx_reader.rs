@@ -37,13 +37,26 @@ pub fn check_operators(model: &ModelProto, reader: &Onnx) -> Result<(), String> 
     if missing.is_empty() {
         return Ok(());
     }
-    let named: Vec<String> = missing
+    // The names come from the file: a hostile one may be megabytes long, hold a line break or
+    // a terminal escape, and a hostile file may hold millions of different ones.
+    let mut named: Vec<String> = missing
         .iter()
-        .map(|(op, n)| match n {
-            1 => format!("{op} (1 node)"),
-            n => format!("{op} ({n} nodes)"),
+        .take(MAX_NAMED)
+        .map(|(op, n)| {
+            let op = crate::terminal::escape(op);
+            let op = match op.char_indices().nth(MAX_NAME_CHARS) {
+                Some((cut, _)) => format!("{}...", &op[..cut]),
+                None => op.into_owned(),
+            };
+            match n {
+                1 => format!("{op} (1 node)"),
+                n => format!("{op} ({n} nodes)"),
+            }
         })
         .collect();
+    if missing.len() > MAX_NAMED {
+        named.push(format!("and {} more", missing.len() - MAX_NAMED));
+    }
     Err(format!(
         "uses ONNX operators this facegate build does not include: {}. It reads models made of \
          these operators only: {}. Export the model with those, or build facegate with the \
@@ -52,6 +65,10 @@ pub fn check_operators(model: &ModelProto, reader: &Onnx) -> Result<(), String> 
         operators(reader).join(", ")
     ))
 }
+
+/// How many missing operators an error names, and how much of each name it shows.
+const MAX_NAMED: usize = 8;
+const MAX_NAME_CHARS: usize = 64;
 
 #[cfg(test)]
 mod tests {
@@ -115,5 +132,23 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn hostile_operator_names_are_escaped_cut_short_and_counted_not_listed() {
+        let reader = reader();
+        let long = "L".repeat(1 << 20);
+        let many: Vec<String> = (0..1000).map(|i| format!("Op{i:04}")).collect();
+        let mut ops: Vec<&str> = vec!["Bad\n\x1b[2J", &long];
+        ops.extend(many.iter().map(String::as_str));
+        let err = check_operators(&model(&ops), &reader).expect_err("none of them is read");
+        assert!(err.contains("Bad\\x0a\\x1b[2J (1 node)"), "{err}");
+        assert!(!err.contains('\n') && !err.contains('\x1b'), "{err}");
+        assert!(
+            err.contains(&format!("{}... (1 node)", "L".repeat(64))),
+            "{err}"
+        );
+        assert!(err.contains("and 994 more"), "{err}");
+        assert!(err.len() < 2000, "{} bytes", err.len());
     }
 }

@@ -470,6 +470,17 @@ do = ["notify"]
                 "http:// URL",
             ),
             (
+                FILE.replace(
+                    "mqtt = \"home/notify\"",
+                    "webhook = \"http://türen.local/open\"",
+                ),
+                "needs an ASCII host",
+            ),
+            (
+                FILE.replace("mqtt = \"home/notify\"", "webhook = \"http:///open\""),
+                "needs an ASCII host",
+            ),
+            (
                 FILE.replace("cooldown = 30", "cooldwn = 30"),
                 "unknown field",
             ),

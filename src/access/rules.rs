@@ -201,6 +201,17 @@ impl Rules {
                         esc(url)
                     ));
                 }
+                // This build reads ASCII host names only (idna_adapter 1.0 in Cargo.toml), so an
+                // international name is refused here rather than failing at the door.
+                let host = url["http://".len()..].split(['/', '?', '#']).next();
+                if !host.is_some_and(|h| !h.is_empty() && h.is_ascii()) {
+                    return Err(format!(
+                        "action '{}': webhook '{}' needs an ASCII host (an IP address or a plain \
+                         host name; write an international name in its xn-- form)",
+                        esc(name),
+                        esc(url)
+                    ));
+                }
                 Action::Webhook {
                     url: url.clone(),
                     timeout_ms: spec.timeout_ms.unwrap_or(3000).clamp(100, 60_000),

@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::io::Read;
+
 use common::server::{blank, call, frame_with, multipart, wait_for, Server};
 use common::{photo, scratch};
 
@@ -325,6 +327,32 @@ fn without_the_token_nothing_but_health_answers_and_guessing_is_limited() {
     // The web UI's files hold no data and load without it.
     assert_eq!(call("GET", &s.url("/"), None, None).status, 200);
     assert_eq!(call("GET", &s.url("/ui/app.js"), None, None).status, 200);
+    // Stored gzipped: sent as stored to a client that takes gzip, inflated for one that does not.
+    for (path, auth, source) in [
+        ("/ui/app.js", None, "src/serve/ui/app.js"),
+        (
+            "/api/v1/openapi.yaml",
+            Some(s.bearer()),
+            "docs/openapi.yaml",
+        ),
+    ] {
+        let source = std::fs::read(source).unwrap();
+        assert_eq!(
+            call("GET", &s.url(path), auth.as_deref(), None).body,
+            source
+        );
+        let mut req = ureq::get(&s.url(path)).set("Accept-Encoding", "gzip, br");
+        if let Some(a) = &auth {
+            req = req.set("Authorization", a);
+        }
+        let res = req.call().unwrap();
+        assert_eq!(res.header("content-encoding"), Some("gzip"), "{path}");
+        let mut gz = Vec::new();
+        res.into_reader().read_to_end(&mut gz).unwrap();
+        assert_eq!(gz[..3], [0x1f, 0x8b, 8], "{path}: a gzip member");
+        let inflated = miniz_oxide::inflate::decompress_to_vec(&gz[10..gz.len() - 8]).unwrap();
+        assert_eq!(inflated, source, "{path}");
+    }
 
     // The login sets the cookie the UI's images use.
     let r = call(

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod auth;
+mod gzipped;
 pub mod history;
 pub mod hub;
 pub mod pending;

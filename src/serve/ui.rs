@@ -2,44 +2,45 @@
 //! without the token since they hold no data; everything they show comes from the API, which
 //! needs it.
 
-use axum::http::header;
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 
+use super::gzipped::{gzipped, Gzipped};
 use super::App;
 
-const INDEX: &str = include_str!("ui/index.html");
-const SCRIPT: &str = include_str!("ui/app.js");
-const STYLE: &str = include_str!("ui/style.css");
+const INDEX: Gzipped = gzipped!("index.html");
+const SCRIPT: Gzipped = gzipped!("app.js");
+const STYLE: Gzipped = gzipped!("style.css");
 
 /// Pages may load only what this server serves.
 const POLICY: &str = "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; \
                       frame-ancestors 'none'; base-uri 'none'";
 
-fn file(kind: &'static str, body: &'static str) -> impl IntoResponse {
-    (
-        [
-            (header::CONTENT_TYPE, kind),
-            (header::CONTENT_SECURITY_POLICY, POLICY),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        body,
-    )
+fn file(request: &HeaderMap, kind: &'static str, body: &Gzipped) -> impl IntoResponse {
+    let mut res = body.respond(request, kind);
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(POLICY),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    res
 }
 
 pub fn routes() -> Router<std::sync::Arc<App>> {
     Router::new()
         .route(
             "/",
-            get(|| async { file("text/html; charset=utf-8", INDEX) }),
+            get(|h: HeaderMap| async move { file(&h, "text/html; charset=utf-8", &INDEX) }),
         )
         .route(
             "/ui/app.js",
-            get(|| async { file("text/javascript; charset=utf-8", SCRIPT) }),
+            get(|h: HeaderMap| async move { file(&h, "text/javascript; charset=utf-8", &SCRIPT) }),
         )
         .route(
             "/ui/style.css",
-            get(|| async { file("text/css; charset=utf-8", STYLE) }),
+            get(|h: HeaderMap| async move { file(&h, "text/css; charset=utf-8", &STYLE) }),
         )
 }

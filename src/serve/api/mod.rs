@@ -12,13 +12,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use crate::serve::auth::COOKIE;
+use crate::serve::gzipped::{gzipped, Gzipped};
 use crate::serve::App;
 
 pub type Shared = State<Arc<App>>;
@@ -144,11 +145,9 @@ async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
 }
 
-async fn openapi() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/yaml")],
-        include_str!("../../../docs/openapi.yaml"),
-    )
+async fn openapi(request: HeaderMap) -> impl IntoResponse {
+    const OPENAPI: Gzipped = gzipped!("openapi.yaml");
+    OPENAPI.respond(&request, "application/yaml")
 }
 
 /// Lets a request through only with the token; counts and logs failures per address.

@@ -1,9 +1,10 @@
 //! Reading ONNX models with tract, and naming what this build cannot read.
 //!
-//! facegate links a trimmed tract-onnx (tools/tract-trimmed): it registers the 42 operators that
-//! the shipped models, facegate-train's exports and common small CNNs use, so that the release
-//! binary does not carry the other 141. A model using any other operator must be refused by name
-//! before tract builds anything, not with tract's internal "unimplemented" error halfway through.
+//! facegate links a trimmed tract-onnx (tools/tract-trimmed): it registers the 20 operators that
+//! the shipped models and facegate-train's exports use, and with the `onnx-extra-ops` feature 22
+//! more that common small CNNs use, so that the release binary does not carry the other 141. A
+//! model using any other operator must be refused by name before tract builds anything, not with
+//! tract's internal "unimplemented" error halfway through.
 
 use std::collections::BTreeMap;
 
@@ -57,14 +58,50 @@ pub fn check_operators(model: &ModelProto, reader: &Onnx) -> Result<(), String> 
     if missing.len() > MAX_NAMED {
         named.push(format!("and {} more", missing.len() - MAX_NAMED));
     }
+    // Which rebuild would help: the feature only where it adds one of the missing operators.
+    let rebuild = if missing.keys().any(|op| EXTRA_OPERATORS.contains(op))
+        && !cfg!(feature = "onnx-extra-ops")
+    {
+        format!(
+            "build facegate with `--features onnx-extra-ops` (adds {})",
+            EXTRA_OPERATORS.join(", ")
+        )
+    } else {
+        "build facegate with the operator added (tools/tract-trimmed/README.md)".to_string()
+    };
     Err(format!(
         "uses ONNX operators this facegate build does not include: {}. It reads models made of \
-         these operators only: {}. Export the model with those, or build facegate with the \
-         operator added (tools/tract-trimmed/README.md)",
+         these operators only: {}. Export the model with those, or {rebuild}",
         named.join(", "),
         operators(reader).join(", ")
     ))
 }
+
+/// The operators the `onnx-extra-ops` feature registers (tools/tract-trimmed/make.py's EXTRA).
+const EXTRA_OPERATORS: [&str; 22] = [
+    "AveragePool",
+    "Cast",
+    "Clip",
+    "Concat",
+    "Div",
+    "Gather",
+    "GlobalAveragePool",
+    "HardSigmoid",
+    "LeakyRelu",
+    "MatMul",
+    "Pad",
+    "Pow",
+    "ReduceL2",
+    "ReduceMean",
+    "Shape",
+    "Slice",
+    "Softmax",
+    "Split",
+    "Sqrt",
+    "Squeeze",
+    "Tanh",
+    "Unsqueeze",
+];
 
 /// How many missing operators an error names, and how much of each name it shows.
 const MAX_NAMED: usize = 8;
@@ -95,7 +132,8 @@ mod tests {
     fn the_build_reads_the_operators_it_promises_and_not_the_trimmed_ones() {
         let reader = reader();
         let ops = operators(&reader);
-        assert_eq!(ops.len(), 42, "{ops:?}");
+        let extra = cfg!(feature = "onnx-extra-ops");
+        assert_eq!(ops.len(), if extra { 42 } else { 20 }, "{ops:?}");
         for op in [
             "Conv",
             "PRelu",
@@ -105,6 +143,9 @@ mod tests {
             "QLinearConv",
         ] {
             assert!(ops.contains(&op), "{op}");
+        }
+        for op in EXTRA_OPERATORS {
+            assert_eq!(ops.contains(&op), extra, "{op}");
         }
         // Trimmed: the release binary does not carry them (tools/tract-trimmed/make.py).
         for op in [
@@ -128,10 +169,32 @@ mod tests {
         assert!(
             err.starts_with(
                 "uses ONNX operators this facegate build does not include: Einsum (1 node), \
-                 LRN (2 nodes). It reads models made of these operators only: Add, AveragePool,"
+                 LRN (2 nodes). It reads models made of these operators only: Add,"
             ),
             "{err}"
         );
+        // The feature adds neither, so the error does not send the user to it.
+        assert!(!err.contains("onnx-extra-ops"), "{err}");
+        assert!(err.ends_with("(tools/tract-trimmed/README.md)"), "{err}");
+    }
+
+    #[test]
+    fn an_operator_of_the_extra_feature_is_read_or_names_the_feature() {
+        let reader = reader();
+        let result = check_operators(&model(&["Conv", "GlobalAveragePool", "Softmax"]), &reader);
+        if cfg!(feature = "onnx-extra-ops") {
+            assert_eq!(result, Ok(()));
+        } else {
+            let err = result.expect_err("GlobalAveragePool and Softmax need the feature");
+            assert!(
+                err.contains("GlobalAveragePool (1 node), Softmax (1 node)"),
+                "{err}"
+            );
+            assert!(
+                err.contains("build facegate with `--features onnx-extra-ops` (adds AveragePool,"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

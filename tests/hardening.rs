@@ -248,6 +248,32 @@ fn a_model_using_an_operator_this_build_lacks_is_refused_by_name() {
             "tools/tract-trimmed/README.md",
         ],
     );
+
+    // An operator of common CNN exports that a default build leaves out (Flatten becomes Softmax,
+    // again seven letters): the error names the feature that adds it.
+    if !cfg!(feature = "onnx-extra-ops") {
+        let mut onnx = std::fs::read(models.join("sface_int8w.onnx")).unwrap();
+        onnx[at..at + 7].copy_from_slice(b"Softmax");
+        std::fs::write(dir.join("sface_int8w.onnx"), &onnx).unwrap();
+        let card = std::fs::read_to_string(models.join("sface_int8w.json")).unwrap();
+        let card = card.replace(&original, &facegate::model_card::sha256_hex(&onnx));
+        std::fs::write(&path, card).unwrap();
+        let out = facegate(&[
+            "verify",
+            "--model",
+            path.to_str().unwrap(),
+            &photo("obama.jpg"),
+            &photo("obama2.jpg"),
+        ]);
+        refused(
+            &out,
+            &[
+                "sface_int8w.onnx",
+                "does not include: Softmax (1 node)",
+                "--features onnx-extra-ops",
+            ],
+        );
+    }
 }
 
 #[test]

@@ -7,9 +7,10 @@ operators, and tract-nnef registers a model transform called `patch` through `in
 static constructor the linker must keep), which builds the whole NNEF framework. Cutting both
 lets LTO drop about 2 MiB of tract-core and all of tract-nnef's code.
 
-The trim only deletes: the `reg.insert("Op", ...)` statements of operators outside KEEP (with a
-`#[cfg]` attribute in front of one), the `inventory::submit!` block of the `patch` transform, and
-adds one `allow` line for the builders left unused. Run it after changing KEEP or tract's
+The trim deletes the `reg.insert("Op", ...)` statements of operators outside KEEP and EXTRA (with
+a `#[cfg]` attribute in front of one) and the `inventory::submit!` block of the `patch` transform;
+it puts `#[cfg(feature = "extra-ops")]` in front of the registrations of EXTRA, declares that
+feature in tract-onnx's Cargo.toml, and adds one `allow` line for the builders left unused. Run it after changing KEEP or tract's
 version, then `git diff` shows exactly what changed:
 
     tools/tract-trimmed/make.py            # rewrite the copies here
@@ -27,17 +28,24 @@ import tempfile
 VERSION = "0.23.9"
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-# Operators facegate reads: the shipped SFace (int8, int8bq, fp32) and YuNet use 17 of them;
-# facegate-train's exports fewer; the rest cover common small CNN exports (mobile nets, ResNets,
-# re-quantised QLinear models) so that `--model` is not limited to the shipped files.
+# Operators every facegate build reads: the shipped SFace (int8, OpenCV Zoo's int8bq, fp32) and
+# YuNet use 17 of them; facegate-train's exports add Identity, its QLinear exports QuantizeLinear
+# and QLinearConv.
 KEEP = {
-    "Add", "AveragePool", "BatchNormalization", "Cast", "Clip", "Concat", "Constant", "Conv",
-    "DequantizeLinear", "Div", "Dropout", "Flatten", "Gather", "Gemm", "GlobalAveragePool",
-    "HardSigmoid", "Identity", "LeakyRelu", "MatMul", "MaxPool", "Mul", "PRelu", "Pad", "Pow",
-    "QLinearConv", "QuantizeLinear", "ReduceL2", "ReduceMean", "Relu", "Reshape", "Resize",
-    "Shape", "Sigmoid", "Slice", "Softmax", "Split", "Sqrt", "Squeeze", "Sub", "Tanh",
-    "Transpose", "Unsqueeze",
+    "Add", "BatchNormalization", "Constant", "Conv", "DequantizeLinear", "Dropout", "Flatten",
+    "Gemm", "Identity", "MaxPool", "Mul", "PRelu", "QLinearConv", "QuantizeLinear", "Relu",
+    "Reshape", "Resize", "Sigmoid", "Sub", "Transpose",
 }
+
+# Operators of common small CNN exports (mobile nets, ResNets) for `--model`, registered only
+# with the trimmed tract-onnx's `extra-ops` feature (facegate's `onnx-extra-ops`): about 0.4 MB
+# of an aarch64 binary that the shipped models never run.
+EXTRA = {
+    "AveragePool", "Cast", "Clip", "Concat", "Div", "Gather", "GlobalAveragePool", "HardSigmoid",
+    "LeakyRelu", "MatMul", "Pad", "Pow", "ReduceL2", "ReduceMean", "Shape", "Slice", "Softmax",
+    "Split", "Sqrt", "Squeeze", "Tanh", "Unsqueeze",
+}
+EXTRA_FEATURE = "extra-ops"
 
 ALLOW = "// Trimmed by facegate's tools/tract-trimmed/make.py: builders of operators it does not\n" \
         "// register stay in the source, unused.\n#![allow(dead_code, unused_imports, unused_variables)]\n"
@@ -80,43 +88,62 @@ def statement_end(text, start):
 
 
 def trim_registrations(text):
-    """Deletes `reg.insert("Op", ...);` for operators outside KEEP. Returns the new text and
-    the operators kept and dropped."""
-    kept, dropped, out, pos = [], [], [], 0
-    pattern = re.compile(r'^([ \t]*#\[cfg\([^\n]*\)\]\n)?[ \t]*reg\.insert\(\s*"([A-Za-z0-9_]+)"', re.M)
+    """Deletes `reg.insert("Op", ...);` for operators outside KEEP and EXTRA, and puts EXTRA's
+    behind the feature. Returns the new text and the operators kept, made optional and dropped."""
+    kept, optional, dropped, out, pos = [], [], [], [], 0
+    pattern = re.compile(r'^([ \t]*#\[cfg\([^\n]*\)\]\n)?([ \t]*)reg\.insert\(\s*"([A-Za-z0-9_]+)"', re.M)
     for m in pattern.finditer(text):
         if m.start() < pos:
+            continue
+        op = m.group(3)
+        if op in KEEP:
+            kept.append(op)
+            continue
+        if op in EXTRA:
+            optional.append(op)
+            out.append(text[pos:m.start()])
+            out.append(f'{m.group(2)}#[cfg(feature = "{EXTRA_FEATURE}")]\n')
+            pos = m.start()
             continue
         end = statement_end(text, m.start() + (len(m.group(1)) if m.group(1) else 0))
         if end < len(text) and text[end] == "\n":
             end += 1
-        op = m.group(2)
-        if op in KEEP:
-            kept.append(op)
-            continue
         dropped.append(op)
         out.append(text[pos:m.start()])
         pos = end
     out.append(text[pos:])
-    return "".join(out), kept, dropped
+    return "".join(out), kept, optional, dropped
 
 
 def trim_onnx(dst):
-    kept, dropped = [], []
+    kept, optional, dropped = [], [], []
     for path in sorted(glob.glob(os.path.join(dst, "src/ops/**/*.rs"), recursive=True)):
         with open(path) as f:
             text = f.read()
-        new, k, d = trim_registrations(text)
+        new, k, o, d = trim_registrations(text)
         kept += k
+        optional += o
         dropped += d
         if new != text:
             with open(path, "w") as f:
                 f.write(new)
-    missing = KEEP - set(kept)
+    missing = (KEEP | EXTRA) - set(kept) - set(optional)
     if missing:
         sys.exit(f"tract-onnx {VERSION} registers no builder for {sorted(missing)}")
+    add_feature(os.path.join(dst, "Cargo.toml"))
     add_allow(os.path.join(dst, "src/lib.rs"))
-    return kept, dropped
+    return kept, optional, dropped
+
+
+def add_feature(manifest):
+    with open(manifest) as f:
+        text = f.read()
+    if "\n[features]\n" not in text:
+        sys.exit(f"tract-onnx {VERSION}: no [features] table in {manifest}")
+    text = text.replace("\n[features]\n", "\n[features]\n# facegate: registers the operators of "
+                        f"tools/tract-trimmed/make.py's EXTRA.\n{EXTRA_FEATURE} = []\n", 1)
+    with open(manifest, "w") as f:
+        f.write(text)
 
 
 def trim_nnef(dst):
@@ -155,8 +182,9 @@ def generate(root):
                                                                 ".cargo-ok"))
         result = trim(dst)
         if result:
-            kept, dropped = result
-            print(f"{name}: kept {len(kept)} operators, dropped {len(dropped)}")
+            kept, optional, dropped = result
+            print(f"{name}: kept {len(kept)} operators, {len(optional)} behind the "
+                  f"`{EXTRA_FEATURE}` feature, dropped {len(dropped)}")
 
 
 def same_tree(a, b):

@@ -4,6 +4,7 @@ use tract_hir::internal::*;
 use tract_hir::tract_core::ops::element_wise::*;
 
 pub fn register_all_ops(reg: &mut OnnxOpRegister) {
+    #[cfg(feature = "extra-ops")]
     reg.insert("Cast", cast);
 }
 

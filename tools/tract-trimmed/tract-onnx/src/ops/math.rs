@@ -15,20 +15,26 @@ pub fn register_all_ops(reg: &mut OnnxOpRegister) {
     reg.insert("Add", |_, _| Ok((ops::math::Add.into_hir(), vec![])));
     reg.insert("Sub", |_, _| Ok((ops::math::Sub.into_hir(), vec![])));
     reg.insert("Mul", |_, _| Ok((ops::math::Mul.into_hir(), vec![])));
+    #[cfg(feature = "extra-ops")]
     reg.insert("Div", |_, _| Ok((ops::math::Div.into_hir(), vec![])));
 
 
 
+    #[cfg(feature = "extra-ops")]
     reg.insert("Clip", clip::clip);
 
 
+    #[cfg(feature = "extra-ops")]
     reg.insert("Tanh", |_, _| Ok((ops::math::tanh().into_hir(), vec![])));
 
+    #[cfg(feature = "extra-ops")]
     reg.insert("Sqrt", |_, _| Ok((ops::math::sqrt().into_hir(), vec![])));
 
 
+    #[cfg(feature = "extra-ops")]
     reg.insert("Pow", pow::pow);
 
+    #[cfg(feature = "extra-ops")]
     reg.insert("MatMul", |_, _| Ok((expand(ops::matmul::MatMulInference::default()), vec![])));
     reg.insert("Gemm", gemm::gemm);
 }

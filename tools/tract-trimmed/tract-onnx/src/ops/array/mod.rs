@@ -17,20 +17,28 @@ use crate::model::{OnnxOpRegister, ParsingContext};
 use crate::pb::*;
 
 pub fn register_all_ops(reg: &mut OnnxOpRegister) {
+    #[cfg(feature = "extra-ops")]
     reg.insert("Concat", concat);
     reg.insert("Flatten", flatten);
+    #[cfg(feature = "extra-ops")]
     reg.insert("Gather", gather);
+    #[cfg(feature = "extra-ops")]
     reg.insert("Pad", pad::pad);
     reg.insert("Reshape", |_, node| {
         // allowzero was added in opset 14; absent, it defaults to 0.
         let allowzero = node.get_attr_opt::<i64>("allowzero")?.unwrap_or(0) != 0;
         Ok((expand(array::Reshape::new(allowzero)), vec![]))
     });
+    #[cfg(feature = "extra-ops")]
     reg.insert("Shape", shape::shape);
+    #[cfg(feature = "extra-ops")]
     reg.insert("Slice", slice::slice);
+    #[cfg(feature = "extra-ops")]
     reg.insert("Split", split::split);
+    #[cfg(feature = "extra-ops")]
     reg.insert("Squeeze", squeeze::squeeze);
     reg.insert("Transpose", transpose);
+    #[cfg(feature = "extra-ops")]
     reg.insert("Unsqueeze", unsqueeze::unsqueeze);
 }
 

@@ -51,20 +51,27 @@ pub fn arg_max_min(
 }
 
 pub fn register_all_ops(reg: &mut OnnxOpRegister) {
+    #[cfg(feature = "extra-ops")]
     reg.insert("AveragePool", average_pool);
     reg.insert("BatchNormalization", batch_normalization);
     reg.insert("Conv", conv);
     reg.insert("Dropout", dropout::dropout);
+    #[cfg(feature = "extra-ops")]
     reg.insert("GlobalAveragePool", |_, _| Ok((expand(ops::nn::GlobalAvgPool), vec![])));
+    #[cfg(feature = "extra-ops")]
     reg.insert("HardSigmoid", hard_sigmoid);
+    #[cfg(feature = "extra-ops")]
     reg.insert("LeakyRelu", leaky_relu);
     reg.insert("MaxPool", max_pool::max_pool);
     reg.insert("QLinearConv", conv_qlinear);
     reg.insert("PRelu", |_, _| Ok((expand(Prelu), vec![])));
+    #[cfg(feature = "extra-ops")]
     reg.insert("ReduceL2", |c, node| reduce::reduce(c, node, nn::Reducer::L2));
+    #[cfg(feature = "extra-ops")]
     reg.insert("ReduceMean", |c, node| reduce::reduce(c, node, nn::Reducer::Mean));
     reg.insert("Relu", |_, _| Ok((expand(ops::activations::Clip::new(Some(0.0), None)), vec![])));
     reg.insert("Sigmoid", |_, _| Ok((ops::nn::sigmoid().into_hir(), vec![])));
+    #[cfg(feature = "extra-ops")]
     reg.insert("Softmax", layer_soft_max);
 }
 

@@ -105,6 +105,29 @@ struct DataArgs {
     /// split. `train` exports the first split's network.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
     splits: u64,
+    /// Train also on every training identity turned a quarter turn, as a new identity: twice
+    /// the classes to tell apart (docs/TRAINING.md, "Turned classes"). Right where orientation
+    /// is part of identity (a turned 7 is no digit); wrong for faces, where a turned face is the
+    /// same person. auto: on with --no-flip, which says the same of mirror images.
+    #[arg(long, value_enum, default_value_t = TurnedClasses::Auto)]
+    turned_classes: TurnedClasses,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum TurnedClasses {
+    Auto,
+    On,
+    Off,
+}
+
+impl TurnedClasses {
+    fn wanted(self, no_flip: bool) -> bool {
+        match self {
+            TurnedClasses::Auto => no_flip,
+            TurnedClasses::On => true,
+            TurnedClasses::Off => false,
+        }
+    }
 }
 
 #[derive(Args, Clone)]
@@ -456,6 +479,7 @@ fn initial_net(m: &ModelArgs, device: &Device) -> Result<(model::Net, Pixels), S
 fn prepare(
     d: &DataArgs,
     m: &ModelArgs,
+    no_flip: bool,
     given: Option<(model::Net, Pixels)>,
     device: &Device,
 ) -> Result<Prepared, String> {
@@ -474,6 +498,11 @@ fn prepare(
         &d.held_out,
         d.seed,
     )?;
+    if d.turned_classes.wanted(no_flip) {
+        for split in &mut splits {
+            split.train = split.train.with_turned_classes();
+        }
+    }
     if let Some(val) = &d.val_data {
         let val = data::load(val, net.input_size, d.crop)?;
         for split in &mut splits {
@@ -524,7 +553,7 @@ fn run_train(a: TrainArgs) -> Result<(), String> {
         splits,
         net,
         pixels,
-    } = prepare(&a.data, &a.model, given, &device)?;
+    } = prepare(&a.data, &a.model, a.hyper.no_flip, given, &device)?;
     let split = &splits[0];
     let (config, start) = match resumed {
         Some((_, state)) => (state.config.clone(), Some(state)),

@@ -77,7 +77,7 @@ pub fn run(a: StudyArgs) -> Result<(), String> {
     } else {
         a.strategies.clone()
     };
-    let first = prepare(&a.data, &a.model, None, &device)?;
+    let first = prepare(&a.data, &a.model, a.hyper.no_flip, None, &device)?;
     let splits = first.splits;
     let mut rows = Vec::new();
     for method in strategies {

@@ -220,27 +220,30 @@ fn model_cards_are_checked_value_by_value() {
 #[test]
 fn a_model_using_an_operator_this_build_lacks_is_refused_by_name() {
     let dir = scratch("operator");
-    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
-    let mut onnx = std::fs::read(models.join("sface_int8w.onnx")).unwrap();
-    let original = facegate::model_card::sha256_hex(&onnx);
-    // The model's one Flatten node becomes a Hardmax (a real ONNX operator of the same length,
-    // so the protobuf stays well formed), with a card whose sha256 matches the new bytes.
-    let at = onnx.windows(7).position(|w| w == b"Flatten").unwrap();
-    onnx[at..at + 7].copy_from_slice(b"Hardmax");
-    std::fs::write(dir.join("sface_int8w.onnx"), &onnx).unwrap();
-    let card = std::fs::read_to_string(models.join("sface_int8w.json")).unwrap();
-    let card = card.replace(&original, &facegate::model_card::sha256_hex(&onnx));
-    let path = dir.join("card.json");
-    std::fs::write(&path, card).unwrap();
-    let out = facegate(&[
-        "verify",
-        "--model",
-        path.to_str().unwrap(),
-        &photo("obama.jpg"),
-        &photo("obama2.jpg"),
-    ]);
+    // The shipped model with its one Flatten node renamed to another real ONNX operator of the
+    // same length (so the protobuf stays well formed), with a card whose sha256 matches the new
+    // bytes; `verify` with it.
+    let verify_with = |op: &[u8; 7]| {
+        let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+        let mut onnx = std::fs::read(models.join("sface_int8w.onnx")).unwrap();
+        let original = facegate::model_card::sha256_hex(&onnx);
+        let at = onnx.windows(7).position(|w| w == b"Flatten").unwrap();
+        onnx[at..at + 7].copy_from_slice(op);
+        std::fs::write(dir.join("sface_int8w.onnx"), &onnx).unwrap();
+        let card = std::fs::read_to_string(models.join("sface_int8w.json")).unwrap();
+        let card = card.replace(&original, &facegate::model_card::sha256_hex(&onnx));
+        let path = dir.join("card.json");
+        std::fs::write(&path, card).unwrap();
+        facegate(&[
+            "verify",
+            "--model",
+            path.to_str().unwrap(),
+            &photo("obama.jpg"),
+            &photo("obama2.jpg"),
+        ])
+    };
     refused(
-        &out,
+        &verify_with(b"Hardmax"),
         &[
             "sface_int8w.onnx",
             "does not include: Hardmax (1 node)",
@@ -248,25 +251,11 @@ fn a_model_using_an_operator_this_build_lacks_is_refused_by_name() {
             "tools/tract-trimmed/README.md",
         ],
     );
-
-    // An operator of common CNN exports that a default build leaves out (Flatten becomes Softmax,
-    // again seven letters): the error names the feature that adds it.
+    // An operator of common CNN exports that a default build leaves out: the error names the
+    // feature that adds it.
     if !cfg!(feature = "onnx-extra-ops") {
-        let mut onnx = std::fs::read(models.join("sface_int8w.onnx")).unwrap();
-        onnx[at..at + 7].copy_from_slice(b"Softmax");
-        std::fs::write(dir.join("sface_int8w.onnx"), &onnx).unwrap();
-        let card = std::fs::read_to_string(models.join("sface_int8w.json")).unwrap();
-        let card = card.replace(&original, &facegate::model_card::sha256_hex(&onnx));
-        std::fs::write(&path, card).unwrap();
-        let out = facegate(&[
-            "verify",
-            "--model",
-            path.to_str().unwrap(),
-            &photo("obama.jpg"),
-            &photo("obama2.jpg"),
-        ]);
         refused(
-            &out,
+            &verify_with(b"Softmax"),
             &[
                 "sface_int8w.onnx",
                 "does not include: Softmax (1 node)",

@@ -10,8 +10,8 @@ lets LTO drop about 2 MiB of tract-core and all of tract-nnef's code.
 The trim deletes the `reg.insert("Op", ...)` statements of operators outside KEEP and EXTRA (with
 a `#[cfg]` attribute in front of one) and the `inventory::submit!` block of the `patch` transform;
 it puts `#[cfg(feature = "extra-ops")]` in front of the registrations of EXTRA, declares that
-feature in tract-onnx's Cargo.toml, and adds one `allow` line for the builders left unused. Run it after changing KEEP or tract's
-version, then `git diff` shows exactly what changed:
+feature in tract-onnx's Cargo.toml, and adds one `allow` line for the builders left unused. Run
+it after changing KEEP, EXTRA or tract's version, then `git diff` shows exactly what changed:
 
     tools/tract-trimmed/make.py            # rewrite the copies here
     tools/tract-trimmed/make.py --check    # exit 1 if the copies here differ from a fresh trim

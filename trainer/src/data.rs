@@ -67,9 +67,7 @@ impl Dataset {
         }
         out
     }
-}
 
-impl Dataset {
     /// This set plus, for every identity, a new identity made of its images turned a quarter
     /// turn clockwise (named "<name> turned"). A turned digit is no digit, so it is a class of
     /// its own: more classes to tell apart teach a metric that carries to unseen ones (Omniglot's

@@ -160,6 +160,40 @@ mod tests {
         }
     }
 
+    /// The quoted names of `set` in tools/tract-trimmed/make.py, which generates the trimmed
+    /// registry. `EXTRA_OPERATORS` copies its EXTRA, and a copy that drifted would misdirect the
+    /// error's advice without failing any other test of a default build.
+    fn make_py_set(set: &str) -> Vec<&'static str> {
+        let script = include_str!("../tools/tract-trimmed/make.py");
+        let start = script
+            .find(&format!("\n{set} = {{"))
+            .unwrap_or_else(|| panic!("make.py has no {set} set"));
+        let body = &script[start..];
+        let body = &body[..body.find('}').expect("the set closes")];
+        let mut names: Vec<&str> = body.split('"').skip(1).step_by(2).collect();
+        names.sort_unstable();
+        names
+    }
+
+    #[test]
+    fn the_operator_lists_are_make_py_s() {
+        assert_eq!(
+            make_py_set("EXTRA"),
+            EXTRA_OPERATORS,
+            "copy make.py's EXTRA into EXTRA_OPERATORS"
+        );
+        let reader = reader();
+        let mut built = operators(&reader);
+        if cfg!(feature = "onnx-extra-ops") {
+            built.retain(|op| !EXTRA_OPERATORS.contains(op));
+        }
+        assert_eq!(
+            make_py_set("KEEP"),
+            built,
+            "rerun tools/tract-trimmed/make.py after changing KEEP"
+        );
+    }
+
     #[test]
     fn an_unknown_operator_is_named_with_its_count() {
         let reader = reader();

@@ -88,16 +88,10 @@ impl Dataset {
 
 /// An RGB `side` x `side` image turned a quarter turn clockwise.
 fn quarter_turn(img: &[u8], side: usize) -> Vec<u8> {
-    let mut out = vec![0u8; img.len()];
-    for y in 0..side {
-        for x in 0..side {
-            // Clockwise: the left column becomes the top row, read bottom to top.
-            let from = ((side - 1 - x) * side + y) * 3;
-            let to = (y * side + x) * 3;
-            out[to..to + 3].copy_from_slice(&img[from..from + 3]);
-        }
-    }
-    out
+    let side = side as u32;
+    let rgb = RgbImage::from_raw(side, side, img.to_vec())
+        .expect("a Dataset holds side x side RGB images");
+    image::imageops::rotate90(&rgb).into_raw()
 }
 
 /// Indices of each label's items, for labels below `classes`.

@@ -111,16 +111,28 @@ fn error_manager() -> jpeg_error_mgr {
 
 /// libjpeg's text for the current message code.
 fn text(cinfo: &mut jpeg_common_struct) -> String {
-    let mut buffer = [0u8; 80];
-    // SAFETY: `err` is the manager set up above; format_message writes at most 80 bytes (JMSG_LENGTH_MAX).
-    unsafe {
-        if let Some(format) = cinfo.err.as_ref().and_then(|e| e.format_message) {
-            format(cinfo, &*(buffer.as_mut_ptr() as *const [u8; 80]));
-        }
-    }
+    // The binding declares format_message's buffer as `&[u8; 80]`, but libjpeg writes the message
+    // into it (C: `char *buffer`): a write behind a shared reference is undefined behaviour. So
+    // the function is called as what it is, with a raw mutable pointer.
+    type Declared = unsafe extern "C-unwind" fn(&mut jpeg_common_struct, &[u8; JMSG_LENGTH_MAX]);
+    type Writes = unsafe extern "C-unwind" fn(&mut jpeg_common_struct, *mut u8);
+    // SAFETY: `err` is the manager set up in `error_manager` (or null, which as_ref turns into None).
+    let Some(format) = unsafe { cinfo.err.as_ref() }.and_then(|e| e.format_message) else {
+        return String::new();
+    };
+    // SAFETY: the two signatures differ only in a `&[u8; 80]` against a `*mut u8` argument, both
+    // one thin pointer in the C ABI, and the C function's own parameter is `char *`.
+    let format = unsafe { std::mem::transmute::<Declared, Writes>(format) };
+    let mut buffer = [0u8; JMSG_LENGTH_MAX];
+    // SAFETY: format_message writes at most JMSG_LENGTH_MAX bytes, NUL included, into the buffer,
+    // which nothing else borrows while it runs.
+    unsafe { format(cinfo, buffer.as_mut_ptr()) };
     let end = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
     String::from_utf8_lossy(&buffer[..end]).into_owned()
 }
+
+/// libjpeg's JMSG_LENGTH_MAX: the longest message format_message writes.
+const JMSG_LENGTH_MAX: usize = 80;
 
 extern "C-unwind" fn fatal(cinfo: &mut jpeg_common_struct) {
     resume_unwind(Box::new(format!("corrupt JPEG: {}", text(cinfo))))

@@ -272,6 +272,8 @@ impl HaarStumps {
 }
 
 impl Program for HaarStumps {
+    /// # Safety
+    /// As [`Program::classify`]: every table read adds at most `self.reach()` to `base`.
     #[inline]
     unsafe fn classify(&self, t: &Tables, base: usize) -> Verdict {
         let Some(norm) = self.variance.inverse_std(t, base) else {
@@ -327,6 +329,8 @@ impl HaarTrees {
 }
 
 impl Program for HaarTrees {
+    /// # Safety
+    /// As [`Program::classify`]: every table read adds at most `self.reach()` to `base`.
     #[inline]
     unsafe fn classify(&self, t: &Tables, base: usize) -> Verdict {
         let Some(norm) = self.variance.inverse_std(t, base) else {
@@ -336,6 +340,8 @@ impl Program for HaarTrees {
             // Child links were checked at load time to point forward, so this terminates.
             let mut idx = 0i32;
             loop {
+                // SAFETY: the cascade loader accepts a positive link only when it is below the
+                // tree's node count, and the tree's nodes start at `root` in `nodes`.
                 let n = self.nodes.get_unchecked(root as usize + idx as usize);
                 let value = n.feature.value(t.sum, base) * norm;
                 idx = if value < n.threshold { n.left } else { n.right };
@@ -343,6 +349,8 @@ impl Program for HaarTrees {
                     break;
                 }
             }
+            // SAFETY: a leaf link -k was checked to be at most the tree's node count, and the
+            // tree has node count + 1 leaves from `leaf0` on.
             *self.leaves.get_unchecked((leaf0 as i32 - idx) as usize)
         })
     }
@@ -491,6 +499,8 @@ impl Lbp {
 }
 
 impl Program for Lbp {
+    /// # Safety
+    /// As [`Program::classify`]: every table read adds at most `self.reach()` to `base`.
     #[inline]
     unsafe fn classify(&self, t: &Tables, base: usize) -> Verdict {
         for (si, stage) in self.stages.iter().enumerate() {
@@ -499,8 +509,11 @@ impl Program for Lbp {
             let trees = first..first + stage.count as usize;
             if let Some(stump_leaves) = &self.stump_leaves {
                 // Stumps: node i is tree i, so nodes and leaves are read in step.
+                // SAFETY: stage ranges come from the loader's own tree counts, so `trees` lies
+                // within `nodes` and, for stumps (one node a tree), within `stump_leaves`.
                 let nodes = self.nodes.get_unchecked(trees.clone());
-                for (n, &[left, right]) in nodes.iter().zip(stump_leaves.get_unchecked(trees)) {
+                let leaves = stump_leaves.get_unchecked(trees);
+                for (n, &[left, right]) in nodes.iter().zip(leaves) {
                     sum += if n.goes_left(n.feature.code(t.sum, base)) {
                         left
                     } else {
@@ -508,9 +521,12 @@ impl Program for Lbp {
                     } as f64;
                 }
             } else {
+                // SAFETY: stage ranges come from the loader's own tree counts.
                 for &(root, leaf0) in self.trees.get_unchecked(trees) {
                     let mut idx = 0i32;
                     loop {
+                        // SAFETY: positive links were checked to stay inside the tree (as in
+                        // HaarTrees above).
                         let n = self.nodes.get_unchecked(root as usize + idx as usize);
                         let code = n.feature.code(t.sum, base);
                         idx = if n.goes_left(code) { n.left } else { n.right };
@@ -518,6 +534,7 @@ impl Program for Lbp {
                             break;
                         }
                     }
+                    // SAFETY: leaf links were checked against the tree's leaf count.
                     sum += *self.leaves.get_unchecked((leaf0 as i32 - idx) as usize) as f64;
                 }
             }
@@ -600,6 +617,8 @@ impl HaarTwoSplits {
 }
 
 impl Program for HaarTwoSplits {
+    /// # Safety
+    /// As [`Program::classify`]: every table read adds at most `self.reach()` to `base`.
     #[inline]
     unsafe fn classify(&self, t: &Tables, base: usize) -> Verdict {
         let Some(norm) = self.variance.inverse_std(t, base) else {

@@ -1,40 +1,34 @@
 //! facegate: face detection and recognition for edge boards.
 //!
-//! The pipeline runs one way: a frame source yields images, the [`detector`] finds faces, and later
-//! stages crop, embed and match them. This crate is the library behind the `facegate` binary.
+//! The modules follow the data: a picture is decoded ([`imaging`]), faces are found ([`detect`]),
+//! aligned on their landmarks ([`align`]), embedded ([`embed`]) and matched against the gallery
+//! ([`recognize`], [`store`]); on a live stream ([`live`]) faces are followed as tracks and each
+//! visit becomes an event, which access rules ([`access`]), MQTT ([`mqtt`]), fleet sync ([`sync`])
+//! and the web server ([`serve`]) act on. [`photo_index`] searches photo collections by face;
+//! [`support`] holds what every stage leans on. This crate is the library behind the `facegate`
+//! binary, which only parses flags and prints.
+
+pub mod imaging;
+
+pub mod detect;
+
+pub mod align;
+
+pub mod embed;
+
+pub mod recognize;
+
+pub mod store;
+
+pub mod live;
 
 pub mod access;
-pub mod align;
-pub mod capture;
-pub mod detector;
-pub mod draw;
-pub mod embedder;
-pub mod enrollment;
-pub mod evaluate;
-pub mod events;
-pub mod frames;
-pub mod gallery;
-pub mod grey;
-pub mod image_io;
-pub mod jpeg;
-pub mod limits;
-pub mod live;
-pub mod matcher;
-pub mod memory;
-pub mod model_card;
-pub mod models;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;
-pub mod onnx_reader;
-pub mod photo_index;
-pub mod pipeline;
-pub mod recognize;
 #[cfg(feature = "serve")]
 pub mod serve;
-pub mod settings;
-pub mod strangers;
 pub mod sync;
-pub mod terminal;
-pub mod tracker;
-pub mod warnings;
-pub mod yunet;
+
+pub mod photo_index;
+
+pub mod support;

@@ -241,7 +241,7 @@ fn a_person_added_in_the_browser_is_identified_on_the_events_page() {
 
     // People: upload three shots (the third is a mirrored copy, as a slight turn).
     let third = dir.join("obama-mirrored.jpg");
-    let rgb = facegate::image_io::load(Path::new(&photo("obama.jpg")))
+    let rgb = facegate::imaging::photo::load(Path::new(&photo("obama.jpg")))
         .unwrap()
         .rgb;
     std::fs::write(&third, jpeg(&image::imageops::flip_horizontal(&rgb))).unwrap();

@@ -65,7 +65,7 @@ fn faces_cut_by_the_edge_or_filling_the_photo_are_found_and_named() {
     let original = Path::new(&photo("obama2.jpg")).to_path_buf();
     let (x, y, w, h, name) = identify(&g, &original, &[]).remove(0);
     assert_eq!(name.as_deref(), Some("Obama"));
-    let img = facegate::image_io::load(&original).unwrap().rgb;
+    let img = facegate::imaging::photo::load(&original).unwrap().rgb;
     let (iw, ih) = (img.width() as i64, img.height() as i64);
     // A quarter of the face outside the photo, on each side; and the face filling the photo.
     let cut = |x0: i64, y0: i64, x1: i64, y1: i64| {

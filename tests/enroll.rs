@@ -45,7 +45,7 @@ fn ok(out: &Output) -> String {
 /// A third shot made from obama.jpg: mirrored and cropped closer, as a phone's selfie would be.
 fn obama_photo() -> image::DynamicImage {
     image::DynamicImage::ImageRgb8(
-        facegate::image_io::load(Path::new(&photo("obama.jpg")))
+        facegate::imaging::photo::load(Path::new(&photo("obama.jpg")))
             .unwrap()
             .rgb,
     )
@@ -385,10 +385,10 @@ fn enrollment_from_frames_takes_three_checked_shots() {
     let blank = image::RgbImage::from_pixel(320, 240, image::Rgb([96, 96, 96]));
     let obama = obama_photo().to_rgb8();
     let mirrored = image::imageops::flip_horizontal(&obama);
-    let biden = facegate::image_io::load(Path::new(&photo("biden.jpg")))
+    let biden = facegate::imaging::photo::load(Path::new(&photo("biden.jpg")))
         .unwrap()
         .rgb;
-    let obama2 = facegate::image_io::load(Path::new(&photo("obama2.jpg")))
+    let obama2 = facegate::imaging::photo::load(Path::new(&photo("obama2.jpg")))
         .unwrap()
         .rgb;
     // Nobody, Obama, then Biden steps in front while Obama turns, then Obama turned both ways.
@@ -470,7 +470,7 @@ fn small_faces_are_taken_with_advice_and_tiny_ones_refused() {
     // faces and falls apart below; under 64 px a shot is taken with a warning.
     let dir = scratch("sizes");
     let original = image::DynamicImage::ImageRgb8(
-        facegate::image_io::load(Path::new(&photo("obama2.jpg")))
+        facegate::imaging::photo::load(Path::new(&photo("obama2.jpg")))
             .unwrap()
             .rgb,
     );

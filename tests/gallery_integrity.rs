@@ -9,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{ok, photo, stderr};
-use facegate::gallery::Gallery;
+use facegate::store::gallery::Gallery;
 
 fn scratch(name: &str) -> PathBuf {
     common::scratch("gi", name)

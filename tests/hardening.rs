@@ -226,12 +226,12 @@ fn a_model_using_an_operator_this_build_lacks_is_refused_by_name() {
     let verify_with = |op: &[u8; 7]| {
         let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
         let mut onnx = std::fs::read(models.join("sface_int8w.onnx")).unwrap();
-        let original = facegate::model_card::sha256_hex(&onnx);
+        let original = facegate::embed::model_card::sha256_hex(&onnx);
         let at = onnx.windows(7).position(|w| w == b"Flatten").unwrap();
         onnx[at..at + 7].copy_from_slice(op);
         std::fs::write(dir.join("sface_int8w.onnx"), &onnx).unwrap();
         let card = std::fs::read_to_string(models.join("sface_int8w.json")).unwrap();
-        let card = card.replace(&original, &facegate::model_card::sha256_hex(&onnx));
+        let card = card.replace(&original, &facegate::embed::model_card::sha256_hex(&onnx));
         let path = dir.join("card.json");
         std::fs::write(&path, card).unwrap();
         facegate(&[

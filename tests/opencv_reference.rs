@@ -9,8 +9,8 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use facegate::detector::{Cascade, DetectParams, Detector, Rect};
-use facegate::image_io;
+use facegate::detect::cascade::{Cascade, DetectParams, Detector, Rect};
+use facegate::imaging::photo;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -51,7 +51,7 @@ fn grey_images_match_opencv_imread_and_cvtcolor() {
     let r = reference();
     assert!(r.opencv.starts_with("4.6"));
     for (name, info) in &r.photos {
-        let photo = image_io::load(&fixtures().join("photos").join(name)).unwrap();
+        let photo = photo::load(&fixtures().join("photos").join(name)).unwrap();
         assert_eq!(
             (photo.width(), photo.height()),
             (info.width, info.height),
@@ -81,7 +81,7 @@ fn detections_equal_opencv_for_every_photo_cascade_and_grouping() {
             Cascade::from_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join(cascade_name)).unwrap();
         let mut detector = Detector::new(cascade);
         for case in r.results.iter().filter(|c| c.cascade == cascade_name) {
-            let photo = image_io::load(&fixtures().join("photos").join(&case.photo)).unwrap();
+            let photo = photo::load(&fixtures().join("photos").join(&case.photo)).unwrap();
             let params = DetectParams {
                 scale_factor: r.scale_factor,
                 min_neighbors: case.min_neighbors,
@@ -121,8 +121,8 @@ fn detections_equal_opencv_for_every_photo_cascade_and_grouping() {
 
 #[test]
 fn thread_count_does_not_change_the_output() {
-    let photo = image_io::load(&fixtures().join("photos/faceapi-sample2.jpg")).unwrap();
-    let cascade = facegate::models::default_cascade();
+    let photo = photo::load(&fixtures().join("photos/faceapi-sample2.jpg")).unwrap();
+    let cascade = facegate::recognize::models::default_cascade();
     let mut detector = Detector::new(cascade);
     let raw = DetectParams {
         min_neighbors: 0,

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use facegate::align;
-use facegate::embedder::{cosine, normalized, Embedder, Float, Precision};
-use facegate::yunet::YuNet;
+use facegate::detect::yunet::YuNet;
+use facegate::embed::{cosine, normalized, Embedder, Float, Precision};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -55,7 +55,7 @@ fn shared_card(file: &str, form: &str) -> Option<PathBuf> {
     let card_text = std::fs::read_to_string(root().join("models/sface_int8w.json")).unwrap();
     let mut card: serde_json::Value = serde_json::from_str(&card_text).unwrap();
     card["file"] = onnx.to_str().unwrap().into();
-    card["sha256"] = facegate::model_card::sha256_hex(&bytes).into();
+    card["sha256"] = facegate::embed::model_card::sha256_hex(&bytes).into();
     card["form"] = form.into();
     let dir: PathBuf =
         std::env::temp_dir().join(format!("facegate-{form}card-{}", std::process::id()));
@@ -197,7 +197,8 @@ fn yunet_landmarks_match_opencv() {
         "obama2.jpg",
     ] {
         let photo =
-            facegate::image_io::load(&root().join("tests/fixtures/photos").join(name)).unwrap();
+            facegate::imaging::photo::load(&root().join("tests/fixtures/photos").join(name))
+                .unwrap();
         let ours = yunet.detect(&photo.rgb).unwrap();
         let theirs = &r.photos[name].faces;
         assert_eq!(ours.len(), theirs.len(), "{name}");
@@ -230,15 +231,15 @@ fn yunet_landmarks_match_opencv() {
 fn alignment_reproduces_opencv_crops() {
     let r = reference();
     let template = match &shipped_embedder().card().alignment {
-        facegate::model_card::Alignment::FivePoint { template } => *template,
+        facegate::embed::model_card::Alignment::FivePoint { template } => *template,
         other => panic!("SFace's card should ask for five-point alignment, not {other:?}"),
     };
     for (name, photo) in &r.photos {
         let Some(face) = photo.faces.first() else {
             continue;
         };
-        let img =
-            facegate::image_io::load(&root().join("tests/fixtures/photos").join(name)).unwrap();
+        let img = facegate::imaging::photo::load(&root().join("tests/fixtures/photos").join(name))
+            .unwrap();
         let marks: [[f32; 2]; 5] =
             std::array::from_fn(|n| [face.landmarks[2 * n], face.landmarks[2 * n + 1]]);
         let map = align::crop_to_photo(&marks, &template).unwrap();

@@ -139,11 +139,13 @@ fn the_api_enrolls_recognizes_records_and_corrects() {
         .expect("identified events have a snapshot");
     let jpeg = s.get(snapshot);
     assert_eq!((jpeg.status, jpeg.kind.as_str()), (200, "image/jpeg"));
-    let face = facegate::image_io::decode(&jpeg.body).unwrap();
+    let face = facegate::imaging::photo::decode(&jpeg.body).unwrap();
     assert!(face.width() as i64 >= seen["box"]["w"].as_i64().unwrap());
     let frame = s.get("/api/v1/snapshot.jpg");
     assert_eq!(
-        facegate::image_io::decode(&frame.body).unwrap().width(),
+        facegate::imaging::photo::decode(&frame.body)
+            .unwrap()
+            .width(),
         640
     );
 

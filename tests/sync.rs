@@ -394,7 +394,7 @@ fn f32_card(dir: &Path) -> Option<std::path::PathBuf> {
     let text = std::fs::read_to_string(root.join("models/sface_int8w.json")).unwrap();
     let mut card: serde_json::Value = serde_json::from_str(&text).unwrap();
     card["file"] = onnx.to_str().unwrap().into();
-    card["sha256"] = facegate::model_card::sha256_hex(&bytes).into();
+    card["sha256"] = facegate::embed::model_card::sha256_hex(&bytes).into();
     card["form"] = "f32".into();
     let path = dir.join("sface_f32.json");
     std::fs::write(&path, card.to_string()).unwrap();

@@ -43,7 +43,7 @@ fn ok(out: &Output) -> String {
 
 /// A photo shrunk to fit `side` pixels, as a person further from the camera.
 fn person(name: &str, side: u32) -> RgbImage {
-    let rgb = facegate::image_io::load(&photo(name)).unwrap().rgb;
+    let rgb = facegate::imaging::photo::load(&photo(name)).unwrap().rgb;
     let s = side as f32 / rgb.width().max(rgb.height()) as f32;
     imageops::resize(
         &rgb,

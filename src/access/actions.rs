@@ -152,7 +152,7 @@ impl Runner {
     pub fn start(mut lines: Vec<Box<dyn OutputLine>>) -> Runner {
         let (tx, rx) = mpsc::sync_channel::<Job>(QUEUE);
         let worker = std::thread::spawn(move || {
-            let mut warnings = crate::warnings::Throttle::per_minute();
+            let mut warnings = crate::support::warnings::Throttle::per_minute();
             for job in rx {
                 if let Err(e) = run(job, &mut lines) {
                     warnings.warn(&format!("access action failed: {e}"));
@@ -200,7 +200,7 @@ fn run(job: Job, lines: &mut [Box<dyn OutputLine>]) -> Result<(), String> {
             .set("Content-Type", "application/json")
             .send_string(&body)
             .map(|_| ())
-            .map_err(|e| format!("webhook {}: {e}", crate::terminal::escape(&url))),
+            .map_err(|e| format!("webhook {}: {e}", crate::support::terminal::escape(&url))),
         Job::Command { argv, env } => {
             let (program, args) = argv.split_first().ok_or("empty command")?;
             let mut child = std::process::Command::new(program)
@@ -208,7 +208,9 @@ fn run(job: Job, lines: &mut [Box<dyn OutputLine>]) -> Result<(), String> {
                 .envs(env)
                 .stdin(std::process::Stdio::null())
                 .spawn()
-                .map_err(|e| format!("command {}: {e}", crate::terminal::escape(program)))?;
+                .map_err(|e| {
+                    format!("command {}: {e}", crate::support::terminal::escape(program))
+                })?;
             // Reaped on its own thread: a slow command must not hold the next door pulse.
             std::thread::spawn(move || {
                 let _ = child.wait();

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::live::Event;
-use crate::tracker::EventKind;
+use crate::live::recognizer::Event;
+use crate::live::tracker::EventKind;
 use actions::{Gpio, Job, Runner};
 use rules::{Action, Rule, Rules};
 
@@ -273,7 +273,7 @@ fn env_of(d: &Decision, json: &str) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detector::Rect;
+    use crate::detect::cascade::Rect;
     use actions::RecordingGpio;
 
     const FILE: &str = r#"

@@ -139,8 +139,9 @@ impl Rules {
             toml::from_str(text).map_err(|e| format!("not a valid rules file: {e}"))?;
         let (tz, tz_name) = match &file.timezone {
             Some(name) => (
-                TimeZone::get(name)
-                    .map_err(|e| format!("timezone '{}': {e}", crate::terminal::escape(name)))?,
+                TimeZone::get(name).map_err(|e| {
+                    format!("timezone '{}': {e}", crate::support::terminal::escape(name))
+                })?,
                 name.clone(),
             ),
             None => (TimeZone::system(), "the board's".to_string()),
@@ -149,7 +150,7 @@ impl Rules {
             return Err(format!("more than {MAX_RULES} rules"));
         }
         let known: HashSet<&str> = people.iter().map(String::as_str).collect();
-        let esc = |s: &str| crate::terminal::escape(s).into_owned();
+        let esc = |s: &str| crate::support::terminal::escape(s).into_owned();
         for (group, members) in &file.groups {
             for m in members {
                 if !known.contains(m.as_str()) {
@@ -387,7 +388,7 @@ impl Rules {
                 .filter(|r| r.people.contains(p))
                 .map(describe)
                 .collect();
-            out.push_str(&format!("{}:\n", crate::terminal::escape(p)));
+            out.push_str(&format!("{}:\n", crate::support::terminal::escape(p)));
             if mine.is_empty() {
                 out.push_str("  nothing: no rule names them\n");
             }

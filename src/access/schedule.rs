@@ -34,7 +34,7 @@ impl Window {
         let bad = |why: &str| {
             format!(
                 "window '{}': {why} (expected like \"mon-fri 07:00-19:00\")",
-                crate::terminal::escape(text)
+                crate::support::terminal::escape(text)
             )
         };
         let mut parts = text.split_whitespace();
@@ -113,7 +113,7 @@ pub fn day_bound(text: &str, tz: &TimeZone, end: bool) -> Result<f64, String> {
     let date: Date = text.parse().map_err(|e| {
         format!(
             "date '{}': {e} (expected YYYY-MM-DD)",
-            crate::terminal::escape(text)
+            crate::support::terminal::escape(text)
         )
     })?;
     let day = if end {

@@ -13,9 +13,9 @@ use std::collections::HashMap;
 use serde_json::{json, Map, Value};
 
 use super::{check_topic, Message, Publisher, Session};
-use crate::gallery::Person;
-use crate::live::Event;
-use crate::tracker::EventKind;
+use crate::live::recognizer::Event;
+use crate::live::tracker::EventKind;
+use crate::store::gallery::Person;
 
 const ORIGIN_URL: &str = "https://github.com/facegate/facegate";
 const ON: &str = "ON";
@@ -56,7 +56,8 @@ impl Board {
                 "bad --ha-prefix {prefix:?}: no leading or trailing /"
             ));
         }
-        crate::gallery::validate_name(camera).map_err(|e| format!("bad --camera-name: {e}"))?;
+        crate::store::gallery::validate_name(camera)
+            .map_err(|e| format!("bad --camera-name: {e}"))?;
         Ok(Board {
             prefix: prefix.to_string(),
             camera: camera.to_string(),
@@ -246,7 +247,7 @@ impl HomeAssistant {
 
     /// An event: the event entity, presence, the last person and the latest face.
     pub fn event(&mut self, publisher: &Publisher, e: &Event) {
-        let kind = crate::events::kind_name(e.kind);
+        let kind = crate::live::events::kind_name(e.kind);
         let payload = json!({
             "event_type": kind,
             "name": e.name,
@@ -280,7 +281,7 @@ impl HomeAssistant {
             EventKind::Unknown | EventKind::Left => self.leave(publisher, e.track),
         }
         if let Some(face) = &e.face {
-            match crate::jpeg::encode(face, 85.0) {
+            match crate::imaging::jpeg::encode(face, 85.0) {
                 Ok(jpeg) => publisher.send(&Message::retained(self.board.snapshot_topic(), jpeg)),
                 Err(err) => eprintln!("facegate: warning: face not sent to Home Assistant: {err}"),
             }

@@ -324,7 +324,7 @@ impl Publisher {
             Ok(()) => {}
             Err(e) => eprintln!(
                 "facegate: warning: MQTT message to {} not sent ({e})",
-                crate::terminal::escape(&m.topic)
+                crate::support::terminal::escape(&m.topic)
             ),
         }
     }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use image::RgbImage;
 
-use crate::detector::Rect;
+use crate::detect::cascade::Rect;
 
 /// Thumbnail height in pixels.
 const THUMB: u32 = 112;
@@ -81,7 +81,7 @@ fn figure(
     cache: &mut Option<(PathBuf, RgbImage)>,
 ) {
     let _ = write!(html, "<figure class=\"{class}\" title=\"{title}\">");
-    match thumbnail(thumb, cache).and_then(|img| crate::jpeg::encode(&img, 80.0)) {
+    match thumbnail(thumb, cache).and_then(|img| crate::imaging::jpeg::encode(&img, 80.0)) {
         Ok(jpeg) => {
             let _ = write!(
                 html,
@@ -103,14 +103,14 @@ fn thumbnail(thumb: &Thumb, cache: &mut Option<(PathBuf, RgbImage)>) -> Result<R
         Thumb::Image(path) => (path, None),
     };
     if cache.as_ref().is_none_or(|(p, _)| p != path) {
-        let photo = crate::image_io::load(path).map_err(|e| e.to_string())?;
+        let photo = crate::imaging::photo::load(path).map_err(|e| e.to_string())?;
         *cache = Some((path.clone(), photo.rgb));
     }
     let Some((_, rgb)) = cache.as_ref() else {
         return Err("no image".into());
     };
     let face = match rect {
-        Some(r) => crate::live::face_snapshot(rgb, &r),
+        Some(r) => crate::live::recognizer::face_snapshot(rgb, &r),
         None => rgb.clone(),
     };
     let (w, h) = face.dimensions();

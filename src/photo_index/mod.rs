@@ -1,7 +1,7 @@
 //! A searchable index of the faces in a photo collection: `facegate index` fills it, `facegate
 //! search` answers "which photos show this person?" from it.
 //!
-//! Layout of an index directory (the gallery's commit discipline, see [`crate::gallery`]):
+//! Layout of an index directory (the gallery's commit discipline, see [`crate::store::gallery`]):
 //! - `index.json`: format version, the model that made the embeddings, and the data file it names
 //!   with its length and sha256: the commit point;
 //! - `faces-<generation>.bin`: photos, faces and embeddings ([`store`]);
@@ -22,10 +22,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::detector::Rect;
-use crate::gallery::{lock_file, write_atomic, ModelInfo};
-use crate::limits;
-use crate::model_card::sha256_hex;
+use crate::detect::cascade::Rect;
+use crate::embed::model_card::sha256_hex;
+use crate::store::gallery::{lock_file, write_atomic, ModelInfo};
+use crate::support::limits;
 
 pub use store::Data;
 
@@ -92,7 +92,7 @@ pub struct WriteLock {
 }
 
 fn err(path: &Path, problem: impl std::fmt::Display) -> String {
-    format!("index {}: {problem}", crate::terminal::path(path))
+    format!("index {}: {problem}", crate::support::terminal::path(path))
 }
 
 impl PhotoIndex {
@@ -386,7 +386,7 @@ fn read_index_file(dir: &Path) -> Result<Option<IndexFile>, String> {
             &path,
             format!(
                 "names the data file '{}', which is not one facegate writes",
-                crate::terminal::escape(&index.data_file)
+                crate::support::terminal::escape(&index.data_file)
             ),
         ));
     }

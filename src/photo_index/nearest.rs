@@ -1,12 +1,12 @@
 //! Exact nearest-neighbour search: the cosine of a query to every indexed face, keeping the best
 //! `k`. Embeddings are unit length, so the cosine is a dot product. The scan streams the matrix
-//! once with [`crate::matcher::dot`] (eight accumulators, vectorised) and keeps a small heap, so
+//! once with [`crate::recognize::matcher::dot`] (eight accumulators, vectorised) and keeps a small heap, so
 //! its cost is the memory it reads: 128 dimensions take 512 bytes a face.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-use crate::matcher::dot;
+use crate::recognize::matcher::dot;
 
 /// One result: a face (its row in the matrix) and its cosine to the query.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -90,7 +90,7 @@ mod tests {
                     ((state >> 33) as f32 / (1u64 << 31) as f32) - 0.5
                 })
                 .collect();
-            out.extend(crate::embedder::normalized(&row));
+            out.extend(crate::embed::normalized(&row));
         }
         out
     }

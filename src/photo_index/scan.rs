@@ -53,13 +53,13 @@ pub fn scan(roots: &[PathBuf], skip: Option<&Path>) -> Result<Scan, String> {
         let root = fs::canonicalize(root).map_err(|e| {
             format!(
                 "{}: cannot open the folder: {e}",
-                crate::terminal::path(root)
+                crate::support::terminal::path(root)
             )
         })?;
         if !root.is_dir() {
             return Err(format!(
                 "{}: is not a folder (give the folders that hold the photos)",
-                crate::terminal::path(&root)
+                crate::support::terminal::path(&root)
             ));
         }
         walk(&root, 0, skip.as_deref(), &mut scan)?;
@@ -77,15 +77,17 @@ fn walk(dir: &Path, depth: usize, skip: Option<&Path>, scan: &mut Scan) -> Resul
     if depth > MAX_DEPTH {
         scan.problems.push(format!(
             "{}: more than {MAX_DEPTH} folders deep, not entered",
-            crate::terminal::path(dir)
+            crate::support::terminal::path(dir)
         ));
         return Ok(());
     }
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
-            scan.problems
-                .push(format!("{}: cannot list: {e}", crate::terminal::path(dir)));
+            scan.problems.push(format!(
+                "{}: cannot list: {e}",
+                crate::support::terminal::path(dir)
+            ));
             return Ok(());
         }
     };
@@ -105,7 +107,7 @@ fn walk(dir: &Path, depth: usize, skip: Option<&Path>, scan: &mut Scan) -> Resul
             Ok(meta) => scan.photos.extend(found(path, &meta)),
             Err(e) => scan
                 .problems
-                .push(format!("{}: {e}", crate::terminal::path(&path))),
+                .push(format!("{}: {e}", crate::support::terminal::path(&path))),
         }
         if scan.photos.len() > MAX_PHOTOS {
             return Err(format!(

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use sha2::{Digest, Sha256};
 
 use super::{FaceEntry, PhotoEntry};
-use crate::detector::Rect;
+use crate::detect::cascade::Rect;
 
 const MAGIC: &[u8; 8] = b"FGIDX\x00\x01\x00";
 /// Longest stored path, in bytes (Linux's PATH_MAX).
@@ -176,7 +176,7 @@ pub fn decode(reader: impl Read, len: u64) -> Result<(Data, String), String> {
         faces: face_list,
         embeddings,
     };
-    Ok((data, crate::model_card::hex(&r.hash.finalize())))
+    Ok((data, crate::embed::model_card::hex(&r.hash.finalize())))
 }
 
 /// A reader that never reads past the declared length and hashes what it reads.
@@ -312,7 +312,7 @@ mod tests {
         let bytes = encode(&data);
         let (back, hash) = decode(bytes.as_slice(), bytes.len() as u64).unwrap();
         assert_eq!(back, data);
-        assert_eq!(hash, crate::model_card::sha256_hex(&bytes));
+        assert_eq!(hash, crate::embed::model_card::sha256_hex(&bytes));
     }
 
     #[test]

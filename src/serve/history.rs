@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde::Serialize;
 
-use crate::events::BoxJson;
-use crate::live::Event;
+use crate::live::events::BoxJson;
+use crate::live::recognizer::Event;
 
 pub const DATABASE: &str = "events.db";
 pub const SNAPSHOTS: &str = "snapshots";
@@ -127,10 +127,10 @@ impl History {
         std::fs::create_dir_all(&snapshots).map_err(|e| {
             format!(
                 "cannot create the snapshot folder {}: {e}",
-                crate::terminal::path(&snapshots)
+                crate::support::terminal::path(&snapshots)
             )
         })?;
-        let shown = crate::terminal::path(&path);
+        let shown = crate::support::terminal::path(&path);
         let fail = |problem: String| {
             format!(
                 "event history {shown}: {problem}; it was left as it is: move it away to start a \
@@ -191,7 +191,7 @@ impl History {
     fn fail(&self, e: rusqlite::Error) -> String {
         format!(
             "event history {}: {}",
-            crate::terminal::path(&self.path),
+            crate::support::terminal::path(&self.path),
             describe(&e)
         )
     }
@@ -204,7 +204,7 @@ impl History {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![
                     (e.ts * 1e3).round() / 1e3,
-                    crate::events::kind_name(e.kind),
+                    crate::live::events::kind_name(e.kind),
                     e.name,
                     ((e.score * 1e4).round() / 1e4) as f64,
                     e.rect.x,
@@ -220,7 +220,7 @@ impl History {
         if let Some(jpeg) = snapshot {
             // The row first, then the file: a crash in between leaves an event without a
             // picture, never a picture that a later event's id would claim.
-            crate::gallery::write_atomic(&self.snapshot_path(id), jpeg)
+            crate::store::gallery::write_atomic(&self.snapshot_path(id), jpeg)
                 .map_err(|err| err.to_string())?;
             self.db
                 .execute("UPDATE events SET snapshot = 1 WHERE id = ?1", [id])
@@ -388,7 +388,7 @@ impl History {
         let tx = self.db.transaction().map_err(|e| {
             format!(
                 "event history {}: {}",
-                crate::terminal::path(&self.path),
+                crate::support::terminal::path(&self.path),
                 describe(&e)
             )
         })?;
@@ -463,8 +463,8 @@ fn describe(e: &rusqlite::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detector::Rect;
-    use crate::tracker::EventKind;
+    use crate::detect::cascade::Rect;
+    use crate::live::tracker::EventKind;
 
     fn event(ts: f64, kind: EventKind, name: Option<&str>) -> Event {
         Event {

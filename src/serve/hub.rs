@@ -9,7 +9,7 @@ use std::time::Instant;
 use image::RgbImage;
 use tokio::sync::{broadcast, watch};
 
-use crate::live::{InView, StageTotals, ViewState};
+use crate::live::recognizer::{InView, StageTotals, ViewState};
 
 /// A frame's number and its annotated JPEG.
 pub type Encoded = (u64, Arc<Vec<u8>>);
@@ -124,7 +124,7 @@ impl Hub {
         }
         let mut img = (*rgb).clone();
         annotate(&mut img, &faces);
-        let jpeg = Arc::new(crate::jpeg::encode(&img, 80.0)?);
+        let jpeg = Arc::new(crate::imaging::jpeg::encode(&img, 80.0)?);
         *lock(&self.encoded) = Some((number, jpeg.clone()));
         Ok(Some((number, jpeg)))
     }
@@ -144,11 +144,11 @@ impl Hub {
     }
 
     /// Publishes a stored event (its JSON) to live subscribers.
-    pub fn publish_event(&self, kind: crate::tracker::EventKind, json: Arc<str>) {
+    pub fn publish_event(&self, kind: crate::live::tracker::EventKind, json: Arc<str>) {
         let i = match kind {
-            crate::tracker::EventKind::Identified => 0,
-            crate::tracker::EventKind::Unknown => 1,
-            crate::tracker::EventKind::Left => 2,
+            crate::live::tracker::EventKind::Identified => 0,
+            crate::live::tracker::EventKind::Unknown => 1,
+            crate::live::tracker::EventKind::Left => 2,
         };
         self.event_counts[i].fetch_add(1, Ordering::Relaxed);
         // No subscriber is not an error: nobody is watching.
@@ -171,7 +171,7 @@ const PENDING: [u8; 3] = [200, 200, 200];
 
 /// Draws each face's box and, above it, its name and score (or "unknown" / "?").
 pub fn annotate(img: &mut RgbImage, faces: &[InView]) {
-    use crate::draw::font;
+    use crate::imaging::draw::font;
     let scale = if img.width() >= 1000 { 3 } else { 2 };
     for f in faces {
         let (colour, text) = match (f.state, &f.name) {
@@ -179,7 +179,7 @@ pub fn annotate(img: &mut RgbImage, faces: &[InView]) {
             (ViewState::Pending, _) => (PENDING, "?".to_string()),
             _ => (UNKNOWN, format!("unknown {:.2}", f.score)),
         };
-        crate::draw::outline(img, &f.rect, scale as i32, colour);
+        crate::imaging::draw::outline(img, &f.rect, scale as i32, colour);
         let height = (font::LINE_HEIGHT * scale + 4 * scale) as i32;
         let y = if f.rect.y >= height {
             f.rect.y - height

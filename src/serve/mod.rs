@@ -17,8 +17,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use crate::gallery::{Gallery, IndexStamp};
-use crate::pipeline::Pipeline;
+use crate::recognize::pipeline::Pipeline;
+use crate::store::gallery::{Gallery, IndexStamp};
 
 /// What the status page shows about the model.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -54,7 +54,7 @@ pub struct App {
     pub model: ModelSummary,
     /// What the gallery must have been embedded with (fixed for the process's life, so that
     /// gallery reads need not wait for the pipeline's lock while it recognises a photo).
-    pub model_info: crate::gallery::ModelInfo,
+    pub model_info: crate::store::gallery::ModelInfo,
     pub gallery_dir: PathBuf,
     gallery: Mutex<Option<(Option<IndexStamp>, Arc<Gallery>)>>,
     pub pending: pending::PendingShots,

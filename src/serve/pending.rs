@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::enrollment::Shot;
+use crate::recognize::enrollment::Shot;
 
 /// How long a taken shot waits to be saved.
 pub const SHOT_LIFETIME: Duration = Duration::from_secs(600);

@@ -5,7 +5,7 @@
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
-use crate::live::Event;
+use crate::live::recognizer::Event;
 use crate::serve::history::{History, Retention};
 use crate::serve::hub::Hub;
 
@@ -67,7 +67,7 @@ impl Recorder {
 }
 
 fn record(records: Receiver<Record>, history: &Mutex<History>, hub: &Hub, keep: Retention) {
-    let mut warnings = crate::warnings::Throttle::per_minute();
+    let mut warnings = crate::support::warnings::Throttle::per_minute();
     for record in records {
         let event = match record {
             Record::Event(e) => e,
@@ -78,16 +78,17 @@ fn record(records: Receiver<Record>, history: &Mutex<History>, hub: &Hub, keep: 
                 continue;
             }
         };
-        let snapshot = event
-            .face
-            .as_ref()
-            .and_then(|face| match crate::jpeg::encode(face, 85.0) {
-                Ok(jpeg) => Some(jpeg),
-                Err(e) => {
-                    warnings.warn(&format!("event snapshot not kept: {e}"));
-                    None
-                }
-            });
+        let snapshot =
+            event
+                .face
+                .as_ref()
+                .and_then(|face| match crate::imaging::jpeg::encode(face, 85.0) {
+                    Ok(jpeg) => Some(jpeg),
+                    Err(e) => {
+                        warnings.warn(&format!("event snapshot not kept: {e}"));
+                        None
+                    }
+                });
         let stored = {
             let mut history = crate::serve::lock(history);
             let stored = history.insert(&event, snapshot.as_deref());

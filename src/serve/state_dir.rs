@@ -20,7 +20,7 @@ pub struct StateDir {
 impl StateDir {
     /// Creates the directory (owner-only) if needed and takes its lock.
     pub fn open(dir: &Path) -> Result<StateDir, String> {
-        let shown = crate::terminal::path(dir);
+        let shown = crate::support::terminal::path(dir);
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create the state directory {shown}: {e}"))?;
         #[cfg(unix)]
@@ -35,7 +35,7 @@ impl StateDir {
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(|e| format!("cannot open {}: {e}", crate::terminal::path(&path)))?;
+            .map_err(|e| format!("cannot open {}: {e}", crate::support::terminal::path(&path)))?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -45,7 +45,10 @@ impl StateDir {
                 ))
             }
             Err(std::fs::TryLockError::Error(e)) => {
-                return Err(format!("cannot lock {}: {e}", crate::terminal::path(&path)))
+                return Err(format!(
+                    "cannot lock {}: {e}",
+                    crate::support::terminal::path(&path)
+                ))
             }
         }
         Ok(StateDir {
@@ -67,14 +70,14 @@ impl StateDir {
         let mut bytes = [0u8; TOKEN_BYTES];
         getrandom::fill(&mut bytes)
             .map_err(|e| format!("cannot get random bytes for a token: {e}"))?;
-        let token = crate::model_card::hex(&bytes);
+        let token = crate::embed::model_card::hex(&bytes);
         write_private(&path, format!("{token}\n").as_bytes())?;
         Ok((token, true))
     }
 }
 
 fn read_token(path: &Path) -> Result<String, String> {
-    let text = crate::limits::read_text(path, 4096, "token file")?;
+    let text = crate::support::limits::read_text(path, 4096, "token file")?;
     let token = text.trim();
     // The login puts the token in a cookie: visible ASCII without the cookie's separators.
     let cookie_safe = |c: char| c.is_ascii_graphic() && !matches!(c, ';' | ',' | '"' | '\\');
@@ -82,7 +85,7 @@ fn read_token(path: &Path) -> Result<String, String> {
         return Err(format!(
             "token file {}: a token is one word of at least {MIN_TOKEN_CHARS} ASCII letters, \
              digits or punctuation other than ; , \" \\ (`openssl rand -hex 16` makes one)",
-            crate::terminal::path(path)
+            crate::support::terminal::path(path)
         ));
     }
     #[cfg(unix)]
@@ -92,7 +95,7 @@ fn read_token(path: &Path) -> Result<String, String> {
             if m.permissions().mode() & 0o077 != 0 {
                 eprintln!(
                     "facegate: warning: the token file {} can be read by other users; chmod 600 it",
-                    crate::terminal::path(path)
+                    crate::support::terminal::path(path)
                 );
             }
         }
@@ -103,7 +106,8 @@ fn read_token(path: &Path) -> Result<String, String> {
 /// Writes a file only its owner can read, atomically.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
     let tmp = path.with_extension("tmp");
-    let fail = |e: std::io::Error| format!("cannot write {}: {e}", crate::terminal::path(path));
+    let fail =
+        |e: std::io::Error| format!("cannot write {}: {e}", crate::support::terminal::path(path));
     let mut options = File::options();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]

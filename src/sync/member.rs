@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use image::RgbImage;
 
 use super::message::{self, PersonState, SyncShot};
-use crate::gallery::{
+use crate::mqtt::{Inbox, Incoming, Message, Publisher, Session};
+use crate::store::gallery::{
     is_fleet_id, wins, Arrival, Gallery, IndexStamp, ModelInfo, Remote, Tombstone,
 };
-use crate::mqtt::{Inbox, Incoming, Message, Publisher, Session};
-use crate::warnings::Throttle;
+use crate::support::warnings::Throttle;
 
 /// What every board subscribes to.
 pub const FILTER: &str = "facegate/gallery/+";
@@ -392,7 +392,7 @@ impl Member {
             let images = crops
                 .iter()
                 .map(|png| {
-                    crate::image_io::decode_within(png, 1 << 20)
+                    crate::imaging::photo::decode_within(png, 1 << 20)
                         .map(|p| p.rgb)
                         .map_err(|e| format!("a crop does not decode: {e}"))
                 })
@@ -445,7 +445,7 @@ impl Member {
                     .crops
                     .iter()
                     .map(|c| {
-                        crate::limits::read_file(
+                        crate::support::limits::read_file(
                             &g.crop_path(c),
                             message::MAX_CROP_BYTES as u64,
                             "crop",
@@ -470,7 +470,7 @@ impl Member {
                     .zip(crops)
                     .map(|(e, c)| SyncShot {
                         embedding: e.clone(),
-                        crop_png: if crate::image_io::is_png(&c) {
+                        crop_png: if crate::imaging::photo::is_png(&c) {
                             c
                         } else {
                             Vec::new()
@@ -625,7 +625,7 @@ fn names(list: &[String]) -> String {
     let shown: Vec<String> = list
         .iter()
         .take(5)
-        .map(|n| format!("'{}'", crate::terminal::escape(n)))
+        .map(|n| format!("'{}'", crate::support::terminal::escape(n)))
         .collect();
     match list.len() {
         n if n > 5 => format!("{} and {} more", shown.join(", "), n - 5),

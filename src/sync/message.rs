@@ -117,7 +117,7 @@ pub fn seal(state: &PersonState, key: &[u8]) -> Vec<u8> {
     let body = serde_json::to_string(&body).unwrap_or_default();
     let tag = mac(key, body.as_bytes()).finalize().into_bytes();
     let envelope = Envelope {
-        mac: crate::model_card::hex(&tag),
+        mac: crate::embed::model_card::hex(&tag),
         body,
     };
     serde_json::to_vec(&envelope).unwrap_or_default()
@@ -143,18 +143,18 @@ pub fn open(payload: &[u8], key: &[u8], topic_id: &str) -> Result<PersonState, S
     if body.id != topic_id {
         return Err(format!(
             "carries person '{}' on the topic of '{}'",
-            crate::terminal::escape(&body.id),
-            crate::terminal::escape(topic_id)
+            crate::support::terminal::escape(&body.id),
+            crate::support::terminal::escape(topic_id)
         ));
     }
-    if !crate::gallery::is_fleet_id(&body.id) {
+    if !crate::store::gallery::is_fleet_id(&body.id) {
         return Err("its person id is not a fleet id (p<number>-<board>)".into());
     }
     if body.origin.is_empty() || body.origin.len() > 64 || body.version == 0 {
         return Err("no version or origin".into());
     }
     if !body.deleted {
-        crate::gallery::validate_name(&body.name)?;
+        crate::store::gallery::validate_name(&body.name)?;
     }
     if body.shots.len() > MAX_SHOTS {
         return Err(format!("{} shots, more than {MAX_SHOTS}", body.shots.len()));
@@ -175,7 +175,7 @@ pub fn open(payload: &[u8], key: &[u8], topic_id: &str) -> Result<PersonState, S
         let crop_png = b64
             .decode(s.crop.as_bytes())
             .map_err(|_| "a crop is not base64".to_string())?;
-        if !crop_png.is_empty() && !crate::image_io::is_png(&crop_png) {
+        if !crop_png.is_empty() && !crate::imaging::photo::is_png(&crop_png) {
             return Err("a crop is not a PNG".into());
         }
         shots.push(SyncShot {
@@ -278,7 +278,7 @@ mod tests {
 
     #[test]
     fn versions_order_the_same_everywhere() {
-        use crate::gallery::wins;
+        use crate::store::gallery::wins;
         assert!(wins((4, "a"), (3, "z")));
         assert!(wins((3, "b"), (3, "a")));
         assert!(!wins((3, "a"), (3, "b")));

@@ -9,7 +9,7 @@
 //!
 //! No replication protocol of our own: the broker's retained messages are the fleet's state, so
 //! a board that was off (or is new) catches up from them when it connects. Conflicts resolve the
-//! same way on every board ([`crate::gallery::wins`]: the higher version, then the greater
+//! same way on every board ([`crate::store::gallery::wins`]: the higher version, then the greater
 //! origin board id), removals are tombstones that stay retained, and a board that sees the broker
 //! hold an older version than its own publishes its own again.
 

@@ -135,7 +135,9 @@ pub fn jpeg(frame: &RgbImage) -> Vec<u8> {
 
 /// A photo shrunk to fit `side` pixels, on a grey 640x480 frame at (x, y).
 pub fn frame_with(photo_path: &str, side: u32, x: i64, y: i64) -> RgbImage {
-    let rgb = facegate::image_io::load(Path::new(photo_path)).unwrap().rgb;
+    let rgb = facegate::imaging::photo::load(Path::new(photo_path))
+        .unwrap()
+        .rgb;
     let s = side as f32 / rgb.width().max(rgb.height()) as f32;
     let small = imageops::resize(
         &rgb,

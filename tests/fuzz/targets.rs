@@ -3,17 +3,17 @@
 // through exactly the code that was fuzzed. Each returns nothing: the property checked is that
 // no input panics, aborts, hangs or allocates without bound.
 
-use facegate::detector::{Cascade, DetectParams, Detector, GreyView};
-use facegate::frames::mjpeg::{MjpegSplitter, SplitError};
-use facegate::gallery::{Gallery, ModelInfo};
-use facegate::image_io;
-use facegate::model_card::{sha256_hex, ModelCard};
+use facegate::detect::cascade::{Cascade, DetectParams, Detector, GreyView};
+use facegate::embed::model_card::{sha256_hex, ModelCard};
+use facegate::imaging::photo;
+use facegate::live::frames::mjpeg::{MjpegSplitter, SplitError};
+use facegate::store::gallery::{Gallery, ModelInfo};
 
 /// Small enough that a fuzzer spends its time on structure, not on decoding big pictures.
 const FUZZ_MAX_PIXELS: u64 = 1 << 20;
 
 pub fn image_decode(data: &[u8]) {
-    if let Ok(photo) = image_io::decode_within(data, FUZZ_MAX_PIXELS) {
+    if let Ok(photo) = photo::decode_within(data, FUZZ_MAX_PIXELS) {
         assert_eq!(photo.grey.len(), photo.width() * photo.height());
     }
 }
@@ -23,7 +23,7 @@ pub fn mjpeg_split(data: &[u8]) {
     for _ in 0..10_000 {
         match splitter.next_jpeg() {
             Ok(Some(frame)) => {
-                let _ = image_io::decode_within(&frame, FUZZ_MAX_PIXELS);
+                let _ = photo::decode_within(&frame, FUZZ_MAX_PIXELS);
             }
             Ok(None) | Err(SplitError::Io(_)) => return,
             Err(_) => {}
@@ -64,7 +64,7 @@ pub fn model_card(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(card) {
         let _ = ModelCard::parse(text);
     }
-    let _ = facegate::embedder::onnx_prep::read_and_rewrite(onnx, true);
+    let _ = facegate::embed::onnx_prep::read_and_rewrite(onnx, true);
 }
 
 /// An index (where `@SHA@` stands for the sha256 of what follows, so the embeddings decoder is
@@ -103,7 +103,7 @@ pub fn gallery_reader(data: &[u8]) {
 
 pub fn settings_toml(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = facegate::settings::parse(text);
+        let _ = facegate::support::settings::parse(text);
     }
 }
 

@@ -8,7 +8,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use facegate::evaluate::Rng;
+use facegate::recognize::evaluate::Rng;
 use image::imageops::FilterType;
 use image::{GrayImage, RgbImage};
 
@@ -222,7 +222,7 @@ fn load_folder(dir: &Path, side: usize, crop: FaceCrop) -> Result<Dataset, Strin
             .into_iter()
             .filter(|p| p.is_file())
         {
-            let photo = facegate::image_io::load(&file).map_err(|e| e.to_string())?;
+            let photo = facegate::imaging::photo::load(&file).map_err(|e| e.to_string())?;
             let input = match aligner.as_mut() {
                 Some(a) => a
                     .align(&photo.rgb)
@@ -281,14 +281,14 @@ pub fn template(side: usize) -> [[f32; 2]; 5] {
 }
 
 struct Aligner {
-    yunet: facegate::yunet::YuNet,
+    yunet: facegate::detect::yunet::YuNet,
     side: usize,
 }
 
 impl Aligner {
     fn new(side: usize) -> Result<Aligner, String> {
         Ok(Aligner {
-            yunet: facegate::models::default_yunet()?,
+            yunet: facegate::recognize::models::default_yunet()?,
             side,
         })
     }

@@ -1,8 +1,8 @@
 //! Evaluation on identities the network never saw: k-shot identification, verification ROC and
 //! open-set identification, all on cosine similarity of unit-length embeddings.
 
-use facegate::embedder::cosine;
-use facegate::evaluate::{draw, Embedded, Rng};
+use facegate::embed::cosine;
+use facegate::recognize::evaluate::{draw, Embedded, Rng};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]
@@ -26,7 +26,7 @@ pub struct Report {
 }
 
 fn unit(v: Vec<f32>) -> Vec<f32> {
-    facegate::embedder::normalized(&v)
+    facegate::embed::normalized(&v)
 }
 
 fn mean_template(embs: &[Vec<f32>], members: &[usize]) -> Vec<f32> {

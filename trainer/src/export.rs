@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use burn::prelude::*;
-use facegate::model_card::{Alignment, ChannelOrder, InputSpec, ModelCard, Threshold};
+use facegate::embed::model_card::{Alignment, ChannelOrder, InputSpec, ModelCard, Threshold};
 use serde::Serialize;
 
 use crate::data::Dataset;
@@ -54,7 +54,7 @@ fn card(a: &Artefact, file: &str, bytes: &[u8], form: &str, side: usize, dim: us
     ModelCard {
         name: format!("{}-{form}", a.name),
         file: file.to_string(),
-        sha256: facegate::model_card::sha256_hex(bytes),
+        sha256: facegate::embed::model_card::sha256_hex(bytes),
         form: form.to_string(),
         input: InputSpec {
             width: side,
@@ -93,9 +93,9 @@ pub fn tract_plan(
     // DequantizeLinear itself.
     let mut proto = tract_onnx::pb::ModelProto::decode(bytes)
         .map_err(|e| format!("the exported model does not decode: {e}"))?;
-    facegate::embedder::onnx_prep::fold_constant_dequantize(&mut proto)?;
+    facegate::embed::onnx_prep::fold_constant_dequantize(&mut proto)?;
     let reader = tract_onnx::onnx();
-    facegate::onnx_reader::check_operators(&proto, &reader)
+    facegate::embed::onnx_reader::check_operators(&proto, &reader)
         .map_err(|e| format!("the exported model {e}"))?;
     reader
         .model_for_proto_model(&proto)
@@ -124,9 +124,9 @@ pub fn run(
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    facegate::embedder::cosine(
-        &facegate::embedder::normalized(a),
-        &facegate::embedder::normalized(b),
+    facegate::embed::cosine(
+        &facegate::embed::normalized(a),
+        &facegate::embed::normalized(b),
     )
 }
 
@@ -179,7 +179,7 @@ pub fn export(
             .zip(&got)
             .fold(diff, |m, (a, b)| m.max((a - b).abs()));
         let got8 = run(p8, &input, shape)?;
-        int8_embeddings.extend(got8.chunks(dim).map(facegate::embedder::normalized));
+        int8_embeddings.extend(got8.chunks(dim).map(facegate::embed::normalized));
         cosines.extend(
             got.chunks(dim)
                 .zip(got8.chunks(dim))
@@ -225,7 +225,7 @@ pub fn export(
         let card_path = dir.join(file.replace(".onnx", ".json"));
         write_atomic(&card_path, json.as_bytes())?;
         // The runtime must accept what was written: the card, the checksum and the network.
-        facegate::embedder::Embedder::load(&card_path).map_err(|e| e.to_string())?;
+        facegate::embed::Embedder::load(&card_path).map_err(|e| e.to_string())?;
     }
     Ok(ExportReport {
         f32_file: files[0].0.clone(),

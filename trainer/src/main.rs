@@ -432,7 +432,7 @@ fn pixels_of(onnx: &Path) -> Result<Pixels, String> {
         });
     }
     let text = std::fs::read_to_string(&card).map_err(|e| format!("{}: {e}", card.display()))?;
-    let c: facegate::model_card::ModelCard = serde_json::from_str(&text)
+    let c: facegate::embed::model_card::ModelCard = serde_json::from_str(&text)
         .map_err(|e| format!("{}: not a model card: {e}", card.display()))?;
     let same = |v: [f32; 3]| v.iter().all(|&x| x == v[0]);
     if !same(c.input.mean) || !same(c.input.std) {

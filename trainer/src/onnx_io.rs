@@ -494,7 +494,7 @@ pub fn import_bytes(bytes: &[u8], device: &Device) -> Result<Net, String> {
     let mut model = pb::ModelProto::decode(bytes).map_err(|e| format!("not an ONNX model: {e}"))?;
     // facegate's own load-time folding first: constant DequantizeLinear of every form, blocked
     // ones (OpenCV Zoo's *_int8bq.onnx, opset 21) included, and the Reshape after them.
-    facegate::embedder::onnx_prep::fold_constant_dequantize(&mut model)?;
+    facegate::embed::onnx_prep::fold_constant_dequantize(&mut model)?;
     let graph = model.graph.ok_or("the ONNX file has no graph")?;
     let mut consts: HashMap<String, Constant> = HashMap::new();
     for t in &graph.initializer {
@@ -835,9 +835,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ours.len(), 128);
-        let cos = facegate::embedder::cosine(
-            &facegate::embedder::normalized(&ours),
-            &facegate::embedder::normalized(&theirs),
+        let cos = facegate::embed::cosine(
+            &facegate::embed::normalized(&ours),
+            &facegate::embed::normalized(&theirs),
         );
         assert!(cos > 0.99999, "cosine {cos}");
     }

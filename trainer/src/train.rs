@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use burn::optim::{AdamConfig, AdamWConfig, GradientsParams};
 use burn::prelude::*;
-use facegate::evaluate::Rng;
+use facegate::recognize::evaluate::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::data::Dataset;

@@ -113,7 +113,7 @@ fn short_training_on_digits_lowers_the_loss_and_exports_a_model_tract_runs() {
 
     // facegate loads the exported card and its embeddings separate two held-out digits.
     for card in ["embedder.json", "embedder_int8.json"] {
-        let embedder = facegate::embedder::Embedder::load(&out.join(card)).unwrap();
+        let embedder = facegate::embed::Embedder::load(&out.join(card)).unwrap();
         assert_eq!(embedder.card().embedding_dim, 32);
         assert_eq!(embedder.card().input.width, 16);
     }
@@ -259,7 +259,7 @@ fn arcface_over_two_splits_reports_each_and_exports_only_the_network() {
         let size = |d: &Path| std::fs::metadata(d.join(file)).unwrap().len();
         assert_eq!(size(&out), size(&triplet), "{file}");
     }
-    let embedder = facegate::embedder::Embedder::load(&out.join("embedder_int8.json")).unwrap();
+    let embedder = facegate::embed::Embedder::load(&out.join("embedder_int8.json")).unwrap();
     assert_eq!(embedder.card().embedding_dim, 32);
     std::fs::remove_dir_all(&out).ok();
     std::fs::remove_dir_all(&triplet).ok();

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use facegate::detector::Rect;
-use facegate::image_io;
+use facegate::detect::cascade::Rect;
+use facegate::imaging::photo;
 
 use crate::detect::SearchArgs;
 
@@ -34,7 +34,7 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
     let params = args.search.params()?;
     let mut detector = args.search.detector()?;
     for path in &args.images {
-        let photo = image_io::load(path).map_err(|e| e.to_string())?;
+        let photo = photo::load(path).map_err(|e| e.to_string())?;
         let faces = detector.detect(photo.grey_view(), &params)?;
         let mut times = Vec::with_capacity(args.repeat);
         for _ in 0..args.repeat.max(1) {
@@ -84,7 +84,7 @@ pub struct EmbedArgs {
         value_name = "PRECISION",
         default_value = "f32"
     )]
-    pub precisions: Vec<facegate::embedder::Precision>,
+    pub precisions: Vec<facegate::embed::Precision>,
     /// Embed on this many threads at once, from one plan (each thread embeds every crop); the
     /// time per face is then the wall time over all the faces of all threads
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = crate::ranges::int(1usize, 64))]
@@ -127,7 +127,7 @@ pub fn embed(args: EmbedArgs) -> Result<ExitCode, String> {
                 .map_err(|e| format!("cannot read {}: {e}", p.display()))
         })
         .collect::<Result<_, _>>()?;
-    let batch = args.batch.clamp(1, facegate::embedder::MAX_BATCH);
+    let batch = args.batch.clamp(1, facegate::embed::MAX_BATCH);
     let mut reference: Option<(f64, Vec<Vec<f32>>)> = None;
     let mut dump = serde_json::Map::new();
     let runs = args
@@ -135,7 +135,7 @@ pub fn embed(args: EmbedArgs) -> Result<ExitCode, String> {
         .iter()
         .flat_map(|card| args.precisions.iter().map(move |&p| (card, p)));
     for (card, precision) in runs {
-        let mut e = facegate::embedder::Embedder::load_with(card, batch, precision)
+        let mut e = facegate::embed::Embedder::load_with(card, batch, precision)
             .map_err(|e| e.to_string())?;
         if args.profile {
             let table = e.profile(&crops, args.repeat)?;
@@ -151,7 +151,7 @@ pub fn embed(args: EmbedArgs) -> Result<ExitCode, String> {
         }
         let threads = args.threads;
         let crops = &crops;
-        let run = |e: &mut facegate::embedder::Embedder| -> Result<(f64, Vec<Vec<f32>>), String> {
+        let run = |e: &mut facegate::embed::Embedder| -> Result<(f64, Vec<Vec<f32>>), String> {
             let start = Instant::now();
             let out = std::thread::scope(|scope| {
                 let others: Vec<_> = (1..threads)
@@ -184,7 +184,7 @@ pub fn embed(args: EmbedArgs) -> Result<ExitCode, String> {
         let min_cos = embeddings
             .iter()
             .zip(ref_emb.iter())
-            .map(|(a, b)| facegate::embedder::cosine(a, b))
+            .map(|(a, b)| facegate::embed::cosine(a, b))
             .fold(f32::INFINITY, f32::min);
         let name = card.display().to_string();
         dump.insert(
@@ -225,24 +225,26 @@ pub struct MatchArgs {
 }
 
 /// A random unit vector of `dim` values (the benchmarks' stand-in for embeddings).
-pub fn random_unit(rng: &mut facegate::evaluate::Rng, dim: usize) -> Vec<f32> {
+pub fn random_unit(rng: &mut facegate::recognize::evaluate::Rng, dim: usize) -> Vec<f32> {
     let v: Vec<f32> = (0..dim)
         .map(|_| (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
         .collect();
-    facegate::embedder::normalized(&v)
+    facegate::embed::normalized(&v)
 }
 
 /// Median milliseconds to find the best of `people` random unit vectors for each of `repeat`
 /// random queries.
 pub fn match_median_ms(
-    rng: &mut facegate::evaluate::Rng,
+    rng: &mut facegate::recognize::evaluate::Rng,
     people: usize,
     dim: usize,
     repeat: usize,
 ) -> f64 {
     let rows: Vec<Vec<f32>> = (0..people).map(|_| random_unit(rng, dim)).collect();
-    let matcher =
-        facegate::matcher::Matcher::from_centroids(dim, rows.iter().map(|r| r.as_slice()));
+    let matcher = facegate::recognize::matcher::Matcher::from_centroids(
+        dim,
+        rows.iter().map(|r| r.as_slice()),
+    );
     let queries: Vec<Vec<f32>> = (0..repeat.max(1)).map(|_| random_unit(rng, dim)).collect();
     let mut times = Vec::new();
     for q in &queries {
@@ -256,7 +258,7 @@ pub fn match_median_ms(
 }
 
 pub fn matching(args: MatchArgs) -> Result<ExitCode, String> {
-    let mut rng = facegate::evaluate::Rng::new(42);
+    let mut rng = facegate::recognize::evaluate::Rng::new(42);
     let mut first: Option<f64> = None;
     for &n in &args.people {
         let median = match_median_ms(&mut rng, n, args.dim, args.repeat);

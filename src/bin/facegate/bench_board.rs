@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use facegate::embedder::{cosine, Embedder, Float, Precision};
+use facegate::embed::{cosine, Embedder, Float, Precision};
 
 use crate::bench_watch::{compose, face_tile, peak_rss_mb, run_scene};
 use crate::faces::ModelArgs;
@@ -67,7 +67,7 @@ pub fn run(args: BenchBoardArgs) -> Result<ExitCode, String> {
         row("cores", cores.to_string()),
         row(
             "half-precision arithmetic (tract's f16 kernels)",
-            if facegate::embedder::cpu_has_f16_arithmetic() {
+            if facegate::embed::cpu_has_f16_arithmetic() {
                 "yes"
             } else {
                 "no (f16 runs in software)"
@@ -92,7 +92,7 @@ pub fn run(args: BenchBoardArgs) -> Result<ExitCode, String> {
         format!(
             "{:.3}",
             crate::bench::match_median_ms(
-                &mut facegate::evaluate::Rng::new(7),
+                &mut facegate::recognize::evaluate::Rng::new(7),
                 MATCH_PEOPLE,
                 pipeline.embedder.card().embedding_dim,
                 51
@@ -185,7 +185,7 @@ fn embed_rows(args: &BenchBoardArgs, crop: &image::RgbImage) -> Result<Vec<Row>,
     for precision in [Precision::F32, Precision::F16] {
         let mut embedder = match &args.model.model {
             Some(card) => Embedder::load_with(card, 1, precision),
-            None => facegate::models::default_embedder(precision),
+            None => facegate::recognize::models::default_embedder(precision),
         }
         .map_err(|e| e.to_string())?;
         let crops = std::slice::from_ref(crop);
@@ -204,7 +204,7 @@ fn embed_rows(args: &BenchBoardArgs, crop: &image::RgbImage) -> Result<Vec<Row>,
             None => reference = Some(first),
             Some(full) => value += &format!(" (cosine to f32: {:.5})", cosine(full, &first)),
         }
-        if float == Float::F16 && !facegate::embedder::cpu_has_f16_arithmetic() {
+        if float == Float::F16 && !facegate::embed::cpu_has_f16_arithmetic() {
             value += ", software f16";
         }
         rows.push(row(
@@ -239,7 +239,7 @@ fn child_watch_peak_kb(
         let shift = [0, 2, 4, 6, 4, 2][i as usize % 6];
         // JPEG, as a camera's MJPEG stream delivers them.
         let path = frames.join(format!("frame{i:04}.jpg"));
-        let jpeg = facegate::jpeg::encode(&compose(scene, shift).rgb, 90.0)?;
+        let jpeg = facegate::imaging::jpeg::encode(&compose(scene, shift).rgb, 90.0)?;
         std::fs::write(&path, jpeg).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     let gallery = dir.0.join("gallery");

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use facegate::gallery::Gallery;
 use facegate::mqtt::{Inbox, Incoming, Message, Publisher, Session};
+use facegate::store::gallery::Gallery;
 use facegate::sync::member::{Sync, SyncConfig, FILTER};
 use facegate::sync::{PersonState, SyncShot};
 

@@ -12,10 +12,10 @@ use std::time::Instant;
 
 use image::{imageops, RgbImage};
 
-use facegate::capture::{Capture, Item};
-use facegate::frames::{FrameSource, Next};
-use facegate::image_io::{self, Photo};
-use facegate::live::{Recognizer, StageTotals};
+use facegate::imaging::photo::{self, Photo};
+use facegate::live::capture::{Capture, Item};
+use facegate::live::frames::{FrameSource, Next};
+use facegate::live::recognizer::{Recognizer, StageTotals};
 
 use crate::faces::{ModelArgs, Pipeline};
 use crate::watch::{recognizer_for, TrackingArgs};
@@ -64,7 +64,7 @@ impl FrameSource for Scene {
 
 /// The largest face of a photo with some context around it, as a square `side` pixels wide.
 pub fn face_tile(pipeline: &mut Pipeline, path: &Path, side: u32) -> Result<RgbImage, String> {
-    let photo = image_io::load(path).map_err(|e| e.to_string())?;
+    let photo = photo::load(path).map_err(|e| e.to_string())?;
     let (face, _) = pipeline
         .faces(&photo)?
         .into_iter()

@@ -16,7 +16,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use clap::{ArgAction, Command};
-use facegate::settings::Value;
+use facegate::support::settings::Value;
 
 /// The subcommands that read a settings file.
 const WITH_CONFIG: [&str; 2] = ["watch", "serve"];
@@ -63,15 +63,15 @@ pub fn apply(cmd: Command, sub: &str, path: &Path, argv: &[OsString]) -> Result<
         .ok_or_else(|| format!("no {sub} subcommand"))?
         .clone();
     let mut settings = Vec::new();
-    for (flag, value) in facegate::settings::read(path)? {
-        let shown = facegate::terminal::escape(&flag).into_owned();
+    for (flag, value) in facegate::support::settings::read(path)? {
+        let shown = facegate::support::terminal::escape(&flag).into_owned();
         let arg = watch
             .get_arguments()
             .find(|a| a.get_long() == Some(flag.as_str()) && flag != "config" && flag != "help")
             .ok_or_else(|| {
                 format!(
                     "config file {}: unknown setting `{shown}` (settings are the long flag names of `facegate {sub} --help`)",
-                    facegate::terminal::path(path)
+                    facegate::support::terminal::path(path)
                 )
             })?;
         let is_switch = matches!(arg.get_action(), ArgAction::SetTrue);
@@ -81,7 +81,7 @@ pub fn apply(cmd: Command, sub: &str, path: &Path, argv: &[OsString]) -> Result<
             _ => {
                 return Err(format!(
                     "config file {}: `{shown}` must be {}",
-                    facegate::terminal::path(path),
+                    facegate::support::terminal::path(path),
                     if is_switch {
                         "true or false"
                     } else {

@@ -5,8 +5,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use facegate::detector::{Cascade, DetectParams, Detector, Rect};
-use facegate::{draw, image_io, models};
+use facegate::detect::cascade::{Cascade, DetectParams, Detector, Rect};
+use facegate::{imaging::draw, imaging::photo, recognize::models};
 
 /// How the cascade search runs: shared by `detect` and `bench`.
 #[derive(clap::Args)]
@@ -93,7 +93,7 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
     let mut failures = 0;
     let mut drawn_names = HashSet::new();
     for path in &args.images {
-        let photo = match image_io::load(path) {
+        let photo = match photo::load(path) {
             Ok(p) => p,
             Err(e) => {
                 eprintln!("facegate: {e}");
@@ -121,7 +121,7 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
             writeln!(
                 out,
                 "{}: {} face{} ({}x{}) {}",
-                facegate::terminal::path(path),
+                facegate::support::terminal::path(path),
                 faces.len(),
                 if faces.len() == 1 { "" } else { "s" },
                 photo.width(),

@@ -6,13 +6,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use facegate::capture::{Capture, Item};
-use facegate::enrollment::{
+use facegate::imaging::photo;
+use facegate::live::capture::{Capture, Item};
+use facegate::recognize::enrollment::{
     check_consistent, check_shot, matches_earlier, Gate, Quality, Refusal, Shot, CAMERA_SHOTS,
     PROMPTS,
 };
-use facegate::gallery::{self, Gallery};
-use facegate::image_io;
+use facegate::store::gallery::{self, Gallery};
 
 use crate::faces::{GalleryArgs, ModelArgs, Pipeline};
 use crate::watch::SourceArgs;
@@ -164,7 +164,7 @@ fn enroll_checked(
         for warning in &report.warnings {
             eprintln!(
                 "facegate: warning: {}",
-                facegate::terminal::escape_message(warning)
+                facegate::support::terminal::escape_message(warning)
             );
         }
     }
@@ -213,8 +213,12 @@ fn shots_from_files(
     let mut results = Vec::new();
     let mut labels = Vec::new();
     for (i, path) in args.images.iter().enumerate() {
-        let which = format!("shot {} ({})", i + 1, facegate::terminal::path(path));
-        let result = image_io::load(path)
+        let which = format!(
+            "shot {} ({})",
+            i + 1,
+            facegate::support::terminal::path(path)
+        );
+        let result = photo::load(path)
             .map_err(|e| Refusal {
                 gate: Gate::NoFace,
                 message: e.to_string(),
@@ -271,7 +275,7 @@ fn shots_from_stream(args: &EnrollArgs, pipeline: &mut Pipeline) -> Result<Vec<S
     let mut last_shot_frame: Option<u64> = None;
     let mut last_problem = String::from("no frame arrived");
     let mut shown_problem = String::new();
-    let mut skip_warnings = facegate::warnings::Throttle::per_minute();
+    let mut skip_warnings = facegate::support::warnings::Throttle::per_minute();
     while shots.len() < CAMERA_SHOTS {
         if started.elapsed() > timeout {
             return Err(format!(

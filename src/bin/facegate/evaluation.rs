@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use facegate::enrollment::{check_shot, Gate};
-use facegate::evaluate::{self, Dataset, DrawResult, Embedded, Rng};
-use facegate::image_io;
+use facegate::imaging::photo;
+use facegate::recognize::enrollment::{check_shot, Gate};
+use facegate::recognize::evaluate::{self, Dataset, DrawResult, Embedded, Rng};
 
 use crate::faces::{ModelArgs, Pipeline};
 
@@ -69,7 +69,7 @@ fn embed_enrollable(
     let out = photos
         .iter()
         .map(|(person, path)| {
-            let shot = image_io::load(path)
+            let shot = photo::load(path)
                 .map_err(|e| e.to_string())
                 .and_then(|photo| {
                     check_shot(pipeline, &photo, true).map_err(|r| {
@@ -82,7 +82,7 @@ fn embed_enrollable(
                 embedding: match shot {
                     Ok(shot) => Some(shot.embedding),
                     Err(e) => {
-                        eprintln!("facegate: {}: {e}", facegate::terminal::path(path));
+                        eprintln!("facegate: {}: {e}", facegate::support::terminal::path(path));
                         None
                     }
                 },
@@ -112,7 +112,7 @@ fn stranger_faces(pipeline: &mut Pipeline, dir: &Path) -> Result<Vec<Vec<f32>>, 
         .collect();
     entries.sort();
     for path in entries {
-        let photo = image_io::load(&path).map_err(|e| e.to_string())?;
+        let photo = photo::load(&path).map_err(|e| e.to_string())?;
         out.extend(pipeline.faces(&photo)?.into_iter().map(|(_, e)| e));
     }
     Ok(out)

@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use facegate::embedder::Precision;
-pub use facegate::pipeline::Pipeline;
-use facegate::pipeline::PipelineConfig;
+use facegate::embed::Precision;
+pub use facegate::recognize::pipeline::Pipeline;
+use facegate::recognize::pipeline::PipelineConfig;
 use facegate::recognize::DetectorKind;
 
 #[derive(clap::Args, Clone)]
@@ -48,8 +48,8 @@ impl GalleryArgs {
         Err(format!(
             "no gallery at {}: the folder does not exist (check --gallery, or enroll someone first \
              with `facegate enroll --gallery {} --name NAME PHOTO...`)",
-            facegate::terminal::path(&self.gallery),
-            facegate::terminal::path(&self.gallery)
+            facegate::support::terminal::path(&self.gallery),
+            facegate::support::terminal::path(&self.gallery)
         ))
     }
 }

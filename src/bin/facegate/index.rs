@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use facegate::image_io;
+use facegate::imaging::photo;
 use facegate::photo_index::scan::{self, Found};
 use facegate::photo_index::{FaceEntry, PhotoEntry, PhotoIndex, Record};
-use facegate::terminal;
+use facegate::support::terminal;
 
 use crate::faces::{ModelArgs, Pipeline};
 use crate::progress::Progress;
@@ -196,7 +196,7 @@ fn read_photo(pipeline: &mut Pipeline, found: &Found) -> Record {
         unreadable: false,
         faces: 0,
     };
-    let faces = image_io::load(&found.path)
+    let faces = photo::load(&found.path)
         .map_err(|e| e.to_string())
         .and_then(|img| {
             photo.width = img.width() as u32;

@@ -112,7 +112,10 @@ fn main() -> ExitCode {
         cmd = match config::apply(cmd, sub, &path, &argv) {
             Ok(cmd) => cmd,
             Err(message) => {
-                eprintln!("facegate: {}", facegate::terminal::escape_message(&message));
+                eprintln!(
+                    "facegate: {}",
+                    facegate::support::terminal::escape_message(&message)
+                );
                 return ExitCode::FAILURE;
             }
         };
@@ -122,7 +125,7 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     if let Some(pixels) = cli.max_pixels {
-        facegate::limits::set_max_pixels(pixels);
+        facegate::support::limits::set_max_pixels(pixels);
     }
     let result = match cli.command {
         Command::Detect(args) => detect::run(args),
@@ -154,7 +157,10 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(message) => {
-            eprintln!("facegate: {}", facegate::terminal::escape_message(&message));
+            eprintln!(
+                "facegate: {}",
+                facegate::support::terminal::escape_message(&message)
+            );
             ExitCode::FAILURE
         }
     }

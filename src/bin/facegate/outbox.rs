@@ -1,8 +1,8 @@
 //! Where `watch` and `serve` send events besides stdout: the MQTT broker, with Home Assistant's
 //! discovery on top (unless `--no-ha`).
 
-use facegate::gallery::Person;
-use facegate::live::Event;
+use facegate::live::recognizer::Event;
+use facegate::store::gallery::Person;
 
 use crate::watch::WatchArgs;
 

@@ -102,6 +102,6 @@ pub fn warn(message: &str) {
     };
     eprintln!(
         "{clear}facegate: warning: {}",
-        facegate::terminal::escape_message(message)
+        facegate::support::terminal::escape_message(message)
     );
 }

@@ -43,7 +43,7 @@ pub fn cosine(s: &str) -> Result<f32, String> {
 
 /// The detector's scale factor, with the library's bounds (they cap the pyramid's levels).
 pub fn scale_factor(s: &str) -> Result<f64, String> {
-    let (lo, hi) = facegate::detector::SCALE_FACTOR_RANGE;
+    let (lo, hi) = facegate::detect::cascade::SCALE_FACTOR_RANGE;
     real(lo, hi)(s)
 }
 

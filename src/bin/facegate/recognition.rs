@@ -4,10 +4,10 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use facegate::embedder::cosine;
-use facegate::gallery::Gallery;
-use facegate::image_io;
-use facegate::terminal::escape;
+use facegate::embed::cosine;
+use facegate::imaging::photo;
+use facegate::store::gallery::Gallery;
+use facegate::support::terminal::escape;
 
 use crate::faces::{GalleryArgs, ModelArgs};
 
@@ -48,18 +48,18 @@ pub fn identify(args: IdentifyArgs) -> Result<ExitCode, String> {
     args.gallery.must_exist()?;
     let mut pipeline = args.model.load()?;
     let g = pipeline.open_gallery(&args.gallery.gallery)?;
-    let matcher = facegate::matcher::Matcher::new(g.people());
+    let matcher = facegate::recognize::matcher::Matcher::new(g.people());
     if g.people().is_empty() {
         eprintln!(
             "facegate: warning: the gallery {} is empty: every face is unknown",
-            facegate::terminal::path(&args.gallery.gallery)
+            facegate::support::terminal::path(&args.gallery.gallery)
         );
     }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut failures = 0;
     for path in &args.images {
-        let faces = match image_io::load(path)
+        let faces = match photo::load(path)
             .map_err(|e| e.to_string())
             .and_then(|p| pipeline.faces(&p))
         {
@@ -71,7 +71,7 @@ pub fn identify(args: IdentifyArgs) -> Result<ExitCode, String> {
             }
         };
         let shown = path.display().to_string();
-        let plain = facegate::terminal::path(path);
+        let plain = facegate::support::terminal::path(path);
         let line = IdentifyLine {
             image: &shown,
             faces: faces
@@ -183,7 +183,7 @@ fn check(dir: &std::path::Path) -> Result<ExitCode, String> {
     if report.is_consistent() {
         println!(
             "{}: consistent, {} {}",
-            facegate::terminal::path(dir),
+            facegate::support::terminal::path(dir),
             report.people,
             if report.people == 1 {
                 "person"
@@ -195,7 +195,7 @@ fn check(dir: &std::path::Path) -> Result<ExitCode, String> {
     } else {
         println!(
             "{}: {} {} found; nothing was changed",
-            facegate::terminal::path(dir),
+            facegate::support::terminal::path(dir),
             report.problems.len(),
             if report.problems.len() == 1 {
                 "problem"
@@ -284,7 +284,7 @@ pub fn gallery(args: GalleryCmdArgs) -> Result<ExitCode, String> {
             let mut pipeline = pipeline()?;
             let info = pipeline.model_info();
             let (face, embedding) = pipeline.largest_face(&image)?;
-            let png = facegate::enrollment::png(&face.crop)?;
+            let png = facegate::recognize::enrollment::png(&face.crop)?;
             let lock = Gallery::lock(dir).map_err(|e| e.to_string())?;
             let mut g = Gallery::open(dir, &info).map_err(|e| e.to_string())?;
             let p = g
@@ -293,7 +293,7 @@ pub fn gallery(args: GalleryCmdArgs) -> Result<ExitCode, String> {
             let n = p.entry.negatives;
             println!(
                 "recorded the face in {} as not {} ({n} negative{})",
-                facegate::terminal::path(&image),
+                facegate::support::terminal::path(&image),
                 escape(&name),
                 if n == 1 { "" } else { "s" }
             );
@@ -315,7 +315,7 @@ pub fn gallery(args: GalleryCmdArgs) -> Result<ExitCode, String> {
                 let mut embed = |names: &[String]| -> Result<Vec<Vec<f32>>, String> {
                     let mut crops = Vec::new();
                     for c in names {
-                        let photo = image_io::load(&g.crop_path(c)).map_err(|e| e.to_string())?;
+                        let photo = photo::load(&g.crop_path(c)).map_err(|e| e.to_string())?;
                         crops.push(photo.rgb);
                     }
                     pipeline.embedder.embed(&crops)

@@ -4,12 +4,12 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use facegate::gallery::{write_atomic, Gallery};
-use facegate::image_io;
+use facegate::imaging::photo;
 use facegate::photo_index::contact_sheet::{self, Section, Thumb};
 use facegate::photo_index::nearest::{nearest, Hit};
 use facegate::photo_index::PhotoIndex;
-use facegate::terminal;
+use facegate::store::gallery::{write_atomic, Gallery};
+use facegate::support::terminal;
 
 use crate::faces::{ModelArgs, Pipeline};
 
@@ -46,7 +46,7 @@ struct Probe {
     /// The query as given (a path or a name).
     query: String,
     /// The face's box in the query photo (for --all-faces output).
-    rect: Option<facegate::detector::Rect>,
+    rect: Option<facegate::detect::cascade::Rect>,
     embedding: Vec<f32>,
     thumb: Option<Thumb>,
     /// The index's entry for the query photo, whose faces are left out of the results.
@@ -213,7 +213,7 @@ fn probes(
     let Some(p) = pipeline.as_mut() else {
         return Err("no model loaded".into());
     };
-    let photo = image_io::load(&path).map_err(|e| e.to_string())?;
+    let photo = photo::load(&path).map_err(|e| e.to_string())?;
     let faces = p
         .faces(&photo)?
         .into_iter()

@@ -7,14 +7,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use facegate::capture::Frame;
-use facegate::gallery::Person;
-use facegate::live::{Event, Recognizer};
+use facegate::live::capture::Frame;
+use facegate::live::recognizer::{Event, Recognizer};
 use facegate::serve::history::{History, Retention};
 use facegate::serve::hub::Hub;
 use facegate::serve::recorder::{Record, Recorder};
 use facegate::serve::state_dir::StateDir;
 use facegate::serve::{App, Server};
+use facegate::store::gallery::Person;
 
 use crate::watch::{Observer, WatchArgs};
 
@@ -108,7 +108,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
         // Printed this once, for the person setting the board up; it stays in the file.
         eprintln!(
             "facegate: generated the API token {token} (kept in {}, readable by this user only)",
-            facegate::terminal::path(&state.dir.join(facegate::serve::state_dir::TOKEN))
+            facegate::support::terminal::path(&state.dir.join(facegate::serve::state_dir::TOKEN))
         );
     }
     let history = Arc::new(Mutex::new(History::open(&state.dir)?));
@@ -133,7 +133,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
     eprintln!(
         "facegate: serving the web UI and API on http://{} (state in {})",
         server.addr,
-        facegate::terminal::path(&state.dir)
+        facegate::support::terminal::path(&state.dir)
     );
 
     let mut observer = ToServer {

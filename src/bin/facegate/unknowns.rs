@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use facegate::enrollment::check_consistent;
-use facegate::gallery::Gallery;
-use facegate::strangers::{Cluster, Strangers};
-use facegate::terminal;
+use facegate::live::strangers::{Cluster, Strangers};
+use facegate::recognize::enrollment::check_consistent;
+use facegate::store::gallery::Gallery;
+use facegate::support::terminal;
 
 use crate::faces::{GalleryArgs, ModelArgs};
 
@@ -124,7 +124,7 @@ pub fn run(args: UnknownsArgs) -> Result<ExitCode, String> {
             }
         }
         UnknownsCommand::Enroll { id, name } => {
-            facegate::gallery::validate_name(&name)?;
+            facegate::store::gallery::validate_name(&name)?;
             let lock = Gallery::lock(&args.gallery.gallery).map_err(|e| e.to_string())?;
             let mut g = pipeline.open_gallery(&args.gallery.gallery)?;
             let mut enrolled = None;

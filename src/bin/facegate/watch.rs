@@ -8,16 +8,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use facegate::capture::{Capture, Frame, Item};
-use facegate::events::{self, Snapshots};
-use facegate::frames::directory::DirectorySource;
-use facegate::frames::mjpeg::MjpegSource;
-use facegate::frames::FrameSource;
-use facegate::gallery::{Gallery, IndexStamp, ModelInfo, Person};
-use facegate::live::Event;
-use facegate::live::{Recognizer, StageTotals};
-use facegate::strangers::Strangers;
-use facegate::tracker::TrackerConfig;
+use facegate::live::capture::{Capture, Frame, Item};
+use facegate::live::events::{self, Snapshots};
+use facegate::live::frames::directory::DirectorySource;
+use facegate::live::frames::mjpeg::MjpegSource;
+use facegate::live::frames::FrameSource;
+use facegate::live::recognizer::Event;
+use facegate::live::recognizer::{Recognizer, StageTotals};
+use facegate::live::strangers::Strangers;
+use facegate::live::tracker::TrackerConfig;
+use facegate::store::gallery::{Gallery, IndexStamp, ModelInfo, Person};
 
 use crate::faces::{GalleryArgs, ModelArgs, Pipeline};
 use crate::outbox::Outbox;
@@ -124,7 +124,7 @@ impl SourceArgs {
 
     #[cfg(all(feature = "camera", target_os = "linux"))]
     fn camera_opener(&self, index: u32) -> Result<Opener, String> {
-        use facegate::frames::camera::{CameraRequest, CameraSource};
+        use facegate::live::frames::camera::{CameraRequest, CameraSource};
         let request = CameraRequest {
             index,
             width: self.size.0,
@@ -158,10 +158,10 @@ pub struct TrackingArgs {
     pub unknowns_days: f64,
     /// Matches of the same person needed within the window before "identified" (the same count
     /// of non-matches makes "unknown")
-    #[arg(long, value_name = "N", default_value_t = 3, value_parser = crate::ranges::int(1, facegate::tracker::MAX_WINDOW))]
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = crate::ranges::int(1, facegate::live::tracker::MAX_WINDOW))]
     pub confirm: usize,
     /// Frames in which a face was embedded that the vote looks back over
-    #[arg(long, value_name = "M", default_value_t = 5, value_parser = crate::ranges::int(1, facegate::tracker::MAX_WINDOW))]
+    #[arg(long, value_name = "M", default_value_t = 5, value_parser = crate::ranges::int(1, facegate::live::tracker::MAX_WINDOW))]
     pub window: usize,
     /// Frames without the face after which a person has "left"
     #[arg(long, value_name = "FRAMES", default_value_t = 15, value_parser = crate::ranges::int(1u64, 1_000_000))]
@@ -321,7 +321,7 @@ pub fn recognizer(
 /// A recognizer over `people`, from a loaded pipeline.
 pub fn recognizer_for(
     pipeline: Pipeline,
-    people: &[facegate::gallery::Person],
+    people: &[facegate::store::gallery::Person],
     tracking: &TrackingArgs,
 ) -> Result<Recognizer, String> {
     let Pipeline {
@@ -412,13 +412,13 @@ pub fn live(
     let people = gallery.people().len();
     eprintln!(
         "facegate: watching {} with {people} {} enrolled",
-        facegate::terminal::escape(capture.description()),
+        facegate::support::terminal::escape(capture.description()),
         if people == 1 { "person" } else { "people" }
     );
     if people == 0 {
         eprintln!(
             "facegate: warning: the gallery {} is empty: every face is unknown",
-            facegate::terminal::path(&args.gallery.gallery)
+            facegate::support::terminal::path(&args.gallery.gallery)
         );
     }
     observer.started(capture.description(), gallery.people());
@@ -426,7 +426,7 @@ pub fn live(
 
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let mut emit = |events: Vec<facegate::live::Event>,
+    let mut emit = |events: Vec<facegate::live::recognizer::Event>,
                     observer: &mut dyn Observer,
                     mqtt: &mut Option<Outbox>,
                     rules: &mut Option<RulesFollower>|
@@ -469,7 +469,7 @@ pub fn live(
     };
 
     let mut stats = Stats::new(Duration::from_secs_f64(args.stats_every));
-    let mut skip_warnings = facegate::warnings::Throttle::per_minute();
+    let mut skip_warnings = facegate::support::warnings::Throttle::per_minute();
     let outcome = loop {
         let item = match capture.next() {
             Ok(Some(item)) => item,
@@ -564,12 +564,12 @@ impl RulesFollower {
         if publishes && args.mqtt.is_none() {
             return Err(format!(
                 "rules {}: an action publishes to MQTT, but no --mqtt broker is given",
-                facegate::terminal::path(path)
+                facegate::support::terminal::path(path)
             ));
         }
         let access =
             facegate::access::Access::start(rules, &facegate::access::actions::Chardev, threshold)
-                .map_err(|e| format!("rules {}: {e}", facegate::terminal::path(path)))?;
+                .map_err(|e| format!("rules {}: {e}", facegate::support::terminal::path(path)))?;
         Ok(RulesFollower {
             access,
             path: path.to_path_buf(),
@@ -592,13 +592,13 @@ impl RulesFollower {
         match read_rules(&self.path, &self.people).and_then(|r| self.access.replace(r)) {
             Ok(()) => eprintln!(
                 "facegate: rules {} re-read: {} rules",
-                facegate::terminal::path(&self.path),
+                facegate::support::terminal::path(&self.path),
                 self.access.rules().rules.len()
             ),
             Err(e) => eprintln!(
                 "facegate: warning: rules {} not re-read, the old rules stay: {}",
-                facegate::terminal::path(&self.path),
-                facegate::terminal::escape_message(&e)
+                facegate::support::terminal::path(&self.path),
+                facegate::support::terminal::escape_message(&e)
             ),
         }
     }
@@ -614,10 +614,14 @@ pub fn read_rules(
     path: &Path,
     people: &[String],
 ) -> Result<facegate::access::rules::Rules, String> {
-    let text = facegate::limits::read_text(path, facegate::limits::MAX_CONFIG_BYTES, "rules file")
-        .map_err(|e| format!("rules {}: {e}", facegate::terminal::path(path)))?;
+    let text = facegate::support::limits::read_text(
+        path,
+        facegate::support::limits::MAX_CONFIG_BYTES,
+        "rules file",
+    )
+    .map_err(|e| format!("rules {}: {e}", facegate::support::terminal::path(path)))?;
     facegate::access::rules::Rules::parse(&text, people)
-        .map_err(|e| format!("rules {}: {e}", facegate::terminal::path(path)))
+        .map_err(|e| format!("rules {}: {e}", facegate::support::terminal::path(path)))
 }
 
 /// Notices when another process commits a change to the gallery, and re-reads it.
@@ -626,7 +630,7 @@ struct GalleryFollower {
     model: ModelInfo,
     stamp: Option<IndexStamp>,
     checked: Instant,
-    warnings: facegate::warnings::Throttle,
+    warnings: facegate::support::warnings::Throttle,
 }
 
 impl GalleryFollower {
@@ -636,7 +640,7 @@ impl GalleryFollower {
             model,
             stamp: Gallery::index_stamp(dir),
             checked: Instant::now(),
-            warnings: facegate::warnings::Throttle::per_minute(),
+            warnings: facegate::support::warnings::Throttle::per_minute(),
         }
     }
 
@@ -711,7 +715,7 @@ pub struct CamerasArgs {}
 
 #[cfg(all(feature = "camera", target_os = "linux"))]
 pub fn cameras(_: CamerasArgs) -> Result<ExitCode, String> {
-    let lines = facegate::frames::camera::list()?;
+    let lines = facegate::live::frames::camera::list()?;
     if lines.is_empty() {
         eprintln!("facegate: no camera found (no /dev/video* device that V4L2 can open)");
         return Ok(ExitCode::FAILURE);

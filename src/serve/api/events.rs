@@ -88,9 +88,12 @@ pub async fn snapshot(State(app): Shared, Path(id): Path<i64>) -> ApiResult<Resp
             return Err(ApiError::not_found(format!("event {id} has no snapshot")));
         }
         let path = lock(&app.history).snapshot_path(id);
-        let bytes =
-            crate::limits::read_file(&path, crate::limits::MAX_IMAGE_FILE_BYTES, "snapshot")
-                .map_err(|e| ApiError::not_found(format!("the snapshot of event {id}: {e}")))?;
+        let bytes = crate::support::limits::read_file(
+            &path,
+            crate::support::limits::MAX_IMAGE_FILE_BYTES,
+            "snapshot",
+        )
+        .map_err(|e| ApiError::not_found(format!("the snapshot of event {id}: {e}")))?;
         Ok(([(header::CONTENT_TYPE, "image/jpeg")], bytes).into_response())
     })
     .await
@@ -119,7 +122,7 @@ pub async fn correct(
                 ))
             }
         };
-        crate::gallery::validate_name(&name).map_err(ApiError::bad)?;
+        crate::store::gallery::validate_name(&name).map_err(ApiError::bad)?;
         if !body.same {
             // The snapshot's face becomes a negative of NAME, so matching stops taking it (and
             // faces closer to it than to NAME's shots) for NAME. Without a usable face the
@@ -167,14 +170,18 @@ pub async fn correct(
 fn snapshot_photo(
     app: &crate::serve::App,
     event: &StoredEvent,
-) -> ApiResult<crate::image_io::Photo> {
+) -> ApiResult<crate::imaging::photo::Photo> {
     let id = event.id;
     if event.snapshot.is_none() {
         return Err(ApiError::bad(format!("event {id} has no snapshot")));
     }
     let path = lock(&app.history).snapshot_path(id);
-    let bytes = crate::limits::read_file(&path, crate::limits::MAX_IMAGE_FILE_BYTES, "snapshot")
-        .map_err(|e| ApiError::internal(format!("the snapshot of event {id}: {e}")))?;
+    let bytes = crate::support::limits::read_file(
+        &path,
+        crate::support::limits::MAX_IMAGE_FILE_BYTES,
+        "snapshot",
+    )
+    .map_err(|e| ApiError::internal(format!("the snapshot of event {id}: {e}")))?;
     super::upload::decode(&bytes, &format!("the snapshot of event {id}"))
 }
 

@@ -253,9 +253,10 @@ fn refuse(app: &App, peer: SocketAddr, wrong: bool, path: &str) {
         return;
     }
     let n = app.logins.failed(peer.ip(), Instant::now());
-    static LOG: std::sync::Mutex<Option<crate::warnings::Throttle>> = std::sync::Mutex::new(None);
+    static LOG: std::sync::Mutex<Option<crate::support::warnings::Throttle>> =
+        std::sync::Mutex::new(None);
     let mut log = crate::serve::lock(&LOG);
-    log.get_or_insert_with(crate::warnings::Throttle::per_minute)
+    log.get_or_insert_with(crate::support::warnings::Throttle::per_minute)
         .warn(&format!(
             "wrong API token from {} for {path} ({n} in the last minute)",
             peer.ip()

@@ -12,10 +12,10 @@ use serde::{Deserialize, Serialize};
 
 use super::upload::{self, Upload};
 use super::{blocking, ApiError, ApiResult, Shared};
-use crate::enrollment::{self, Shot};
-use crate::gallery::{self, Gallery, Person, WriteLock};
-use crate::image_io::Photo;
+use crate::imaging::photo::Photo;
+use crate::recognize::enrollment::{self, Shot};
 use crate::serve::{lock, App};
+use crate::store::gallery::{self, Gallery, Person, WriteLock};
 
 /// Photos a person may be created from in one request.
 const MAX_PHOTOS: usize = 10;
@@ -72,7 +72,7 @@ fn person_or_404<'a>(g: &'a Gallery, id: &str) -> ApiResult<&'a Person> {
     g.person(id).ok_or_else(|| {
         ApiError::not_found(format!(
             "nobody with id '{}' is enrolled",
-            crate::terminal::escape(id)
+            crate::support::terminal::escape(id)
         ))
     })
 }
@@ -117,7 +117,7 @@ pub fn reject(app: &App, name: &str, photo: &Photo) -> ApiResult<PersonJson> {
         if !g.people().iter().any(|p| p.entry.name == name) {
             return Err(ApiError::not_found(format!(
                 "nobody named '{}' is enrolled",
-                crate::terminal::escape(name)
+                crate::support::terminal::escape(name)
             )));
         }
         let p = g
@@ -213,7 +213,7 @@ fn shots_of(app: &App, upload: &Upload) -> ApiResult<(Vec<Shot>, Vec<String>)> {
         let shot = app.pending.get(id).ok_or_else(|| {
             ApiError::bad(format!(
                 "camera shot '{}' is unknown or expired (shots are kept 10 minutes); take it again",
-                crate::terminal::escape(id)
+                crate::support::terminal::escape(id)
             ))
         })?;
         shots.push(shot);
@@ -282,8 +282,12 @@ pub async fn add_shot(
 }
 
 fn shot_index(text: &str) -> ApiResult<usize> {
-    text.parse()
-        .map_err(|_| ApiError::not_found(format!("no shot '{}'", crate::terminal::escape(text))))
+    text.parse().map_err(|_| {
+        ApiError::not_found(format!(
+            "no shot '{}'",
+            crate::support::terminal::escape(text)
+        ))
+    })
 }
 
 pub async fn remove_shot(
@@ -329,8 +333,12 @@ pub async fn shot_image(
             })?;
         // The crop's name was checked against the gallery's own naming when the index was read.
         let path = g.crop_path(crop);
-        let bytes = crate::limits::read_file(&path, crate::limits::MAX_IMAGE_FILE_BYTES, "crop")
-            .map_err(|e| ApiError::internal(format!("shot {index} of {id}: {e}")))?;
+        let bytes = crate::support::limits::read_file(
+            &path,
+            crate::support::limits::MAX_IMAGE_FILE_BYTES,
+            "crop",
+        )
+        .map_err(|e| ApiError::internal(format!("shot {index} of {id}: {e}")))?;
         Ok(png(bytes))
     })
     .await
@@ -376,7 +384,7 @@ pub async fn camera_shot(
                 app.pending.get(id).ok_or_else(|| {
                     ApiError::bad(format!(
                         "camera shot '{}' is unknown or expired; start again",
-                        crate::terminal::escape(id)
+                        crate::support::terminal::escape(id)
                     ))
                 })
             })

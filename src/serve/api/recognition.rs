@@ -6,8 +6,8 @@ use serde::Serialize;
 
 use super::upload::{self, Upload};
 use super::{blocking, ApiError, ApiResult, Shared};
-use crate::embedder::cosine;
-use crate::matcher::Matcher;
+use crate::embed::cosine;
+use crate::recognize::matcher::Matcher;
 use crate::serve::lock;
 
 /// A face as `identify --json` prints it, plus the landmarks.

@@ -5,7 +5,7 @@ use axum::extract::{FromRequest, Multipart, Request};
 use axum::http::{header, StatusCode};
 
 use super::{ApiError, ApiResult};
-use crate::image_io::Photo;
+use crate::imaging::photo::Photo;
 
 /// Form fields a request may carry at most (a person is created from at most ten photos).
 const MAX_FIELDS: usize = 32;
@@ -139,8 +139,8 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
 /// Decodes an uploaded image; `what` names it in the message ("image", "photo 2 (a.jpg)").
 /// Too many pixels is 413 (a decompression bomb), anything else unreadable is 400.
 pub fn decode(bytes: &[u8], what: &str) -> ApiResult<Photo> {
-    crate::image_io::decode(bytes).map_err(|problem| {
-        let status = if crate::limits::is_pixel_limit(&problem) {
+    crate::imaging::photo::decode(bytes).map_err(|problem| {
+        let status = if crate::support::limits::is_pixel_limit(&problem) {
             StatusCode::PAYLOAD_TOO_LARGE
         } else {
             StatusCode::BAD_REQUEST
@@ -152,7 +152,7 @@ pub fn decode(bytes: &[u8], what: &str) -> ApiResult<Photo> {
 /// How a file is named in messages.
 pub fn describe(label: &str, file: &File) -> String {
     match &file.name {
-        Some(n) if !n.is_empty() => format!("{label} ({})", crate::terminal::escape(n)),
+        Some(n) if !n.is_empty() => format!("{label} ({})", crate::support::terminal::escape(n)),
         _ => label.to_string(),
     }
 }

@@ -1,0 +1,6 @@
+//! Pictures in memory: decoding photos as OpenCV does, grey conversion, JPEG, drawing.
+
+pub mod draw;
+pub mod grey;
+pub mod jpeg;
+pub mod photo;

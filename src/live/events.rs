@@ -1,0 +1,160 @@
+//! Events out: JSON lines (the format other tools parse) and face snapshots.
+//!
+//! One line per event:
+//! `{"ts":1732300000.125,"event":"identified","name":"Ada","score":0.712,"box":{"x":10,"y":20,"w":96,"h":96},"track":1,"frame":42}`
+//! `name` is null for unknown people; `snapshot` is added when a face picture was saved,
+//! `camera` when the board's camera is named (`--camera-name`), and `unknown_id` to unknown
+//! events when recurring strangers are kept (`u000001`: the same id for the same stranger).
+
+use std::path::{Path, PathBuf};
+
+use crate::live::recognizer::Event;
+use crate::live::tracker::EventKind;
+
+/// A face's box as every JSON output writes it: `{"x":..,"y":..,"w":..,"h":..}`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct BoxJson {
+    pub x: i32,
+    pub y: i32,
+    pub w: i32,
+    pub h: i32,
+}
+
+impl From<&crate::detect::cascade::Rect> for BoxJson {
+    fn from(r: &crate::detect::cascade::Rect) -> BoxJson {
+        BoxJson {
+            x: r.x,
+            y: r.y,
+            w: r.w,
+            h: r.h,
+        }
+    }
+}
+
+#[derive(serde::Serialize)]
+struct EventJson<'a> {
+    ts: f64,
+    event: &'static str,
+    name: Option<&'a str>,
+    score: f32,
+    #[serde(rename = "box")]
+    rect: BoxJson,
+    track: u64,
+    frame: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    snapshot: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    camera: Option<&'a str>,
+    /// The recurring stranger an unknown face was grouped with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unknown_id: Option<&'a str>,
+}
+
+pub fn kind_name(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::Identified => "identified",
+        EventKind::Unknown => "unknown",
+        EventKind::Left => "left",
+    }
+}
+
+/// The event as one JSON line (no newline); `snapshot` is the saved face picture, if any;
+/// `camera` names the board's camera (`--camera-name`).
+pub fn json_line(event: &Event, snapshot: Option<&Path>, camera: Option<&str>) -> String {
+    let line = EventJson {
+        // Millisecond resolution: enough for events, and stable to print.
+        ts: (event.ts * 1e3).round() / 1e3,
+        event: kind_name(event.kind),
+        name: event.name.as_deref(),
+        score: (event.score * 1e4).round() / 1e4,
+        rect: BoxJson::from(&event.rect),
+        track: event.track,
+        frame: event.frame,
+        snapshot: snapshot.map(|p| p.display().to_string()),
+        camera,
+        unknown_id: event.unknown_id.as_deref(),
+    };
+    serde_json::to_string(&line).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}
+
+/// Saves event faces as PNG files in a directory.
+pub struct Snapshots {
+    dir: PathBuf,
+}
+
+impl Snapshots {
+    /// Creates the directory if needed and checks that it can be written.
+    pub fn new(dir: &Path) -> Result<Snapshots, String> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create snapshot directory {}: {e}", dir.display()))?;
+        let probe = dir.join(".facegate-write-test");
+        std::fs::write(&probe, b"")
+            .map_err(|e| format!("cannot write in snapshot directory {}: {e}", dir.display()))?;
+        let _ = std::fs::remove_file(probe);
+        Ok(Snapshots {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Saves the event's face, if it has one; the file name holds the time, event and track.
+    pub fn save(&self, event: &Event) -> Result<Option<PathBuf>, String> {
+        let Some(face) = &event.face else {
+            return Ok(None);
+        };
+        let millis = (event.ts * 1e3).round() as u64;
+        let path = self.dir.join(format!(
+            "{millis}-{}-track{}.png",
+            kind_name(event.kind),
+            event.track
+        ));
+        crate::imaging::draw::save_png(face, &path)?;
+        Ok(Some(path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::cascade::Rect;
+
+    #[test]
+    fn lines_follow_the_contract() {
+        let event = Event {
+            ts: 1_732_300_000.125_49,
+            kind: EventKind::Identified,
+            name: Some("Ada \"the\" Lovelace".into()),
+            score: 0.712_34,
+            rect: Rect {
+                x: 10,
+                y: 20,
+                w: 96,
+                h: 97,
+            },
+            track: 3,
+            frame: 42,
+            face: None,
+            unknown_id: None,
+        };
+        let v: serde_json::Value = serde_json::from_str(&json_line(&event, None, None)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"ts": 1732300000.125, "event": "identified", "name": "Ada \"the\" Lovelace",
+                "score": 0.7123, "box": {"x": 10, "y": 20, "w": 96, "h": 97}, "track": 3, "frame": 42})
+        );
+        let unknown = Event {
+            kind: EventKind::Unknown,
+            name: None,
+            ..event
+        };
+        let v: serde_json::Value = serde_json::from_str(&json_line(
+            &unknown,
+            Some(Path::new("s/1.png")),
+            Some("Door"),
+        ))
+        .unwrap();
+        assert_eq!(v["name"], serde_json::Value::Null);
+        assert_eq!(v["event"], "unknown");
+        assert_eq!(v["snapshot"], "s/1.png");
+        assert_eq!(v["camera"], "Door");
+    }
+}

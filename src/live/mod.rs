@@ -1,0 +1,9 @@
+//! The live stream: frames from a source, recognised frame by frame, faces followed as tracks,
+//! strangers grouped, and visits turned into events.
+
+pub mod capture;
+pub mod events;
+pub mod frames;
+pub mod recognizer;
+pub mod strangers;
+pub mod tracker;

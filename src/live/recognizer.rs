@@ -1,0 +1,380 @@
+//! Recognition on a stream of frames: detect -> align -> embed -> match -> track, one frame at a
+//! time, with the time each stage took.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use image::RgbImage;
+
+use crate::detect::cascade::Rect;
+use crate::embed::Embedder;
+use crate::live::capture::Frame;
+use crate::live::strangers::Strangers;
+use crate::live::tracker::{Decision, EventKind, TrackEvent, Tracker, TrackerConfig, Vote};
+use crate::recognize::matcher::Matcher;
+use crate::recognize::{Candidate, Face, FaceFinder};
+use crate::store::gallery::Person;
+
+/// Something worth telling the world about.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// Capture time of the frame that completed the event, seconds since the Unix epoch.
+    pub ts: f64,
+    pub kind: EventKind,
+    pub name: Option<String>,
+    pub score: f32,
+    pub rect: Rect,
+    pub track: u64,
+    pub frame: u64,
+    /// The face's box, with a margin, cut from the frame (identified and unknown events), for
+    /// snapshots.
+    pub face: Option<RgbImage>,
+    /// Unknown events: the recurring stranger the face was grouped with (see [`Strangers`]).
+    pub unknown_id: Option<String>,
+}
+
+/// What a track in view has decided so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ViewState {
+    Identified,
+    Unknown,
+    /// Still voting.
+    Pending,
+}
+
+impl ViewState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ViewState::Identified => "identified",
+            ViewState::Unknown => "unknown",
+            ViewState::Pending => "pending",
+        }
+    }
+}
+
+/// A face in view now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InView {
+    pub track: u64,
+    pub rect: Rect,
+    pub state: ViewState,
+    pub name: Option<String>,
+    pub score: f32,
+}
+
+/// Total time per stage over all frames so far.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StageTotals {
+    pub frames: u64,
+    pub faces: u64,
+    pub embedded: u64,
+    pub detect: Duration,
+    pub landmarks: Duration,
+    pub embed: Duration,
+    pub track: Duration,
+}
+
+impl StageTotals {
+    /// Milliseconds per frame of each stage: (detect, landmarks+align, embed, match+track).
+    pub fn per_frame_ms(&self) -> [f64; 4] {
+        let n = self.frames.max(1) as f64;
+        [self.detect, self.landmarks, self.embed, self.track].map(|d| d.as_secs_f64() * 1e3 / n)
+    }
+
+    pub fn since(&self, earlier: &StageTotals) -> StageTotals {
+        StageTotals {
+            frames: self.frames - earlier.frames,
+            faces: self.faces - earlier.faces,
+            embedded: self.embedded - earlier.embedded,
+            detect: self.detect.saturating_sub(earlier.detect),
+            landmarks: self.landmarks.saturating_sub(earlier.landmarks),
+            embed: self.embed.saturating_sub(earlier.embed),
+            track: self.track.saturating_sub(earlier.track),
+        }
+    }
+}
+
+pub struct Recognizer {
+    finder: FaceFinder,
+    embedder: Embedder,
+    matcher: Matcher,
+    names: Vec<String>,
+    ids: Vec<String>,
+    threshold: f32,
+    tracker: Tracker,
+    tracking: TrackerConfig,
+    totals: StageTotals,
+    last: (u64, SystemTime),
+    strangers: Option<Strangers>,
+    strangers_failing: crate::support::warnings::Throttle,
+}
+
+fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl Recognizer {
+    pub fn new(
+        finder: FaceFinder,
+        embedder: Embedder,
+        people: &[Person],
+        threshold: f32,
+        tracking: TrackerConfig,
+    ) -> Result<Recognizer, String> {
+        tracking.validate()?;
+        if !(-1.0..=1.0).contains(&threshold) {
+            return Err(format!(
+                "the match threshold must be a cosine from -1 to 1, got {threshold}"
+            ));
+        }
+        Ok(Recognizer {
+            finder,
+            embedder,
+            matcher: Matcher::new(people),
+            names: people.iter().map(|p| p.entry.name.clone()).collect(),
+            ids: people.iter().map(|p| p.entry.id.clone()).collect(),
+            threshold,
+            tracker: Tracker::new(tracking),
+            tracking,
+            totals: StageTotals::default(),
+            last: (0, UNIX_EPOCH),
+            strangers: None,
+            strangers_failing: crate::support::warnings::Throttle::per_minute(),
+        })
+    }
+
+    /// Groups unknown faces into recurring strangers, kept in `strangers`.
+    pub fn keep_strangers(&mut self, strangers: Strangers) {
+        self.strangers = Some(strangers);
+    }
+
+    pub fn totals(&self) -> StageTotals {
+        self.totals
+    }
+
+    /// Forgets every track and timing, as if no frame had been seen (for benchmarks).
+    pub fn restart(&mut self) {
+        self.tracker = Tracker::new(self.tracking);
+        self.totals = StageTotals::default();
+    }
+
+    /// The gallery changed (people added, renamed or removed by another writer): match against
+    /// `people` from the next frame on. Running tracks keep their votes for people still enrolled.
+    pub fn set_people(&mut self, people: &[Person]) {
+        let new_ids: Vec<String> = people.iter().map(|p| p.entry.id.clone()).collect();
+        let old_ids = std::mem::replace(&mut self.ids, new_ids);
+        let ids = &self.ids;
+        self.tracker.remap_people(|old| {
+            let id = old_ids.get(old)?;
+            ids.iter().position(|i| i == id)
+        });
+        self.matcher = Matcher::new(people);
+        self.names = people.iter().map(|p| p.entry.name.clone()).collect();
+    }
+
+    /// Faces in the last frame processed, with what their tracks decided so far.
+    pub fn in_view(&self) -> Vec<InView> {
+        self.tracker
+            .in_view(self.last.0)
+            .into_iter()
+            .map(|t| {
+                let (state, name, score) = match t.decision {
+                    Some((Decision::Identified(p), score)) => {
+                        (ViewState::Identified, self.names.get(p).cloned(), score)
+                    }
+                    Some((Decision::Unknown, score)) => (ViewState::Unknown, None, score),
+                    None => (ViewState::Pending, None, 0.0),
+                };
+                InView {
+                    track: t.track,
+                    rect: t.rect,
+                    state,
+                    name,
+                    score,
+                }
+            })
+            .collect()
+    }
+
+    /// Threads the detector scans each frame with.
+    pub fn set_detect_threads(&mut self, threads: usize) {
+        self.finder.params.threads = threads.max(1);
+    }
+
+    /// Runs one frame through the pipeline and returns the events it completes.
+    pub fn process(&mut self, frame: &Frame) -> Result<Vec<Event>, String> {
+        self.last = (frame.number, frame.time);
+        let detecting = Instant::now();
+        let candidates = self.finder.candidates(&frame.photo)?;
+        let detect_time = detecting.elapsed();
+
+        // A box that continues a recognised track and is not due for a recheck keeps its track
+        // without the landmark check: that stage costs as much per face as detection does.
+        let confirming = Instant::now();
+        let rects: Vec<Rect> = candidates.iter().map(|c| c.rect).collect();
+        let settled = self.tracker.settled(frame.number, &rects);
+        let mut kept: Vec<(Candidate, Option<Face>)> = Vec::with_capacity(candidates.len());
+        for (candidate, settled) in candidates.into_iter().zip(settled) {
+            if settled {
+                kept.push((candidate, None));
+            } else if let Some(face) =
+                self.finder
+                    .confirm(&frame.photo, candidate, &self.embedder)?
+            {
+                kept.push((candidate, Some(face)));
+            }
+        }
+        let mut landmark_time = confirming.elapsed();
+
+        let tracking = Instant::now();
+        let rects: Vec<Rect> = kept.iter().map(|(c, _)| c.rect).collect();
+        let assigned = self.tracker.assign(frame.number, &rects);
+        let mut track_time = tracking.elapsed();
+
+        let confirming = Instant::now();
+        let mut wanted = Vec::new();
+        let mut crops: Vec<RgbImage> = Vec::new();
+        for (i, a) in assigned.iter().enumerate() {
+            if !a.embed {
+                continue;
+            }
+            // Dropping unconfirmed boxes can hand a settled box another track, one that is due.
+            let face = match kept[i].1.take() {
+                Some(face) => Some(face),
+                None => self
+                    .finder
+                    .confirm(&frame.photo, kept[i].0, &self.embedder)?,
+            };
+            if let Some(face) = face {
+                wanted.push(i);
+                crops.push(face.crop);
+            }
+        }
+        landmark_time += confirming.elapsed();
+
+        let embedding = Instant::now();
+        let embeddings = self.embedder.embed(&crops)?;
+        let embed_time = embedding.elapsed();
+
+        let matching = Instant::now();
+        let votes: Vec<(usize, u64, Vote)> = wanted
+            .iter()
+            .zip(&embeddings)
+            .map(|(&i, e)| {
+                let m = self.matcher.identify(e, self.threshold);
+                let vote = Vote {
+                    person: m.person,
+                    score: m.score,
+                };
+                (i, assigned[i].track, vote)
+            })
+            .collect();
+        let tracked = self.tracker.record(frame.number, &votes);
+        let mut out = Vec::with_capacity(tracked.len());
+        for e in tracked {
+            let face = e
+                .detection
+                .map(|_| face_snapshot(&frame.photo.rgb, &e.rect));
+            // The face that decided "unknown" was embedded in this frame: group it.
+            let stranger = match (e.kind, e.detection) {
+                (EventKind::Unknown, Some(d)) => wanted
+                    .iter()
+                    .position(|&i| i == d)
+                    .map(|w| (&embeddings[w], &crops[w], e.rect.w)),
+                _ => None,
+            };
+            let unknown_id = stranger.and_then(|(embedding, crop, width)| {
+                self.stranger_id(embedding, crop, width, unix_seconds(frame.time))
+            });
+            let mut event = self.event(e, frame.number, frame.time, face);
+            event.unknown_id = unknown_id;
+            out.push(event);
+        }
+        track_time += matching.elapsed();
+
+        self.totals.frames += 1;
+        self.totals.faces += kept.len() as u64;
+        self.totals.embedded += wanted.len() as u64;
+        self.totals.detect += detect_time;
+        self.totals.landmarks += landmark_time;
+        self.totals.embed += embed_time;
+        self.totals.track += track_time;
+        Ok(out)
+    }
+
+    /// The stream is over: everyone still in view has left.
+    pub fn finish(&mut self) -> Vec<Event> {
+        let (frame, time) = self.last;
+        self.tracker
+            .finish()
+            .into_iter()
+            .map(|e| self.event(e, frame, time, None))
+            .collect()
+    }
+
+    /// The recurring stranger an unknown face belongs to. The store failing (disk full) costs
+    /// the id, never the event.
+    fn stranger_id(
+        &mut self,
+        embedding: &[f32],
+        crop: &RgbImage,
+        width: i32,
+        ts: f64,
+    ) -> Option<String> {
+        let strangers = self.strangers.as_ref()?;
+        match strangers.observe(embedding, crop, width, ts) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                self.strangers_failing.warn(&e);
+                None
+            }
+        }
+    }
+
+    fn event(&self, e: TrackEvent, frame: u64, time: SystemTime, face: Option<RgbImage>) -> Event {
+        Event {
+            ts: unix_seconds(time),
+            kind: e.kind,
+            name: e.person.and_then(|p| self.names.get(p).cloned()),
+            score: e.score,
+            rect: e.rect,
+            track: e.track,
+            frame,
+            face,
+            unknown_id: None,
+        }
+    }
+}
+
+/// The face in `r` with a margin of a quarter of its size on every side, clipped to the frame:
+/// snapshots show the head, and a face detector can find the face in them again (the "this is
+/// NAME" correction enrolls from one).
+pub fn face_snapshot(rgb: &RgbImage, r: &Rect) -> RgbImage {
+    cut(rgb, &with_margin(r))
+}
+
+fn with_margin(r: &Rect) -> Rect {
+    let (mx, my) = (r.w / 4, r.h / 4);
+    Rect {
+        x: r.x - mx,
+        y: r.y - my,
+        w: r.w + 2 * mx,
+        h: r.h + 2 * my,
+    }
+}
+
+/// The part of `rgb` inside `r`, clipped to the frame (at least one pixel).
+fn cut(rgb: &RgbImage, r: &Rect) -> RgbImage {
+    let (w, h) = (rgb.width() as i32, rgb.height() as i32);
+    let (x0, y0) = (r.x.clamp(0, w - 1), r.y.clamp(0, h - 1));
+    let x1 = (r.x + r.w).clamp(x0 + 1, w);
+    let y1 = (r.y + r.h).clamp(y0 + 1, h);
+    image::imageops::crop_imm(
+        rgb,
+        x0 as u32,
+        y0 as u32,
+        (x1 - x0) as u32,
+        (y1 - y0) as u32,
+    )
+    .to_image()
+}

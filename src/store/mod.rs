@@ -1,0 +1,3 @@
+//! What facegate keeps on disk: the gallery of enrolled people.
+
+pub mod gallery;

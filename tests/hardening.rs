@@ -215,7 +215,7 @@ fn model_cards_are_checked_value_by_value() {
     refused(&out, &["big.json", "too large for a model card"]);
 }
 
-/// facegate links a trimmed tract-onnx (tools/tract-trimmed): a model made with an operator it
+/// facegate links a trimmed tract-onnx (vendor/): a model made with an operator it
 /// left out is refused by the operator's name, before tract builds anything.
 #[test]
 fn a_model_using_an_operator_this_build_lacks_is_refused_by_name() {
@@ -248,7 +248,7 @@ fn a_model_using_an_operator_this_build_lacks_is_refused_by_name() {
             "sface_int8w.onnx",
             "does not include: Hardmax (1 node)",
             "Conv",
-            "tools/tract-trimmed/README.md",
+            "vendor/README.md",
         ],
     );
     // An operator of common CNN exports that a default build leaves out: the error names the

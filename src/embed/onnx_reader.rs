@@ -1,6 +1,6 @@
 //! Reading ONNX models with tract, and naming what this build cannot read.
 //!
-//! facegate links a trimmed tract-onnx (tools/tract-trimmed): it registers the 20 operators that
+//! facegate links a trimmed tract-onnx (vendor/): it registers the 20 operators that
 //! the shipped models and facegate-train's exports use, and with the `onnx-extra-ops` feature 22
 //! more that common small CNNs use, so that the release binary does not carry the other 141. A
 //! model using any other operator must be refused by name before tract builds anything, not with
@@ -59,15 +59,16 @@ pub fn check_operators(model: &ModelProto, reader: &Onnx) -> Result<(), String> 
         named.push(format!("and {} more", missing.len() - MAX_NAMED));
     }
     // Which rebuild would help: the feature only where it adds one of the missing operators.
-    let rebuild = if missing.keys().any(|op| EXTRA_OPERATORS.contains(op))
+    let extra = extra_operators();
+    let rebuild = if missing.keys().any(|op| extra.iter().any(|e| e == op))
         && !cfg!(feature = "onnx-extra-ops")
     {
         format!(
             "build facegate with `--features onnx-extra-ops` (adds {})",
-            EXTRA_OPERATORS.join(", ")
+            extra.join(", ")
         )
     } else {
-        "build facegate with the operator added (tools/tract-trimmed/README.md)".to_string()
+        "build facegate with the operator added (vendor/README.md)".to_string()
     };
     Err(format!(
         "uses ONNX operators this facegate build does not include: {}. It reads models made of \
@@ -77,31 +78,31 @@ pub fn check_operators(model: &ModelProto, reader: &Onnx) -> Result<(), String> 
     ))
 }
 
-/// The operators the `onnx-extra-ops` feature registers (tools/tract-trimmed/make.py's EXTRA).
-const EXTRA_OPERATORS: [&str; 22] = [
-    "AveragePool",
-    "Cast",
-    "Clip",
-    "Concat",
-    "Div",
-    "Gather",
-    "GlobalAveragePool",
-    "HardSigmoid",
-    "LeakyRelu",
-    "MatMul",
-    "Pad",
-    "Pow",
-    "ReduceL2",
-    "ReduceMean",
-    "Shape",
-    "Slice",
-    "Softmax",
-    "Split",
-    "Sqrt",
-    "Squeeze",
-    "Tanh",
-    "Unsqueeze",
-];
+/// The operator lists of the trimmed tract-onnx, from the data file vendor/make.py generates it
+/// from.
+const OPERATOR_LISTS: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/vendor/tract-operators.toml"
+));
+
+#[derive(serde::Deserialize)]
+struct OperatorLists {
+    /// Read by the tests only (the build registers what the vendored crate registers).
+    #[serde(default)]
+    #[cfg_attr(not(test), allow(dead_code))]
+    keep: Vec<String>,
+    extra: Vec<String>,
+}
+
+fn operator_lists() -> OperatorLists {
+    // The file is part of the source tree, checked by the tests below: not input.
+    toml::from_str(OPERATOR_LISTS).unwrap_or_else(|e| panic!("vendor/tract-operators.toml: {e}"))
+}
+
+/// The operators the `onnx-extra-ops` feature registers (`extra` in vendor/tract-operators.toml).
+fn extra_operators() -> Vec<String> {
+    operator_lists().extra
+}
 
 /// How many missing operators an error names, and how much of each name it shows.
 const MAX_NAMED: usize = 8;
@@ -144,10 +145,10 @@ mod tests {
         ] {
             assert!(ops.contains(&op), "{op}");
         }
-        for op in EXTRA_OPERATORS {
-            assert_eq!(ops.contains(&op), extra, "{op}");
+        for op in extra_operators() {
+            assert_eq!(ops.contains(&op.as_str()), extra, "{op}");
         }
-        // Trimmed: the release binary does not carry them (tools/tract-trimmed/make.py).
+        // Trimmed: the release binary does not carry them (vendor/make.py).
         for op in [
             "Einsum",
             "LSTM",
@@ -160,40 +161,22 @@ mod tests {
         }
     }
 
-    /// The quoted names of `set` in tools/tract-trimmed/make.py, which generates the trimmed
-    /// registry. `EXTRA_OPERATORS` copies its EXTRA, and a copy that drifted would misdirect the
-    /// error's advice without failing any other test of a default build.
-    fn make_py_set(set: &str) -> Vec<&'static str> {
-        let script = include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tools/tract-trimmed/make.py"
-        ));
-        let start = script
-            .find(&format!("\n{set} = {{"))
-            .unwrap_or_else(|| panic!("make.py has no {set} set"));
-        let body = &script[start..];
-        let body = &body[..body.find('}').expect("the set closes")];
-        let mut names: Vec<&str> = body.split('"').skip(1).step_by(2).collect();
-        names.sort_unstable();
-        names
-    }
-
+    /// vendor/tract-operators.toml is what vendor/make.py trims tract-onnx to: a list that
+    /// drifted from the vendored crate would misdirect the error's advice.
     #[test]
-    fn the_operator_lists_are_make_py_s() {
-        assert_eq!(
-            make_py_set("EXTRA"),
-            EXTRA_OPERATORS,
-            "copy make.py's EXTRA into EXTRA_OPERATORS"
-        );
+    fn the_registered_operators_are_the_data_file_s() {
+        let lists = operator_lists();
         let reader = reader();
         let mut built = operators(&reader);
         if cfg!(feature = "onnx-extra-ops") {
-            built.retain(|op| !EXTRA_OPERATORS.contains(op));
+            built.retain(|op| !lists.extra.iter().any(|e| e == op));
         }
-        assert_eq!(
-            make_py_set("KEEP"),
-            built,
-            "rerun tools/tract-trimmed/make.py after changing KEEP"
+        let mut keep: Vec<&str> = lists.keep.iter().map(String::as_str).collect();
+        keep.sort_unstable();
+        assert_eq!(keep, built, "rerun vendor/make.py after changing keep");
+        assert!(
+            lists.extra.iter().all(|e| !lists.keep.contains(e)),
+            "an operator is in both lists"
         );
     }
 
@@ -212,7 +195,7 @@ mod tests {
         );
         // The feature adds neither, so the error does not send the user to it.
         assert!(!err.contains("onnx-extra-ops"), "{err}");
-        assert!(err.ends_with("(tools/tract-trimmed/README.md)"), "{err}");
+        assert!(err.ends_with("(vendor/README.md)"), "{err}");
     }
 
     #[test]

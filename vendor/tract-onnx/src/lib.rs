@@ -1,5 +1,5 @@
 #![allow(clippy::len_zero)]
-// Trimmed by facegate's tools/tract-trimmed/make.py: builders of operators it does not
+// Trimmed by facegate's vendor/make.py: builders of operators it does not
 // register stay in the source, unused.
 #![allow(dead_code, unused_imports, unused_variables)]
 #[allow(unused_imports)]

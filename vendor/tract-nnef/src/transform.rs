@@ -154,4 +154,4 @@ impl ModelTransform for PatchTransform {
     }
 }
 
-// facegate: the `patch` transform is not registered (see tools/tract-trimmed/README.md).
+// facegate: the `patch` transform is not registered (see vendor/README.md).

@@ -13,8 +13,13 @@ it puts `#[cfg(feature = "extra-ops")]` in front of the registrations of EXTRA, 
 feature in tract-onnx's Cargo.toml, and adds one `allow` line for the builders left unused. Run
 it after changing KEEP, EXTRA or tract's version, then `git diff` shows exactly what changed:
 
-    tools/tract-trimmed/make.py            # rewrite the copies here
-    tools/tract-trimmed/make.py --check    # exit 1 if the copies here differ from a fresh trim
+    vendor/make.py            # rewrite the copies here
+    vendor/make.py --check    # exit 1 if the copies here differ from a fresh trim
+
+The published crates are read from cargo's registry. This checkout patches them away, so cargo
+never fetches them on its own: `--fetch` first has cargo fetch them through a throwaway package in
+target/tract-pristine (its own workspace, pinned by the root Cargo.lock), which is how CI runs
+`vendor/make.py --fetch --check`.
 """
 import argparse
 import filecmp
@@ -22,33 +27,49 @@ import glob
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
+import tomllib
 
 VERSION = "0.23.9"
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-# Operators every facegate build reads: the shipped SFace (int8, OpenCV Zoo's int8bq, fp32) and
-# YuNet use 17 of them; facegate-train's exports add Identity, its QLinear exports QuantizeLinear
-# and QLinearConv.
-KEEP = {
-    "Add", "BatchNormalization", "Constant", "Conv", "DequantizeLinear", "Dropout", "Flatten",
-    "Gemm", "Identity", "MaxPool", "Mul", "PRelu", "QLinearConv", "QuantizeLinear", "Relu",
-    "Reshape", "Resize", "Sigmoid", "Sub", "Transpose",
-}
-
-# Operators of common small CNN exports (mobile nets, ResNets) for `--model`, registered only
-# with the trimmed tract-onnx's `extra-ops` feature (facegate's `onnx-extra-ops`): about 0.4 MB
-# of an aarch64 binary that the shipped models never run.
-EXTRA = {
-    "AveragePool", "Cast", "Clip", "Concat", "Div", "Gather", "GlobalAveragePool", "HardSigmoid",
-    "LeakyRelu", "MatMul", "Pad", "Pow", "ReduceL2", "ReduceMean", "Shape", "Slice", "Softmax",
-    "Split", "Sqrt", "Squeeze", "Tanh", "Unsqueeze",
-}
+# The operator lists live in one data file that facegate's build reads too.
+with open(os.path.join(HERE, "tract-operators.toml"), "rb") as f:
+    _LISTS = tomllib.load(f)
+KEEP = set(_LISTS["keep"])
+EXTRA = set(_LISTS["extra"])
 EXTRA_FEATURE = "extra-ops"
 
-ALLOW = "// Trimmed by facegate's tools/tract-trimmed/make.py: builders of operators it does not\n" \
+ALLOW = "// Trimmed by facegate's vendor/make.py: builders of operators it does not\n" \
         "// register stay in the source, unused.\n#![allow(dead_code, unused_imports, unused_variables)]\n"
+
+
+def fetch():
+    """Has cargo put the published crates in its registry (crates.io, like any dependency)."""
+    root = os.path.dirname(HERE)
+    pkg = os.path.join(root, "target", "tract-pristine")
+    os.makedirs(os.path.join(pkg, "src"), exist_ok=True)
+    with open(os.path.join(pkg, "Cargo.toml"), "w") as f:
+        f.write(f"""[package]
+name = "tract-pristine"
+version = "0.0.0"
+edition = "2021"
+publish = false
+
+# Its own workspace: the root's [patch] must not apply here.
+[workspace]
+
+[dependencies]
+tract-onnx = {{ version = "={VERSION}", default-features = false }}
+tract-nnef = {{ version = "={VERSION}", default-features = false }}
+""")
+    with open(os.path.join(pkg, "src", "lib.rs"), "w") as f:
+        f.write("")
+    shutil.copyfile(os.path.join(root, "Cargo.lock"), os.path.join(pkg, "Cargo.lock"))
+    subprocess.run(["cargo", "fetch", "--quiet", "--manifest-path", os.path.join(pkg, "Cargo.toml")],
+                   check=True)
 
 
 def registry_crate(name):
@@ -56,7 +77,7 @@ def registry_crate(name):
     found = sorted(glob.glob(os.path.join(home, "registry/src/*", f"{name}-{VERSION}")))
     if not found:
         sys.exit(f"{name} {VERSION} is not in cargo's registry under {home}: "
-                 f"run `cargo fetch` in a checkout that does not patch it, or set CARGO_HOME")
+                 f"run with --fetch, or set CARGO_HOME")
     return found[0]
 
 
@@ -141,7 +162,7 @@ def add_feature(manifest):
     if "\n[features]\n" not in text:
         sys.exit(f"tract-onnx {VERSION}: no [features] table in {manifest}")
     text = text.replace("\n[features]\n", "\n[features]\n# facegate: registers the operators of "
-                        f"tools/tract-trimmed/make.py's EXTRA.\n{EXTRA_FEATURE} = []\n", 1)
+                        f"vendor/make.py's EXTRA.\n{EXTRA_FEATURE} = []\n", 1)
     with open(manifest, "w") as f:
         f.write(text)
 
@@ -155,7 +176,7 @@ def trim_nnef(dst):
         sys.exit(f"tract-nnef {VERSION}: the `patch` transform's registration is not where expected")
     end = text.index("\n}\n", start) + 3
     text = text[:start] + ("// facegate: the `patch` transform is not registered (see "
-                           "tools/tract-trimmed/README.md).\n") + text[end:]
+                           "vendor/README.md).\n") + text[end:]
     with open(path, "w") as f:
         f.write(text)
     add_allow(os.path.join(dst, "src/lib.rs"))
@@ -201,7 +222,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--check", action="store_true",
                     help="compare the copies here with a fresh trim instead of rewriting them")
+    ap.add_argument("--fetch", action="store_true",
+                    help="first have cargo fetch the published crates (see above)")
     args = ap.parse_args()
+    if args.fetch:
+        fetch()
     with tempfile.TemporaryDirectory() as tmp:
         generate(tmp)
         for name in ("tract-onnx", "tract-nnef"):

@@ -22,6 +22,8 @@ pub mod store;
 
 pub mod live;
 
+pub mod events;
+
 pub mod access;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;

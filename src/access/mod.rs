@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::live::recognizer::Event;
-use crate::live::tracker::EventKind;
+use crate::events::Event;
+use crate::events::EventKind;
 use actions::{Gpio, Job, Runner};
 use rules::{Action, Rule, Rules};
 
@@ -273,7 +273,7 @@ fn env_of(d: &Decision, json: &str) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::cascade::Rect;
+    use crate::imaging::rect::Rect;
     use actions::RecordingGpio;
 
     const FILE: &str = r#"

@@ -133,6 +133,14 @@ pub struct Rules {
 const MAX_RULES: usize = 1000;
 
 impl Rules {
+    /// Reads and checks a rules file against the people enrolled.
+    pub fn read(path: &std::path::Path, people: &[String]) -> Result<Rules, String> {
+        use crate::support::{limits, terminal};
+        let text = limits::read_text(path, limits::MAX_CONFIG_BYTES, "rules file")
+            .map_err(|e| format!("rules {}: {e}", terminal::path(path)))?;
+        Rules::parse(&text, people).map_err(|e| format!("rules {}: {e}", terminal::path(path)))
+    }
+
     /// Parses and checks a rules file against the enrolled `people`.
     pub fn parse(text: &str, people: &[String]) -> Result<Rules, String> {
         let file: File =

@@ -40,3 +40,24 @@ mod tests {
         assert_eq!(luma(10, 200, 30), 124);
     }
 }
+
+/// A borrowed 8-bit grey image; `stride` is the distance between rows in bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct GreyView<'a> {
+    pub data: &'a [u8],
+    pub width: usize,
+    pub height: usize,
+    pub stride: usize,
+}
+
+impl<'a> GreyView<'a> {
+    /// A view of a tightly packed image; `None` if `data` is too short.
+    pub fn new(data: &'a [u8], width: usize, height: usize) -> Option<Self> {
+        (data.len() >= width * height).then_some(GreyView {
+            data,
+            width,
+            height,
+            stride: width,
+        })
+    }
+}

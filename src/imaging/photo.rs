@@ -29,8 +29,8 @@ impl Photo {
         self.rgb.height() as usize
     }
 
-    pub fn grey_view(&self) -> crate::detect::cascade::GreyView<'_> {
-        crate::detect::cascade::GreyView {
+    pub fn grey_view(&self) -> crate::imaging::grey::GreyView<'_> {
+        crate::imaging::grey::GreyView {
             data: &self.grey,
             width: self.width(),
             height: self.height(),

@@ -2,8 +2,11 @@
 //! strangers grouped, and visits turned into events.
 
 pub mod capture;
-pub mod events;
+pub mod follow;
 pub mod frames;
 pub mod recognizer;
+pub mod run;
+pub mod sinks;
+pub mod source;
 pub mod strangers;
 pub mod tracker;

@@ -5,32 +5,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use image::RgbImage;
 
-use crate::detect::cascade::Rect;
 use crate::embed::Embedder;
+use crate::events::Event;
+use crate::events::EventKind;
+use crate::imaging::rect::Rect;
 use crate::live::capture::Frame;
 use crate::live::strangers::Strangers;
-use crate::live::tracker::{Decision, EventKind, TrackEvent, Tracker, TrackerConfig, Vote};
+use crate::live::tracker::{Decision, TrackEvent, Tracker, TrackerConfig, Vote};
 use crate::recognize::matcher::Matcher;
 use crate::recognize::{Candidate, Face, FaceFinder};
 use crate::store::gallery::Person;
-
-/// Something worth telling the world about.
-#[derive(Debug, Clone)]
-pub struct Event {
-    /// Capture time of the frame that completed the event, seconds since the Unix epoch.
-    pub ts: f64,
-    pub kind: EventKind,
-    pub name: Option<String>,
-    pub score: f32,
-    pub rect: Rect,
-    pub track: u64,
-    pub frame: u64,
-    /// The face's box, with a margin, cut from the frame (identified and unknown events), for
-    /// snapshots.
-    pub face: Option<RgbImage>,
-    /// Unknown events: the recurring stranger the face was grouped with (see [`Strangers`]).
-    pub unknown_id: Option<String>,
-}
 
 /// What a track in view has decided so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -274,7 +258,7 @@ impl Recognizer {
         for e in tracked {
             let face = e
                 .detection
-                .map(|_| face_snapshot(&frame.photo.rgb, &e.rect));
+                .map(|_| crate::imaging::crop::face_snapshot(&frame.photo.rgb, &e.rect));
             // The face that decided "unknown" was embedded in this frame: group it.
             let stranger = match (e.kind, e.detection) {
                 (EventKind::Unknown, Some(d)) => wanted
@@ -344,37 +328,4 @@ impl Recognizer {
             unknown_id: None,
         }
     }
-}
-
-/// The face in `r` with a margin of a quarter of its size on every side, clipped to the frame:
-/// snapshots show the head, and a face detector can find the face in them again (the "this is
-/// NAME" correction enrolls from one).
-pub fn face_snapshot(rgb: &RgbImage, r: &Rect) -> RgbImage {
-    cut(rgb, &with_margin(r))
-}
-
-fn with_margin(r: &Rect) -> Rect {
-    let (mx, my) = (r.w / 4, r.h / 4);
-    Rect {
-        x: r.x - mx,
-        y: r.y - my,
-        w: r.w + 2 * mx,
-        h: r.h + 2 * my,
-    }
-}
-
-/// The part of `rgb` inside `r`, clipped to the frame (at least one pixel).
-fn cut(rgb: &RgbImage, r: &Rect) -> RgbImage {
-    let (w, h) = (rgb.width() as i32, rgb.height() as i32);
-    let (x0, y0) = (r.x.clamp(0, w - 1), r.y.clamp(0, h - 1));
-    let x1 = (r.x + r.w).clamp(x0 + 1, w);
-    let y1 = (r.y + r.h).clamp(y0 + 1, h);
-    image::imageops::crop_imm(
-        rgb,
-        x0 as u32,
-        y0 as u32,
-        (x1 - x0) as u32,
-        (y1 - y0) as u32,
-    )
-    .to_image()
 }

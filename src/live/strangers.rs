@@ -12,14 +12,16 @@
 //! lock; every change re-reads the file first, so `facegate unknowns enroll` run beside a live
 //! `watch` loses nothing.
 
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use crate::embed::{cosine, normalized};
-use crate::store::gallery::{lock_file, write_atomic, ModelInfo};
+use crate::store::gallery::ModelInfo;
+use crate::store::lock::WriteLock;
+use crate::support::durable;
 use crate::support::limits;
 
 const INDEX: &str = "unknowns.json";
@@ -177,7 +179,7 @@ impl Strangers {
                 .map_or(0, |k| k + 1);
             let name = format!("{}-{k}.png", c.id);
             let png = crate::recognize::enrollment::png(crop)?;
-            write_atomic(&self.dir.join(&name), &png).map_err(|e| e.to_string())?;
+            durable::write_or_say(&self.dir.join(&name), &png)?;
             c.shots.push(StrangerShot {
                 crop: name,
                 width,
@@ -229,12 +231,9 @@ impl Strangers {
         Ok(cluster)
     }
 
-    fn lock(&self) -> Result<File, String> {
+    fn lock(&self) -> Result<WriteLock, String> {
         let path = self.dir.join(LOCK);
-        let file = lock_file(&self.dir, LOCK).map_err(|e| err(&path, e))?;
-        file.lock()
-            .map_err(|e| err(&path, format!("cannot lock: {e}")))?;
-        Ok(file)
+        WriteLock::wait(&self.dir, LOCK).map_err(|e| err(&path, e))
     }
 
     fn read(&self) -> Result<Index, String> {
@@ -294,7 +293,7 @@ impl Strangers {
 
     fn write(&self, index: &Index) -> Result<(), String> {
         let text = serde_json::to_string(index).map_err(|e| err(&self.dir, e))?;
-        write_atomic(&self.dir.join(INDEX), text.as_bytes()).map_err(|e| e.to_string())
+        durable::write_or_say(&self.dir.join(INDEX), text.as_bytes())
     }
 }
 

@@ -9,7 +9,8 @@
 
 use std::collections::VecDeque;
 
-use crate::detect::cascade::Rect;
+use crate::events::EventKind;
+use crate::imaging::rect::Rect;
 
 #[derive(Debug, Clone, Copy)]
 pub struct TrackerConfig {
@@ -72,13 +73,6 @@ pub struct Vote {
 pub enum Decision {
     Identified(usize),
     Unknown,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventKind {
-    Identified,
-    Unknown,
-    Left,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -13,8 +13,8 @@ use std::collections::HashMap;
 use serde_json::{json, Map, Value};
 
 use super::{check_topic, Message, Publisher, Session};
-use crate::live::recognizer::Event;
-use crate::live::tracker::EventKind;
+use crate::events::Event;
+use crate::events::EventKind;
 use crate::store::gallery::Person;
 
 const ORIGIN_URL: &str = "https://github.com/facegate/facegate";
@@ -247,7 +247,7 @@ impl HomeAssistant {
 
     /// An event: the event entity, presence, the last person and the latest face.
     pub fn event(&mut self, publisher: &Publisher, e: &Event) {
-        let kind = crate::live::events::kind_name(e.kind);
+        let kind = crate::events::kind_name(e.kind);
         let payload = json!({
             "event_type": kind,
             "name": e.name,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use image::RgbImage;
 
-use crate::detect::cascade::Rect;
+use crate::imaging::rect::Rect;
 
 /// Thumbnail height in pixels.
 const THUMB: u32 = 112;
@@ -110,7 +110,7 @@ fn thumbnail(thumb: &Thumb, cache: &mut Option<(PathBuf, RgbImage)>) -> Result<R
         return Err("no image".into());
     };
     let face = match rect {
-        Some(r) => crate::live::recognizer::face_snapshot(rgb, &r),
+        Some(r) => crate::imaging::crop::face_snapshot(rgb, &r),
         None => rgb.clone(),
     };
     let (w, h) = face.dimensions();

@@ -10,6 +10,7 @@
 //! A change writes a new data file, then a new `index.json` naming it, each atomically; a crash
 //! leaves the previous index whole, and the next writer sweeps what the crash left.
 
+pub mod build;
 pub mod contact_sheet;
 pub mod nearest;
 pub mod scan;
@@ -22,9 +23,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::detect::cascade::Rect;
 use crate::embed::model_card::sha256_hex;
-use crate::store::gallery::{lock_file, write_atomic, ModelInfo};
+use crate::imaging::rect::Rect;
+use crate::store::gallery::ModelInfo;
+pub use crate::store::lock::WriteLock;
+use crate::support::durable;
 use crate::support::limits;
 
 pub use store::Data;
@@ -84,11 +87,6 @@ pub struct PhotoIndex {
     /// Which photo each face belongs to.
     face_photo: Vec<usize>,
     generation: Option<String>,
-}
-
-/// Held while an index is written; a second writer is refused rather than made to wait.
-pub struct WriteLock {
-    _file: File,
 }
 
 fn err(path: &Path, problem: impl std::fmt::Display) -> String {
@@ -255,14 +253,13 @@ impl PhotoIndex {
     /// Takes the write lock, refusing when another process holds it.
     pub fn lock(dir: &Path) -> Result<WriteLock, String> {
         let path = dir.join(LOCK);
-        let file = lock_file(dir, LOCK).map_err(|e| err(&path, e))?;
-        match file.try_lock() {
-            Ok(()) => Ok(WriteLock { _file: file }),
-            Err(fs::TryLockError::WouldBlock) => Err(err(
+        // A second writer is refused rather than made to wait.
+        match WriteLock::try_take(dir, LOCK).map_err(|e| err(&path, e))? {
+            Some(lock) => Ok(lock),
+            None => Err(err(
                 dir,
                 "another facegate is writing this index; wait for it to finish",
             )),
-            Err(fs::TryLockError::Error(e)) => Err(err(&path, format!("cannot lock: {e}"))),
         }
     }
 
@@ -341,8 +338,8 @@ impl PhotoIndex {
             faces: data.faces.len(),
         };
         let text = serde_json::to_string_pretty(&index).map_err(|e| err(dir, e))?;
-        write_atomic(&dir.join(&name), &bytes).map_err(|e| e.to_string())?;
-        write_atomic(&dir.join(INDEX), text.as_bytes()).map_err(|e| e.to_string())?;
+        durable::write_or_say(&dir.join(&name), &bytes)?;
+        durable::write_or_say(&dir.join(INDEX), text.as_bytes())?;
         if let Some(old) = previous {
             let _ = fs::remove_file(dir.join(old));
         }

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use sha2::{Digest, Sha256};
 
 use super::{FaceEntry, PhotoEntry};
-use crate::detect::cascade::Rect;
+use crate::imaging::rect::Rect;
 
 const MAGIC: &[u8; 8] = b"FGIDX\x00\x01\x00";
 /// Longest stored path, in bytes (Linux's PATH_MAX).

@@ -10,23 +10,13 @@ use image::imageops::FilterType;
 use image::RgbImage;
 
 use crate::align;
-use crate::detect::cascade::{DetectParams, Detector, Rect};
+use crate::detect::cascade::{DetectParams, Detector};
 use crate::detect::yunet::YuNet;
+use crate::detect::DetectorKind;
 use crate::embed::model_card::Alignment;
 use crate::embed::Embedder;
 use crate::imaging::photo::Photo;
-
-/// Which detector finds the faces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum DetectorKind {
-    /// OpenCV's default Haar cascade, then YuNet landmarks inside each box (boxes where YuNet
-    /// finds no face are dropped).
-    Haar,
-    /// OpenCV's improved LBP cascade, then YuNet landmarks inside each box.
-    Lbp,
-    /// YuNet on the whole photo (boxes and landmarks).
-    Yunet,
-}
+use crate::imaging::rect::Rect;
 
 /// A face ready for matching.
 #[derive(Debug, Clone)]
@@ -318,7 +308,7 @@ fn detect_scaled(
     );
     small.resize((w * h) as usize, 0);
     resizer.resize(photo.grey_view(), small, w as usize, h as usize);
-    let view = crate::detect::cascade::GreyView {
+    let view = crate::imaging::grey::GreyView {
         data: small,
         width: w as usize,
         height: h as usize,

@@ -4,10 +4,11 @@
 use std::path::Path;
 
 use crate::detect::cascade::Detector;
+use crate::detect::DetectorKind;
 use crate::embed::{Embedder, Precision, DEFAULT_BATCH};
 use crate::imaging::photo::{self, Photo};
 use crate::recognize::models;
-use crate::recognize::{DetectorKind, Face, FaceFinder};
+use crate::recognize::{Face, FaceFinder};
 use crate::store::gallery::{Gallery, ModelInfo};
 
 pub struct Pipeline {

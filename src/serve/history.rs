@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde::Serialize;
 
-use crate::live::events::BoxJson;
-use crate::live::recognizer::Event;
+use crate::events::BoxJson;
+use crate::events::Event;
 
 pub const DATABASE: &str = "events.db";
 pub const SNAPSHOTS: &str = "snapshots";
@@ -204,7 +204,7 @@ impl History {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![
                     (e.ts * 1e3).round() / 1e3,
-                    crate::live::events::kind_name(e.kind),
+                    crate::events::kind_name(e.kind),
                     e.name,
                     ((e.score * 1e4).round() / 1e4) as f64,
                     e.rect.x,
@@ -220,8 +220,7 @@ impl History {
         if let Some(jpeg) = snapshot {
             // The row first, then the file: a crash in between leaves an event without a
             // picture, never a picture that a later event's id would claim.
-            crate::store::gallery::write_atomic(&self.snapshot_path(id), jpeg)
-                .map_err(|err| err.to_string())?;
+            crate::support::durable::write_or_say(&self.snapshot_path(id), jpeg)?;
             self.db
                 .execute("UPDATE events SET snapshot = 1 WHERE id = ?1", [id])
                 .map_err(|err| self.fail(err))?;
@@ -463,8 +462,8 @@ fn describe(e: &rusqlite::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::cascade::Rect;
-    use crate::live::tracker::EventKind;
+    use crate::events::EventKind;
+    use crate::imaging::rect::Rect;
 
     fn event(ts: f64, kind: EventKind, name: Option<&str>) -> Event {
         Event {

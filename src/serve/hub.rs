@@ -144,11 +144,11 @@ impl Hub {
     }
 
     /// Publishes a stored event (its JSON) to live subscribers.
-    pub fn publish_event(&self, kind: crate::live::tracker::EventKind, json: Arc<str>) {
+    pub fn publish_event(&self, kind: crate::events::EventKind, json: Arc<str>) {
         let i = match kind {
-            crate::live::tracker::EventKind::Identified => 0,
-            crate::live::tracker::EventKind::Unknown => 1,
-            crate::live::tracker::EventKind::Left => 2,
+            crate::events::EventKind::Identified => 0,
+            crate::events::EventKind::Unknown => 1,
+            crate::events::EventKind::Left => 2,
         };
         self.event_counts[i].fetch_add(1, Ordering::Relaxed);
         // No subscriber is not an error: nobody is watching.

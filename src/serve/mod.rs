@@ -8,6 +8,7 @@ pub mod auth;
 mod gzipped;
 pub mod history;
 pub mod hub;
+pub mod live_sink;
 pub mod pending;
 pub mod recorder;
 pub mod state_dir;

@@ -5,7 +5,7 @@
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
-use crate::live::recognizer::Event;
+use crate::events::Event;
 use crate::serve::history::{History, Retention};
 use crate::serve::hub::Hub;
 

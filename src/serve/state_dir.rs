@@ -2,7 +2,6 @@
 //! token.
 
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 const LOCK: &str = "serve.lock";
@@ -105,15 +104,6 @@ fn read_token(path: &Path) -> Result<String, String> {
 
 /// Writes a file only its owner can read, atomically.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let tmp = path.with_extension("tmp");
-    let fail =
-        |e: std::io::Error| format!("cannot write {}: {e}", crate::support::terminal::path(path));
-    let mut options = File::options();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut f = options.open(&tmp).map_err(fail)?;
-    f.write_all(bytes).map_err(fail)?;
-    f.sync_all().map_err(fail)?;
-    std::fs::rename(&tmp, path).map_err(fail)
+    crate::support::durable::write_private(path, bytes)
+        .map_err(|e| format!("cannot write {}: {e}", crate::support::terminal::path(path)))
 }

@@ -1,3 +1,5 @@
-//! What facegate keeps on disk: the gallery of enrolled people.
+//! What facegate keeps on disk: the gallery of enrolled people, written through
+//! [`crate::support::durable`] under one kind of lock.
 
 pub mod gallery;
+pub mod lock;

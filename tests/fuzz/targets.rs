@@ -3,7 +3,8 @@
 // through exactly the code that was fuzzed. Each returns nothing: the property checked is that
 // no input panics, aborts, hangs or allocates without bound.
 
-use facegate::detect::cascade::{Cascade, DetectParams, Detector, GreyView};
+use facegate::detect::cascade::{Cascade, DetectParams, Detector};
+use facegate::imaging::grey::GreyView;
 use facegate::embed::model_card::{sha256_hex, ModelCard};
 use facegate::imaging::photo;
 use facegate::live::frames::mjpeg::{MjpegSplitter, SplitError};

@@ -8,7 +8,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use facegate::recognize::evaluate::Rng;
+use facegate::support::rng::Rng;
 use image::imageops::FilterType;
 use image::{GrayImage, RgbImage};
 

@@ -2,7 +2,8 @@
 //! open-set identification, all on cosine similarity of unit-length embeddings.
 
 use facegate::embed::cosine;
-use facegate::recognize::evaluate::{draw, Embedded, Rng};
+use facegate::recognize::evaluate::{draw, Embedded};
+use facegate::support::rng::Rng;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]

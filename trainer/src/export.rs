@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use burn::prelude::*;
 use facegate::embed::model_card::{Alignment, ChannelOrder, InputSpec, ModelCard, Threshold};
+use facegate::support::durable;
 use serde::Serialize;
 
 use crate::data::Dataset;
@@ -73,14 +74,6 @@ fn card(a: &Artefact, file: &str, bytes: &[u8], form: &str, side: usize, dim: us
         license: "Apache-2.0 (trained by facegate-train; check the training data's terms)".into(),
         source: a.source.clone(),
     }
-}
-
-/// Writes through a temporary file and a rename: an interrupted write leaves the old file.
-pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), String> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, data)
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 pub fn tract_plan(
@@ -219,11 +212,11 @@ pub fn export(
         (format!("{stem}_int8.onnx"), &int8_bytes, "qdq"),
     ];
     for (file, bytes, form) in &files {
-        write_atomic(&dir.join(file), bytes)?;
+        durable::write_or_say(&dir.join(file), bytes)?;
         let c = card(artefact, file, bytes, form, side, dim);
         let json = serde_json::to_string_pretty(&c).map_err(|e| e.to_string())?;
         let card_path = dir.join(file.replace(".onnx", ".json"));
-        write_atomic(&card_path, json.as_bytes())?;
+        durable::write_or_say(&card_path, json.as_bytes())?;
         // The runtime must accept what was written: the card, the checksum and the network.
         facegate::embed::Embedder::load(&card_path).map_err(|e| e.to_string())?;
     }

@@ -7,7 +7,7 @@
 use burn::prelude::*;
 use burn::tensor::Int;
 
-use facegate::recognize::evaluate::Rng;
+use facegate::support::rng::Rng;
 
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,

@@ -529,7 +529,7 @@ fn prepare(
 }
 
 fn write(path: &Path, text: &str) -> Result<(), String> {
-    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+    facegate::support::durable::write_or_say(path, text.as_bytes())
 }
 
 fn run_train(a: TrainArgs) -> Result<(), String> {

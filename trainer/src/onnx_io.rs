@@ -431,47 +431,14 @@ struct Constant {
     values: Vec<f32>,
 }
 
+/// The values of an initializer, decoded by the same code the board's loader uses.
 fn tensor_values(t: &pb::TensorProto) -> Result<Vec<f32>, String> {
-    use pb::tensor_proto::DataType;
-    let dt = t.data_type;
-    let raw = &t.raw_data;
-    let v = if dt == DataType::Float as i32 {
-        if !t.float_data.is_empty() {
-            t.float_data.clone()
-        } else {
-            raw.chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect()
-        }
-    } else if dt == DataType::Int8 as i32 {
-        if !t.int32_data.is_empty() {
-            t.int32_data.iter().map(|&v| v as f32).collect()
-        } else {
-            raw.iter().map(|&b| b as i8 as f32).collect()
-        }
-    } else if dt == DataType::Uint8 as i32 {
-        if !t.int32_data.is_empty() {
-            t.int32_data.iter().map(|&v| v as f32).collect()
-        } else {
-            raw.iter().map(|&b| b as f32).collect()
-        }
-    } else if dt == DataType::Int64 as i32 {
-        if !t.int64_data.is_empty() {
-            t.int64_data.iter().map(|&v| v as f32).collect()
-        } else {
-            raw.chunks_exact(8)
-                .map(|b| {
-                    i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32
-                })
-                .collect()
-        }
-    } else {
-        return Err(format!(
-            "tensor {} has data type {dt}, which the importer does not read",
-            t.name
-        ));
-    };
-    Ok(v)
+    facegate::embed::onnx_prep::tensor::f32_values(t).ok_or_else(|| {
+        format!(
+            "tensor {} has data type {}, which the importer does not read",
+            t.name, t.data_type
+        )
+    })
 }
 
 fn attr<'a>(node: &'a pb::NodeProto, name: &str) -> Option<&'a pb::AttributeProto> {

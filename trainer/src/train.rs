@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use burn::optim::{AdamConfig, AdamWConfig, GradientsParams};
 use burn::prelude::*;
-use facegate::recognize::evaluate::Rng;
+use facegate::support::rng::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::data::Dataset;
@@ -703,8 +703,8 @@ fn save_checkpoint(dir: &Path, net: &Net, state: &Checkpoint) -> Result<(), Stri
     let (onnx, json) = checkpoint_paths(dir);
     let bytes = onnx_io::export(net, ExportOptions::checkpoint());
     let text = serde_json::to_string_pretty(state).map_err(|e| e.to_string())?;
-    crate::export::write_atomic(&onnx, &bytes)?;
-    crate::export::write_atomic(&json, text.as_bytes())
+    facegate::support::durable::write_or_say(&onnx, &bytes)?;
+    facegate::support::durable::write_or_say(&json, text.as_bytes())
 }
 
 pub fn load_checkpoint(dir: &Path, device: &Device) -> Result<(Net, Checkpoint), String> {

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use facegate::detect::cascade::Rect;
 use facegate::imaging::photo;
+use facegate::imaging::rect::Rect;
 
 use crate::detect::SearchArgs;
 
@@ -207,8 +207,10 @@ pub fn embed(args: EmbedArgs) -> Result<ExitCode, String> {
         );
     }
     if let Some(path) = &args.embeddings_out {
-        std::fs::write(path, serde_json::Value::Object(dump).to_string())
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        facegate::support::durable::write_or_say(
+            path,
+            serde_json::Value::Object(dump).to_string().as_bytes(),
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -225,7 +227,7 @@ pub struct MatchArgs {
 }
 
 /// A random unit vector of `dim` values (the benchmarks' stand-in for embeddings).
-pub fn random_unit(rng: &mut facegate::recognize::evaluate::Rng, dim: usize) -> Vec<f32> {
+pub fn random_unit(rng: &mut facegate::support::rng::Rng, dim: usize) -> Vec<f32> {
     let v: Vec<f32> = (0..dim)
         .map(|_| (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
         .collect();
@@ -235,7 +237,7 @@ pub fn random_unit(rng: &mut facegate::recognize::evaluate::Rng, dim: usize) -> 
 /// Median milliseconds to find the best of `people` random unit vectors for each of `repeat`
 /// random queries.
 pub fn match_median_ms(
-    rng: &mut facegate::recognize::evaluate::Rng,
+    rng: &mut facegate::support::rng::Rng,
     people: usize,
     dim: usize,
     repeat: usize,
@@ -258,7 +260,7 @@ pub fn match_median_ms(
 }
 
 pub fn matching(args: MatchArgs) -> Result<ExitCode, String> {
-    let mut rng = facegate::recognize::evaluate::Rng::new(42);
+    let mut rng = facegate::support::rng::Rng::new(42);
     let mut first: Option<f64> = None;
     for &n in &args.people {
         let median = match_median_ms(&mut rng, n, args.dim, args.repeat);

@@ -15,7 +15,7 @@ use facegate::embed::{cosine, Embedder, Float, Precision};
 
 use crate::bench_watch::{compose, face_tile, peak_rss_mb, run_scene};
 use crate::faces::ModelArgs;
-use crate::watch::{recognizer_for, TrackingArgs};
+use crate::watch::TrackingArgs;
 
 #[derive(clap::Args)]
 pub struct BenchBoardArgs {
@@ -92,7 +92,7 @@ pub fn run(args: BenchBoardArgs) -> Result<ExitCode, String> {
         format!(
             "{:.3}",
             crate::bench::match_median_ms(
-                &mut facegate::recognize::evaluate::Rng::new(7),
+                &mut facegate::support::rng::Rng::new(7),
                 MATCH_PEOPLE,
                 pipeline.embedder.card().embedding_dim,
                 51
@@ -101,7 +101,7 @@ pub fn run(args: BenchBoardArgs) -> Result<ExitCode, String> {
     ));
 
     let precision = pipeline.embedder.float();
-    let mut recognizer = recognizer_for(pipeline, &[], &args.tracking)?;
+    let mut recognizer = args.tracking.tuning().recognizer(pipeline, &[])?;
     for threads in [1, cores] {
         let (fps, totals) = run_scene(&mut recognizer, &scene, args.frames, threads)?;
         let [detect, landmarks, ..] = totals.per_frame_ms();

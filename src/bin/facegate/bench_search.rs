@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use facegate::detect::cascade::Rect;
+use facegate::imaging::rect::Rect;
 use facegate::photo_index::nearest::nearest;
 use facegate::photo_index::{FaceEntry, PhotoEntry, PhotoIndex, Record};
 use facegate::recognize::matcher::dot;
@@ -31,7 +31,7 @@ pub struct BenchSearchArgs {
 }
 
 pub fn run(args: BenchSearchArgs) -> Result<ExitCode, String> {
-    let mut rng = facegate::recognize::evaluate::Rng::new(7);
+    let mut rng = facegate::support::rng::Rng::new(7);
     let mut unit = |dim: usize| crate::bench::random_unit(&mut rng, dim);
     for &n in &args.faces {
         let mut matrix = Vec::with_capacity(n * args.dim);

@@ -18,7 +18,7 @@ use facegate::live::frames::{FrameSource, Next};
 use facegate::live::recognizer::{Recognizer, StageTotals};
 
 use crate::faces::{ModelArgs, Pipeline};
-use crate::watch::{recognizer_for, TrackingArgs};
+use crate::watch::TrackingArgs;
 
 #[derive(clap::Args)]
 pub struct BenchWatchArgs {
@@ -152,7 +152,7 @@ pub fn run(args: BenchWatchArgs) -> Result<ExitCode, String> {
     ];
     // One recognizer serves every run, as one `watch` process would: the peak memory reported
     // below is then that of a single pipeline.
-    let mut recognizer = recognizer_for(pipeline, &[], &args.tracking)?;
+    let mut recognizer = args.tracking.tuning().recognizer(pipeline, &[])?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
         "640x480 frames, {} per run, detection at up to {} px for faces from {} px (scale factor {}), decided faces re-embedded every {} frames",

@@ -5,7 +5,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use facegate::detect::cascade::{Cascade, DetectParams, Detector, Rect};
+use facegate::detect::cascade::{Cascade, DetectParams, Detector};
+use facegate::imaging::rect::Rect;
 use facegate::{imaging::draw, imaging::photo, recognize::models};
 
 /// How the cascade search runs: shared by `detect` and `bench`.

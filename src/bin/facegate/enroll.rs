@@ -261,7 +261,7 @@ fn shots_from_stream(args: &EnrollArgs, pipeline: &mut Pipeline) -> Result<Vec<S
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let _ = ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed));
-    let capture = Capture::start(source.opener()?, stop.clone())?;
+    let capture = Capture::start(source.spec().opener()?, stop.clone())?;
     let prompts = PROMPTS;
     println!(
         "Enrolling {} from {}: {}.",

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use facegate::imaging::photo;
 use facegate::recognize::enrollment::{check_shot, Gate};
-use facegate::recognize::evaluate::{self, Dataset, DrawResult, Embedded, Rng};
+use facegate::recognize::evaluate::{self, Dataset, DrawResult, Embedded};
+use facegate::support::rng::Rng;
 
 use crate::faces::{ModelArgs, Pipeline};
 

@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
+use facegate::detect::DetectorKind;
 use facegate::embed::Precision;
 pub use facegate::recognize::pipeline::Pipeline;
 use facegate::recognize::pipeline::PipelineConfig;
-use facegate::recognize::DetectorKind;
 
 #[derive(clap::Args, Clone)]
 pub struct ModelArgs {

@@ -35,7 +35,7 @@ pub fn run(args: RulesArgs) -> Result<ExitCode, String> {
             let pipeline = model.load()?;
             let g = pipeline.open_gallery(&gallery.gallery)?;
             let people: Vec<String> = g.people().iter().map(|p| p.entry.name.clone()).collect();
-            let rules = crate::watch::read_rules(&file, &people)?;
+            let rules = facegate::access::rules::Rules::read(&file, &people)?;
             print!("{}", rules.explain(&people));
             Ok(ExitCode::SUCCESS)
         }

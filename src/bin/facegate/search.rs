@@ -8,7 +8,7 @@ use facegate::imaging::photo;
 use facegate::photo_index::contact_sheet::{self, Section, Thumb};
 use facegate::photo_index::nearest::{nearest, Hit};
 use facegate::photo_index::PhotoIndex;
-use facegate::store::gallery::{write_atomic, Gallery};
+use facegate::store::gallery::Gallery;
 use facegate::support::terminal;
 
 use crate::faces::{ModelArgs, Pipeline};
@@ -46,7 +46,7 @@ struct Probe {
     /// The query as given (a path or a name).
     query: String,
     /// The face's box in the query photo (for --all-faces output).
-    rect: Option<facegate::detect::cascade::Rect>,
+    rect: Option<facegate::imaging::rect::Rect>,
     embedding: Vec<f32>,
     thumb: Option<Thumb>,
     /// The index's entry for the query photo, whose faces are left out of the results.
@@ -124,8 +124,10 @@ pub fn run(args: SearchArgs) -> Result<ExitCode, String> {
         }
     }
     if let Some(path) = &args.html {
-        write_atomic(path, contact_sheet::render(&sections).as_bytes())
-            .map_err(|e| e.to_string())?;
+        facegate::support::durable::write_or_say(
+            path,
+            contact_sheet::render(&sections).as_bytes(),
+        )?;
         eprintln!(
             "facegate: contact sheet written to {}",
             terminal::path(path)

@@ -5,18 +5,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use facegate::live::capture::Frame;
-use facegate::live::recognizer::{Event, Recognizer};
 use facegate::serve::history::{History, Retention};
 use facegate::serve::hub::Hub;
-use facegate::serve::recorder::{Record, Recorder};
+use facegate::serve::live_sink::ToServer;
+use facegate::serve::recorder::Recorder;
 use facegate::serve::state_dir::StateDir;
 use facegate::serve::{App, Server};
-use facegate::store::gallery::Person;
 
-use crate::watch::{Observer, WatchArgs};
+use crate::watch::WatchArgs;
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
@@ -54,45 +52,6 @@ impl ServeArgs {
             Some(d) if !d.is_empty() => PathBuf::from(d),
             _ => PathBuf::from("state"),
         }
-    }
-}
-
-/// Frames per second over windows of this length.
-const FPS_WINDOW: Duration = Duration::from_secs(2);
-
-/// Feeds the pipeline's frames and events to the server's hub and the history.
-struct ToServer {
-    hub: Arc<Hub>,
-    recorder: Recorder,
-    window: (Instant, u64),
-}
-
-impl Observer for ToServer {
-    fn started(&mut self, source: &str, _people: &[Person]) {
-        self.hub.set_stats(|s| s.source = source.to_string());
-    }
-
-    fn frame(&mut self, frame: Frame, recognizer: &Recognizer, dropped: u64) {
-        let totals = recognizer.totals();
-        let elapsed = self.window.0.elapsed();
-        let fps = (elapsed >= FPS_WINDOW).then(|| {
-            let fps = (totals.frames - self.window.1) as f64 / elapsed.as_secs_f64();
-            self.window = (Instant::now(), totals.frames);
-            fps
-        });
-        self.hub.record_totals(&totals, dropped, fps);
-        let in_view = recognizer.in_view();
-        // The frame is done with: its pixels move into the hub without a copy.
-        self.hub
-            .frame_done(frame.number, Arc::new(frame.photo.rgb), in_view);
-    }
-
-    fn event(&mut self, event: &Event) {
-        self.recorder.send(Record::Event(event.clone()));
-    }
-
-    fn decision(&mut self, decision: &facegate::access::Decision) {
-        self.recorder.send(Record::Decision(decision.clone()));
     }
 }
 
@@ -136,12 +95,13 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
         facegate::support::terminal::path(&state.dir)
     );
 
-    let mut observer = ToServer {
-        hub: hub.clone(),
-        recorder,
-        window: (Instant::now(), 0),
-    };
-    let outcome = crate::watch::live(&args.watch, live_pipeline, stop.clone(), &mut observer);
+    let mut to_server = ToServer::new(hub.clone(), recorder);
+    let outcome = crate::watch::live(
+        &args.watch,
+        live_pipeline,
+        stop.clone(),
+        &mut [&mut to_server],
+    );
     hub.set_stats(|s| s.ended = true);
     if outcome.is_ok() && !stop.load(Ordering::Relaxed) {
         // The source ended (a recording, a closed stream): the history, people and API stay
@@ -152,7 +112,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-    observer.recorder.finish();
+    to_server.finish();
     server.stop();
     outcome.map(|()| ExitCode::SUCCESS)
 }

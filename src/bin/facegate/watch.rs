@@ -1,26 +1,21 @@
 //! `facegate watch` and `facegate cameras`: live recognition from a camera, a directory of frames
 //! or an MJPEG stream, with events as JSON lines.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
-use facegate::live::capture::{Capture, Frame, Item};
-use facegate::live::events::{self, Snapshots};
-use facegate::live::frames::directory::DirectorySource;
-use facegate::live::frames::mjpeg::MjpegSource;
-use facegate::live::frames::FrameSource;
-use facegate::live::recognizer::Event;
-use facegate::live::recognizer::{Recognizer, StageTotals};
-use facegate::live::strangers::Strangers;
+use facegate::live::run::{FleetConfig, LiveConfig, StrangerConfig, Tuning};
+use facegate::live::sinks::console::Console;
+use facegate::live::sinks::json_lines::JsonLines;
+use facegate::live::sinks::Sink;
+use facegate::live::source::SourceSpec;
 use facegate::live::tracker::TrackerConfig;
-use facegate::store::gallery::{Gallery, IndexStamp, ModelInfo, Person};
+use facegate::recognize::pipeline::Pipeline;
 
-use crate::faces::{GalleryArgs, ModelArgs, Pipeline};
-use crate::outbox::Outbox;
+use crate::faces::{GalleryArgs, ModelArgs};
 
 #[derive(clap::Args, Clone)]
 pub struct SourceArgs {
@@ -90,57 +85,27 @@ fn parse_size(s: &str) -> Result<(u32, u32), String> {
     }
 }
 
-type Opener = Box<dyn FnOnce() -> Result<Box<dyn FrameSource>, String> + Send>;
-
 impl SourceArgs {
-    /// How to open the chosen source (on the capture thread).
-    pub fn opener(&self) -> Result<Opener, String> {
-        if let Some(dir) = self.frames.clone() {
-            let fps = self.fps;
-            return Ok(Box::new(move || {
-                Ok(Box::new(DirectorySource::open(&dir, fps)?) as Box<dyn FrameSource>)
-            }));
+    /// The source these flags name: --frames, --mjpeg, else the camera (0 by default).
+    pub fn spec(&self) -> SourceSpec {
+        if let Some(dir) = &self.frames {
+            return SourceSpec::Directory {
+                dir: dir.clone(),
+                fps: self.fps,
+            };
         }
-        if let Some(path) = self.mjpeg.clone() {
-            let live = self.live;
-            return Ok(Box::new(move || {
-                if path.as_os_str() == "-" {
-                    return Ok(
-                        Box::new(MjpegSource::new("stdin".into(), std::io::stdin(), live))
-                            as Box<dyn FrameSource>,
-                    );
-                }
-                let file = std::fs::File::open(&path)
-                    .map_err(|e| format!("cannot open MJPEG stream {}: {e}", path.display()))?;
-                Ok(Box::new(MjpegSource::new(
-                    path.display().to_string(),
-                    file,
-                    live,
-                )))
-            }));
+        if let Some(path) = &self.mjpeg {
+            return SourceSpec::Mjpeg {
+                path: path.clone(),
+                live: self.live,
+            };
         }
-        self.camera_opener(self.camera.unwrap_or(0))
-    }
-
-    #[cfg(all(feature = "camera", target_os = "linux"))]
-    fn camera_opener(&self, index: u32) -> Result<Opener, String> {
-        use facegate::live::frames::camera::{CameraRequest, CameraSource};
-        let request = CameraRequest {
-            index,
+        SourceSpec::Camera {
+            index: self.camera.unwrap_or(0),
             width: self.size.0,
             height: self.size.1,
             fps: self.camera_fps,
-        };
-        Ok(Box::new(move || {
-            Ok(Box::new(CameraSource::open(request)?) as Box<dyn FrameSource>)
-        }))
-    }
-
-    #[cfg(not(all(feature = "camera", target_os = "linux")))]
-    fn camera_opener(&self, index: u32) -> Result<Opener, String> {
-        Err(format!(
-            "cannot open camera {index}: this facegate was built without camera support (the `camera` feature, Linux only); use --frames or --mjpeg"
-        ))
+        }
     }
 }
 
@@ -192,13 +157,32 @@ pub struct TrackingArgs {
 }
 
 impl TrackingArgs {
-    pub fn tracker(&self) -> TrackerConfig {
-        TrackerConfig {
-            confirm: self.confirm,
-            window: self.window,
-            leave_after: self.leave_after,
-            recheck_every: self.recheck,
+    pub fn tuning(&self) -> Tuning {
+        Tuning {
+            detect_size: self.detect_size,
+            edge_pass_side: self.edge_pass_side,
+            edge_pass_every: self.edge_pass_every,
+            min_face: self.min_face,
+            scale_factor: self.scale_factor,
+            threads: self.threads,
+            tracker: TrackerConfig {
+                confirm: self.confirm,
+                window: self.window,
+                leave_after: self.leave_after,
+                recheck_every: self.recheck,
+            },
         }
+    }
+
+    /// Where strangers are kept for the gallery `gallery`, unless --no-unknowns.
+    pub fn strangers(&self, gallery: &std::path::Path) -> Option<StrangerConfig> {
+        (!self.no_unknowns).then(|| StrangerConfig {
+            dir: self
+                .unknowns
+                .clone()
+                .unwrap_or_else(|| gallery.join("unknowns")),
+            days: self.unknowns_days,
+        })
     }
 }
 
@@ -273,7 +257,6 @@ pub struct WatchArgs {
 
 impl WatchArgs {
     /// `--mqtt-user` with the password from FACEGATE_MQTT_PASSWORD.
-    #[cfg(feature = "mqtt")]
     pub fn mqtt_credentials(&self) -> Option<(String, String)> {
         self.mqtt_user.clone().map(|u| {
             (
@@ -296,74 +279,46 @@ impl WatchArgs {
     }
 }
 
-/// Builds the recognizer for a stream: the pipeline's stages, tuned for frames. Also returns the
-/// gallery it matches against, and the model it was embedded with (to re-read the gallery when it
-/// changes).
-pub fn recognizer(
-    pipeline: Pipeline,
-    gallery: &GalleryArgs,
-    tracking: &TrackingArgs,
-) -> Result<(Recognizer, Gallery, ModelInfo), String> {
-    let g = pipeline.open_gallery(&gallery.gallery)?;
-    let info = pipeline.model_info();
-    let join = pipeline.threshold;
-    let mut r = recognizer_for(pipeline, g.people(), tracking)?;
-    if !tracking.no_unknowns {
-        let dir = tracking
-            .unknowns
-            .clone()
-            .unwrap_or_else(|| gallery.gallery.join("unknowns"));
-        r.keep_strangers(Strangers::open(&dir, &info, join, tracking.unknowns_days)?);
+impl WatchArgs {
+    /// The live run these flags describe.
+    pub fn live_config(&self) -> Result<LiveConfig, String> {
+        Ok(LiveConfig {
+            gallery: self.gallery.gallery.clone(),
+            tuning: self.tracking.tuning(),
+            strangers: self.tracking.strangers(&self.gallery.gallery),
+            snapshots: self.snapshots.clone(),
+            camera: self.camera_name.clone(),
+            rules: self.rules.clone(),
+            mqtt: self.mqtt.is_some(),
+            frame_clock: self.frame_clock,
+            fleet: self.fleet()?,
+        })
     }
-    Ok((r, g, info))
+
+    /// `--sync mqtt`: the fleet, with its key from FACEGATE_SYNC_KEY.
+    fn fleet(&self) -> Result<Option<FleetConfig>, String> {
+        let (Some(crate::fleet::SyncVia::Mqtt), Some(url)) = (self.sync, &self.mqtt) else {
+            return Ok(None);
+        };
+        crate::fleet::config(url, self.mqtt_credentials()).map(Some)
+    }
+
+    /// The sinks besides the caller's own: JSON lines on stdout, status on stderr and, with
+    /// --mqtt, the broker.
+    pub fn sinks(&self) -> Result<Vec<Box<dyn Sink>>, String> {
+        let stats = self
+            .stats
+            .then(|| Duration::from_secs_f64(self.stats_every));
+        let mut sinks: Vec<Box<dyn Sink>> = vec![
+            Box::new(JsonLines::new(std::io::stdout().lock())),
+            Box::new(Console::new(self.gallery.gallery.clone(), stats)),
+        ];
+        if let Some(url) = &self.mqtt {
+            sinks.push(crate::outbox::sink(url, self)?);
+        }
+        Ok(sinks)
+    }
 }
-
-/// A recognizer over `people`, from a loaded pipeline.
-pub fn recognizer_for(
-    pipeline: Pipeline,
-    people: &[facegate::store::gallery::Person],
-    tracking: &TrackingArgs,
-) -> Result<Recognizer, String> {
-    let Pipeline {
-        mut finder,
-        embedder,
-        threshold,
-    } = pipeline;
-    finder.detect_max_side = Some(tracking.detect_size);
-    finder.edge_pass_side = tracking.edge_pass_side;
-    finder.edge_pass_every = tracking.edge_pass_every;
-    finder.params.min_size = (tracking.min_face, tracking.min_face);
-    finder.params.scale_factor = tracking.scale_factor;
-    finder.params.validate()?;
-    finder.params.threads = if tracking.threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        tracking.threads
-    };
-    Recognizer::new(finder, embedder, people, threshold, tracking.tracker())
-}
-
-/// What a live run does besides printing events: `serve` keeps frames and events for its API.
-pub trait Observer {
-    /// The source is open; `people` are enrolled.
-    fn started(&mut self, _source: &str, _people: &[Person]) {}
-    /// A frame went through the pipeline.
-    fn frame(&mut self, _frame: Frame, _recognizer: &Recognizer, _dropped: u64) {}
-    /// An event was printed (and published).
-    fn event(&mut self, _event: &Event) {}
-    /// An access decision was printed (and published).
-    fn decision(&mut self, _decision: &facegate::access::Decision) {}
-    /// The gallery changed on disk and was re-read.
-    fn gallery(&mut self, _people: &[Person]) {}
-}
-
-/// `watch` itself observes nothing more.
-struct Quiet;
-impl Observer for Quiet {}
-
-/// How often the live loop looks for a gallery changed by another process (an enrollment
-/// through the CLI or the web UI): cheap, one `stat` of the index.
-const GALLERY_POLL: Duration = Duration::from_millis(500);
 
 pub fn run(args: WatchArgs) -> Result<ExitCode, String> {
     let stop = Arc::new(AtomicBool::new(false));
@@ -374,340 +329,26 @@ pub fn run(args: WatchArgs) -> Result<ExitCode, String> {
     // `watch` has no way to add anyone, so a missing gallery is a mistyped path.
     args.gallery.must_exist()?;
     let pipeline = args.model.load()?;
-    live(&args, pipeline, stop, &mut Quiet).map(|()| ExitCode::SUCCESS)
+    live(&args, pipeline, stop, &mut []).map(|()| ExitCode::SUCCESS)
 }
 
-/// Runs the live pipeline (`pipeline`, loaded from `args.model`) until the source ends or
-/// `stop` is set: events as JSON lines on stdout (and MQTT, and snapshots), the gallery followed
-/// as it changes.
+/// Runs the live pipeline with `watch`'s sinks and the caller's `extra` ones.
 pub fn live(
     args: &WatchArgs,
     pipeline: Pipeline,
     stop: Arc<AtomicBool>,
-    observer: &mut dyn Observer,
+    extra: &mut [&mut dyn Sink],
 ) -> Result<(), String> {
-    if !args.stats_every.is_finite() || args.stats_every <= 0.0 {
-        return Err("--stats-every must be a positive number of seconds".into());
+    let config = args.live_config()?;
+    let mut own = args.sinks()?;
+    let mut sinks: Vec<&mut dyn Sink> = Vec::new();
+    for s in own.iter_mut() {
+        sinks.push(s.as_mut());
     }
-    let threshold = pipeline.threshold;
-    // Joining the fleet may give people new ids: before the gallery is read for matching.
-    let fleet = crate::fleet::Fleet::start(args, &pipeline)?;
-    let (mut recognizer, gallery, model) = recognizer(pipeline, &args.gallery, &args.tracking)?;
-    let mut rules = match &args.rules {
-        Some(path) => Some(RulesFollower::start(
-            path,
-            gallery.people(),
-            threshold,
-            args,
-        )?),
-        None => None,
-    };
-    let snapshots = args.snapshots.as_deref().map(Snapshots::new).transpose()?;
-    let mut mqtt = match &args.mqtt {
-        Some(url) => Some(Outbox::connect(url, args, gallery.people())?),
-        None => None,
-    };
-    let camera = args.camera_name.clone();
-    let capture = Capture::start(args.source.opener()?, stop)?;
-    let people = gallery.people().len();
-    eprintln!(
-        "facegate: watching {} with {people} {} enrolled",
-        facegate::support::terminal::escape(capture.description()),
-        if people == 1 { "person" } else { "people" }
-    );
-    if people == 0 {
-        eprintln!(
-            "facegate: warning: the gallery {} is empty: every face is unknown",
-            facegate::support::terminal::path(&args.gallery.gallery)
-        );
+    for s in extra.iter_mut() {
+        sinks.push(&mut **s);
     }
-    observer.started(capture.description(), gallery.people());
-    let mut follower = GalleryFollower::new(&args.gallery.gallery, model);
-
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    let mut emit = |events: Vec<facegate::live::recognizer::Event>,
-                    observer: &mut dyn Observer,
-                    mqtt: &mut Option<Outbox>,
-                    rules: &mut Option<RulesFollower>|
-     -> Result<(), String> {
-        for e in &events {
-            let saved = match &snapshots {
-                Some(s) => s.save(e).unwrap_or_else(|err| {
-                    eprintln!("facegate: warning: {err}");
-                    None
-                }),
-                None => None,
-            };
-            let line = events::json_line(e, saved.as_deref(), camera.as_deref());
-            writeln!(out, "{line}").map_err(|e| format!("cannot write events to stdout: {e}"))?;
-            if let Some(m) = mqtt {
-                m.event(e, &line);
-            }
-            observer.event(e);
-            if let Some((decision, messages)) = rules
-                .as_mut()
-                .and_then(|r| r.access.decide(e, camera.as_deref()))
-            {
-                let audit = decision.json();
-                writeln!(out, "{audit}")
-                    .map_err(|e| format!("cannot write events to stdout: {e}"))?;
-                if let Some(m) = mqtt {
-                    m.message("facegate/access", &audit);
-                    for (topic, payload) in &messages {
-                        m.message(topic, payload);
-                    }
-                }
-                observer.decision(&decision);
-            }
-        }
-        if !events.is_empty() {
-            out.flush()
-                .map_err(|e| format!("cannot write events to stdout: {e}"))?;
-        }
-        Ok(())
-    };
-
-    let mut stats = Stats::new(Duration::from_secs_f64(args.stats_every));
-    let mut skip_warnings = facegate::support::warnings::Throttle::per_minute();
-    let outcome = loop {
-        let item = match capture.next() {
-            Ok(Some(item)) => item,
-            Ok(None) => break Ok(()),
-            Err(e) => break Err(e),
-        };
-        if let Some(people) = follower.poll() {
-            recognizer.set_people(&people);
-            eprintln!(
-                "facegate: the gallery changed: {} {} enrolled",
-                people.len(),
-                if people.len() == 1 {
-                    "person"
-                } else {
-                    "people"
-                }
-            );
-            observer.gallery(&people);
-            if let Some(m) = &mut mqtt {
-                m.gallery(&people);
-            }
-            if let Some(r) = &mut rules {
-                r.people = people.iter().map(|p| p.entry.name.clone()).collect();
-            }
-        }
-        if let Some(r) = &mut rules {
-            r.poll();
-        }
-        match item {
-            Item::Skipped(why) => skip_warnings.warn(&format!("skipped {why}")),
-            Item::Frame(mut frame) => {
-                if let Some(start) = args.frame_clock {
-                    let rate = args.source.fps.unwrap_or(10.0);
-                    frame.time = std::time::UNIX_EPOCH
-                        + Duration::from_secs_f64((start + frame.number as f64 / rate).max(0.0));
-                }
-                let events = recognizer.process(&frame)?;
-                observer.frame(frame, &recognizer, capture.counts().dropped);
-                emit(events, observer, &mut mqtt, &mut rules)?;
-                if args.stats {
-                    stats.maybe_print(&recognizer.totals(), capture.counts().dropped);
-                }
-            }
-        }
-    };
-    emit(recognizer.finish(), observer, &mut mqtt, &mut rules)?;
-    if let Some(r) = &mut rules {
-        r.access.finish();
-    }
-    if let Some(m) = mqtt {
-        m.close();
-    }
-    if let Some(f) = fleet {
-        f.stop();
-    }
-    if args.stats {
-        stats.print(&recognizer.totals(), capture.counts().dropped);
-    }
-    let counts = capture.counts();
-    eprintln!(
-        "facegate: {} frames, {} dropped, {} unreadable",
-        recognizer.totals().frames,
-        counts.dropped,
-        counts.skipped
-    );
-    outcome
-}
-
-/// The access rules in force, and the file they came from: re-read when it changes (checked
-/// against the people enrolled then); a file that no longer checks keeps the old rules.
-struct RulesFollower {
-    access: facegate::access::Access,
-    path: PathBuf,
-    stamp: Option<(SystemTime, u64)>,
-    checked: Instant,
-    people: Vec<String>,
-}
-
-impl RulesFollower {
-    fn start(
-        path: &Path,
-        people: &[Person],
-        threshold: f32,
-        args: &WatchArgs,
-    ) -> Result<RulesFollower, String> {
-        let people: Vec<String> = people.iter().map(|p| p.entry.name.clone()).collect();
-        let rules = read_rules(path, &people)?;
-        let publishes = rules
-            .actions
-            .iter()
-            .any(|(_, a)| matches!(a, facegate::access::rules::Action::Mqtt(_)));
-        if publishes && args.mqtt.is_none() {
-            return Err(format!(
-                "rules {}: an action publishes to MQTT, but no --mqtt broker is given",
-                facegate::support::terminal::path(path)
-            ));
-        }
-        let access =
-            facegate::access::Access::start(rules, &facegate::access::actions::Chardev, threshold)
-                .map_err(|e| format!("rules {}: {e}", facegate::support::terminal::path(path)))?;
-        Ok(RulesFollower {
-            access,
-            path: path.to_path_buf(),
-            stamp: file_stamp(path),
-            checked: Instant::now(),
-            people,
-        })
-    }
-
-    fn poll(&mut self) {
-        if self.checked.elapsed() < Duration::from_secs(1) {
-            return;
-        }
-        self.checked = Instant::now();
-        let stamp = file_stamp(&self.path);
-        if stamp == self.stamp {
-            return;
-        }
-        self.stamp = stamp;
-        match read_rules(&self.path, &self.people).and_then(|r| self.access.replace(r)) {
-            Ok(()) => eprintln!(
-                "facegate: rules {} re-read: {} rules",
-                facegate::support::terminal::path(&self.path),
-                self.access.rules().rules.len()
-            ),
-            Err(e) => eprintln!(
-                "facegate: warning: rules {} not re-read, the old rules stay: {}",
-                facegate::support::terminal::path(&self.path),
-                facegate::support::terminal::escape_message(&e)
-            ),
-        }
-    }
-}
-
-fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len()))
-}
-
-/// Reads and checks a rules file against the people enrolled.
-pub fn read_rules(
-    path: &Path,
-    people: &[String],
-) -> Result<facegate::access::rules::Rules, String> {
-    let text = facegate::support::limits::read_text(
-        path,
-        facegate::support::limits::MAX_CONFIG_BYTES,
-        "rules file",
-    )
-    .map_err(|e| format!("rules {}: {e}", facegate::support::terminal::path(path)))?;
-    facegate::access::rules::Rules::parse(&text, people)
-        .map_err(|e| format!("rules {}: {e}", facegate::support::terminal::path(path)))
-}
-
-/// Notices when another process commits a change to the gallery, and re-reads it.
-struct GalleryFollower {
-    dir: PathBuf,
-    model: ModelInfo,
-    stamp: Option<IndexStamp>,
-    checked: Instant,
-    warnings: facegate::support::warnings::Throttle,
-}
-
-impl GalleryFollower {
-    fn new(dir: &Path, model: ModelInfo) -> GalleryFollower {
-        GalleryFollower {
-            dir: dir.to_path_buf(),
-            model,
-            stamp: Gallery::index_stamp(dir),
-            checked: Instant::now(),
-            warnings: facegate::support::warnings::Throttle::per_minute(),
-        }
-    }
-
-    /// The gallery's people when it changed since the last look.
-    fn poll(&mut self) -> Option<Vec<Person>> {
-        if self.checked.elapsed() < GALLERY_POLL {
-            return None;
-        }
-        self.checked = Instant::now();
-        let stamp = Gallery::index_stamp(&self.dir);
-        if stamp == self.stamp {
-            return None;
-        }
-        match Gallery::open(&self.dir, &self.model) {
-            Ok(g) => {
-                self.stamp = stamp;
-                Some(g.people().to_vec())
-            }
-            Err(e) => {
-                // Keep matching against the gallery as it was; say why, and try again later.
-                self.warnings
-                    .warn(&format!("the changed gallery could not be read: {e}"));
-                None
-            }
-        }
-    }
-}
-
-/// Periodic `--stats` lines, each about the interval since the previous one.
-struct Stats {
-    every: Duration,
-    since: Instant,
-    last: StageTotals,
-    last_dropped: u64,
-}
-
-impl Stats {
-    fn new(every: Duration) -> Stats {
-        Stats {
-            every,
-            since: Instant::now(),
-            last: StageTotals::default(),
-            last_dropped: 0,
-        }
-    }
-
-    fn maybe_print(&mut self, totals: &StageTotals, dropped: u64) {
-        if self.since.elapsed() >= self.every {
-            self.print(totals, dropped);
-        }
-    }
-
-    fn print(&mut self, totals: &StageTotals, dropped: u64) {
-        let part = totals.since(&self.last);
-        let seconds = self.since.elapsed().as_secs_f64().max(1e-9);
-        let [detect, landmarks, embed, track] = part.per_frame_ms();
-        eprintln!(
-            "facegate: stats: {:.1} fps, per frame: detect {detect:.1} ms, landmarks+align {landmarks:.1} ms, embed {embed:.1} ms, match+track {track:.2} ms; {:.2} faces/frame, {} embedded, {} dropped",
-            part.frames as f64 / seconds,
-            part.faces as f64 / part.frames.max(1) as f64,
-            part.embedded,
-            dropped - self.last_dropped,
-        );
-        self.since = Instant::now();
-        self.last = *totals;
-        self.last_dropped = dropped;
-    }
+    facegate::live::run::run(&config, pipeline, &args.source.spec(), stop, &mut sinks)
 }
 
 #[derive(clap::Args)]

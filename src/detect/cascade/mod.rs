@@ -21,42 +21,13 @@ pub use file::{Cascade, CascadeError, FeatureType};
 pub use group::group_rectangles;
 pub use resize::Resizer;
 
+use crate::imaging::grey::GreyView;
+use crate::imaging::rect::Rect;
+
 use program::{HaarStumps, HaarTrees, HaarTwoSplits, Lbp, Program, Tables};
 
 /// OpenCV's grouping tolerance for `detectMultiScale`.
 pub const GROUP_EPS: f64 = 0.2;
-
-/// An axis-aligned box in image pixels.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-pub struct Rect {
-    pub x: i32,
-    pub y: i32,
-    pub w: i32,
-    pub h: i32,
-}
-
-/// A borrowed 8-bit grey image; `stride` is the distance between rows in bytes.
-#[derive(Debug, Clone, Copy)]
-pub struct GreyView<'a> {
-    pub data: &'a [u8],
-    pub width: usize,
-    pub height: usize,
-    pub stride: usize,
-}
-
-impl<'a> GreyView<'a> {
-    /// A view of a tightly packed image; `None` if `data` is too short.
-    pub fn new(data: &'a [u8], width: usize, height: usize) -> Option<Self> {
-        (data.len() >= width * height).then_some(GreyView {
-            data,
-            width,
-            height,
-            stride: width,
-        })
-    }
-}
 
 /// Parameters of one detection, with OpenCV's defaults.
 #[derive(Debug, Clone, PartialEq)]

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use image::{Rgb, RgbImage};
 
-use crate::detect::cascade::Rect;
+use crate::imaging::rect::Rect;
 
 const BOX_COLOUR: Rgb<u8> = Rgb([0, 255, 0]);
 
@@ -45,15 +45,12 @@ pub fn outline(img: &mut RgbImage, r: &Rect, thickness: i32, colour: [u8; 3]) {
     }
 }
 
-/// Writes `img` as PNG to `path` through a temporary file, so a reader never sees half an image.
+/// Writes `img` as PNG to `path` atomically, so a reader never sees half an image.
 pub fn save_png(img: &RgbImage, path: &Path) -> Result<(), String> {
-    let tmp = path.with_extension("png.tmp");
-    img.save_with_format(&tmp, image::ImageFormat::Png)
-        .and_then(|_| std::fs::rename(&tmp, path).map_err(image::ImageError::IoError))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            format!("cannot write {}: {e}", path.display())
-        })
+    let mut png = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(|e| format!("cannot encode {} as PNG: {e}", path.display()))?;
+    crate::support::durable::write_or_say(path, &png)
 }
 
 #[cfg(test)]

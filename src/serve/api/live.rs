@@ -14,7 +14,7 @@ use axum::Json;
 use serde::Serialize;
 
 use super::{blocking, ApiError, ApiResult, Shared};
-use crate::live::events::BoxJson;
+use crate::events::BoxJson;
 use crate::live::recognizer::InView;
 use crate::serve::hub::Hub;
 use crate::serve::{lock, ModelSummary};

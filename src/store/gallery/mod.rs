@@ -21,13 +21,21 @@
 //! `remove` delete, or `reembed` read, anything outside the gallery.
 
 mod fleet;
+mod folder;
+mod format;
+mod names;
 
+use crate::support::durable::crash_point;
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use folder::*;
+use format::*;
+pub use names::is_fleet_id;
+use names::*;
 
 use crate::embed::model_card::sha256_hex;
 use crate::embed::normalized;
@@ -228,9 +236,7 @@ pub struct IndexStamp {
 }
 
 /// Held while a process changes a gallery; released on drop.
-pub struct WriteLock {
-    _file: File,
-}
+pub use crate::store::lock::WriteLock;
 
 /// Checks a person's name: it is data shown to people, never used as a path.
 pub fn validate_name(name: &str) -> Result<(), String> {
@@ -464,10 +470,7 @@ impl Gallery {
     /// Takes the gallery's write lock, waiting for another writer to finish.
     pub fn lock(dir: &Path) -> Result<WriteLock, GalleryError> {
         let path = dir.join(LOCK);
-        let file = lock_file(dir, LOCK).map_err(|e| err(&path, e))?;
-        file.lock()
-            .map_err(|e| err(&path, format!("cannot lock: {e}")))?;
-        Ok(WriteLock { _file: file })
+        WriteLock::wait(dir, LOCK).map_err(|e| err(&path, e))
     }
 
     /// Adds a person; `crops` are PNG-encoded aligned crops (may be empty).
@@ -904,11 +907,6 @@ impl Gallery {
 
 /// Fault injection for the crash-safety tests: with `FACEGATE_CRASH_AT=<point>` in the
 /// environment the process dies at that point, as a power cut or `kill -9` would leave it.
-fn crash_point(point: &str) {
-    if std::env::var_os("FACEGATE_CRASH_AT").is_some_and(|v| v == point) {
-        std::process::abort();
-    }
-}
 
 fn short(fingerprint: &str) -> &str {
     &fingerprint[..fingerprint.len().min(12)]
@@ -923,102 +921,6 @@ fn centroid(shots: &[Vec<f32>]) -> Vec<f32> {
         }
     }
     normalized(&sum)
-}
-
-fn encode_embeddings(people: &[Person], dim: usize) -> Vec<u8> {
-    let with_negatives = people.iter().any(|p| !p.negatives.is_empty());
-    let mut out = Vec::new();
-    out.extend_from_slice(if with_negatives { MAGIC_2 } else { MAGIC });
-    out.extend_from_slice(&(dim as u32).to_le_bytes());
-    out.extend_from_slice(&(people.len() as u32).to_le_bytes());
-    for p in people {
-        out.extend_from_slice(&(p.shots.len() as u32).to_le_bytes());
-        if with_negatives {
-            out.extend_from_slice(&(p.negatives.len() as u32).to_le_bytes());
-        }
-        let vectors = p
-            .shots
-            .iter()
-            .chain(std::iter::once(&p.centroid))
-            .chain(&p.negatives);
-        for v in vectors {
-            for x in v {
-                out.extend_from_slice(&x.to_le_bytes());
-            }
-        }
-    }
-    out
-}
-
-fn decode_embeddings(bytes: &[u8], index: &Index) -> Result<Vec<Person>, String> {
-    let mut at = 0usize;
-    let mut take = |n: usize| -> Result<&[u8], String> {
-        let end = at
-            .checked_add(n)
-            .ok_or("the embeddings file is truncated")?;
-        let s = bytes
-            .get(at..end)
-            .ok_or("the embeddings file is truncated")?;
-        at = end;
-        Ok(s)
-    };
-    let with_negatives = match take(8)? {
-        m if m == MAGIC => false,
-        m if m == MAGIC_2 => true,
-        _ => return Err("not a facegate embeddings file (bad magic)".into()),
-    };
-    let u32_of = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
-    let dim = u32_of(take(4)?);
-    let count = u32_of(take(4)?);
-    if dim != index.model.embedding_dim || count != index.people.len() {
-        return Err("the embeddings file does not match the index".into());
-    }
-    let mut people = Vec::with_capacity(count);
-    for entry in &index.people {
-        let shots = u32_of(take(4)?);
-        if shots != entry.shots {
-            return Err(format!(
-                "'{}' has {shots} shots in the embeddings file, {} in the index",
-                crate::support::terminal::escape(&entry.name),
-                entry.shots
-            ));
-        }
-        let negatives = if with_negatives { u32_of(take(4)?) } else { 0 };
-        if negatives != entry.negatives {
-            return Err(format!(
-                "'{}' has {negatives} negatives in the embeddings file, {} in the index",
-                crate::support::terminal::escape(&entry.name),
-                entry.negatives
-            ));
-        }
-        let mut vectors = Vec::with_capacity(shots + 1 + negatives);
-        for _ in 0..(shots + 1 + negatives) {
-            let raw = take(4 * dim)?;
-            let v: Vec<f32> = raw
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
-            if v.iter().any(|x| !x.is_finite()) {
-                return Err(format!(
-                    "'{}' has an embedding that is not finite",
-                    crate::support::terminal::escape(&entry.name)
-                ));
-            }
-            vectors.push(v);
-        }
-        let negative_vectors = vectors.split_off(shots + 1);
-        let centroid = vectors.pop().unwrap_or_default();
-        people.push(Person {
-            entry: entry.clone(),
-            shots: vectors,
-            centroid,
-            negatives: negative_vectors,
-        });
-    }
-    if at != bytes.len() {
-        return Err("the embeddings file has trailing data".into());
-    }
-    Ok(people)
 }
 
 /// What [`Gallery::check`] found. Problems are damage (data the index promises is missing or wrong);
@@ -1050,258 +952,6 @@ impl From<GalleryError> for Retry {
     }
 }
 
-/// The index, checked, or `None` when there is none.
-fn read_index(dir: &Path) -> Result<Option<Index>, GalleryError> {
-    let index_path = dir.join(INDEX);
-    match fs::symlink_metadata(&index_path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(err(&index_path, e.to_string())),
-        Ok(_) => {}
-    }
-    let text = limits::read_text(&index_path, limits::MAX_INDEX_BYTES, "gallery index")
-        .map_err(|e| err(&index_path, format!("{e}; it was left untouched")))?;
-    let index: Index = serde_json::from_str(&text).map_err(|e| {
-        err(
-            &index_path,
-            format!("corrupt or truncated index ({e}); it was left untouched"),
-        )
-    })?;
-    validate_index(&index).map_err(|p| {
-        err(
-            &index_path,
-            format!("invalid index: {p}; it was left untouched"),
-        )
-    })?;
-    Ok(Some(index))
-}
-
-/// A change about to be committed passes every check a reader will make.
-fn validate_written(
-    index: &Index,
-    people: &[Person],
-    index_bytes: usize,
-    embeddings_bytes: usize,
-) -> Result<(), String> {
-    validate_index(index)?;
-    if index_bytes as u64 > limits::MAX_INDEX_BYTES
-        || embeddings_bytes as u64 > limits::MAX_EMBEDDINGS_BYTES
-    {
-        return Err("the gallery would outgrow its size limits".into());
-    }
-    let dim = index.model.embedding_dim;
-    for p in people {
-        if p.shots.len() != p.entry.shots
-            || p.shots
-                .iter()
-                .chain([&p.centroid])
-                .any(|v| v.len() != dim || v.iter().any(|x| !x.is_finite()))
-        {
-            return Err(format!(
-                "the embeddings of '{}' are not {dim} finite numbers a shot",
-                crate::support::terminal::escape(&p.entry.name)
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Whether the index on disk no longer names `embeddings_file` (a writer committed meanwhile).
-fn index_changed(dir: &Path, embeddings_file: &str) -> bool {
-    matches!(read_index(dir), Ok(Some(i)) if i.embeddings_file != embeddings_file)
-}
-
-/// Everything an index must satisfy before any of it is used.
-fn validate_index(index: &Index) -> Result<(), String> {
-    if index.format_version != FORMAT_VERSION {
-        return Err(format!(
-            "format version {} is not supported (this facegate reads version {FORMAT_VERSION})",
-            index.format_version
-        ));
-    }
-    if generation_of(&index.embeddings_file).is_none() {
-        return Err("it names an invalid embeddings file".into());
-    }
-    if index.embeddings_sha256.len() != 64
-        || !index
-            .embeddings_sha256
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit())
-    {
-        return Err("the embeddings sha256 is not 64 hex digits".into());
-    }
-    let m = &index.model;
-    if !(1..=MAX_EMBEDDING_DIM).contains(&m.embedding_dim) {
-        return Err(format!(
-            "embedding dimension {} is out of range (1 to {MAX_EMBEDDING_DIM})",
-            m.embedding_dim
-        ));
-    }
-    if m.name.chars().count() > 200 || m.name.chars().any(char::is_control) {
-        return Err("the model name is too long or holds control characters".into());
-    }
-    if m.fingerprint.len() > 128 || !m.fingerprint.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err("the model fingerprint is not a hex digest".into());
-    }
-    if index.people.len() > MAX_PEOPLE {
-        return Err(format!("more than {MAX_PEOPLE} people"));
-    }
-    if index.next_id == 0 || index.next_id > MAX_ID + 1 {
-        return Err(format!("next_id {} is out of range", index.next_id));
-    }
-    if index.board.as_deref().is_some_and(|b| !is_board_id(b)) {
-        return Err("the board id is not 16 hex digits".into());
-    }
-    if index.removed.len() > MAX_PEOPLE {
-        return Err(format!("more than {MAX_PEOPLE} removed people"));
-    }
-    let mut ids = std::collections::HashSet::new();
-    let mut names = std::collections::HashSet::new();
-    for p in &index.people {
-        let (number, board) = parse_id(&p.id).ok_or_else(|| {
-            format!(
-                "'{}' is not a person id",
-                crate::support::terminal::escape(&p.id)
-            )
-        })?;
-        // Ids this board gave out count up; those from other boards count on their own boards.
-        if (board.is_none() || board == index.board.as_deref()) && number >= index.next_id {
-            return Err(format!(
-                "person {} is not below next_id {} (a stale index would reuse its files)",
-                p.id, index.next_id
-            ));
-        }
-        if !ids.insert(p.id.as_str()) {
-            return Err(format!("person id {} appears twice", p.id));
-        }
-        validate_name(&p.name).map_err(|e| format!("person {}: {e}", p.id))?;
-        if p.origin.chars().count() > 64 {
-            return Err(format!("person {}: the origin is too long", p.id));
-        }
-        if !names.insert(p.name.as_str()) {
-            return Err(format!(
-                "the name '{}' appears twice",
-                crate::support::terminal::escape(&p.name)
-            ));
-        }
-        if !(1..=MAX_SHOTS).contains(&p.shots) {
-            return Err(format!(
-                "person {} has {} shots (1 to {MAX_SHOTS})",
-                p.id, p.shots
-            ));
-        }
-        if p.crops.len() > p.shots {
-            return Err(format!("person {} has more crops than shots", p.id));
-        }
-        check_crop_names(&p.id, &p.crops, "")?;
-        if p.negatives > MAX_SHOTS || p.negative_crops.len() != p.negatives {
-            return Err(format!(
-                "person {} has {} negatives and {} negative crops (one each, at most {MAX_SHOTS})",
-                p.id,
-                p.negatives,
-                p.negative_crops.len()
-            ));
-        }
-        check_crop_names(&p.id, &p.negative_crops, NEGATIVE)?;
-    }
-    for t in &index.removed {
-        if !is_fleet_id(&t.id) || !ids.insert(t.id.as_str()) {
-            return Err(format!(
-                "removed person '{}' is not a fleet id, or appears twice",
-                crate::support::terminal::escape(&t.id)
-            ));
-        }
-        if t.origin.chars().count() > 64 {
-            return Err("a removal's origin is too long".into());
-        }
-    }
-    Ok(())
-}
-
-/// Crops are numbered in the order taken (`crops/<id>-<kind><k>.png`); a dropped shot leaves a
-/// gap, never a reuse, so a crop file is never overwritten while an index names it.
-fn check_crop_names(id: &str, crops: &[String], kind: &str) -> Result<(), String> {
-    let mut previous = None;
-    for c in crops {
-        let number = numbered_crop(id, c, kind).filter(|&k| previous.is_none_or(|p| k > p));
-        let Some(k) = number else {
-            return Err(format!(
-                "person {id}: crop '{}' is not the gallery's own file name ({}, numbered upwards)",
-                crate::support::terminal::escape(c),
-                numbered_crop_name(id, kind, previous.map_or(0, |p| p + 1))
-            ));
-        };
-        previous = Some(k);
-    }
-    Ok(())
-}
-
-/// What sets a negative's crop name apart from a shot's: `crops/<id>-n<k>.png`.
-const NEGATIVE: &str = "n";
-
-fn numbered_crop_name(id: &str, kind: &str, k: usize) -> String {
-    format!("{CROPS}/{id}-{kind}{k}.png")
-}
-
-fn crop_name(id: &str, shot: usize) -> String {
-    numbered_crop_name(id, "", shot)
-}
-
-/// Largest crop number: far above any real count of shots, small enough to print as it was read.
-const MAX_CROP_NUMBER: usize = 999_999;
-
-/// The number `k` of a crop named exactly `crops/<id>-<kind><k>.png` (no leading zeros).
-fn numbered_crop(id: &str, crop: &str, kind: &str) -> Option<usize> {
-    let digits = crop
-        .strip_prefix(CROPS)?
-        .strip_prefix('/')?
-        .strip_prefix(id)?
-        .strip_prefix('-')?
-        .strip_prefix(kind)?
-        .strip_suffix(".png")?;
-    let k: usize = digits.parse().ok().filter(|&k| k <= MAX_CROP_NUMBER)?;
-    (numbered_crop_name(id, kind, k) == crop).then_some(k)
-}
-
-/// The name of a person's next crop of `kind` after `crops`: numbers only go up.
-fn next_crop_name(id: &str, crops: &[String], kind: &str) -> Result<String, String> {
-    let last = crops.last().and_then(|c| numbered_crop(id, c, kind));
-    let k = last.map_or(0, |k| k + 1);
-    if k > MAX_CROP_NUMBER {
-        return Err(format!("{id} has run out of crop numbers"));
-    }
-    Ok(numbered_crop_name(id, kind, k))
-}
-
-/// The number and board of a person id: `p000042` (a gallery that never joined a fleet) or
-/// `p000042-<board>` (`p`, six to twelve digits, and the 16 hex digits of the board that
-/// enrolled them).
-fn parse_id(id: &str) -> Option<(u64, Option<&str>)> {
-    let rest = id.strip_prefix('p')?;
-    let (digits, board) = match rest.split_once('-') {
-        Some((d, b)) if is_board_id(b) => (d, Some(b)),
-        Some(_) => return None,
-        None => (rest, None),
-    };
-    if digits.len() < 6 || digits.len() > 12 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some((digits.parse().ok()?, board))
-}
-
-fn id_number(id: &str) -> Option<u64> {
-    parse_id(id).map(|(n, _)| n)
-}
-
-/// Whether `id` is a person id unique across boards (`p000042-<board>`).
-pub fn is_fleet_id(id: &str) -> bool {
-    parse_id(id).is_some_and(|(_, board)| board.is_some())
-}
-
-/// A board id: 16 lowercase hex digits.
-fn is_board_id(text: &str) -> bool {
-    text.len() == 16 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
 /// The version of person `id` among `people`, or in the tombstones.
 fn version_in<'a>(
     people: &'a [Person],
@@ -1320,167 +970,7 @@ fn version_in<'a>(
         })
 }
 
-/// The generation of `embeddings-<digits>.bin`.
-fn generation_of(file: &str) -> Option<u64> {
-    let digits = file.strip_prefix("embeddings-")?.strip_suffix(".bin")?;
-    if digits.is_empty() || digits.len() > 18 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
-}
-
-enum Entry {
-    /// Named as the gallery names its files (a crop or an embeddings file).
-    Ours,
-    /// A temporary file of [`write_atomic`].
-    Temporary,
-    /// Anything else; never touched.
-    Foreign,
-}
-
-/// The files of a gallery folder and of its crops folder (not the index or the lock).
-fn folder_entries(dir: &Path) -> Vec<(PathBuf, Entry)> {
-    let mut out = Vec::new();
-    for (folder, is_crops) in [(dir.to_path_buf(), false), (dir.join(CROPS), true)] {
-        // A crops link may point anywhere: never list (and so never sweep) through it.
-        if is_crops && crops_is_link(dir) {
-            continue;
-        }
-        let Ok(entries) = fs::read_dir(&folder) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let is_file = e.file_type().is_ok_and(|t| t.is_file());
-            // `unknowns/` holds the recurring strangers `watch` keeps beside the gallery.
-            if !is_crops && (name == INDEX || name == LOCK || name == CROPS || name == "unknowns") {
-                continue;
-            }
-            let kind = if !is_file {
-                Entry::Foreign
-            } else if is_temporary_of_ours(&name, is_crops) {
-                Entry::Temporary
-            } else if is_crops && is_crop_file(&name) || !is_crops && generation_of(&name).is_some()
-            {
-                Entry::Ours
-            } else {
-                Entry::Foreign
-            };
-            out.push((e.path(), kind));
-        }
-    }
-    out
-}
-
-/// `.<file>.tmp-<pid>`, where `<file>` is one the gallery writes in that folder.
-fn is_temporary_of_ours(name: &str, in_crops: bool) -> bool {
-    let Some((file, pid)) = name
-        .strip_prefix('.')
-        .and_then(|rest| rest.rsplit_once(".tmp-"))
-    else {
-        return false;
-    };
-    let ours = if in_crops {
-        is_crop_file(file)
-    } else {
-        file == INDEX || generation_of(file).is_some()
-    };
-    ours && !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())
-}
-
-fn is_crop_file(name: &str) -> bool {
-    name.strip_suffix(".png")
-        .and_then(|stem| stem.rsplit_once('-'))
-        .is_some_and(|(id, shot)| {
-            // Shots are `<id>-<k>`, negatives `<id>-n<k>`.
-            let shot = shot.strip_prefix('n').unwrap_or(shot);
-            id_number(id).is_some() && !shot.is_empty() && shot.bytes().all(|b| b.is_ascii_digit())
-        })
-}
-
-/// What in `dir` shows it once held a gallery: an embeddings file, or a crop.
-fn gallery_data(dir: &Path) -> Option<String> {
-    let found: Vec<String> = folder_entries(dir)
-        .into_iter()
-        .filter(|(_, kind)| matches!(kind, Entry::Ours))
-        // The empty first commit, killed before its index was written, holds nobody.
-        .filter(|(path, _)| !holds_nobody(path))
-        .filter_map(|(p, _)| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .collect();
-    let first = found.first()?;
-    Some(if found.len() == 1 {
-        crate::support::terminal::escape(first).into_owned()
-    } else {
-        format!(
-            "{} and {} more files",
-            crate::support::terminal::escape(first),
-            found.len() - 1
-        )
-    })
-}
-
-/// Whether `path` is an embeddings file whose header says it holds no people.
-fn holds_nobody(path: &Path) -> bool {
-    let mut header = [0u8; 16];
-    File::open(path)
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut header))
-        .is_ok_and(|()| header[..8] == MAGIC[..] && header[12..16] == [0, 0, 0, 0])
-}
-
-/// A crop is a regular file that starts like a PNG (decoding every crop is `reembed`'s job).
-fn looks_like_png(path: &Path) -> Result<(), String> {
-    let meta = fs::symlink_metadata(path).map_err(|e| format!("cannot be read ({e})"))?;
-    if !meta.is_file() {
-        return Err("is not a regular file".into());
-    }
-    let mut head = [0u8; 8];
-    File::open(path)
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
-        .map_err(|_| "is empty or truncated".to_string())?;
-    if !crate::imaging::photo::is_png(&head) {
-        return Err("is not a PNG file".into());
-    }
-    Ok(())
-}
-
-fn crops_is_link(dir: &Path) -> bool {
-    fs::symlink_metadata(dir.join(CROPS)).is_ok_and(|m| m.file_type().is_symlink())
-}
-
-/// Opens (creating it and its folder) the lock file `name` in `dir`, not yet locked. The gallery,
-/// the photo index and the strangers' folder each guard their writes with one.
-pub fn lock_file(dir: &Path, name: &str) -> Result<File, String> {
-    fs::create_dir_all(dir).map_err(|e| format!("cannot create the folder: {e}"))?;
-    OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join(name))
-        .map_err(|e| e.to_string())
-}
-
-/// Writes `bytes` to `path` so that readers see the old or the new content, never a mix: temporary
-/// file, flushed, renamed over, then the directory flushed so the rename itself is durable.
+/// Writes `bytes` to `path` atomically and durably ([`crate::support::durable`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), GalleryError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
-        // A half-written temporary file is what a crash during this write leaves behind.
-        let half = bytes.len() / 2;
-        f.write_all(&bytes[..half])?;
-        crash_point("mid-write");
-        f.write_all(&bytes[half..])?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    result.map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        err(path, format!("cannot write: {e}"))
-    })
+    crate::support::durable::write(path, bytes).map_err(|e| err(path, format!("cannot write: {e}")))
 }

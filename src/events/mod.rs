@@ -1,4 +1,6 @@
-//! Events out: JSON lines (the format other tools parse) and face snapshots.
+//! What the live stage tells the world: an [`Event`] per decision of a track (identified,
+//! unknown, left), as JSON lines (the format other tools parse) and face snapshots. Access rules,
+//! MQTT, the history and every sink take events from here; nothing here knows where they go.
 //!
 //! One line per event:
 //! `{"ts":1732300000.125,"event":"identified","name":"Ada","score":0.712,"box":{"x":10,"y":20,"w":96,"h":96},"track":1,"frame":42}`
@@ -8,8 +10,35 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::live::recognizer::Event;
-use crate::live::tracker::EventKind;
+use image::RgbImage;
+
+use crate::imaging::rect::Rect;
+
+/// What a track decided: a person identified, a face unknown, a visit over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Identified,
+    Unknown,
+    Left,
+}
+
+/// Something worth telling the world about.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// Capture time of the frame that completed the event, seconds since the Unix epoch.
+    pub ts: f64,
+    pub kind: EventKind,
+    pub name: Option<String>,
+    pub score: f32,
+    pub rect: Rect,
+    pub track: u64,
+    pub frame: u64,
+    /// The face's box, with a margin, cut from the frame (identified and unknown events), for
+    /// snapshots.
+    pub face: Option<RgbImage>,
+    /// Unknown events: the recurring stranger the face was grouped with (`live::strangers`).
+    pub unknown_id: Option<String>,
+}
 
 /// A face's box as every JSON output writes it: `{"x":..,"y":..,"w":..,"h":..}`.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -20,8 +49,8 @@ pub struct BoxJson {
     pub h: i32,
 }
 
-impl From<&crate::detect::cascade::Rect> for BoxJson {
-    fn from(r: &crate::detect::cascade::Rect) -> BoxJson {
+impl From<&crate::imaging::rect::Rect> for BoxJson {
+    fn from(r: &crate::imaging::rect::Rect) -> BoxJson {
         BoxJson {
             x: r.x,
             y: r.y,
@@ -115,7 +144,7 @@ impl Snapshots {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::cascade::Rect;
+    use crate::imaging::rect::Rect;
 
     #[test]
     fn lines_follow_the_contract() {

@@ -1,0 +1,308 @@
+//! The live run that `watch` and `serve` share: frames from a source through the recognizer,
+//! the gallery and the access rules followed as they change, and every event and access decision
+//! handed to the sinks, in order.
+//!
+//! ```text
+//! source -> capture thread -> Recognizer (detect, landmarks, embed, match, track) -> events
+//!        -> snapshot + JSON line -> sinks (stdout, MQTT, serve's hub and history, ...)
+//!        -> access rules -> decision + actions -> sinks
+//! ```
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::recognize::pipeline::Pipeline;
+use crate::store::gallery::Person;
+
+use super::capture::{Capture, Item};
+use super::follow::{GalleryFollower, RulesFollower};
+use super::recognizer::Recognizer;
+use super::sinks::{DecisionDone, FrameDone, Sink};
+use super::source::SourceSpec;
+use super::strangers::Strangers;
+use super::tracker::TrackerConfig;
+use crate::events::Event;
+use crate::events::{self, Snapshots};
+
+/// How the pipeline is tuned for frames (the photo commands use other defaults).
+#[derive(Debug, Clone)]
+pub struct Tuning {
+    /// Frames larger than this (longer side) are downscaled for detection.
+    pub detect_size: u32,
+    /// Longest side of the frame for YuNet's edge pass.
+    pub edge_pass_side: u32,
+    /// The edge pass runs on one frame in this many.
+    pub edge_pass_every: u64,
+    /// Smallest face looked for, in frame pixels.
+    pub min_face: usize,
+    /// Ratio between the detector's pyramid levels.
+    pub scale_factor: f64,
+    /// Threads for the detector's scan (0: one per core).
+    pub threads: usize,
+    pub tracker: TrackerConfig,
+}
+
+impl Tuning {
+    /// A recognizer over `people`, from a loaded pipeline.
+    pub fn recognizer(&self, pipeline: Pipeline, people: &[Person]) -> Result<Recognizer, String> {
+        let Pipeline {
+            mut finder,
+            embedder,
+            threshold,
+        } = pipeline;
+        finder.detect_max_side = Some(self.detect_size);
+        finder.edge_pass_side = self.edge_pass_side;
+        finder.edge_pass_every = self.edge_pass_every;
+        finder.params.min_size = (self.min_face, self.min_face);
+        finder.params.scale_factor = self.scale_factor;
+        finder.params.validate()?;
+        finder.params.threads = if self.threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            self.threads
+        };
+        Recognizer::new(finder, embedder, people, threshold, self.tracker)
+    }
+}
+
+/// Where recurring strangers are kept, and for how long.
+#[derive(Debug, Clone)]
+pub struct StrangerConfig {
+    pub dir: PathBuf,
+    /// Days after which a stranger not seen again is forgotten.
+    pub days: f64,
+}
+
+/// The fleet this board's gallery is shared with (`--sync mqtt`).
+#[derive(Clone)]
+pub struct FleetConfig {
+    /// The broker, `mqtt://host[:port]`.
+    pub url: String,
+    pub credentials: Option<(String, String)>,
+    /// The fleet's shared secret.
+    pub key: Vec<u8>,
+}
+
+/// Everything a live run needs besides the pipeline, the source and the sinks.
+pub struct LiveConfig {
+    /// The gallery matched against, followed as other processes change it.
+    pub gallery: PathBuf,
+    pub tuning: Tuning,
+    /// `None`: strangers are not kept (no `unknown_id`).
+    pub strangers: Option<StrangerConfig>,
+    /// A directory for a picture of each event's face.
+    pub snapshots: Option<PathBuf>,
+    /// This camera's name, in every event and decision.
+    pub camera: Option<String>,
+    /// The access rules file, re-read when it changes.
+    pub rules: Option<PathBuf>,
+    /// Whether a sink publishes to MQTT (rules with an MQTT action need one).
+    pub mqtt: bool,
+    /// Scripted frame times: frame N is at this many Unix seconds + N / the source's rate.
+    pub frame_clock: Option<f64>,
+    pub fleet: Option<FleetConfig>,
+}
+
+/// Runs the live pipeline until the source ends or `stop` is set, handing everything to `sinks`.
+pub fn run(
+    config: &LiveConfig,
+    pipeline: Pipeline,
+    source: &SourceSpec,
+    stop: Arc<AtomicBool>,
+    sinks: &mut [&mut dyn Sink],
+) -> Result<(), String> {
+    let threshold = pipeline.threshold;
+    // Joining the fleet may give people new ids: before the gallery is read for matching.
+    let fleet = fleet::join(config, &pipeline)?;
+    let gallery = pipeline.open_gallery(&config.gallery)?;
+    let model = pipeline.model_info();
+    let mut recognizer = config.tuning.recognizer(pipeline, gallery.people())?;
+    if let Some(s) = &config.strangers {
+        recognizer.keep_strangers(Strangers::open(&s.dir, &model, threshold, s.days)?);
+    }
+    let mut rules = match &config.rules {
+        Some(path) => Some(RulesFollower::start(
+            path,
+            gallery.people(),
+            threshold,
+            config.mqtt,
+        )?),
+        None => None,
+    };
+    let snapshots = config
+        .snapshots
+        .as_deref()
+        .map(Snapshots::new)
+        .transpose()?;
+    for s in sinks.iter_mut() {
+        s.open(gallery.people())?;
+    }
+    let capture = Capture::start(source.opener()?, stop)?;
+    for s in sinks.iter_mut() {
+        s.started(capture.description(), gallery.people());
+    }
+    let mut follower = GalleryFollower::new(&config.gallery, model);
+    let mut out = Emitter {
+        snapshots,
+        camera: config.camera.clone(),
+        sinks,
+    };
+    let mut skip_warnings = crate::support::warnings::Throttle::per_minute();
+    let outcome = loop {
+        let item = match capture.next() {
+            Ok(Some(item)) => item,
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
+        };
+        if let Some(people) = follower.poll() {
+            recognizer.set_people(&people);
+            for s in out.sinks.iter_mut() {
+                s.gallery(&people);
+            }
+            if let Some(r) = &mut rules {
+                r.set_people(&people);
+            }
+        }
+        if let Some(r) = &mut rules {
+            r.poll();
+        }
+        match item {
+            Item::Skipped(why) => skip_warnings.warn(&format!("skipped {why}")),
+            Item::Frame(mut frame) => {
+                if let Some(start) = config.frame_clock {
+                    let rate = source.clock_rate();
+                    frame.time = std::time::UNIX_EPOCH
+                        + Duration::from_secs_f64((start + frame.number as f64 / rate).max(0.0));
+                }
+                let events = recognizer.process(&frame)?;
+                // The frame is done with: its pixels move behind an Arc without a copy.
+                let rgb = Arc::new(frame.photo.rgb);
+                let done = FrameDone {
+                    number: frame.number,
+                    rgb: &rgb,
+                    recognizer: &recognizer,
+                    dropped: capture.counts().dropped,
+                };
+                for s in out.sinks.iter_mut() {
+                    s.frame(&done);
+                }
+                out.emit(events, &mut rules)?;
+            }
+        }
+    };
+    out.emit(recognizer.finish(), &mut rules)?;
+    if let Some(r) = &mut rules {
+        r.access.finish();
+    }
+    let counts = capture.counts();
+    for s in out.sinks.iter_mut() {
+        s.finish(&recognizer, counts);
+    }
+    fleet::leave(fleet);
+    outcome
+}
+
+/// Hands events, and the access decisions they lead to, to the sinks.
+struct Emitter<'s, 'a> {
+    snapshots: Option<Snapshots>,
+    camera: Option<String>,
+    sinks: &'s mut [&'a mut dyn Sink],
+}
+
+impl Emitter<'_, '_> {
+    fn emit(
+        &mut self,
+        events: Vec<Event>,
+        rules: &mut Option<RulesFollower>,
+    ) -> Result<(), String> {
+        for e in &events {
+            let saved = match &self.snapshots {
+                Some(s) => s.save(e).unwrap_or_else(|err| {
+                    eprintln!("facegate: warning: {err}");
+                    None
+                }),
+                None => None,
+            };
+            let line = events::json_line(e, saved.as_deref(), self.camera.as_deref());
+            for s in self.sinks.iter_mut() {
+                s.event(e, &line)?;
+            }
+            let decided = rules
+                .as_mut()
+                .and_then(|r| r.access.decide(e, self.camera.as_deref()));
+            if let Some((decision, messages)) = decided {
+                let audit = decision.json();
+                let done = DecisionDone {
+                    decision: &decision,
+                    audit: &audit,
+                    messages: &messages,
+                };
+                for s in self.sinks.iter_mut() {
+                    s.decision(&done)?;
+                }
+            }
+        }
+        if !events.is_empty() {
+            for s in self.sinks.iter_mut() {
+                s.flush()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(feature = "mqtt")]
+mod fleet {
+    use super::LiveConfig;
+    use crate::recognize::pipeline::Pipeline;
+    use crate::sync::member::{Sync, SyncConfig};
+
+    /// Joins the gallery to the fleet and starts syncing it, when the run asks for it.
+    pub fn join(config: &LiveConfig, pipeline: &Pipeline) -> Result<Option<Sync>, String> {
+        let Some(fleet) = &config.fleet else {
+            return Ok(None);
+        };
+        let mut embedder = pipeline.share()?.embedder;
+        let sync = Sync::start(
+            SyncConfig {
+                url: fleet.url.clone(),
+                credentials: fleet.credentials.clone(),
+                key: fleet.key.clone(),
+                gallery: config.gallery.clone(),
+                model: pipeline.model_info(),
+            },
+            Box::new(move |crops| embedder.embed(crops)),
+        )?;
+        eprintln!(
+            "facegate: sync: sharing the gallery with the fleet through {} as board {}",
+            fleet.url,
+            sync.board()
+        );
+        Ok(Some(sync))
+    }
+
+    pub fn leave(sync: Option<Sync>) {
+        if let Some(s) = sync {
+            s.stop();
+        }
+    }
+}
+
+#[cfg(not(feature = "mqtt"))]
+mod fleet {
+    use super::LiveConfig;
+    use crate::recognize::pipeline::Pipeline;
+
+    pub enum Never {}
+
+    pub fn join(config: &LiveConfig, _: &Pipeline) -> Result<Option<Never>, String> {
+        match config.fleet {
+            Some(_) => Err("this facegate was built without MQTT support (the `mqtt` feature), which --sync needs".into()),
+            None => Ok(None),
+        }
+    }
+
+    pub fn leave(_: Option<Never>) {}
+}

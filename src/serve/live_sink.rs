@@ -1,0 +1,73 @@
+//! What `serve` takes from the live run: frames and the faces in view for the hub (the live view
+//! and status), events and access decisions for the history.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::access::Decision;
+use crate::events::Event;
+use crate::live::sinks::{DecisionDone, FrameDone, Sink};
+use crate::store::gallery::Person;
+
+use super::hub::Hub;
+use super::recorder::{Record, Recorder};
+
+/// Frames per second over windows of this length.
+const FPS_WINDOW: Duration = Duration::from_secs(2);
+
+/// Feeds the pipeline's frames and events to the server's hub and the history.
+pub struct ToServer {
+    hub: Arc<Hub>,
+    recorder: Recorder,
+    window: (Instant, u64),
+}
+
+impl ToServer {
+    pub fn new(hub: Arc<Hub>, recorder: Recorder) -> ToServer {
+        ToServer {
+            hub,
+            recorder,
+            window: (Instant::now(), 0),
+        }
+    }
+
+    /// Writes what the history has not written yet.
+    pub fn finish(self) {
+        self.recorder.finish();
+    }
+
+    fn record(&mut self, record: Record) {
+        self.recorder.send(record);
+    }
+}
+
+impl Sink for ToServer {
+    fn started(&mut self, source: &str, _people: &[Person]) {
+        self.hub.set_stats(|s| s.source = source.to_string());
+    }
+
+    fn frame(&mut self, frame: &FrameDone<'_>) {
+        let totals = frame.recognizer.totals();
+        let elapsed = self.window.0.elapsed();
+        let fps = (elapsed >= FPS_WINDOW).then(|| {
+            let fps = (totals.frames - self.window.1) as f64 / elapsed.as_secs_f64();
+            self.window = (Instant::now(), totals.frames);
+            fps
+        });
+        self.hub.record_totals(&totals, frame.dropped, fps);
+        let in_view = frame.recognizer.in_view();
+        self.hub
+            .frame_done(frame.number, frame.rgb.clone(), in_view);
+    }
+
+    fn event(&mut self, event: &Event, _line: &str) -> Result<(), String> {
+        self.record(Record::Event(event.clone()));
+        Ok(())
+    }
+
+    fn decision(&mut self, decision: &DecisionDone<'_>) -> Result<(), String> {
+        let d: &Decision = decision.decision;
+        self.record(Record::Decision(d.clone()));
+        Ok(())
+    }
+}

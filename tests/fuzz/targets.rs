@@ -4,8 +4,8 @@
 // no input panics, aborts, hangs or allocates without bound.
 
 use facegate::detect::cascade::{Cascade, DetectParams, Detector};
-use facegate::imaging::grey::GreyView;
 use facegate::embed::model_card::{sha256_hex, ModelCard};
+use facegate::imaging::grey::GreyView;
 use facegate::imaging::photo;
 use facegate::live::frames::mjpeg::{MjpegSplitter, SplitError};
 use facegate::store::gallery::{Gallery, ModelInfo};

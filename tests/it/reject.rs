@@ -2,11 +2,9 @@
 //! of NAME, and matching then refuses NAME for faces closer to a negative than to NAME's shots.
 //! A lowered threshold makes a stranger (Biden) match Obama, as happens with lookalikes.
 
-mod common;
-
 use std::process::Command;
 
-use common::{ok, photo, scratch, stderr};
+use crate::common::{ok, photo, scratch, stderr};
 
 fn facegate(args: &[&str], gallery: &std::path::Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_facegate"))

@@ -2,12 +2,10 @@
 //! the API driven over HTTP: enroll, recognise, events on SSE and in the SQLite history,
 //! snapshots, corrections, gallery edits; and the defences (token, rate limit, size limits).
 
-mod common;
-
 use std::io::Read;
 
-use common::server::{blank, call, frame_with, multipart, wait_for, Server};
-use common::{photo, scratch};
+use crate::common::server::{blank, call, frame_with, multipart, wait_for, Server};
+use crate::common::{photo, scratch};
 
 fn read(name: &str) -> Vec<u8> {
     std::fs::read(photo(name)).unwrap()
@@ -514,7 +512,7 @@ fn oversized_and_hostile_requests_are_refused_with_reasons() {
     }
 
     // Names are data, never paths; routes never leave their folders.
-    let small = common::server::jpeg(&frame_with(&photo("obama.jpg"), 400, 100, 20));
+    let small = crate::common::server::jpeg(&frame_with(&photo("obama.jpg"), 400, 100, 20));
     let (kind, body) = multipart(&[
         ("name", None, b"../../token"),
         ("photo", Some("../../x.jpg"), &small),
@@ -652,7 +650,7 @@ fn retention_keeps_the_newest_events_and_cli_enrollments_are_seen_live() {
         .arg(photo("obama.jpg"))
         .output()
         .unwrap();
-    common::ok(&out);
+    crate::common::ok(&out);
     std::thread::sleep(std::time::Duration::from_millis(1200));
     s.feed(&visit("obama2.jpg", 8, 20));
     let seen = wait_for(&live, "identified", |e| e["event"] == "identified");
@@ -694,7 +692,7 @@ fn three_guided_camera_shots_enroll_a_person() {
         let started = std::time::Instant::now();
         while s.get("/api/v1/status").json()["live"]["frames"].as_u64() < Some(n) {
             assert!(
-                started.elapsed() < common::server::PATIENCE,
+                started.elapsed() < crate::common::server::PATIENCE,
                 "frames not recognised"
             );
             std::thread::sleep(std::time::Duration::from_millis(50));
@@ -766,7 +764,7 @@ fn three_guided_camera_shots_enroll_a_person() {
 fn access_decisions_are_kept_in_the_history() {
     let dir = scratch("serve", "access");
     let gallery = dir.join("gallery");
-    common::ok(
+    crate::common::ok(
         &std::process::Command::new(env!("CARGO_BIN_EXE_facegate"))
             .args(["enroll", "--name", "Obama", "--gallery"])
             .arg(&gallery)
@@ -795,7 +793,7 @@ fn access_decisions_are_kept_in_the_history() {
     let started = std::time::Instant::now();
     let decisions = loop {
         let d = s.get("/api/v1/access").json()["decisions"].clone();
-        if d.as_array().unwrap().len() == 2 || started.elapsed() > common::server::PATIENCE {
+        if d.as_array().unwrap().len() == 2 || started.elapsed() > crate::common::server::PATIENCE {
             break d;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));

@@ -2,12 +2,10 @@
 //! the same person is found and strangers are not, a second run reads only what changed, and a
 //! damaged, foreign, locked or half-written index is an error that names it, with nothing lost.
 
-mod common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common::{ok, photo, run_facegate, scratch, stderr};
+use crate::common::{ok, photo, run_facegate, scratch, stderr};
 
 fn facegate(args: &[&str]) -> std::process::Output {
     run_facegate(args, &[])

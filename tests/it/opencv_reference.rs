@@ -10,8 +10,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use facegate::detect::cascade::{Cascade, DetectParams, Detector};
-use facegate::imaging::rect::Rect;
 use facegate::imaging::photo;
+use facegate::imaging::rect::Rect;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 

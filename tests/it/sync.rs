@@ -5,17 +5,15 @@
 //! signed with another key change nothing.
 #![cfg(feature = "mqtt")]
 
-mod common;
-
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::broker::{free_port, Broker};
-use common::server::{frame_with, jpeg};
-use common::{enroll, ok, photo, scratch};
+use crate::common::broker::{free_port, Broker};
+use crate::common::server::{frame_with, jpeg};
+use crate::common::{enroll, ok, photo, scratch};
 
 const KEY: &str = "the fleet's secret, 32 bytes....";
 
@@ -266,7 +264,7 @@ fn three_boards_share_one_gallery_through_the_broker() {
         .arg(&gb)
         .output()
         .unwrap();
-    assert!(check.status.success(), "{}", common::stderr(&check));
+    assert!(check.status.success(), "{}", crate::common::stderr(&check));
 
     // A new board with an empty gallery is complete after one sync.
     let gd = dir.join("d");
@@ -382,7 +380,7 @@ fn publish(port: u16, messages: &[(String, Vec<u8>)]) {
 
 /// The retained message on `topic`.
 fn read_retained(port: u16, topic: &str) -> Vec<u8> {
-    let mut l = common::broker::Listener::subscribe(port, "reader", &[topic]);
+    let mut l = crate::common::broker::Listener::subscribe(port, "reader", &[topic]);
     l.wait(topic, "the retained message", |m| m.retain).payload
 }
 

@@ -2,12 +2,10 @@
 //! command action that records what it was told, the audit lines, a bad rules file refused at
 //! start, a bad edit that keeps the old rules, and `facegate rules check`.
 
-mod common;
-
 use std::path::Path;
 
-use common::server::{blank, frame_with};
-use common::{ok, photo, run_facegate, scratch, stderr};
+use crate::common::server::{blank, frame_with};
+use crate::common::{ok, photo, run_facegate, scratch, stderr};
 
 /// Obama in front of the camera for 6 frames, then gone for 20.
 fn frames(dir: &Path) -> std::path::PathBuf {
@@ -166,7 +164,7 @@ fn rules_grant_in_their_window_deny_outside_and_run_the_action() {
 #[cfg(feature = "mqtt")]
 #[test]
 fn decisions_and_mqtt_actions_are_published() {
-    use common::broker::{free_port, Broker, Listener};
+    use crate::common::broker::{free_port, Broker, Listener};
     let dir = scratch("access", "mqtt");
     let g = dir.join("gallery");
     let gallery = g.to_str().unwrap();

@@ -2,17 +2,15 @@
 //! nothing outside the gallery is touched, nothing committed is lost, and `gallery check` says
 //! what is wrong.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ok, photo, stderr};
+use crate::common::{ok, photo, stderr};
 use facegate::store::gallery::Gallery;
 
 fn scratch(name: &str) -> PathBuf {
-    common::scratch("gi", name)
+    crate::common::scratch("gi", name)
 }
 
 fn command(args: &[&str], gallery: &Path) -> Command {

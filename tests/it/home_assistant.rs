@@ -4,15 +4,13 @@
 //! entities deleted, and "offline" from the last will when the process is killed.
 #![cfg(feature = "mqtt")]
 
-mod common;
-
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::broker::{free_port, Broker, Listener};
-use common::server::{blank, frame_with, jpeg};
-use common::{enroll, ok, photo, scratch};
+use crate::common::broker::{free_port, Broker, Listener};
+use crate::common::server::{blank, frame_with, jpeg};
+use crate::common::{enroll, ok, photo, scratch};
 
 fn facegate() -> Command {
     Command::new(env!("CARGO_BIN_EXE_facegate"))

@@ -7,10 +7,9 @@ use std::process::{Command, Output, Stdio};
 
 use image::{imageops, RgbImage};
 
-mod common;
 #[cfg(feature = "mqtt")]
-use common::broker::{free_port, Broker};
-use common::server::jpeg;
+use crate::common::broker::{free_port, Broker};
+use crate::common::server::jpeg;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

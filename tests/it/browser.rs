@@ -3,16 +3,14 @@
 //! the People page, watch the Events page show them identified from the frame source with a
 //! snapshot. Screenshots of every page are saved in target/browser-screenshots/ to look at.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use common::server::{blank, frame_with, jpeg, Server, PATIENCE};
-use common::{photo, scratch};
+use crate::common::server::{blank, frame_with, jpeg, Server, PATIENCE};
+use crate::common::{photo, scratch};
 
 /// The W3C WebDriver protocol's name for an element reference.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";

@@ -2,13 +2,11 @@
 //! a message naming the input and the problem, never a panic, an abort, a hang or a flood.
 //! (The gallery's own defences are in tests/gallery_integrity.rs.)
 
-mod common;
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::{photo, stderr};
+use crate::common::{photo, stderr};
 
 fn facegate(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_facegate"))
@@ -18,7 +16,7 @@ fn facegate(args: &[&str]) -> Output {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    common::scratch("hard", name)
+    crate::common::scratch("hard", name)
 }
 
 /// Fails with a message holding every one of `needles`, and no panic.

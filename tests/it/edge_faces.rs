@@ -2,12 +2,10 @@
 //! filling a tight crop. The recognition commands find them through the edge pass (YuNet where
 //! the cascade's window does not fit); `--no-edge-pass` shows they were missed before.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::{ok, photo, scratch};
+use crate::common::{ok, photo, scratch};
 
 fn facegate(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_facegate"))
@@ -116,7 +114,7 @@ fn someone_half_in_the_doorway_is_identified_live() {
     let frames = dir.join("frames");
     std::fs::create_dir_all(&frames).unwrap();
     for i in 0..15 {
-        common::server::frame_with(&photo("obama2.jpg"), 560, -118 + (i % 3), 0)
+        crate::common::server::frame_with(&photo("obama2.jpg"), 560, -118 + (i % 3), 0)
             .save(frames.join(format!("f{i:02}.png")))
             .unwrap();
     }

@@ -2,12 +2,10 @@
 //! stranger), `facegate unknowns` lists them and enrolls one from their shots, after which the
 //! same face is identified by name.
 
-mod common;
-
 use std::path::Path;
 
-use common::server::{blank, frame_with};
-use common::{ok, photo, run_facegate, scratch};
+use crate::common::server::{blank, frame_with};
+use crate::common::{ok, photo, run_facegate, scratch};
 
 /// One visit: the photo in front of the camera for 6 frames, then 20 empty frames (gone).
 fn visit(name: &str) -> Vec<image::RgbImage> {
@@ -125,7 +123,7 @@ fn the_same_stranger_keeps_one_id_and_can_be_enrolled_from_the_visits() {
     ));
     assert!(gallery_list.contains("Barack"), "{gallery_list}");
     let check = run_facegate(&["gallery", "check", "--gallery", gallery], &[]);
-    assert!(check.status.success(), "{}", common::stderr(&check));
+    assert!(check.status.success(), "{}", crate::common::stderr(&check));
 
     // Now he is known; Biden is still the same stranger.
     let f = frames(&dir, &["obama2.jpg", "biden.jpg"]);
@@ -154,9 +152,9 @@ fn the_same_stranger_keeps_one_id_and_can_be_enrolled_from_the_visits() {
     );
     assert!(!bad.status.success());
     assert!(
-        common::stderr(&bad).contains("unknowns list"),
+        crate::common::stderr(&bad).contains("unknowns list"),
         "{}",
-        common::stderr(&bad)
+        crate::common::stderr(&bad)
     );
     let seen = watch(&f, &["--no-unknowns"]);
     assert!(seen.iter().all(|e| e.2.is_none()), "{seen:?}");

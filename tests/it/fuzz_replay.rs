@@ -3,7 +3,7 @@
 //! (tests/fuzz/regressions/), so a fixed crash stays fixed. CI runs this; a real fuzzing run needs
 //! cargo-fuzz (tests/fuzz/README.md).
 
-#[path = "fuzz/targets.rs"]
+#[path = "../fuzz/targets.rs"]
 mod targets;
 
 use std::path::Path;

@@ -1,12 +1,27 @@
-//! Helpers for the integration tests that run the facegate binary (each test file is its own
-//! crate and uses a part of them).
-#![allow(dead_code)]
+//! Helpers shared by the integration tests (`tests/it/`): running the facegate binary, test
+//! photos, scratch folders, and (in `broker` and `server`) a real mosquitto and a running
+//! `facegate serve`.
 
 pub mod broker;
 pub mod server;
 
-use std::path::PathBuf;
-use std::process::Output;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository's root (where `tests/`, `models/` and `cross/` are).
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The facegate binary under test, as a command to add arguments to.
+pub fn facegate() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_facegate"))
+}
+
+/// Runs the facegate binary with `args`.
+pub fn run<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
+    run_facegate(args, &[])
+}
 
 /// A test photo from tests/fixtures/photos.
 pub fn photo(name: &str) -> String {
@@ -32,15 +47,16 @@ pub fn stderr(out: &Output) -> String {
 pub fn ok(out: &Output) -> String {
     assert!(
         out.status.success(),
-        "facegate failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+        "facegate failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Runs the facegate binary with `args` and extra environment variables.
 pub fn run_facegate<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &str)]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_facegate"))
+    facegate()
         .args(args)
         .envs(env.iter().copied())
         .output()
@@ -49,7 +65,7 @@ pub fn run_facegate<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &str)])
 
 /// Enrolls `name` into `gallery` from one test photo (the run must succeed).
 pub fn enroll(gallery: &std::path::Path, name: &str, image: &str) {
-    ok(&std::process::Command::new(env!("CARGO_BIN_EXE_facegate"))
+    ok(&facegate()
         .args(["enroll", "--name", name, "--gallery"])
         .arg(gallery)
         .arg(photo(image))

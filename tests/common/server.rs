@@ -26,7 +26,7 @@ pub const PATIENCE: Duration = Duration::from_secs(90);
 impl Server {
     /// Starts `facegate serve --mjpeg -` with `args` added; waits until it listens.
     pub fn start(state: &Path, gallery: &Path, args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_facegate"))
+        let mut child = super::facegate()
             .args([
                 "serve",
                 "--listen",

@@ -1,5 +1,5 @@
 // The fuzz targets' bodies, shared by the libFuzzer binaries (fuzz_targets/) and by the corpus
-// replay in `cargo test` (tests/fuzz_replay.rs), so every stored input and every past crash runs
+// replay in `cargo test` (tests/it/fuzz_replay.rs), so every stored input and every past crash runs
 // through exactly the code that was fuzzed. Each returns nothing: the property checked is that
 // no input panics, aborts, hangs or allocates without bound.
 

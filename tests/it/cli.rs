@@ -1,34 +1,13 @@
 //! The `facegate detect` command line as other tools see it: output shapes, exit codes, messages.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn facegate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_facegate"))
-        .args(args)
-        .output()
-        .expect("run facegate")
-}
-
-fn photo(name: &str) -> String {
-    format!(
-        "{}/tests/fixtures/photos/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    )
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("facegate-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use crate::common::{photo, run, scratch};
+use std::path::Path;
 
 #[test]
 fn json_is_one_line_per_image_in_the_contract_shape() {
     let a = photo("messi5.jpg");
     let b = photo("astronaut.png");
-    let out = facegate(&["detect", "--json", &a, &b]);
+    let out = run(&["detect", "--json", &a, &b]);
     assert!(
         out.status.success(),
         "{}",
@@ -53,18 +32,18 @@ fn json_is_one_line_per_image_in_the_contract_shape() {
 #[test]
 fn parameters_change_the_search() {
     let a = photo("astronaut.png");
-    let raw = facegate(&["detect", "--json", "--min-neighbors", "0", &a]);
+    let raw = run(&["detect", "--json", "--min-neighbors", "0", &a]);
     let raw: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
     // OpenCV 4.6 finds 47 raw windows here (tests/fixtures/opencv_reference.json).
     assert_eq!(raw["faces"].as_array().unwrap().len(), 47);
-    let big_only = facegate(&["detect", "--json", "--min-size", "120", &a]);
+    let big_only = run(&["detect", "--json", "--min-size", "120", &a]);
     let big_only: serde_json::Value = serde_json::from_slice(&big_only.stdout).unwrap();
     assert!(big_only["faces"].as_array().unwrap().is_empty());
 }
 
 #[test]
 fn bad_images_are_named_and_the_rest_still_processed() {
-    let dir = scratch("bad");
+    let dir = scratch("cli", "bad");
     let truncated = dir.join("truncated.jpg");
     let full = std::fs::read(photo("messi5.jpg")).unwrap();
     std::fs::write(&truncated, &full[..full.len() / 2]).unwrap();
@@ -80,7 +59,7 @@ fn bad_images_are_named_and_the_rest_still_processed() {
         text.to_str().unwrap(),
         missing.to_str().unwrap(),
     ];
-    let out = facegate(&args);
+    let out = run(&args);
     assert!(!out.status.success());
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert_eq!(
@@ -105,8 +84,8 @@ fn bad_images_are_named_and_the_rest_still_processed() {
 
 #[test]
 fn draw_writes_annotated_pngs() {
-    let dir = scratch("draw");
-    let out = facegate(&[
+    let dir = scratch("cli", "draw");
+    let out = run(&[
         "detect",
         "--draw",
         dir.to_str().unwrap(),
@@ -122,10 +101,10 @@ fn draw_writes_annotated_pngs() {
 
 #[test]
 fn broken_cascade_and_bad_parameters_are_clear_errors() {
-    let dir = scratch("cascade");
+    let dir = scratch("cli", "cascade");
     let cascade = dir.join("broken.xml");
     std::fs::write(&cascade, "<opencv_storage><cascade>").unwrap();
-    let out = facegate(&[
+    let out = run(&[
         "detect",
         "--cascade",
         cascade.to_str().unwrap(),
@@ -138,7 +117,7 @@ fn broken_cascade_and_bad_parameters_are_clear_errors() {
         "{stderr}"
     );
 
-    let out = facegate(&["detect", "--scale-factor", "1.0", &photo("messi5.jpg")]);
+    let out = run(&["detect", "--scale-factor", "1.0", &photo("messi5.jpg")]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -155,7 +134,7 @@ fn shipped_cascades_load() {
         "haarcascade_frontalface_alt2.xml",
         "lbpcascade_frontalface_improved.xml",
     ] {
-        let out = facegate(&[
+        let out = run(&[
             "detect",
             "--cascade",
             models.join(name).to_str().unwrap(),
@@ -171,7 +150,7 @@ fn shipped_cascades_load() {
 
 #[test]
 fn help_lists_what_a_user_does_and_one_bench_command() {
-    let out = facegate(&["--help"]);
+    let out = run(&["--help"]);
     let help = String::from_utf8(out.stdout).unwrap();
     for command in [
         "detect", "enroll", "identify", "verify", "gallery", "watch", "serve", "bench",
@@ -182,7 +161,7 @@ fn help_lists_what_a_user_does_and_one_bench_command() {
         );
     }
     assert!(!help.contains("bench-"), "{help}");
-    let bench = facegate(&["bench", "--help"]);
+    let bench = run(&["bench", "--help"]);
     let bench = String::from_utf8(bench.stdout).unwrap();
     for what in ["board", "detect", "embed", "match", "watch"] {
         assert!(
@@ -197,7 +176,7 @@ fn help_lists_what_a_user_does_and_one_bench_command() {
 #[test]
 fn bench_board_prints_one_table_of_this_machine() {
     let photos = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/photos");
-    let out = facegate(&[
+    let out = run(&[
         "bench",
         "board",
         "--photos",
@@ -254,7 +233,7 @@ fn bench_board_prints_one_table_of_this_machine() {
 /// A board without the test photos is told what to copy.
 #[test]
 fn bench_board_without_photos_says_what_to_copy() {
-    let out = facegate(&["bench", "board", "--photos", "/nonexistent-photos"]);
+    let out = run(&["bench", "board", "--photos", "/nonexistent-photos"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("tests/fixtures/photos"), "{err}");

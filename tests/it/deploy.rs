@@ -1,12 +1,8 @@
 //! `cross/deploy`, checked without a board: its dry run must name every step, in order, and the
 //! unit and example config it installs must agree with the binary.
 
-use std::path::Path;
+use crate::common::root;
 use std::process::Command;
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
 
 #[test]
 fn the_dry_run_installs_binary_config_and_unit_then_starts_the_service() {
@@ -103,7 +99,7 @@ fn the_example_config_is_accepted_by_serve() {
         .replace("/var/lib/facegate/gallery", gallery.to_str().unwrap())
         .replace("0.0.0.0:8080", "127.0.0.1:0");
     std::fs::write(&path, config).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_facegate"))
+    let out = crate::common::facegate()
         .args(["serve", "--frames", "/nonexistent/frames", "--config"])
         .arg(&path)
         .arg("--state-dir")

@@ -3,16 +3,8 @@
 //! the cascade's window does not fit); `--no-edge-pass` shows they were missed before.
 
 use std::path::Path;
-use std::process::Command;
 
-use crate::common::{ok, photo, scratch};
-
-fn facegate(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_facegate"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+use crate::common::{ok, photo, run, scratch};
 
 /// The faces `identify --json` reports for `image`: (x, y, w, h, name).
 fn identify(
@@ -23,7 +15,7 @@ fn identify(
     let mut args = vec!["identify", "--json", "--gallery", gallery.to_str().unwrap()];
     args.extend_from_slice(extra);
     args.push(image.to_str().unwrap());
-    let out = ok(&facegate(&args));
+    let out = ok(&run(&args));
     let v: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
     v["faces"]
         .as_array()
@@ -45,7 +37,7 @@ fn identify(
 /// A gallery in `dir` with Obama enrolled from obama.jpg.
 fn obama_gallery(dir: &Path) -> std::path::PathBuf {
     let g = dir.join("gallery");
-    ok(&facegate(&[
+    ok(&run(&[
         "enroll",
         "--name",
         "Obama",
@@ -127,7 +119,7 @@ fn someone_half_in_the_doorway_is_identified_live() {
             frames.to_str().unwrap(),
         ];
         args.extend_from_slice(extra);
-        ok(&facegate(&args))
+        ok(&run(&args))
     };
     let events = watch(&[]);
     let first: serde_json::Value =

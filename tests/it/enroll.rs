@@ -1,46 +1,7 @@
 //! Enrollment, identification and the gallery on disk, through the command line.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn photo(name: &str) -> String {
-    root()
-        .join("tests/fixtures/photos")
-        .join(name)
-        .to_str()
-        .unwrap()
-        .to_string()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("facegate-enroll-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn facegate(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_facegate"));
-    cmd.args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run facegate")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "facegate failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
+use crate::common::{ok, photo, run_facegate, scratch};
+use std::path::Path;
 
 /// A third shot made from obama.jpg: mirrored and cropped closer, as a phone's selfie would be.
 fn obama_photo() -> image::DynamicImage {
@@ -59,7 +20,7 @@ fn augmented_obama(dir: &Path) -> String {
 }
 
 fn identify_text(gallery: &Path, image: &str) -> String {
-    let out = facegate(
+    let out = run_facegate(
         &[
             "identify",
             "--json",
@@ -78,11 +39,11 @@ fn identify(gallery: &Path, image: &str) -> serde_json::Value {
 
 #[test]
 fn enrolled_person_is_known_and_everyone_else_unknown() {
-    let dir = scratch("known");
+    let dir = scratch("enroll", "known");
     let gallery = dir.join("gallery");
     let third = augmented_obama(&dir);
     let g = gallery.to_str().unwrap();
-    let out = facegate(
+    let out = run_facegate(
         &[
             "enroll",
             "--name",
@@ -126,7 +87,7 @@ fn enrolled_person_is_known_and_everyone_else_unknown() {
         .crop_imm(100, 50, 700, 700)
         .save(&crop)
         .unwrap();
-    ok(&facegate(
+    ok(&run_facegate(
         &[
             "enroll",
             "--name",
@@ -152,7 +113,7 @@ fn enrolled_person_is_known_and_everyone_else_unknown() {
 
 #[test]
 fn bad_shots_are_refused_with_the_reason() {
-    let dir = scratch("bad");
+    let dir = scratch("enroll", "bad");
     let g = dir.join("gallery");
     let g = g.to_str().unwrap();
     let blank = dir.join("blank.png");
@@ -176,7 +137,7 @@ fn bad_shots_are_refused_with_the_reason() {
     for (images, expected) in cases {
         let mut args = vec!["enroll", "--name", "X", "--gallery", g];
         args.extend(images.iter().map(|s| s.as_str()));
-        let out = facegate(&args, &[]);
+        let out = run_facegate(&args, &[]);
         assert!(!out.status.success());
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -188,7 +149,7 @@ fn bad_shots_are_refused_with_the_reason() {
     assert!(!Path::new(g).exists());
     // A lookalike resembles the others too much to be refused (cosine 0.22 to the two Obamas, as
     // close as some genuine shots of one person): taken, with a warning naming it.
-    let out = facegate(
+    let out = run_facegate(
         &[
             "enroll",
             "--name",
@@ -212,11 +173,11 @@ fn bad_shots_are_refused_with_the_reason() {
 
 #[test]
 fn names_are_data_not_paths() {
-    let dir = scratch("names");
+    let dir = scratch("enroll", "names");
     let g = dir.join("gallery");
     let gs = g.to_str().unwrap();
     let name = "../../evil/Robert'); DROP";
-    ok(&facegate(
+    ok(&run_facegate(
         &[
             "enroll",
             "--name",
@@ -228,10 +189,10 @@ fn names_are_data_not_paths() {
         &[],
     ));
     assert!(!dir.join("evil").exists());
-    let listed = ok(&facegate(&["gallery", "list", "--gallery", gs], &[]));
+    let listed = ok(&run_facegate(&["gallery", "list", "--gallery", gs], &[]));
     assert!(listed.contains(name));
     // Same name again: refused, not overwritten.
-    let out = facegate(
+    let out = run_facegate(
         &[
             "enroll",
             "--name",
@@ -243,26 +204,26 @@ fn names_are_data_not_paths() {
         &[],
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("already enrolled"));
-    ok(&facegate(
+    ok(&run_facegate(
         &["gallery", "rename", "--gallery", gs, name, "Obama"],
         &[],
     ));
-    ok(&facegate(
+    ok(&run_facegate(
         &["gallery", "remove", "--gallery", gs, "Obama"],
         &[],
     ));
     assert_eq!(
-        ok(&facegate(&["gallery", "list", "--gallery", gs], &[])),
+        ok(&run_facegate(&["gallery", "list", "--gallery", gs], &[])),
         ""
     );
 }
 
 #[test]
 fn a_crash_mid_enrollment_leaves_the_gallery_intact() {
-    let dir = scratch("crash");
+    let dir = scratch("enroll", "crash");
     let g = dir.join("gallery");
     let gs = g.to_str().unwrap();
-    ok(&facegate(
+    ok(&run_facegate(
         &[
             "enroll",
             "--name",
@@ -275,7 +236,7 @@ fn a_crash_mid_enrollment_leaves_the_gallery_intact() {
     ));
     let before = std::fs::read(g.join("gallery.json")).unwrap();
     for point in ["mid-write", "after-embeddings"] {
-        let out = facegate(
+        let out = run_facegate(
             &[
                 "enroll",
                 "--name",
@@ -302,7 +263,7 @@ fn a_crash_mid_enrollment_leaves_the_gallery_intact() {
         );
     }
     // And the next enrollment goes through.
-    ok(&facegate(
+    ok(&run_facegate(
         &[
             "enroll",
             "--name",
@@ -313,7 +274,7 @@ fn a_crash_mid_enrollment_leaves_the_gallery_intact() {
         ],
         &[],
     ));
-    let listed = ok(&facegate(&["gallery", "list", "--gallery", gs], &[]));
+    let listed = ok(&run_facegate(&["gallery", "list", "--gallery", gs], &[]));
     assert!(
         listed.contains("Obama") && listed.contains("Biden"),
         "{listed}"
@@ -322,10 +283,10 @@ fn a_crash_mid_enrollment_leaves_the_gallery_intact() {
 
 #[test]
 fn damaged_or_foreign_galleries_are_reported_and_left_alone() {
-    let dir = scratch("damaged");
+    let dir = scratch("enroll", "damaged");
     let g = dir.join("gallery");
     let gs = g.to_str().unwrap();
-    ok(&facegate(
+    ok(&run_facegate(
         &[
             "enroll",
             "--name",
@@ -348,7 +309,7 @@ fn damaged_or_foreign_galleries_are_reported_and_left_alone() {
         .unwrap();
     let full = std::fs::read(&emb).unwrap();
     std::fs::write(&emb, &full[..full.len() - 10]).unwrap();
-    let out = facegate(&["identify", "--gallery", gs, &photo("obama2.jpg")], &[]);
+    let out = run_facegate(&["identify", "--gallery", gs, &photo("obama2.jpg")], &[]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -368,9 +329,9 @@ fn damaged_or_foreign_galleries_are_reported_and_left_alone() {
         .unwrap()
         .replace("\"fingerprint\": \"", "\"fingerprint\": \"00");
     std::fs::write(&index, text).unwrap();
-    let out = facegate(&["identify", "--gallery", gs, &photo("obama2.jpg")], &[]);
+    let out = run_facegate(&["identify", "--gallery", gs, &photo("obama2.jpg")], &[]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("gallery reembed"));
-    ok(&facegate(&["gallery", "reembed", "--gallery", gs], &[]));
+    ok(&run_facegate(&["gallery", "reembed", "--gallery", gs], &[]));
     let line = identify(&g, &photo("obama2.jpg"));
     assert_eq!(line["faces"][0]["name"], "Obama");
 }
@@ -379,7 +340,7 @@ fn damaged_or_foreign_galleries_are_reported_and_left_alone() {
 /// of someone else is refused, and the result identifies like a file enrollment.
 #[test]
 fn enrollment_from_frames_takes_three_checked_shots() {
-    let dir = scratch("frames");
+    let dir = scratch("enroll", "frames");
     let frames = dir.join("frames");
     std::fs::create_dir_all(&frames).unwrap();
     let blank = image::RgbImage::from_pixel(320, 240, image::Rgb([96, 96, 96]));
@@ -404,7 +365,7 @@ fn enrollment_from_frames_takes_three_checked_shots() {
         f.save(frames.join(format!("{:03}.png", i + 1))).unwrap();
     }
     let gallery = dir.join("gallery");
-    let out = facegate(
+    let out = run_facegate(
         &[
             "enroll",
             "--name",
@@ -439,7 +400,7 @@ fn enrollment_from_frames_takes_three_checked_shots() {
     let few = dir.join("few");
     std::fs::create_dir_all(&few).unwrap();
     blank.save(few.join("1.png")).unwrap();
-    let out = facegate(
+    let out = run_facegate(
         &[
             "enroll",
             "--name",
@@ -457,7 +418,7 @@ fn enrollment_from_frames_takes_three_checked_shots() {
         stderr.contains("the frames ran out with 0 of 3 shots; last problem: no face found"),
         "{stderr}"
     );
-    let listed = ok(&facegate(
+    let listed = ok(&run_facegate(
         &["gallery", "list", "--gallery", gallery.to_str().unwrap()],
         &[],
     ));
@@ -468,7 +429,7 @@ fn enrollment_from_frames_takes_three_checked_shots() {
 fn small_faces_are_taken_with_advice_and_tiny_ones_refused() {
     // The size gate comes from tools/face_size_curve.py: identification holds down to 32 px wide
     // faces and falls apart below; under 64 px a shot is taken with a warning.
-    let dir = scratch("sizes");
+    let dir = scratch("enroll", "sizes");
     let original = image::DynamicImage::ImageRgb8(
         facegate::imaging::photo::load(Path::new(&photo("obama2.jpg")))
             .unwrap()
@@ -483,7 +444,7 @@ fn small_faces_are_taken_with_advice_and_tiny_ones_refused() {
     };
     let g = dir.join("gallery");
     let gallery = g.to_str().unwrap();
-    let out = facegate(
+    let out = run_facegate(
         &[
             "enroll",
             "--name",
@@ -500,7 +461,7 @@ fn small_faces_are_taken_with_advice_and_tiny_ones_refused() {
         said.contains("the face is small (") && said.contains("64 px wide or more"),
         "{said}"
     );
-    let out = facegate(
+    let out = run_facegate(
         &[
             "enroll",
             "--name",
@@ -523,7 +484,7 @@ fn small_faces_are_taken_with_advice_and_tiny_ones_refused() {
 /// `enroll --json` reports each shot's measured quality and verdict; `--check` enrolls nobody.
 #[test]
 fn the_json_report_gives_each_shot_its_quality() {
-    let dir = scratch("json");
+    let dir = scratch("enroll", "json");
     let g = dir.join("gallery");
     let g = g.to_str().unwrap();
     let blank = dir.join("blank.png");
@@ -534,7 +495,7 @@ fn the_json_report_gives_each_shot_its_quality() {
         let mut args = vec!["enroll", "--json", "--name", "Obama", "--gallery", g];
         args.extend_from_slice(extra);
         args.extend_from_slice(images);
-        let out = facegate(&args, &[]);
+        let out = run_facegate(&args, &[]);
         let report = serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
         (out.status.success(), report)
     };

@@ -4,7 +4,6 @@
 //! `--reject-strangers`, the "this is not NAME" experiment on the same draws.
 
 use std::path::Path;
-use std::process::Command;
 
 fn eval(shots: &str) -> Option<serde_json::Value> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -13,7 +12,7 @@ fn eval(shots: &str) -> Option<serde_json::Value> {
         eprintln!("skipped: {} is not there", data.display());
         return None;
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_facegate"))
+    let out = crate::common::facegate()
         .args([
             "eval",
             "--json",
@@ -91,7 +90,7 @@ fn enrolling_from_the_first_three_photos_names_the_val_photos() {
         v
     };
     let facegate = |args: &[&std::ffi::OsStr]| {
-        Command::new(env!("CARGO_BIN_EXE_facegate"))
+        crate::common::facegate()
             .args(args)
             .arg("--gallery")
             .arg(&gallery)

@@ -6,15 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{ok, photo, stderr};
+use crate::common::{ok, photo, scratch, stderr};
 use facegate::store::gallery::Gallery;
 
-fn scratch(name: &str) -> PathBuf {
-    crate::common::scratch("gi", name)
-}
-
 fn command(args: &[&str], gallery: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_facegate"));
+    let mut cmd = crate::common::facegate();
     cmd.args(args).arg("--gallery").arg(gallery);
     cmd
 }
@@ -25,7 +21,7 @@ fn run(args: &[&str], gallery: &Path) -> Output {
 
 /// A gallery with Obama (one shot, crop kept) and Biden.
 fn two_people(name: &str) -> PathBuf {
-    let g = scratch(name).join("gallery");
+    let g = scratch("gi", name).join("gallery");
     ok(&run(
         &["enroll", "--name", "Obama", &photo("obama.jpg")],
         &g,
@@ -203,7 +199,7 @@ fn a_first_enrollment_killed_midway_leaves_a_usable_folder() {
         "after-crops",
         "after-index",
     ] {
-        let g = scratch(&format!("first-{point}")).join("gallery");
+        let g = scratch("gi", &format!("first-{point}")).join("gallery");
         let out = command(&["enroll", "--name", "Obama", &photo("obama.jpg")], &g)
             .env("FACEGATE_CRASH_AT", point)
             .output()
@@ -244,7 +240,7 @@ fn a_linked_crops_folder_is_never_written_or_swept_through() {
 
 #[test]
 fn a_missing_gallery_is_an_error_except_for_enroll() {
-    let g = scratch("missing").join("typo");
+    let g = scratch("gi", "missing").join("typo");
     for args in [
         &["gallery", "list"][..],
         &["gallery", "check"][..],
@@ -330,7 +326,7 @@ fn duration_of(args: &[&str], g: &Path) -> Duration {
 /// random moments rarely hit): after each, the gallery is consistent, the change happened entirely
 /// or not at all, and Obama (committed before the trials) is never lost.
 fn crash_trials(name: &str, seed: u64, trials: usize) {
-    let g = scratch(name).join("gallery");
+    let g = scratch("gi", name).join("gallery");
     ok(&run(
         &["enroll", "--name", "Obama", &photo("obama.jpg")],
         &g,

@@ -1,23 +1,12 @@
 //! Hostile and unlucky input through the command line: every way in has a limit, and hitting it is
 //! a message naming the input and the problem, never a panic, an abort, a hang or a flood.
-//! (The gallery's own defences are in tests/gallery_integrity.rs.)
+//! (The gallery's own defences are in tests/it/gallery_integrity.rs.)
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use crate::common::{photo, stderr};
-
-fn facegate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_facegate"))
-        .args(args)
-        .output()
-        .expect("run facegate")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    crate::common::scratch("hard", name)
-}
+use crate::common::{photo, run, scratch, stderr};
 
 /// Fails with a message holding every one of `needles`, and no panic.
 fn refused(out: &Output, needles: &[&str]) {
@@ -45,23 +34,23 @@ fn jpeg_claiming(w: u16, h: u16) -> Vec<u8> {
 
 #[test]
 fn oversized_images_are_refused_from_their_header() {
-    let dir = scratch("pixels");
+    let dir = scratch("hard", "pixels");
     let huge = dir.join("huge.jpg");
     std::fs::write(&huge, jpeg_claiming(30000, 30000)).unwrap();
     let huge_s = huge.to_str().unwrap();
-    let out = facegate(&["detect", huge_s, &photo("obama.jpg")]);
+    let out = run(&["detect", huge_s, &photo("obama.jpg")]);
     refused(&out, &[huge_s, "30000x30000", "--max-pixels"]);
     // The other photo is still processed.
     assert!(String::from_utf8_lossy(&out.stdout).contains("obama.jpg"));
 
     // PNG: a real image over a lowered limit, then under a raised one.
-    let out = facegate(&["detect", "--max-pixels", "1000", &photo("astronaut.png")]);
+    let out = run(&["detect", "--max-pixels", "1000", &photo("astronaut.png")]);
     refused(&out, &["astronaut.png", "more than the limit of 1000"]);
-    let out = facegate(&["detect", "--max-pixels", "300000", &photo("astronaut.png")]);
+    let out = run(&["detect", "--max-pixels", "300000", &photo("astronaut.png")]);
     assert!(out.status.success(), "{}", stderr(&out));
 
     // Recognition commands go through the same decoder.
-    let out = facegate(&["verify", huge_s, &photo("obama.jpg")]);
+    let out = run(&["verify", huge_s, &photo("obama.jpg")]);
     refused(&out, &[huge_s, "30000x30000"]);
 }
 
@@ -69,9 +58,9 @@ fn oversized_images_are_refused_from_their_header() {
 fn an_mjpeg_stream_of_broken_frames_stays_quiet_and_small() {
     // 20 MB of bare start-of-image markers: once 631 MB of memory and a warning line per frame.
     let markers: Vec<u8> = [0xFF, 0xD8].repeat(10 << 20);
-    let gallery = scratch("mjpeg").join("gallery");
+    let gallery = scratch("hard", "mjpeg").join("gallery");
     std::fs::create_dir_all(&gallery).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_facegate"))
+    let mut child = crate::common::facegate()
         .args(["watch", "--mjpeg", "-", "--gallery"])
         .arg(&gallery)
         .stdin(Stdio::piped())
@@ -119,7 +108,7 @@ fn an_mjpeg_stream_of_broken_frames_stays_quiet_and_small() {
 
 #[test]
 fn hostile_cascades_are_refused_by_name() {
-    let dir = scratch("cascade");
+    let dir = scratch("hard", "cascade");
     let tiny = std::fs::read_to_string(format!(
         "{}/tests/fixtures/tilted_test_cascade.xml",
         env!("CARGO_MANIFEST_DIR")
@@ -148,13 +137,13 @@ fn hostile_cascades_are_refused_by_name() {
         let path = dir.join(name);
         std::fs::write(&path, text).unwrap();
         let p = path.to_str().unwrap();
-        let out = facegate(&["detect", "--cascade", p, &photo("obama.jpg")]);
+        let out = run(&["detect", "--cascade", p, &photo("obama.jpg")]);
         refused(&out, &[p, expected]);
     }
     let big = dir.join("big.xml");
     let f = std::fs::File::create(&big).unwrap();
     f.set_len(17 << 20).unwrap();
-    let out = facegate(&[
+    let out = run(&[
         "detect",
         "--cascade",
         big.to_str().unwrap(),
@@ -165,7 +154,7 @@ fn hostile_cascades_are_refused_by_name() {
 
 #[test]
 fn model_cards_are_checked_value_by_value() {
-    let dir = scratch("card");
+    let dir = scratch("hard", "card");
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
     let card = std::fs::read_to_string(models.join("sface_int8w.json")).unwrap();
     std::fs::copy(
@@ -194,7 +183,7 @@ fn model_cards_are_checked_value_by_value() {
         let path = dir.join("card.json");
         std::fs::write(&path, card.replace(from, to)).unwrap();
         let p = path.to_str().unwrap();
-        let out = facegate(&[
+        let out = run(&[
             "verify",
             "--model",
             p,
@@ -209,7 +198,7 @@ fn model_cards_are_checked_value_by_value() {
         .unwrap()
         .set_len(2 << 20)
         .unwrap();
-    let out = facegate(&["verify", "--model", big.to_str().unwrap(), "a.jpg", "b.jpg"]);
+    let out = run(&["verify", "--model", big.to_str().unwrap(), "a.jpg", "b.jpg"]);
     refused(&out, &["big.json", "too large for a model card"]);
 }
 
@@ -217,7 +206,7 @@ fn model_cards_are_checked_value_by_value() {
 /// left out is refused by the operator's name, before tract builds anything.
 #[test]
 fn a_model_using_an_operator_this_build_lacks_is_refused_by_name() {
-    let dir = scratch("operator");
+    let dir = scratch("hard", "operator");
     // The shipped model with its one Flatten node renamed to another real ONNX operator of the
     // same length (so the protobuf stays well formed), with a card whose sha256 matches the new
     // bytes; `verify` with it.
@@ -232,7 +221,7 @@ fn a_model_using_an_operator_this_build_lacks_is_refused_by_name() {
         let card = card.replace(&original, &facegate::embed::model_card::sha256_hex(&onnx));
         let path = dir.join("card.json");
         std::fs::write(&path, card).unwrap();
-        facegate(&[
+        run(&[
             "verify",
             "--model",
             path.to_str().unwrap(),
@@ -273,7 +262,7 @@ fn numeric_flags_and_settings_are_range_checked() {
         ("--threads", "100000"),
         ("--max-pixels", "0"),
     ] {
-        let out = facegate(&["detect", flag, value, &a]);
+        let out = run(&["detect", flag, value, &a]);
         assert_eq!(
             out.status.code(),
             Some(2),
@@ -282,44 +271,44 @@ fn numeric_flags_and_settings_are_range_checked() {
         );
         assert!(stderr(&out).contains("out of range") || stderr(&out).contains("not a"));
     }
-    let out = facegate(&["identify", "--threshold", "2", &a]);
+    let out = run(&["identify", "--threshold", "2", &a]);
     assert!(stderr(&out).contains("out of range"), "{}", stderr(&out));
-    let out = facegate(&["watch", "--frames", ".", "--window", "1000000"]);
+    let out = run(&["watch", "--frames", ".", "--window", "1000000"]);
     assert!(stderr(&out).contains("out of range"), "{}", stderr(&out));
 
     // A config file's values go through the same checks, and its size is bounded.
-    let dir = scratch("config");
+    let dir = scratch("hard", "config");
     let config = dir.join("watch.toml");
     std::fs::write(&config, "confirm = 0\nframes = \".\"\n").unwrap();
-    let out = facegate(&["watch", "--config", config.to_str().unwrap()]);
+    let out = run(&["watch", "--config", config.to_str().unwrap()]);
     assert!(stderr(&out).contains("out of range"), "{}", stderr(&out));
     std::fs::File::create(&config)
         .unwrap()
         .set_len(2 << 20)
         .unwrap();
-    let out = facegate(&["watch", "--config", config.to_str().unwrap()]);
+    let out = run(&["watch", "--config", config.to_str().unwrap()]);
     refused(&out, &["watch.toml", "too large"]);
 }
 
 #[test]
 fn a_named_pipe_is_refused_instead_of_waited_on() {
-    let dir = scratch("fifo");
+    let dir = scratch("hard", "fifo");
     let fifo = dir.join("photo.jpg");
     let made = Command::new("mkfifo").arg(&fifo).status();
     if !made.is_ok_and(|s| s.success()) {
         eprintln!("skipped: mkfifo is not available");
         return;
     }
-    let out = facegate(&["detect", fifo.to_str().unwrap()]);
+    let out = run(&["detect", fifo.to_str().unwrap()]);
     refused(&out, &["photo.jpg", "not a regular file"]);
 }
 
 #[test]
 fn control_characters_in_names_and_paths_are_escaped() {
-    let dir = scratch("terminal");
+    let dir = scratch("hard", "terminal");
     let sneaky = dir.join("\x1b]0;owned\x07\x1b[2J.jpg");
     std::fs::write(&sneaky, b"not an image").unwrap();
-    let out = facegate(&["detect", sneaky.to_str().unwrap()]);
+    let out = run(&["detect", sneaky.to_str().unwrap()]);
     let err = stderr(&out);
     assert!(!err.contains('\x1b') && !err.contains('\x07'), "{err:?}");
     assert!(err.contains("\\x1b]0;owned\\x07\\x1b[2J.jpg"), "{err}");

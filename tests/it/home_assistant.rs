@@ -5,16 +5,12 @@
 #![cfg(feature = "mqtt")]
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use crate::common::broker::{free_port, Broker, Listener};
 use crate::common::server::{blank, frame_with, jpeg};
-use crate::common::{enroll, ok, photo, scratch};
-
-fn facegate() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_facegate"))
-}
+use crate::common::{enroll, facegate, ok, photo, scratch};
 
 const CONFIG: &str = "homeassistant/device/facegate_front_door/config";
 const AVAILABILITY: &str = "facegate/front_door/availability";

@@ -5,11 +5,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::common::{ok, photo, run_facegate, scratch, stderr};
-
-fn facegate(args: &[&str]) -> std::process::Output {
-    run_facegate(args, &[])
-}
+use crate::common::{ok, photo, run, run_facegate, scratch, stderr};
 
 /// `photos/` with Obama twice (one in a subfolder), Biden, Messi, a corrupt JPEG and a text file.
 fn collection(dir: &Path) -> PathBuf {
@@ -33,7 +29,7 @@ fn collection(dir: &Path) -> PathBuf {
 }
 
 fn index(index: &Path, photos: &Path) -> String {
-    ok(&facegate(&[
+    ok(&run(&[
         "index",
         "--index",
         index.to_str().unwrap(),
@@ -45,7 +41,7 @@ fn index(index: &Path, photos: &Path) -> String {
 fn search(index: &Path, extra: &[&str]) -> Vec<(String, f64)> {
     let mut args = vec!["search", "--index", index.to_str().unwrap(), "--json"];
     args.extend_from_slice(extra);
-    let out = ok(&facegate(&args));
+    let out = ok(&run(&args));
     let line: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
     line["results"]
         .as_array()
@@ -79,7 +75,7 @@ fn search_finds_the_person_and_not_the_strangers() {
     let dir = scratch("photo-index", "search");
     let photos = collection(&dir);
     let idx = dir.join("index");
-    let out = facegate(&[
+    let out = run(&[
         "index",
         "--index",
         idx.to_str().unwrap(),
@@ -112,7 +108,7 @@ fn search_finds_the_person_and_not_the_strangers() {
 
     // An enrolled person, by name.
     let g = dir.join("gallery");
-    ok(&facegate(&[
+    ok(&run(&[
         "enroll",
         "--gallery",
         g.to_str().unwrap(),
@@ -124,7 +120,7 @@ fn search_finds_the_person_and_not_the_strangers() {
     assert_eq!(names(&found), ["obama2.jpg", "obama.jpg"], "{found:?}");
 
     // Every face of a photo with --all-faces: one line per face, each with its box.
-    let out = ok(&facegate(&[
+    let out = ok(&run(&[
         "search",
         "--index",
         idx.to_str().unwrap(),
@@ -144,7 +140,7 @@ fn search_finds_the_person_and_not_the_strangers() {
 
     // A contact sheet: the query and its result, inlined.
     let html = dir.join("sheet.html");
-    ok(&facegate(&[
+    ok(&run(&[
         "search",
         "--index",
         idx.to_str().unwrap(),
@@ -161,14 +157,14 @@ fn search_finds_the_person_and_not_the_strangers() {
     assert!(page.contains("obama2.jpg"));
 
     // Queries that are neither a photo nor a name, or have no face, are errors naming them.
-    let out = facegate(&["search", "--index", idx.to_str().unwrap(), "Nobody"]);
+    let out = run(&["search", "--index", idx.to_str().unwrap(), "Nobody"]);
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("Nobody") && stderr(&out).contains("--gallery"),
         "{}",
         stderr(&out)
     );
-    let out = facegate(&[
+    let out = run(&[
         "search",
         "--index",
         idx.to_str().unwrap(),
@@ -200,7 +196,7 @@ fn a_second_run_reads_only_new_and_changed_photos_and_drops_removed_ones() {
         v
     };
     fs::remove_file(photos.join("broken.jpg")).unwrap();
-    let out = facegate(&[
+    let out = run(&[
         "index",
         "--index",
         idx.to_str().unwrap(),
@@ -231,7 +227,7 @@ fn a_second_run_reads_only_new_and_changed_photos_and_drops_removed_ones() {
     );
     fs::copy(photo("biden.jpg"), photos.join("2024/summer/obama2.jpg")).unwrap();
     fs::remove_file(photos.join("2024/messi5.JPG")).unwrap();
-    let out = facegate(&[
+    let out = run(&[
         "index",
         "--index",
         idx.to_str().unwrap(),
@@ -285,7 +281,7 @@ fn damaged_foreign_or_locked_indexes_are_errors_and_nothing_is_lost() {
     let bytes = fs::read(&data).unwrap();
 
     let fails = |args: &[&str], words: &[&str]| {
-        let out = facegate(args);
+        let out = run(args);
         assert!(!out.status.success());
         let e = stderr(&out);
         assert!(!e.contains("panicked"), "{e}");

@@ -1,7 +1,8 @@
 //! The recognition stages against OpenCV 4.6's own SFace pipeline
 //! (`tools/opencv_face_reference.py` recorded YuNet landmarks, `alignCrop` crops and fp32 features).
 
-use std::path::{Path, PathBuf};
+use crate::common::root;
+use std::path::PathBuf;
 
 use facegate::align;
 use facegate::detect::yunet::YuNet;
@@ -25,10 +26,6 @@ struct FaceRef {
     bbox: [f32; 4],
     landmarks: [f32; 10],
     score: f32,
-}
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn reference() -> Reference {

@@ -2,12 +2,10 @@
 //! of NAME, and matching then refuses NAME for faces closer to a negative than to NAME's shots.
 //! A lowered threshold makes a stranger (Biden) match Obama, as happens with lookalikes.
 
-use std::process::Command;
-
 use crate::common::{ok, photo, scratch, stderr};
 
 fn facegate(args: &[&str], gallery: &std::path::Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_facegate"))
+    crate::common::facegate()
         .args(args)
         .arg("--gallery")
         .arg(gallery)

@@ -564,7 +564,7 @@ fn a_bad_token_file_is_refused_by_name() {
     ] {
         let file = dir.join("token");
         std::fs::write(&file, text).unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_facegate"))
+        let out = crate::common::facegate()
             .args(["serve", "--listen", "127.0.0.1:0", "--frames"])
             .arg(&dir)
             .arg("--state-dir")
@@ -585,7 +585,7 @@ fn a_bad_token_file_is_refused_by_name() {
         .unwrap()
         .set_len(1 << 20)
         .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_facegate"))
+    let out = crate::common::facegate()
         .args(["serve", "--listen", "127.0.0.1:0", "--frames"])
         .arg(&dir)
         .arg("--state-dir")
@@ -603,7 +603,7 @@ fn a_corrupt_history_is_refused_and_kept_and_a_busy_state_dir_is_refused() {
     let state = dir.join("state");
     std::fs::create_dir_all(&state).unwrap();
     std::fs::write(state.join("events.db"), vec![0x42u8; 8192]).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_facegate"))
+    let out = crate::common::facegate()
         .args(["serve", "--listen", "127.0.0.1:0", "--frames"])
         .arg(&dir)
         .arg("--state-dir")
@@ -625,7 +625,7 @@ fn a_corrupt_history_is_refused_and_kept_and_a_busy_state_dir_is_refused() {
 
     let fresh = dir.join("fresh");
     let s = Server::start(&fresh, &dir.join("gallery"), &[]);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_facegate"))
+    let out = crate::common::facegate()
         .args(["serve", "--listen", "127.0.0.1:0", "--frames"])
         .arg(&dir)
         .arg("--state-dir")
@@ -644,7 +644,7 @@ fn retention_keeps_the_newest_events_and_cli_enrollments_are_seen_live() {
     let mut s = Server::start(&dir.join("state"), &gallery, &["--keep-events", "2"]);
     let live = s.events();
     // Another process enrolls while the server runs.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_facegate"))
+    let out = crate::common::facegate()
         .args(["enroll", "--name", "Obama", "--gallery"])
         .arg(&gallery)
         .arg(photo("obama.jpg"))
@@ -765,7 +765,7 @@ fn access_decisions_are_kept_in_the_history() {
     let dir = scratch("serve", "access");
     let gallery = dir.join("gallery");
     crate::common::ok(
-        &std::process::Command::new(env!("CARGO_BIN_EXE_facegate"))
+        &crate::common::facegate()
             .args(["enroll", "--name", "Obama", "--gallery"])
             .arg(&gallery)
             .arg(photo("obama.jpg"))

@@ -18,7 +18,7 @@ use crate::common::{enroll, ok, photo, scratch};
 const KEY: &str = "the fleet's secret, 32 bytes....";
 
 fn facegate() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_facegate"));
+    let mut c = crate::common::facegate();
     c.env("FACEGATE_SYNC_KEY", KEY);
     c
 }

@@ -1,9 +1,10 @@
 //! `facegate watch` end to end: frames built from the test photos, through the real pipeline, to
 //! the exact sequence of events.
 
+use crate::common::{facegate, ok, photo, root, scratch};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use image::{imageops, RgbImage};
 
@@ -11,38 +12,11 @@ use image::{imageops, RgbImage};
 use crate::common::broker::{free_port, Broker};
 use crate::common::server::jpeg;
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn photo(name: &str) -> PathBuf {
-    root().join("tests/fixtures/photos").join(name)
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("facegate-watch-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn facegate() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_facegate"))
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "facegate failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
-
 /// A photo shrunk to fit `side` pixels, as a person further from the camera.
 fn person(name: &str, side: u32) -> RgbImage {
-    let rgb = facegate::imaging::photo::load(&photo(name)).unwrap().rgb;
+    let rgb = facegate::imaging::photo::load(photo(name).as_ref())
+        .unwrap()
+        .rgb;
     let s = side as f32 / rgb.width().max(rgb.height()) as f32;
     imageops::resize(
         &rgb,
@@ -147,7 +121,7 @@ fn enrolled_gallery(dir: &Path) -> PathBuf {
 
 #[test]
 fn a_directory_of_frames_gives_one_event_per_visit() {
-    let dir = scratch("frames");
+    let dir = scratch("watch", "frames");
     let gallery = enrolled_gallery(&dir);
     let frames = scene_frames(&dir, usize::MAX);
     let snaps = dir.join("snaps");
@@ -193,7 +167,7 @@ fn a_directory_of_frames_gives_one_event_per_visit() {
 
 #[test]
 fn an_mjpeg_stream_on_stdin_gives_the_same_events_and_survives_a_bad_frame() {
-    let dir = scratch("mjpeg");
+    let dir = scratch("watch", "mjpeg");
     let gallery = enrolled_gallery(&dir);
     let mut stream = Vec::new();
     for (i, f) in scene().iter().enumerate() {
@@ -229,7 +203,7 @@ fn an_mjpeg_stream_on_stdin_gives_the_same_events_and_survives_a_bad_frame() {
 
 #[test]
 fn missing_sources_are_clear_errors() {
-    let dir = scratch("errors");
+    let dir = scratch("watch", "errors");
     let gallery = dir.join("gallery");
     // A mistyped gallery is an error too (watch cannot enroll anyone into a new one).
     let out = facegate()
@@ -280,7 +254,7 @@ fn missing_sources_are_clear_errors() {
 #[test]
 fn events_are_published_to_an_mqtt_broker() {
     use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
-    let dir = scratch("mqtt");
+    let dir = scratch("watch", "mqtt");
     let gallery = enrolled_gallery(&dir);
     // Obama's visit only: identified, then left at the end of the stream.
     let frames = scene_frames(&dir, 8);
@@ -342,7 +316,7 @@ fn events_are_published_to_an_mqtt_broker() {
 #[cfg(feature = "mqtt")]
 #[test]
 fn an_unreachable_broker_does_not_stop_watching() {
-    let dir = scratch("nobroker");
+    let dir = scratch("watch", "nobroker");
     let gallery = enrolled_gallery(&dir);
     let frames = scene_frames(&dir, 4);
     let out = facegate()
@@ -373,7 +347,7 @@ fn an_unreachable_broker_does_not_stop_watching() {
 #[test]
 fn sigterm_finishes_the_frame_reports_who_left_and_exits_zero() {
     use std::io::{BufRead, BufReader};
-    let dir = scratch("sigterm");
+    let dir = scratch("watch", "sigterm");
     let gallery = enrolled_gallery(&dir);
     let frames = dir.join("frames");
     std::fs::create_dir_all(&frames).unwrap();
@@ -418,7 +392,7 @@ fn sigterm_finishes_the_frame_reports_who_left_and_exits_zero() {
 
 #[test]
 fn a_config_file_sets_defaults_and_flags_override_it() {
-    let dir = scratch("config");
+    let dir = scratch("watch", "config");
     let gallery = enrolled_gallery(&dir);
     let frames = scene_frames(&dir, 8);
     let config = dir.join("facegate.toml");

@@ -1,4 +1,4 @@
-//! Compresses what is built into the binary. The models (`src/models.rs` inflates them when
+//! Compresses what is built into the binary. The models (`src/recognize/models.rs` inflates them when
 //! loading): the cascade's XML shrinks 7x and the int8 SFace 18 %, 2.8 MB off every board binary.
 //! The web UI and the API description (`src/serve/gzipped.rs` sends them as they are to clients
 //! that take gzip): 96 KB to 22 KB.

@@ -4,7 +4,7 @@ with and without its edge pass (YuNet where the cascade cannot reach), on crops 
 fixture photos, plus the extra faces it reports on the uncut photos.
 
 Usage: tools/edge_faces.py [--facegate target/release/facegate]
-Needs Pillow (pip install pillow). Prints a table; nothing is asserted (tests/edge_faces.rs does).
+Needs Pillow (pip install pillow). Prints a table; nothing is asserted (tests/it/edge_faces.rs does).
 """
 
 import argparse

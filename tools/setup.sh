@@ -20,7 +20,7 @@ ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1 || ls /usr/lib/*/libclang.so 
   || apt_install libclang-dev
 # The MQTT test publishes to a real broker.
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || apt_install mosquitto
-# The web UI's test drives a real, headless browser over WebDriver (tests/browser.rs).
+# The web UI's test drives a real, headless browser over WebDriver (tests/it/browser.rs).
 # The time zone database: access rules' weekly windows (and their test) read it.
 [ -d /usr/share/zoneinfo/Europe ] || apt_install tzdata
 command -v chromium >/dev/null || apt_install chromium

@@ -7,7 +7,8 @@
 # share the two cores: `cargo test` runs the binaries one after another, and most hold one or two
 # slow tests, so a core idled. The same 226 tests took 4.9 min against 6.9 on 2 cores. Doctests
 # (nextest does not run them) follow with `cargo test --doc`. Extra arguments go to `cargo test`
-# instead, as before (e.g. `tools/test.sh --test serve -- --nocapture`).
+# instead, as before (e.g. `tools/test.sh --test it serve -- --nocapture`: the integration tests are
+# one binary, `it`, with a module per area).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh

@@ -905,9 +905,6 @@ impl Gallery {
     }
 }
 
-/// Fault injection for the crash-safety tests: with `FACEGATE_CRASH_AT=<point>` in the
-/// environment the process dies at that point, as a power cut or `kill -9` would leave it.
-
 fn short(fingerprint: &str) -> &str {
     &fingerprint[..fingerprint.len().min(12)]
 }

@@ -1,6 +1,13 @@
 //! What a granted (or notified) decision does: pulse a GPIO line, POST a webhook, run a command.
-//! (MQTT messages go out through the caller's connection.) Actions run on a worker thread, so a
-//! slow webhook or a 2-second door pulse never holds up recognition.
+//! (MQTT messages go out through the caller's connection.) Actions run on worker threads, so a
+//! slow webhook or a 2-second door pulse never holds up recognition, and webhooks have a thread
+//! of their own, so a hanging webhook never delays a door pulse or a command.
+//!
+//! A command runs with a cleared environment: `PATH` and the decision's `FACEGATE_*` variables
+//! only (facegate's own secrets, such as `FACEGATE_SYNC_KEY` and `FACEGATE_MQTT_PASSWORD`, never
+//! reach it), and its standard output goes to facegate's standard error (the journal under
+//! systemd), never into the JSON event stream. A webhook follows no redirect: a 3xx answer is a
+//! failure, like a 4xx or 5xx, so a decision is never delivered to a host the rules do not name.
 //!
 //! GPIO sits behind [`Gpio`]: the real backend is the Linux GPIO character device (`gpiocdev`),
 //! and tests use [`RecordingGpio`]. On a board, check the wiring without facegate with
@@ -138,18 +145,21 @@ pub enum Job {
     },
 }
 
-/// Runs jobs in order on one thread; failures are reported on stderr (rate-limited), never
-/// stop recognition.
+/// Runs jobs on two threads, in order on each: door pulses and commands on one, webhooks on the
+/// other. Failures are reported on stderr (rate-limited) and never stop recognition.
 pub struct Runner {
+    local: Queue,
+    webhooks: Queue,
+}
+
+/// One worker thread and its bounded queue.
+struct Queue {
     jobs: Option<mpsc::SyncSender<Job>>,
     worker: Option<std::thread::JoinHandle<()>>,
 }
 
-/// Jobs waiting beyond this are dropped (and reported): a stuck webhook must not grow memory.
-const QUEUE: usize = 64;
-
-impl Runner {
-    pub fn start(mut lines: Vec<Box<dyn OutputLine>>) -> Runner {
+impl Queue {
+    fn start(mut lines: Vec<Box<dyn OutputLine>>) -> Queue {
         let (tx, rx) = mpsc::sync_channel::<Job>(QUEUE);
         let worker = std::thread::spawn(move || {
             let mut warnings = crate::support::warnings::Throttle::per_minute();
@@ -159,13 +169,13 @@ impl Runner {
                 }
             }
         });
-        Runner {
+        Queue {
             jobs: Some(tx),
             worker: Some(worker),
         }
     }
 
-    pub fn submit(&self, job: Job) -> Result<(), String> {
+    fn submit(&self, job: Job) -> Result<(), String> {
         match &self.jobs {
             Some(tx) => tx
                 .try_send(job)
@@ -174,12 +184,36 @@ impl Runner {
         }
     }
 
-    /// Waits for the queued actions to finish (at exit: a door pulse is not cut short).
-    pub fn finish(&mut self) {
+    fn finish(&mut self) {
         self.jobs.take();
         if let Some(w) = self.worker.take() {
             let _ = w.join();
         }
+    }
+}
+
+/// Jobs waiting beyond this are dropped (and reported): a stuck webhook must not grow memory.
+const QUEUE: usize = 64;
+
+impl Runner {
+    pub fn start(lines: Vec<Box<dyn OutputLine>>) -> Runner {
+        Runner {
+            local: Queue::start(lines),
+            webhooks: Queue::start(Vec::new()),
+        }
+    }
+
+    pub fn submit(&self, job: Job) -> Result<(), String> {
+        match job {
+            Job::Webhook { .. } => self.webhooks.submit(job),
+            _ => self.local.submit(job),
+        }
+    }
+
+    /// Waits for the queued actions to finish (at exit: a door pulse is not cut short).
+    pub fn finish(&mut self) {
+        self.local.finish();
+        self.webhooks.finish();
     }
 }
 
@@ -195,18 +229,17 @@ fn run(job: Job, lines: &mut [Box<dyn OutputLine>]) -> Result<(), String> {
             .get_mut(line)
             .ok_or("no such GPIO line")?
             .pulse(length),
-        Job::Webhook { url, body, timeout } => ureq::post(&url)
-            .timeout(timeout)
-            .set("Content-Type", "application/json")
-            .send_string(&body)
-            .map(|_| ())
+        Job::Webhook { url, body, timeout } => webhook(&url, &body, timeout)
             .map_err(|e| format!("webhook {}: {e}", crate::support::terminal::escape(&url))),
         Job::Command { argv, env } => {
             let (program, args) = argv.split_first().ok_or("empty command")?;
             let mut child = std::process::Command::new(program)
                 .args(args)
+                .env_clear()
+                .env("PATH", command_path())
                 .envs(env)
                 .stdin(std::process::Stdio::null())
+                .stdout(std::io::stderr())
                 .spawn()
                 .map_err(|e| {
                     format!("command {}: {e}", crate::support::terminal::escape(program))
@@ -218,4 +251,31 @@ fn run(job: Job, lines: &mut [Box<dyn OutputLine>]) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// POSTs the decision; only a 2xx answer counts as delivered. No redirect is followed.
+fn webhook(url: &str, body: &str, timeout: Duration) -> Result<(), String> {
+    let agent = ureq::AgentBuilder::new()
+        .redirects(0)
+        .timeout(timeout)
+        .build();
+    let response = agent
+        .post(url)
+        .set("Content-Type", "application/json")
+        .send_string(body)
+        .map_err(|e| e.to_string())?;
+    match response.status() {
+        200..=299 => Ok(()),
+        status => Err(format!(
+            "answered {status} {} (only 2xx counts as delivered; redirects are not followed)",
+            crate::support::terminal::escape(response.status_text())
+        )),
+    }
+}
+
+/// The `PATH` a command action runs with: facegate's own, else the usual system one.
+fn command_path() -> std::ffi::OsString {
+    std::env::var_os("PATH")
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into())
 }

@@ -235,3 +235,165 @@ fn decisions_and_mqtt_actions_are_published() {
     assert_eq!(told.payload, audit.payload);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Enrolls Obama in a new gallery under `dir` and runs `watch` on the frames of [`frames`] with
+/// `rules` (a rules file's text) at a granted time, with `env` added to facegate's environment.
+fn watch_with_rules(dir: &Path, rules: &str, env: &[(&str, &str)]) -> std::process::Output {
+    let g = dir.join("gallery");
+    let gallery = g.to_str().unwrap();
+    ok(&run_facegate(
+        &[
+            "enroll",
+            "--gallery",
+            gallery,
+            "--name",
+            "Obama",
+            &photo("obama.jpg"),
+        ],
+        &[],
+    ));
+    let f = frames(dir);
+    let r = dir.join("rules.toml");
+    std::fs::write(&r, rules).unwrap();
+    run_facegate(
+        &[
+            "watch",
+            "--frames",
+            f.to_str().unwrap(),
+            "--gallery",
+            gallery,
+            "--no-unknowns",
+            "--rules",
+            r.to_str().unwrap(),
+        ],
+        env,
+    )
+}
+
+/// A command action sees PATH and the decision, never facegate's secrets or the rest of its
+/// environment, and what it prints goes to stderr, not into the JSON event stream.
+#[test]
+fn command_actions_get_no_secrets_and_print_to_stderr() {
+    let dir = scratch("access", "cmdenv");
+    let marker = dir.join("env.txt");
+    let rules = format!(
+        "[actions.mark]\ncommand = [\"/bin/sh\", \"-c\", \"env > {} && echo printed-by-the-action\"]\n\
+         [[rules]]\nname = \"all\"\nwho = [\"Obama\"]\ndo = [\"mark\"]\n",
+        marker.display()
+    );
+    let out = watch_with_rules(
+        &dir,
+        &rules,
+        &[
+            ("FACEGATE_SYNC_KEY", "sync-secret-value"),
+            ("FACEGATE_MQTT_PASSWORD", "mqtt-secret-value"),
+            ("SOME_OTHER_VARIABLE", "other-value"),
+        ],
+    );
+    let stdout = ok(&out);
+    // watch waits for its actions before it exits.
+    let env = std::fs::read_to_string(&marker).unwrap();
+    assert!(env.contains("FACEGATE_NAME=Obama"), "{env}");
+    assert!(env.contains("FACEGATE_RULE=all"), "{env}");
+    assert!(env.lines().any(|l| l.starts_with("PATH=")), "{env}");
+    for leaked in ["sync-secret-value", "mqtt-secret-value", "other-value"] {
+        assert!(
+            !env.contains(leaked),
+            "{leaked} reached the command:\n{env}"
+        );
+    }
+    for line in stdout.lines() {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(line).is_ok(),
+            "not a JSON line on stdout: {line}"
+        );
+    }
+    assert!(
+        stderr(&out).contains("printed-by-the-action"),
+        "{}",
+        stderr(&out)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A tiny HTTP server on loopback: answers each request with `answer(request)`, counting the
+/// requests; it stops with the test process.
+fn http_server(
+    answer: impl Fn(&str) -> String + Send + 'static,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            // The request's head and its (small) JSON body.
+            while let Ok(n) = stream.read(&mut buf) {
+                request.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&request);
+                if n == 0 || (text.contains("\r\n\r\n") && text.trim_end().ends_with('}')) {
+                    break;
+                }
+            }
+            let reply = answer(&String::from_utf8_lossy(&request));
+            let _ = stream.write_all(reply.as_bytes());
+        }
+    });
+    (port, count)
+}
+
+/// A webhook that redirects is a failure, and the redirect is not followed; a webhook that hangs
+/// does not hold back the command of the same decision (webhooks have their own thread).
+#[test]
+fn webhooks_follow_no_redirect_and_never_delay_a_command() {
+    let dir = scratch("access", "webhooks");
+    let marker = dir.join("door-opened");
+    let (target, target_hits) =
+        http_server(|_| "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".into());
+    let (redirector, _) = http_server(move |_| {
+        format!(
+            "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{target}/\r\nContent-Length: 0\r\n\r\n"
+        )
+    });
+    // Holds its request until the door's command has run (or 6 s), then says whether it had.
+    let saw_door = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let (slow, _) = {
+        let (marker, saw_door) = (marker.clone(), saw_door.clone());
+        http_server(move |_| {
+            let start = std::time::Instant::now();
+            while !marker.exists() && start.elapsed() < std::time::Duration::from_secs(6) {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            *saw_door.lock().unwrap() = Some(marker.exists());
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".into()
+        })
+    };
+    let rules = format!(
+        "[actions.slow]\nwebhook = \"http://127.0.0.1:{slow}/hook\"\ntimeout_ms = 8000\n\
+         [actions.moved]\nwebhook = \"http://127.0.0.1:{redirector}/hook\"\n\
+         [actions.door]\ncommand = [\"/bin/sh\", \"-c\", \"touch {}\"]\n\
+         [[rules]]\nname = \"all\"\nwho = [\"Obama\"]\ndo = [\"slow\", \"moved\", \"door\"]\n",
+        marker.display()
+    );
+    let out = watch_with_rules(&dir, &rules, &[]);
+    ok(&out);
+    assert_eq!(
+        *saw_door.lock().unwrap(),
+        Some(true),
+        "the command waited for the hanging webhook"
+    );
+    assert_eq!(
+        target_hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the redirect was followed"
+    );
+    let err = stderr(&out);
+    assert!(err.contains("answered 302"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -201,6 +201,69 @@ fn an_mjpeg_stream_on_stdin_gives_the_same_events_and_survives_a_bad_frame() {
     );
 }
 
+/// Frames broken off by the start of the next image: that image is read whole, not the EXIF
+/// thumbnail inside it. (The splitter used to scan on for a start marker, found the thumbnail's,
+/// cut the thumbnail out as the frame and lost the image.)
+#[test]
+fn after_a_frame_broken_off_by_the_next_image_that_image_is_read_whole() {
+    let dir = scratch("watch", "mjpeg-resync");
+    let gallery = enrolled_gallery(&dir);
+    // A small grey thumbnail in an EXIF APP1 segment, as cameras embed one.
+    let thumbnail = jpeg(&RgbImage::from_pixel(64, 48, image::Rgb([90, 90, 90])));
+    let with_thumbnail = |frame: &RgbImage| {
+        let data = jpeg(frame);
+        let mut v = data[..2].to_vec();
+        v.extend_from_slice(&[0xFF, 0xE1]);
+        v.extend_from_slice(&((2 + 6 + thumbnail.len()) as u16).to_be_bytes());
+        v.extend_from_slice(b"Exif\0\0");
+        v.extend_from_slice(&thumbnail);
+        v.extend_from_slice(&data[2..]);
+        v
+    };
+    let frames = scene();
+    let mut stream = Vec::new();
+    for (i, f) in frames.iter().enumerate() {
+        if i > 0 {
+            // The start of an image and one segment, then the next image begins.
+            stream.extend_from_slice(&[0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x04, 0x00, 0x00]);
+        }
+        stream.extend_from_slice(&with_thumbnail(f));
+    }
+    let file = dir.join("camera.mjpeg");
+    std::fs::write(&file, &stream).unwrap();
+    let out = facegate()
+        .args(["watch", "--min-face", "40", "--mjpeg"])
+        .arg(&file)
+        .arg("--gallery")
+        .arg(&gallery)
+        .output()
+        .unwrap();
+    let stdout = ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The same events in the same order (the broken frames count in the frame numbers, so those
+    // differ from EXPECTED's).
+    let without_frame = |events: Vec<String>| -> Vec<String> {
+        events
+            .iter()
+            .map(|e| {
+                e.split_once(':')
+                    .map_or(e.clone(), |(_, rest)| rest.to_string())
+            })
+            .collect()
+    };
+    assert_eq!(
+        without_frame(summarise(&stdout)),
+        without_frame(EXPECTED.iter().map(|e| e.to_string()).collect()),
+        "{stderr}"
+    );
+    let counts = format!(
+        "{} frames, 0 dropped, {} unreadable",
+        frames.len(),
+        frames.len() - 1
+    );
+    assert!(stderr.contains(&counts), "{stderr}");
+}
+
 #[test]
 fn missing_sources_are_clear_errors() {
     let dir = scratch("watch", "errors");

@@ -18,6 +18,10 @@ pub struct MjpegSplitter<R: Read> {
     input: BufReader<R>,
     frames: u64,
     ended: bool,
+    /// A broken frame ended at the start marker of the next image, which was consumed: the next
+    /// frame starts there. (Scanning on for a start marker would find the one of the thumbnail
+    /// embedded in that frame's EXIF data, and cut the thumbnail out as a frame.)
+    at_start: bool,
 }
 
 /// Why a frame could not be cut out of the stream.
@@ -58,6 +62,7 @@ impl<R: Read> MjpegSplitter<R> {
             input: BufReader::with_capacity(1 << 16, input),
             frames: 0,
             ended: false,
+            at_start: false,
         }
     }
 
@@ -88,7 +93,7 @@ impl<R: Read> MjpegSplitter<R> {
         }
         // Anything before a start-of-image marker (multipart headers, padding) is not ours.
         let mut previous = 0u8;
-        loop {
+        while !std::mem::take(&mut self.at_start) {
             match self.byte()? {
                 None => {
                     self.ended = true;
@@ -148,7 +153,10 @@ impl<R: Read> MjpegSplitter<R> {
             out.extend_from_slice(&[0xFF, marker]);
             match marker {
                 0xD9 => return Ok(()),
-                0xD8 => return Err(corrupt("a new image starts before this one ended".into())),
+                0xD8 => {
+                    self.at_start = true;
+                    return Err(corrupt("a new image starts before this one ended".into()));
+                }
                 0x01 | 0xD0..=0xD7 => continue,
                 _ => {}
             }
@@ -306,6 +314,22 @@ mod tests {
             "{frames:?}"
         );
         assert_eq!(frames[1], Ok(a));
+        assert_eq!(frames.len(), 2);
+    }
+
+    #[test]
+    fn a_frame_cut_short_by_the_next_image_loses_nothing_of_that_image() {
+        // The next frame carries an EXIF thumbnail (its own SOI and EOI inside APP1): resuming the
+        // scan after the broken frame would cut the thumbnail out instead of the whole frame.
+        let b = fake_jpeg(&[0xFF, 0xD8, 7, 7, 0xFF, 0xD9], &[4, 5, 6]);
+        let mut stream = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x04, 0x00, 0x00];
+        stream.extend_from_slice(&b);
+        let frames = split(&stream);
+        assert!(
+            matches!(&frames[0], Err(SplitError::Corrupt { frame: 1, .. })),
+            "{frames:?}"
+        );
+        assert_eq!(frames[1], Ok(b));
         assert_eq!(frames.len(), 2);
     }
 

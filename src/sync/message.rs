@@ -153,6 +153,13 @@ pub fn open(payload: &[u8], key: &[u8], topic_id: &str) -> Result<PersonState, S
     if body.origin.is_empty() || body.origin.len() > 64 || body.version == 0 {
         return Err("no version or origin".into());
     }
+    if body.version > crate::store::gallery::MAX_VERSION {
+        return Err(format!(
+            "version {} is beyond any real count of edits (at most {})",
+            body.version,
+            crate::store::gallery::MAX_VERSION
+        ));
+    }
     if !body.deleted {
         crate::store::gallery::validate_name(&body.name)?;
     }
@@ -237,6 +244,16 @@ mod tests {
                 crop_png: png,
             }],
         }
+    }
+
+    #[test]
+    fn a_version_beyond_the_bound_is_refused_even_when_signed() {
+        let mut state = ada();
+        state.version = u64::MAX;
+        let err = open(&seal(&state, KEY), KEY, ADA).unwrap_err();
+        assert!(err.contains("beyond any real count of edits"), "{err}");
+        state.version = crate::store::gallery::MAX_VERSION;
+        assert_eq!(open(&seal(&state, KEY), KEY, ADA).unwrap(), state);
     }
 
     #[test]

@@ -192,6 +192,9 @@ fn check_arrival(a: &super::Arrival, dim: usize, people: &[Person]) -> Result<()
     if a.origin.is_empty() || a.origin.chars().count() > 64 || a.version == 0 {
         return Err("no version or origin".into());
     }
+    if a.version > super::MAX_VERSION {
+        return Err(format!("version {} is out of range", a.version));
+    }
     if a.shots.is_empty() || a.shots.len() > super::MAX_SHOTS {
         return Err(format!("{} shots", a.shots.len()));
     }

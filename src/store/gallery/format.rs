@@ -226,6 +226,12 @@ pub(super) fn validate_index(index: &Index) -> Result<(), String> {
         if p.origin.chars().count() > 64 {
             return Err(format!("person {}: the origin is too long", p.id));
         }
+        if p.version > MAX_VERSION {
+            return Err(format!(
+                "person {}: version {} is out of range",
+                p.id, p.version
+            ));
+        }
         if !names.insert(p.name.as_str()) {
             return Err(format!(
                 "the name '{}' appears twice",
@@ -259,8 +265,8 @@ pub(super) fn validate_index(index: &Index) -> Result<(), String> {
                 crate::support::terminal::escape(&t.id)
             ));
         }
-        if t.origin.chars().count() > 64 {
-            return Err("a removal's origin is too long".into());
+        if t.origin.chars().count() > 64 || t.version > MAX_VERSION {
+            return Err("a removal's origin is too long, or its version out of range".into());
         }
     }
     Ok(())

@@ -57,6 +57,11 @@ const MAX_SHOTS: usize = 1000;
 /// What a 64 MiB index holds (about 250 bytes a person).
 const MAX_PEOPLE: usize = 200_000;
 const MAX_ID: u64 = 999_999_999_999;
+/// The highest version a person's record may carry: far beyond any real count of edits (a
+/// million a second for 280 years), small enough that adding one never overflows and that JSON
+/// readers holding numbers as doubles read it exactly. A signed message claiming more is refused,
+/// so a leaked key cannot pin a person at the top of the order.
+pub const MAX_VERSION: u64 = 1 << 53;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelInfo {
@@ -463,7 +468,9 @@ impl Gallery {
 
     /// A local change to a person: one more version, made on this board.
     fn bump(&self, entry: &mut PersonEntry) {
-        entry.version += 1;
+        // Versions stay at most MAX_VERSION (checked on every message and index read), so this
+        // cannot overflow; saturating keeps it so even for a hand-edited index.
+        entry.version = entry.version.saturating_add(1).min(MAX_VERSION);
         entry.origin = self.board.clone().unwrap_or_default();
     }
 
@@ -554,7 +561,7 @@ impl Gallery {
         if let Some(board) = &self.board {
             removed.push(Tombstone {
                 id: gone.entry.id.clone(),
-                version: gone.entry.version + 1,
+                version: gone.entry.version.saturating_add(1).min(MAX_VERSION),
                 origin: board.clone(),
             });
         }

@@ -63,6 +63,44 @@ pub fn credential(headers: &axum::http::HeaderMap) -> Option<&str> {
         })
 }
 
+/// Whether a request that carries the session cookie (not the bearer header) comes from a page
+/// of another origin: a cross-site request forgery, for which the browser adds the owner's
+/// cookie on its own. The cookie's `SameSite=Strict` stops other sites, but not other origins of
+/// the same site (a page on another port of the board's address): so state-changing requests
+/// with the cookie must come from the board's own pages.
+///
+/// Browsers say where a request comes from in `Sec-Fetch-Site` (current ones) and `Origin`
+/// (every cross-origin POST). A request with neither is not from a browser's cross-origin page
+/// (curl, scripts), and a bearer token cannot be added by another page at all.
+pub fn cross_origin(headers: &axum::http::HeaderMap) -> bool {
+    use axum::http::header::{HOST, ORIGIN};
+    if let Some(site) = headers.get("sec-fetch-site") {
+        // `none`: typed in or bookmarked by the user; `same-origin`: our own pages.
+        return !matches!(site.to_str(), Ok("same-origin" | "none"));
+    }
+    let Some(origin) = headers.get(ORIGIN) else {
+        return false;
+    };
+    let host = headers.get(HOST).and_then(|h| h.to_str().ok());
+    let origin_host = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, rest)| rest.trim_end_matches('/'));
+    match (origin_host, host) {
+        (Some(o), Some(h)) => !o.eq_ignore_ascii_case(h),
+        _ => true,
+    }
+}
+
+/// Whether the request authenticates with the bearer header (which no other page can add).
+pub fn has_bearer(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("Bearer "))
+}
+
 /// Failed attempts per address.
 #[derive(Default)]
 pub struct FailedLogins {
@@ -122,6 +160,42 @@ mod tests {
         assert!(f.blocked(a, t0 + Duration::from_secs(30)));
         assert!(!f.blocked(b, t0), "other addresses are not affected");
         assert!(!f.blocked(a, t0 + WINDOW), "the window ends");
+    }
+
+    #[test]
+    fn only_our_own_pages_count_as_same_origin() {
+        let headers = |pairs: &[(&'static str, &str)]| {
+            let mut h = axum::http::HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, v.parse().unwrap());
+            }
+            h
+        };
+        let host = ("host", "door.local:8080");
+        assert!(!cross_origin(&headers(&[host])), "curl: no browser headers");
+        assert!(!cross_origin(&headers(&[
+            host,
+            ("origin", "http://door.local:8080")
+        ])));
+        assert!(cross_origin(&headers(&[
+            host,
+            ("origin", "http://door.local:9000")
+        ])));
+        assert!(cross_origin(&headers(&[host, ("origin", "null")])));
+        assert!(!cross_origin(&headers(&[
+            host,
+            ("sec-fetch-site", "same-origin")
+        ])));
+        assert!(!cross_origin(&headers(&[host, ("sec-fetch-site", "none")])));
+        assert!(cross_origin(&headers(&[
+            host,
+            ("sec-fetch-site", "same-site")
+        ])));
+        assert!(cross_origin(&headers(&[
+            host,
+            ("sec-fetch-site", "cross-site"),
+            ("origin", "http://door.local:8080")
+        ])));
     }
 
     #[test]

@@ -200,6 +200,21 @@ fn the_api_enrolls_recognizes_records_and_corrects() {
         (biden["name"].as_str(), biden["shots"].as_i64()),
         (Some("Biden"), Some(1))
     );
+    // "This is Biden" on Obama's event: the consistency check of "Add shot" refuses a face that is
+    // not Biden's, as it refuses an uploaded photo (it used to be added without a word).
+    let r = s.json(
+        "POST",
+        &format!("/api/v1/events/{eid}/correction"),
+        serde_json::json!({"name": "Biden", "same": true}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.text().contains(&format!(
+            "the snapshot of event {eid} cannot be a shot of Biden"
+        )),
+        "{}",
+        r.text()
+    );
     // Within a second the pipeline knows him: the same track is now identified.
     std::thread::sleep(std::time::Duration::from_millis(1200));
     s.feed(&visit("biden.jpg", 4, 0));
@@ -381,11 +396,43 @@ fn without_the_token_nothing_but_health_answers_and_guessing_is_limited() {
         .call()
         .unwrap();
     assert_eq!(res.status(), 200);
+    // Forgery from another origin of the same site (a page on another port of the board's
+    // address) with the owner's cookie is refused; the board's own pages, and scripts with the
+    // bearer token, are not. (A correction of an event that does not exist: 404 when let through.)
+    let post = |origin: Option<&str>, site: Option<&str>, bearer: bool| {
+        let mut r = ureq::post(&s.url("/api/v1/events/999999/correction"))
+            .set("Content-Type", "application/json");
+        r = if bearer {
+            r.set("Authorization", &format!("Bearer {}", s.token))
+        } else {
+            r.set("Cookie", &session)
+        };
+        if let Some(o) = origin {
+            r = r.set("Origin", o);
+        }
+        if let Some(site) = site {
+            r = r.set("Sec-Fetch-Site", site);
+        }
+        match r.send_string("{\"same\": false}") {
+            Ok(res) => res.status(),
+            Err(ureq::Error::Status(code, _)) => code,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let other_port = "http://127.0.0.1:1";
+    assert_eq!(post(Some(other_port), None, false), 403);
+    assert_eq!(post(Some(other_port), Some("same-site"), false), 403);
+    assert_eq!(post(None, Some("cross-site"), false), 403);
+    assert_eq!(post(Some(&s.base), Some("same-origin"), false), 404);
+    assert_eq!(post(Some(&s.base), None, false), 404);
+    assert_eq!(post(Some(other_port), Some("cross-site"), true), 404);
     let out = call("POST", &s.url("/api/v1/logout"), None, None);
     assert_eq!(out.status, 204, "a stale cookie can always be dropped");
     assert!(out.cookie.unwrap().contains("Max-Age=0"));
 
-    // Guessing: ten wrong tokens a minute, then even the right one is refused from there.
+    // Guessing: ten wrong tokens a minute, then wrong ones are refused from there without being
+    // checked, while the right token still works (the owner is not locked out by a guesser at the
+    // same address, such as everyone behind one reverse proxy).
     let mut statuses = Vec::new();
     for i in 0..12 {
         let r = call(
@@ -398,7 +445,24 @@ fn without_the_token_nothing_but_health_answers_and_guessing_is_limited() {
     }
     assert_eq!(&statuses[..9], &[401; 9]);
     assert_eq!(statuses[11], 429);
-    assert_eq!(s.get("/api/v1/status").status, 429);
+    assert_eq!(s.get("/api/v1/status").status, 200);
+    assert_eq!(
+        call(
+            "GET",
+            &s.url("/api/v1/status"),
+            Some("Bearer wrong-again"),
+            None
+        )
+        .status,
+        429
+    );
+    let login = |token: &str| {
+        let body = format!("{{\"token\":\"{token}\"}}");
+        let body = Some(("application/json", body.as_bytes()));
+        call("POST", &s.url("/api/v1/login"), None, body).status
+    };
+    assert_eq!(login("wrong-again"), 429);
+    assert_eq!(login(&s.token), 204);
     assert_eq!(call("GET", &s.url("/health"), None, None).status, 200);
     assert!(
         s.log().contains("wrong API token from 127.0.0.1"),

@@ -152,7 +152,10 @@ pub async fn correct(
             .find(|p| p.entry.name == name)
             .map(|p| p.entry.id.clone());
         let person: PersonJson = match existing {
-            Some(pid) => add_checked_shot(&app, &pid, shot)?,
+            Some(pid) => {
+                let what = format!("the snapshot of event {id} cannot be a shot of {name}");
+                add_checked_shot(&app, &pid, shot, &what)?
+            }
             None => enroll(&app, &name, vec![shot])?,
         };
         lock(&app.history)

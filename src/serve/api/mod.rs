@@ -157,12 +157,29 @@ async fn require_token(
     req: Request,
     next: Next,
 ) -> Response {
-    let now = Instant::now();
-    if app.logins.blocked(peer.ip(), now) {
-        return too_many();
-    }
+    // The right token is always taken: a neighbour (or everyone behind the same reverse proxy)
+    // guessing from the owner's address must not lock the owner out. Only failures are throttled,
+    // and the token is 128 random bits, so the throttle is about logs and load, not odds.
     match crate::serve::auth::credential(req.headers()) {
-        Some(c) if app.token.matches(c) => next.run(req).await,
+        Some(c) if app.token.matches(c) => {
+            use axum::http::Method;
+            let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+            let headers = req.headers();
+            if changes
+                && !crate::serve::auth::has_bearer(headers)
+                && crate::serve::auth::cross_origin(headers)
+            {
+                return ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "a change sent with the session cookie from a page of another origin: only \
+                     facegate's own pages may change things with it (scripts send \
+                     `Authorization: Bearer <token>` instead)",
+                )
+                .into_response();
+            }
+            next.run(req).await
+        }
+        _ if app.logins.blocked(peer.ip(), Instant::now()) => too_many(),
         given => {
             refuse(&app, peer, given.is_some(), req.uri().path());
             ApiError::new(
@@ -274,13 +291,13 @@ async fn login(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: axum::body::Bytes,
 ) -> Response {
-    if app.logins.blocked(peer.ip(), Instant::now()) {
-        return too_many();
-    }
     let Ok(login) = serde_json::from_slice::<Login>(&body) else {
         return ApiError::bad("expected JSON: {\"token\": \"...\"}").into_response();
     };
     if !app.token.matches(&login.token) {
+        if app.logins.blocked(peer.ip(), Instant::now()) {
+            return too_many();
+        }
         refuse(&app, peer, true, "/api/v1/login");
         return ApiError::new(StatusCode::UNAUTHORIZED, "wrong token").into_response();
     }

@@ -128,9 +128,15 @@ pub fn reject(app: &App, name: &str, photo: &Photo) -> ApiResult<PersonJson> {
 }
 
 /// Adds a checked shot to a person.
-pub fn add_checked_shot(app: &App, id: &str, shot: Shot) -> ApiResult<PersonJson> {
+/// Adds `shot` to person `id` when it looks like the same person as their shots: the one
+/// consistency check every path that adds a face to someone applies ("Add shot", "This is NAME").
+/// `what` names the shot in a refusal.
+pub fn add_checked_shot(app: &App, id: &str, shot: Shot, what: &str) -> ApiResult<PersonJson> {
     change(app, |g, write_lock| {
-        person_or_404(g, id)?;
+        let p = person_or_404(g, id)?;
+        let refs: Vec<&Vec<f32>> = p.shots.iter().collect();
+        enrollment::matches_earlier(&shot.embedding, &refs, app.model.threshold)
+            .map_err(|why| ApiError::bad(format!("{what}: {why}")))?;
         let p = g
             .add_shot(write_lock, id, shot.embedding, &shot.png)
             .map_err(gallery_error)?;
@@ -269,14 +275,7 @@ pub async fn add_shot(
         })?;
         person_or_404(&*app.gallery().map_err(ApiError::internal)?, &id)?;
         let shot = shot_from(&app, &file.bytes, &upload::describe("photo", file), false)?;
-        {
-            let g = app.gallery().map_err(ApiError::internal)?;
-            let p = person_or_404(&g, &id)?;
-            let refs: Vec<&Vec<f32>> = p.shots.iter().collect();
-            enrollment::matches_earlier(&shot.embedding, &refs, app.model.threshold)
-                .map_err(|why| ApiError::bad(format!("photo: {why}")))?;
-        }
-        Ok(Json(add_checked_shot(&app, &id, shot)?))
+        Ok(Json(add_checked_shot(&app, &id, shot, "photo")?))
     })
     .await
 }

@@ -9,7 +9,7 @@
 //! ```
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -103,6 +103,9 @@ pub struct LiveConfig {
     /// Scripted frame times: frame N is at this many Unix seconds + N / the source's rate.
     pub frame_clock: Option<f64>,
     pub fleet: Option<FleetConfig>,
+    /// When the source ends, keep following the gallery (for the sinks and the fleet) until
+    /// `stop` is set, instead of returning: what `serve` wants, whose UI still enrolls people.
+    pub linger: bool,
 }
 
 /// Runs the live pipeline until the source ends or `stop` is set, handing everything to `sinks`.
@@ -139,7 +142,7 @@ pub fn run(
     for s in sinks.iter_mut() {
         s.open(gallery.people())?;
     }
-    let capture = Capture::start(source.opener()?, stop)?;
+    let capture = Capture::start(source.opener()?, stop.clone())?;
     for s in sinks.iter_mut() {
         s.started(capture.description(), gallery.people());
     }
@@ -193,6 +196,21 @@ pub fn run(
         }
     };
     out.emit(recognizer.finish(), &mut rules)?;
+    if outcome.is_ok() && config.linger && !stop.load(Ordering::Relaxed) {
+        // The people, the history and the fleet stay useful: changes made now (in the web UI)
+        // still reach Home Assistant and the other boards.
+        for s in out.sinks.iter_mut() {
+            s.source_ended();
+        }
+        while !stop.load(Ordering::Relaxed) {
+            if let Some(people) = follower.poll() {
+                for s in out.sinks.iter_mut() {
+                    s.gallery(&people);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
     if let Some(r) = &mut rules {
         r.access.finish();
     }

@@ -60,6 +60,11 @@ impl Sink for ToServer {
             .frame_done(frame.number, frame.rgb.clone(), in_view);
     }
 
+    fn source_ended(&mut self) {
+        self.hub.set_stats(|s| s.ended = true);
+        eprintln!("facegate: the frame source ended; still serving until stopped (Ctrl-C)");
+    }
+
     fn event(&mut self, event: &Event, _line: &str) -> Result<(), String> {
         self.record(Record::Event(event.clone()));
         Ok(())

@@ -233,3 +233,43 @@ fn no_ha_publishes_events_only_and_a_clean_stop_says_offline() {
         m.payload == b"offline"
     });
 }
+
+/// `serve` whose frame source ended keeps its MQTT connection and follows the gallery: a person
+/// enrolled through the web API afterwards gets an entity (the source's end used to stop MQTT and
+/// sync while the UI went on taking changes).
+#[test]
+fn after_the_source_ends_serve_still_announces_people_enrolled_through_the_api() {
+    use crate::common::server::{multipart, Server};
+    let dir = scratch("ha", "ended");
+    let port = free_port();
+    let _broker = Broker::start(port);
+    let mut ha = Listener::subscribe(port, "ha-ended", &["homeassistant/#"]);
+    let url = format!("mqtt://127.0.0.1:{port}");
+    let mut s = Server::start(
+        &dir.join("state"),
+        &dir.join("gallery"),
+        &["--mqtt", &url, "--camera-name", "Front door"],
+    );
+    ha.wait(CONFIG, "the first announcement", |_| true);
+    // A short recording (an empty stream is an error, not an end), then the stream closes.
+    s.feed(&[blank(), blank()]);
+    s.stdin.take();
+    let started = std::time::Instant::now();
+    while !s.log().contains("the frame source ended")
+        && started.elapsed() < crate::common::server::PATIENCE
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let photo_bytes = std::fs::read(photo("obama.jpg")).unwrap();
+    let (kind, body) = multipart(&[
+        ("name", None, b"Obama"),
+        ("photo", Some("obama.jpg"), &photo_bytes),
+    ]);
+    let r = s.send("POST", "/api/v1/people", &kind, &body);
+    assert_eq!(r.status, 201, "{}", r.text());
+    ha.wait(CONFIG, "a config with Obama's entity", |m| {
+        m.text().contains("Obama present")
+    });
+    let log = s.stop();
+    assert!(log.contains("the frame source ended"), "{log}");
+}

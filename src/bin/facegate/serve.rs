@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use facegate::serve::history::{History, Retention};
 use facegate::serve::hub::Hub;
@@ -101,17 +100,12 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
         live_pipeline,
         stop.clone(),
         &mut [&mut to_server],
+        // A source that ends (a recording, a closed stream) leaves the history, people, API,
+        // MQTT and fleet sync running until stopped; one that fails (a camera unplugged) ends
+        // the process instead, so that systemd restarts it.
+        true,
     );
     hub.set_stats(|s| s.ended = true);
-    if outcome.is_ok() && !stop.load(Ordering::Relaxed) {
-        // The source ended (a recording, a closed stream): the history, people and API stay
-        // useful, so keep serving until stopped. A source that failed (a camera unplugged) ends
-        // the process instead, so that systemd restarts it.
-        eprintln!("facegate: the frame source ended; still serving until stopped (Ctrl-C)");
-        while !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
     to_server.finish();
     server.stop();
     outcome.map(|()| ExitCode::SUCCESS)

@@ -292,6 +292,7 @@ impl WatchArgs {
             mqtt: self.mqtt.is_some(),
             frame_clock: self.frame_clock,
             fleet: self.fleet()?,
+            linger: false,
         })
     }
 
@@ -329,17 +330,22 @@ pub fn run(args: WatchArgs) -> Result<ExitCode, String> {
     // `watch` has no way to add anyone, so a missing gallery is a mistyped path.
     args.gallery.must_exist()?;
     let pipeline = args.model.load()?;
-    live(&args, pipeline, stop, &mut []).map(|()| ExitCode::SUCCESS)
+    live(&args, pipeline, stop, &mut [], false).map(|()| ExitCode::SUCCESS)
 }
 
-/// Runs the live pipeline with `watch`'s sinks and the caller's `extra` ones.
+/// Runs the live pipeline with `watch`'s sinks and the caller's `extra` ones; with `linger`,
+/// a source that ends leaves the run following the gallery until `stop`.
 pub fn live(
     args: &WatchArgs,
     pipeline: Pipeline,
     stop: Arc<AtomicBool>,
     extra: &mut [&mut dyn Sink],
+    linger: bool,
 ) -> Result<(), String> {
-    let config = args.live_config()?;
+    let config = LiveConfig {
+        linger,
+        ..args.live_config()?
+    };
     let mut own = args.sinks()?;
     let mut sinks: Vec<&mut dyn Sink> = Vec::new();
     for s in own.iter_mut() {

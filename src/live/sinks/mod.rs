@@ -75,6 +75,11 @@ pub trait Sink {
     /// The gallery changed on disk and was re-read.
     fn gallery(&mut self, _people: &[Person]) {}
 
+    /// The frame source has ended (a recording, a closed stream) and the run lingers until
+    /// stopped (see [`super::run::LiveConfig::linger`]): no frames come any more, but gallery
+    /// changes still do.
+    fn source_ended(&mut self) {}
+
     /// The run is over (the source ended, failed or was stopped); the last events were handed
     /// out. A sink with a connection closes it here.
     fn finish(&mut self, _recognizer: &Recognizer, _counts: Counts) {}

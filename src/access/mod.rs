@@ -435,12 +435,22 @@ do = ["notify"]
     }
 
     #[test]
+    fn a_name_not_enrolled_is_a_warning_and_grants_nothing() {
+        let text = FILE.replace("\"Ada\", \"Bob\"", "\"Ada\", \"Zoe\"");
+        let rules = Rules::parse(&text, &people()).unwrap();
+        assert_eq!(rules.warnings.len(), 1, "{:?}", rules.warnings);
+        assert!(
+            rules.warnings[0].contains("'Zoe', who is not enrolled: that entry grants nothing"),
+            "{:?}",
+            rules.warnings
+        );
+        assert!(rules.rules.iter().all(|r| !r.people.contains("Zoe")));
+        assert!(rules.rules.iter().any(|r| r.people.contains("Ada")));
+    }
+
+    #[test]
     fn a_file_naming_what_does_not_exist_is_refused() {
         let cases = [
-            (
-                FILE.replace("\"Ada\", \"Bob\"", "\"Ada\", \"Zoe\""),
-                "'Zoe', who is not enrolled",
-            ),
             (
                 FILE.replace("who = [\"Carol\"]", "who = [\"@friends\"]"),
                 "no group 'friends'",

@@ -128,6 +128,10 @@ pub struct Rules {
     pub cameras: Vec<String>,
     pub actions: Vec<(String, Action)>,
     pub rules: Vec<Rule>,
+    /// Names the file gives that are not enrolled: each is left out of its group or rule (so it
+    /// grants nothing) and said at start, instead of stopping the door. A person removed from the
+    /// gallery must not take the door down with them.
+    pub warnings: Vec<String>,
 }
 
 const MAX_RULES: usize = 1000;
@@ -159,11 +163,12 @@ impl Rules {
         }
         let known: HashSet<&str> = people.iter().map(String::as_str).collect();
         let esc = |s: &str| crate::support::terminal::escape(s).into_owned();
+        let mut warnings = Vec::new();
         for (group, members) in &file.groups {
             for m in members {
                 if !known.contains(m.as_str()) {
-                    return Err(format!(
-                        "group '{}' names '{}', who is not enrolled",
+                    warnings.push(format!(
+                        "group '{}' names '{}', who is not enrolled: that entry grants nothing",
                         esc(group),
                         esc(m)
                     ));
@@ -250,13 +255,18 @@ impl Rules {
                         .groups
                         .get(group)
                         .ok_or_else(|| here(format!("no group '{}'", esc(group))))?;
-                    people.extend(members.iter().cloned());
+                    people.extend(
+                        members
+                            .iter()
+                            .filter(|m| known.contains(m.as_str()))
+                            .cloned(),
+                    );
                 } else if known.contains(w.as_str()) {
                     people.insert(w.clone());
                 } else {
-                    return Err(here(format!(
-                        "'{}' is not enrolled (names are as `facegate gallery list` shows them; \
-                         groups start with @)",
+                    warnings.push(here(format!(
+                        "'{}' is not enrolled, so this entry grants nothing (names are as \
+                         `facegate gallery list` shows them; groups start with @)",
                         esc(w)
                     )));
                 }
@@ -319,6 +329,7 @@ impl Rules {
             cameras: file.cameras,
             actions,
             rules,
+            warnings,
         })
     }
 

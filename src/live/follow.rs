@@ -83,6 +83,7 @@ impl RulesFollower {
     ) -> Result<RulesFollower, String> {
         let people = names(people);
         let rules = Rules::read(path, &people)?;
+        warn_about(path, &rules);
         let publishes = rules
             .actions
             .iter()
@@ -120,7 +121,8 @@ impl RulesFollower {
             return;
         }
         self.stamp = stamp;
-        match Rules::read(&self.path, &self.people).and_then(|r| self.access.replace(r)) {
+        let read = Rules::read(&self.path, &self.people).inspect(|r| warn_about(&self.path, r));
+        match read.and_then(|r| self.access.replace(r)) {
             Ok(()) => eprintln!(
                 "facegate: rules {} re-read: {} rules",
                 terminal::path(&self.path),
@@ -132,6 +134,17 @@ impl RulesFollower {
                 terminal::escape_message(&e)
             ),
         }
+    }
+}
+
+/// Says what in the rules grants nothing (names not enrolled): the door runs on without them.
+fn warn_about(path: &Path, rules: &Rules) {
+    for w in &rules.warnings {
+        eprintln!(
+            "facegate: warning: rules {}: {}",
+            terminal::path(path),
+            terminal::escape_message(w)
+        );
     }
 }
 

@@ -115,7 +115,8 @@ fn rules_grant_in_their_window_deny_outside_and_run_the_action() {
     std::thread::sleep(std::time::Duration::from_millis(200));
     assert!(!marker.exists());
 
-    // `rules check` explains; a file naming someone not enrolled is refused at start.
+    // `rules check` explains; a file naming someone not enrolled starts with a warning (the door
+    // keeps running, and the name grants nothing), and `rules check` says so and fails.
     let said = ok(&run_facegate(
         &["rules", "check", r.to_str().unwrap(), "--gallery", gallery],
         &[],
@@ -137,23 +138,30 @@ fn rules_grant_in_their_window_deny_outside_and_run_the_action() {
             f.to_str().unwrap(),
             "--gallery",
             gallery,
+            "--camera-name",
+            "front",
             "--rules",
             r.to_str().unwrap(),
+            "--frame-clock",
+            "2026-12-01T07:30:00Z",
         ],
         &[],
     );
-    assert!(!out.status.success());
+    let stdout = ok(&out);
     assert!(
-        stderr(&out).contains("'Michelle', who is not enrolled"),
+        stderr(&out).contains("'Michelle', who is not enrolled: that entry grants nothing"),
         "{}",
         stderr(&out)
     );
+    assert_eq!(access_lines(&stdout)[0]["granted"], true, "{stdout}");
     let out = run_facegate(
         &["rules", "check", r.to_str().unwrap(), "--gallery", gallery],
         &[],
     );
     assert!(
-        !out.status.success() && stderr(&out).contains("rules.toml"),
+        !out.status.success()
+            && stderr(&out).contains("rules.toml")
+            && String::from_utf8_lossy(&out.stdout).contains("Obama:"),
         "{}",
         stderr(&out)
     );

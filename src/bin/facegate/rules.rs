@@ -37,7 +37,20 @@ pub fn run(args: RulesArgs) -> Result<ExitCode, String> {
             let people: Vec<String> = g.people().iter().map(|p| p.entry.name.clone()).collect();
             let rules = facegate::access::rules::Rules::read(&file, &people)?;
             print!("{}", rules.explain(&people));
-            Ok(ExitCode::SUCCESS)
+            // `watch` and `serve` start with these (the door keeps running); a check says them
+            // and fails, so that a script or the owner sees what to fix.
+            for w in &rules.warnings {
+                eprintln!(
+                    "facegate: warning: rules {}: {}",
+                    facegate::support::terminal::path(&file),
+                    facegate::support::terminal::escape_message(w)
+                );
+            }
+            Ok(if rules.warnings.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
     }
 }

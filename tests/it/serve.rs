@@ -463,6 +463,38 @@ fn without_the_token_nothing_but_health_answers_and_guessing_is_limited() {
     };
     assert_eq!(login("wrong-again"), 429);
     assert_eq!(login(&s.token), 204);
+
+    // A login needs no token, so its body is bounded on its own: a few KB, not --max-body, and a
+    // body that never arrives is given up on after 5 s (held-open logins once took a board to a
+    // gigabyte).
+    let big = vec![b' '; 16 << 10];
+    let body = Some(("application/json", big.as_slice()));
+    assert_eq!(
+        call("POST", &s.url("/api/v1/login"), None, body).status,
+        413
+    );
+    {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(s.base.trim_start_matches("http://")).unwrap();
+        c.write_all(
+            b"POST /api/v1/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\n\r\n{\"tok",
+        )
+        .unwrap();
+        c.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !String::from_utf8_lossy(&answer).contains("\r\n\r\n") {
+            match c.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+        let answer = String::from_utf8_lossy(&answer);
+        // Without the deadline the server would wait for the rest, and the read time out empty.
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    }
     assert_eq!(call("GET", &s.url("/health"), None, None).status, 200);
     assert!(
         s.log().contains("wrong API token from 127.0.0.1"),

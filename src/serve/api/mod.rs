@@ -285,12 +285,40 @@ struct Login {
     token: String,
 }
 
+/// The largest login body: `{"token": "..."}` with room to spare. The login needs no token, so
+/// anyone can send one: a body the size of `--max-body`, held open by many clients, once took
+/// a board to a gigabyte.
+const LOGIN_MAX_BYTES: usize = 4096;
+/// How long a login body may take to arrive.
+const LOGIN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Checks the token and sets the session cookie the web UI's pages and images use.
 async fn login(
     State(app): Shared,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    body: axum::body::Bytes,
+    req: Request,
 ) -> Response {
+    let read = axum::body::to_bytes(req.into_body(), LOGIN_MAX_BYTES);
+    let body = match tokio::time::timeout(LOGIN_DEADLINE, read).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(_)) => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("a login body is at most {LOGIN_MAX_BYTES} bytes: {{\"token\": \"...\"}}"),
+            )
+            .into_response()
+        }
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the login body did not arrive within {} s",
+                    LOGIN_DEADLINE.as_secs()
+                ),
+            )
+            .into_response()
+        }
+    };
     let Ok(login) = serde_json::from_slice::<Login>(&body) else {
         return ApiError::bad("expected JSON: {\"token\": \"...\"}").into_response();
     };

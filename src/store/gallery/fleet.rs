@@ -186,6 +186,29 @@ impl Gallery {
     }
 }
 
+/// The longest side of a crop another board may send: aligned crops are 112 pixels square (a
+/// model may ask for more), and a crop that is not an image would make `gallery reembed` fail
+/// for the whole gallery later.
+const MAX_CROP_SIDE: usize = 1024;
+
+/// A synced crop is decoded (within a bound) before it is stored: a PNG of at most
+/// [`MAX_CROP_SIDE`] pixels a side.
+fn check_crop(png: &[u8]) -> Result<(), String> {
+    if !crate::imaging::photo::is_png(png) {
+        return Err("is not a PNG".into());
+    }
+    let bound = (MAX_CROP_SIDE * MAX_CROP_SIDE) as u64;
+    let photo = crate::imaging::photo::decode_within(png, bound)?;
+    if photo.width() > MAX_CROP_SIDE || photo.height() > MAX_CROP_SIDE {
+        return Err(format!(
+            "is {}x{}, larger than a crop ({MAX_CROP_SIDE} a side at most)",
+            photo.width(),
+            photo.height()
+        ));
+    }
+    Ok(())
+}
+
 /// What a person from another board must be before they are written here.
 fn check_arrival(a: &super::Arrival, dim: usize, people: &[Person]) -> Result<(), String> {
     validate_name(&a.name)?;
@@ -208,6 +231,9 @@ fn check_arrival(a: &super::Arrival, dim: usize, people: &[Person]) -> Result<()
     }
     if !a.crops.is_empty() && a.crops.len() != a.shots.len() {
         return Err("its crops and shots do not pair up".into());
+    }
+    for (i, crop) in a.crops.iter().enumerate() {
+        check_crop(crop).map_err(|e| format!("crop {}: {e}", i + 1))?;
     }
     if let Some(other) = people
         .iter()
@@ -421,6 +447,41 @@ mod tests {
             )
             .unwrap();
         assert_eq!(done.deferred.len(), 2, "{done:?}");
+        // A crop that does not decode, or is no crop, is never stored: `gallery reembed` would
+        // fail on it for the whole gallery.
+        let with_crops = |crops: Vec<Vec<u8>>| {
+            let Remote::Person(mut a) = arrival(&format!("p000007-{board}"), 1, &board, "Cy")
+            else {
+                unreachable!()
+            };
+            a.crops = crops;
+            Remote::Person(a)
+        };
+        let mut huge = Vec::new();
+        image::RgbImage::new(2000, 2)
+            .write_to(
+                &mut std::io::Cursor::new(&mut huge),
+                image::ImageFormat::Png,
+            )
+            .unwrap();
+        let mut cut = png(1);
+        cut.truncate(cut.len() / 2);
+        let done = g
+            .apply_remote(
+                &lock,
+                vec![
+                    with_crops(vec![png(1), b"not a png".to_vec()]),
+                    with_crops(vec![png(1), huge]),
+                    with_crops(vec![png(1), cut]),
+                ],
+            )
+            .unwrap();
+        let reasons: Vec<&str> = done.deferred.iter().map(|(_, r)| r.as_str()).collect();
+        assert_eq!(reasons.len(), 3, "{done:?}");
+        assert!(reasons[0].contains("crop 2: is not a PNG"), "{reasons:?}");
+        assert!(reasons[1].contains("crop 2: is 2000x2"), "{reasons:?}");
+        assert!(reasons[2].starts_with("crop 2: "), "{reasons:?}");
+        assert!(g.people().iter().all(|p| p.entry.name != "Cy"));
         // This board's own id coming back moves the counter past it.
         let back = format!("p000005-{board}");
         g.apply_remote(&lock, vec![arrival(&back, 1, &board, "Back")])

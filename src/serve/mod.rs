@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod auth;
+mod connections;
 mod gzipped;
 pub mod history;
 pub mod hub;
@@ -156,14 +157,7 @@ impl Server {
         let task = runtime.block_on(async {
             let listener = tokio::net::TcpListener::from_std(std_listener)
                 .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-            let service = router.into_make_service_with_connect_info::<SocketAddr>();
-            Ok::<_, String>(tokio::spawn(async move {
-                axum::serve(listener, service)
-                    .with_graceful_shutdown(async {
-                        let _ = stopped.await;
-                    })
-                    .await
-            }))
+            Ok::<_, String>(tokio::spawn(connections::accept(listener, router, stopped)))
         })?;
         Ok(Server {
             addr,

@@ -917,3 +917,85 @@ fn access_decisions_are_kept_in_the_history() {
     assert_eq!(s.get("/api/v1/access?limit=0").status, 400);
     drop(s);
 }
+
+/// Whether the server has closed `c` (end of stream or a reset), waiting up to `within`.
+fn closed_by_server(c: &mut std::net::TcpStream, within: std::time::Duration) -> bool {
+    c.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 256];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) => {
+                return matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+                )
+            }
+        }
+    }
+}
+
+/// Slow or hostile clients cannot exhaust the server: request headers must arrive within 10 s
+/// (slowloris connections are closed), connections past the cap are closed as they come, and an
+/// upload whose body stops is given up after 10 s without data, freeing its upload slot.
+#[test]
+fn slow_clients_are_cut_off_and_connections_are_capped() {
+    use std::io::Write;
+    use std::net::TcpStream;
+    let dir = scratch("serve", "slow");
+    let s = Server::start(&dir.join("state"), &dir.join("gallery"), &[]);
+    let addr = s.base.trim_start_matches("http://").to_string();
+    // Headers that never end.
+    let mut loris: Vec<TcpStream> = (0..20)
+        .map(|_| {
+            let mut c = TcpStream::connect(&addr).unwrap();
+            c.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").unwrap();
+            c
+        })
+        .collect();
+    // Then more idle connections than the server keeps (256 in all): the excess is closed.
+    let mut idle: Vec<TcpStream> = (0..260)
+        .map(|_| TcpStream::connect(&addr).unwrap())
+        .collect();
+    let quick = std::time::Duration::from_millis(300);
+    let refused = idle
+        .iter_mut()
+        .map(|c| closed_by_server(c, quick))
+        .filter(|closed| *closed)
+        .count();
+    assert!(refused >= 20 + 260 - 256, "only {refused} closed");
+    drop(idle);
+    // Four uploads (every upload slot) whose bodies stop after a few bytes.
+    let stalled: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut c = TcpStream::connect(&addr).unwrap();
+            let head = format!(
+                "POST /api/v1/recognize HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+                 Content-Type: image/jpeg\r\nContent-Length: 100000\r\n\r\n",
+                s.token
+            );
+            c.write_all(head.as_bytes()).unwrap();
+            c.write_all(&[0xFF, 0xD8, 0xFF]).unwrap();
+            c
+        })
+        .collect();
+    let patience = std::time::Duration::from_secs(40);
+    for c in &mut loris {
+        assert!(
+            closed_by_server(c, patience),
+            "a slowloris connection stayed open"
+        );
+    }
+    for mut c in stalled {
+        c.set_read_timeout(Some(patience)).unwrap();
+        let mut answer = [0u8; 12];
+        c.read_exact(&mut answer).unwrap();
+        let status = String::from_utf8_lossy(&answer).into_owned();
+        assert!(status.starts_with("HTTP/1.1 4"), "{status}");
+    }
+    // The owner gets in, and an upload slot is free again.
+    assert_eq!(s.get("/api/v1/status").status, 200);
+    let r = s.send("POST", "/api/v1/detect", "image/png", &png(&blank()));
+    assert_eq!(r.status, 200, "{}", r.text());
+}

@@ -212,7 +212,34 @@ async fn limit_uploads(State(app): Shared, req: Request, next: Next) -> Response
     if let Some(length) = declared_length(&req).filter(|n| *n > app.max_body as u64) {
         return refuse_oversized(req, length, app.max_body).await;
     }
+    let (parts, body) = req.into_parts();
+    let req = Request::from_parts(parts, stalls_end(body));
     next.run(req).await
+}
+
+/// How long an upload's body may go without a byte before it is given up on.
+const BODY_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The body, ending in an error when no data arrives for [`BODY_IDLE`]: a client that stops
+/// sending halfway no longer holds one of the few upload slots for as long as it likes.
+fn stalls_end(body: axum::body::Body) -> axum::body::Body {
+    use futures_util::StreamExt;
+    let chunks = body.into_data_stream();
+    let guarded = futures_util::stream::unfold(Some(chunks), |chunks| async move {
+        let mut chunks = chunks?;
+        match tokio::time::timeout(BODY_IDLE, chunks.next()).await {
+            Ok(Some(chunk)) => Some((chunk, Some(chunks))),
+            Ok(None) => None,
+            Err(_) => {
+                let stalled = std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no data for {} s", BODY_IDLE.as_secs()),
+                );
+                Some((Err(axum::Error::new(stalled)), None))
+            }
+        }
+    });
+    axum::body::Body::from_stream(guarded)
 }
 
 fn declared_length(req: &Request) -> Option<u64> {

@@ -112,6 +112,8 @@ impl Sync {
             warned_dropping: false,
             stamp: None,
             look_again: true,
+            healed: HashMap::new(),
+            heal_due: None,
             deferred: HashMap::new(),
             outgoing: VecDeque::new(),
             warnings: Throttle::per_minute(),
@@ -148,6 +150,26 @@ impl Drop for Sync {
     }
 }
 
+/// The first wait before the same person is repaired again, and the longest.
+const HEAL_FIRST: Duration = Duration::from_secs(1);
+const HEAL_LONGEST: Duration = Duration::from_secs(600);
+/// A person not repaired for this long starts again at [`HEAL_FIRST`].
+const HEAL_FORGET: Duration = Duration::from_secs(600);
+/// People whose repairs are remembered at most (older ones are forgotten first).
+const MAX_HEALED: usize = 100_000;
+/// How long a board that did not make a version waits before repairing it: at least this, plus
+/// up to the spread (different on every board, so that one goes first and the others see it).
+const HEAL_STAGGER_MIN: Duration = Duration::from_secs(2);
+const HEAL_STAGGER_SPREAD: u64 = 8_000;
+
+/// A delay below `spread` milliseconds that differs from board to board and person to person,
+/// and stays the same for them (no randomness to seed).
+fn jitter_ms(id: &str, board: &str, spread: u64) -> u64 {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(format!("{board}/{id}").as_bytes());
+    u64::from_le_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]]) % spread.max(1)
+}
+
 struct Member {
     /// This board's id: what it publishes unasked is what changed here.
     board: String,
@@ -178,6 +200,10 @@ struct Member {
     stamp: Option<IndexStamp>,
     /// Compare again even if the gallery did not change (the broker's side did).
     look_again: bool,
+    /// Repairs per person: when the next may go out, and how many came before (back-off).
+    healed: HashMap<String, (Instant, u32)>,
+    /// The soonest a held-back repair may go out (then the gallery is compared again).
+    heal_due: Option<Instant>,
     deferred: HashMap<String, PersonState>,
     outgoing: VecDeque<Message>,
     warnings: Throttle,
@@ -202,6 +228,10 @@ impl Member {
                     Ok(i) => bytes += self.take(i, &mut batch),
                     Err(_) => break,
                 }
+            }
+            if self.heal_due.is_some_and(|due| Instant::now() >= due) {
+                self.heal_due = None;
+                self.look_again = true;
             }
             let changed_here = self.publish_changes();
             if !batch.is_empty() || (changed_here && !self.deferred.is_empty()) {
@@ -258,11 +288,12 @@ impl Member {
                 match message::open(&payload, &self.config.key, id) {
                     Ok(state) => {
                         let v = (state.version, state.origin.as_str());
-                        let known = self.broker.get(id);
-                        if known.is_none_or(|(n, o)| wins(v, (*n, o))) {
-                            self.broker
-                                .insert(id.to_string(), (state.version, state.origin.clone()));
-                        }
+                        // What the broker retains is the last message on the topic, older or
+                        // not: a replayed old message replaces a newer one there. Recording
+                        // only the newest ever seen hid a replay, and a board joining later
+                        // got the old state back (a removed person, an old name).
+                        self.broker
+                            .insert(id.to_string(), (state.version, state.origin.clone()));
                         match self.held.get(id) {
                             Some((n, o)) if !wins(v, (*n, o)) => {
                                 // Older than ours: ours goes out again.
@@ -440,6 +471,9 @@ impl Member {
             if !is_fleet_id(&p.entry.id) || !self.newer_than_broker(&p.entry.id, v) {
                 continue;
             }
+            if self.heal.contains(&p.entry.id) && !self.may_heal(&p.entry.id, &p.entry.origin) {
+                continue;
+            }
             let crops: Vec<Vec<u8>> = if p.entry.crops.len() == p.shots.len() {
                 p.entry
                     .crops
@@ -481,7 +515,8 @@ impl Member {
             self.queue(state, &key);
         }
         for t in g.tombstones() {
-            if self.newer_than_broker(&t.id, (t.version, &t.origin)) {
+            let held_back = self.heal.contains(&t.id) && !self.may_heal(&t.id, &t.origin);
+            if !held_back && self.newer_than_broker(&t.id, (t.version, &t.origin)) {
                 let state = PersonState {
                     id: t.id.clone(),
                     version: t.version,
@@ -547,6 +582,52 @@ impl Member {
         newer && (v.1 == self.board || self.complete || self.heal.contains(id))
     }
 
+    /// Whether person `id`, whose broker copy went missing, old or bad, may be published again
+    /// now. Each repair of the same person waits twice as long as the one before (1 s up to 10
+    /// min; forgotten after 10 quiet minutes), so that someone publishing junk or replays on
+    /// person topics cannot make the fleet publish megabytes back (100 one-byte messages once
+    /// drew 11.5 MB): a copy is always repaired, a storm only slowly.
+    ///
+    /// The board that made the version repairs it at once; the others first wait a few seconds
+    /// (a different time on each board), and see the repair arrive instead of sending their own:
+    /// one copy goes out, not one per board.
+    fn may_heal(&mut self, id: &str, origin: &str) -> bool {
+        let now = Instant::now();
+        let next = match self.healed.get(id) {
+            Some(&(next, _)) => next,
+            None if origin == self.board => return true,
+            None => {
+                let stagger = HEAL_STAGGER_MIN
+                    + Duration::from_millis(jitter_ms(id, &self.board, HEAL_STAGGER_SPREAD));
+                let next = now + stagger;
+                self.healed.insert(id.to_string(), (next, 0));
+                next
+            }
+        };
+        if now < next {
+            self.heal_due = Some(self.heal_due.map_or(next, |due| due.min(next)));
+            return false;
+        }
+        true
+    }
+
+    /// Counts a repair of `id` (see [`Member::may_heal`]).
+    fn healed_now(&mut self, id: &str) {
+        let now = Instant::now();
+        let repairs = match self.healed.get(id) {
+            Some(&(next, n)) if now.duration_since(next) < HEAL_FORGET => n.saturating_add(1),
+            _ => 0,
+        };
+        let wait = HEAL_FIRST
+            .saturating_mul(1u32 << repairs.min(16))
+            .min(HEAL_LONGEST);
+        self.healed.insert(id.to_string(), (now + wait, repairs));
+        if self.healed.len() > MAX_HEALED {
+            self.healed
+                .retain(|_, (next, _)| now.duration_since(*next) < HEAL_FORGET);
+        }
+    }
+
     fn queue(&mut self, state: PersonState, key: &[u8]) {
         let sealed = message::seal(&state, key);
         if sealed.len() > message::MAX_MESSAGE_BYTES {
@@ -558,7 +639,9 @@ impl Member {
             ));
             return;
         }
-        self.heal.remove(&state.id);
+        if self.heal.remove(&state.id) {
+            self.healed_now(&state.id);
+        }
         self.broker
             .insert(state.id.clone(), (state.version, state.origin.clone()));
         self.outgoing

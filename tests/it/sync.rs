@@ -398,3 +398,58 @@ fn f32_card(dir: &Path) -> Option<std::path::PathBuf> {
     std::fs::write(&path, card.to_string()).unwrap();
     Some(path)
 }
+
+/// The person a retained message on `topic` carries, opened with the fleet's key.
+fn retained_person(port: u16, topic: &str) -> facegate::sync::PersonState {
+    let id = topic.trim_start_matches("facegate/gallery/");
+    let key = facegate::sync::key(KEY).unwrap();
+    facegate::sync::open(&current(port, topic), &key, id).unwrap()
+}
+
+/// What the broker holds on `topic`: its retained copy, or what was published there as this
+/// client subscribed (which the broker retains as well).
+fn current(port: u16, topic: &str) -> Vec<u8> {
+    let mut l = crate::common::broker::Listener::subscribe(port, "reader", &[topic]);
+    l.wait(topic, "a message", |_| true).payload
+}
+
+/// Someone who can publish to the broker re-publishes an old, validly signed message (a
+/// replay): the board that holds the newer version sees the broker's copy go back and
+/// publishes its own again, so a board that joins afterwards gets the newer state, not the old.
+#[test]
+fn a_replayed_old_message_is_put_right_by_the_board_that_holds_the_newer_one() {
+    let dir = scratch("sync", "replay");
+    let port = free_port();
+    let _broker = Broker::start(port);
+    let ga = dir.join("a");
+    enroll(&ga, "Obama", "obama.jpg");
+    let a = Board::start("a", &ga, port, &[]);
+    let id = people(&ga).0[0].0.clone();
+    let topic = format!("facegate/gallery/{id}");
+    let wait_for_name = |name: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if retained_person(port, &topic).name == name {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the broker never held {name}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait_for_name("Obama");
+    let old = current(port, &topic);
+    gallery_command(&ga, &["rename", "Obama", "Barack"]);
+    wait_for_name("Barack");
+    // The replay: the broker now retains the old version.
+    publish(port, &[(topic.clone(), old)]);
+    wait_for_name("Barack");
+    let gb = dir.join("b");
+    let b = Board::start("b", &gb, port, &[]);
+    converge(
+        &[ga.as_path(), gb.as_path()],
+        &["Barack"],
+        "after the replay",
+    );
+    b.kill();
+    a.kill();
+}

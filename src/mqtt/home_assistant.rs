@@ -115,6 +115,7 @@ impl Board {
                     "state_topic": self.presence_topic(id),
                     "payload_on": ON,
                     "payload_off": OFF,
+                    "qos": 1,
                 }),
             );
         }
@@ -131,6 +132,7 @@ impl Board {
                 "value_template": "{{ value_json.name }}",
                 "json_attributes_topic": self.last_person_topic(),
                 "icon": "mdi:account-eye",
+                "qos": 1,
             }),
         );
         components.insert(
@@ -142,6 +144,7 @@ impl Board {
                 "state_topic": self.event_topic(),
                 "event_types": ["identified", "unknown", "left"],
                 "icon": "mdi:face-recognition",
+                "qos": 1,
             }),
         );
         components.insert(
@@ -152,6 +155,7 @@ impl Board {
                 "unique_id": self.unique("snapshot"),
                 "image_topic": self.snapshot_topic(),
                 "content_type": "image/jpeg",
+                "qos": 1,
             }),
         );
         json!({
@@ -164,6 +168,8 @@ impl Board {
             },
             "o": { "name": "facegate", "sw": version, "url": ORIGIN_URL },
             "avty": [{ "t": self.availability_topic() }],
+            // Home Assistant 2025.4 reads `qos` per component (set above) and ignores this one;
+            // kept for versions that read it here.
             "qos": 1,
             "cmps": Value::Object(components),
         })
@@ -180,9 +186,17 @@ impl Board {
     }
 
     /// The MQTT session for this board: the will says "offline", the announcements are the
-    /// config and "online", sent again when Home Assistant says it is online.
+    /// config and "online", sent again when Home Assistant says it is online. Before them, once,
+    /// everyone's retained presence is reset to off: after a crash a retained "on" would
+    /// otherwise turn true again the moment the device comes online, and fire automations for
+    /// someone who is not there.
     pub fn session(&self, people: &[Person]) -> Session {
+        let resets = people
+            .iter()
+            .map(|p| Message::retained(self.presence_topic(&p.entry.id), OFF))
+            .collect();
         Session {
+            first: resets,
             will: Some(Message::retained(self.availability_topic(), "offline")),
             announcements: self.announcements(&ids_and_names(people), &[]),
             resend_on: Some((self.birth_topic(), b"online".to_vec())),
@@ -207,22 +221,22 @@ pub struct HomeAssistant {
     present: HashMap<String, usize>,
     /// The person id each identified track was decided for.
     tracks: HashMap<u64, String>,
+    /// Whose name and face the retained last person and snapshot show.
+    last: Option<String>,
 }
 
 impl HomeAssistant {
-    /// Starts with nobody present (each person's retained state set to off).
-    pub fn start(publisher: &Publisher, board: Board, people: &[Person]) -> HomeAssistant {
-        let ha = HomeAssistant {
+    /// Starts with nobody present (the session's first messages set each person's retained
+    /// state to off, before "online").
+    pub fn start(_publisher: &Publisher, board: Board, people: &[Person]) -> HomeAssistant {
+        HomeAssistant {
             board,
             people: ids_and_names(people),
             removed: Vec::new(),
             present: HashMap::new(),
             tracks: HashMap::new(),
-        };
-        for (id, _) in &ha.people {
-            publisher.send(&Message::retained(ha.board.presence_topic(id), OFF));
+            last: None,
         }
-        ha
     }
 
     fn id_of(&self, name: &str) -> Option<String> {
@@ -251,10 +265,12 @@ impl HomeAssistant {
         let payload = json!({
             "event_type": kind,
             "name": e.name,
-            "score": (e.score * 1e4).round() / 1e4,
+            // Rounded as a decimal: an f32 rounded, then widened, showed as 0.8662999868392944.
+            "score": (f64::from(e.score) * 1e4).round() / 1e4,
             "camera": self.board.camera,
             "track": e.track,
             "ts": (e.ts * 1e3).round() / 1e3,
+            "unknown_id": e.unknown_id,
         });
         publisher.send(&Message {
             topic: self.board.event_topic(),
@@ -271,7 +287,8 @@ impl HomeAssistant {
                     if *n == 1 {
                         publisher.send(&Message::retained(self.board.presence_topic(&id), ON));
                     }
-                    self.tracks.insert(e.track, id);
+                    self.tracks.insert(e.track, id.clone());
+                    self.last = Some(id);
                 }
                 publisher.send(&Message::retained(
                     self.board.last_person_topic(),
@@ -296,6 +313,13 @@ impl HomeAssistant {
                 self.removed.push(id.clone());
                 self.present.remove(id);
                 self.tracks.retain(|_, p| p != id);
+                if self.last.as_ref() == Some(id) {
+                    // Their name and face leave the broker with them.
+                    self.last = None;
+                    for topic in [self.board.last_person_topic(), self.board.snapshot_topic()] {
+                        publisher.send(&Message::retained(topic, Vec::new()));
+                    }
+                }
                 // An empty retained message deletes the retained state.
                 publisher.send(&Message::retained(
                     self.board.presence_topic(id),

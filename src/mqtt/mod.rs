@@ -40,6 +40,9 @@ impl Message {
 pub struct Session {
     /// Published by the broker when the connection is lost without a goodbye.
     pub will: Option<Message>,
+    /// Sent once, before everything else: resets of retained states (presence off) that must
+    /// reach the broker before the announcements say "online".
+    pub first: Vec<Message>,
     /// Sent on every connection, and again when `resend_on` receives `resend_payload`.
     pub announcements: Vec<Message>,
     pub resend_on: Option<(String, Vec<u8>)>,
@@ -196,7 +199,7 @@ impl Publisher {
         // thread sends them again on reconnections.
         let queued = Arc::new(AtomicU64::new(0));
         let acked = Arc::new(AtomicU64::new(0));
-        for m in &session.announcements {
+        for m in session.first.iter().chain(&session.announcements) {
             let _ = queue(&client, &queued, m);
         }
         let announcements = Arc::new(Mutex::new(session.announcements));

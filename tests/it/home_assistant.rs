@@ -273,3 +273,102 @@ fn after_the_source_ends_serve_still_announces_people_enrolled_through_the_api()
     let log = s.stop();
     assert!(log.contains("the frame source ended"), "{log}");
 }
+
+/// After a kill -9 with someone in view, the next start resets their retained presence to off
+/// before the device says "online" (it went unavailable -> on -> off, firing automations for
+/// someone not there). Every component carries `qos`, scores are decimals, the event says
+/// `unknown_id`, and removing the person clears their retained name and face.
+#[test]
+fn a_restart_after_a_crash_never_shows_a_false_presence() {
+    let dir = scratch("ha", "crash");
+    let gallery = dir.join("gallery");
+    enroll(&gallery, "Obama", "obama.jpg");
+    let port = free_port();
+    let _broker = Broker::start(port);
+    let start = || {
+        facegate()
+            .args(["watch", "--mjpeg", "-", "--min-face", "40"])
+            .args(["--camera-name", "Front door", "--gallery"])
+            .arg(&gallery)
+            .arg("--mqtt")
+            .arg(format!("mqtt://127.0.0.1:{port}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let obama: Vec<_> = (0..8)
+        .map(|i| jpeg(&frame_with(&photo("obama2.jpg"), 560, 20 + 2 * i, 0)))
+        .collect();
+    let mut ha = Listener::subscribe(port, "ha-crash", &["homeassistant/#", "facegate/#"]);
+    let mut first = start();
+    let mut stdin = first.stdin.take().unwrap();
+    for f in &obama {
+        stdin.write_all(f).unwrap();
+    }
+    stdin.flush().unwrap();
+    ha.wait(OBAMA, "presence on", |m| m.payload == b"ON");
+    let event = ha.wait("facegate/front_door/event", "identified", |_| true);
+    let event: serde_json::Value = serde_json::from_slice(&event.payload).unwrap();
+    let score = event["score"].as_f64().unwrap();
+    assert_eq!(score, (score * 1e4).round() / 1e4, "{event}");
+    assert!(score.to_string().len() <= 6, "{event}");
+    assert!(
+        event.as_object().unwrap().contains_key("unknown_id"),
+        "{event}"
+    );
+    let config = ha.wait(CONFIG, "the config", |_| true);
+    let config: serde_json::Value = serde_json::from_slice(&config.payload).unwrap();
+    for (name, component) in config["cmps"].as_object().unwrap() {
+        assert_eq!(component["qos"], 1, "{name}");
+    }
+    let _ = first.kill();
+    let _ = first.wait();
+    ha.wait(AVAILABILITY, "offline from the will", |m| {
+        m.payload == b"offline"
+    });
+
+    let restart = ha.seen.len();
+    let mut second = start();
+    ha.wait(AVAILABILITY, "online again", |m| m.payload == b"online");
+    let after: Vec<(String, String)> = ha.seen[restart..]
+        .iter()
+        .map(|m| (m.topic.clone(), m.text()))
+        .collect();
+    let online = after
+        .iter()
+        .position(|(t, p)| t == AVAILABILITY && p == "online")
+        .unwrap();
+    let off = after
+        .iter()
+        .position(|(t, p)| t == OBAMA && p == "OFF")
+        .unwrap_or_else(|| panic!("no reset: {after:?}"));
+    assert!(off < online, "presence reset after online: {after:?}");
+
+    // Removing him clears the retained name and face he left on the broker.
+    let mut stdin = second.stdin.take().unwrap();
+    for f in &obama {
+        stdin.write_all(f).unwrap();
+    }
+    stdin.flush().unwrap();
+    ha.wait(OBAMA, "presence on again", |m| m.payload == b"ON");
+    ok(&facegate()
+        .args(["gallery", "remove", "Obama", "--gallery"])
+        .arg(&gallery)
+        .output()
+        .unwrap());
+    std::thread::sleep(Duration::from_millis(700));
+    stdin.write_all(&jpeg(&blank())).unwrap();
+    stdin.flush().unwrap();
+    ha.wait(
+        "facegate/front_door/last_person",
+        "the last person cleared",
+        |m| m.payload.is_empty(),
+    );
+    ha.wait("facegate/front_door/snapshot", "the face cleared", |m| {
+        m.payload.is_empty()
+    });
+    drop(stdin);
+    let _ = second.wait();
+}

@@ -190,19 +190,66 @@ impl Board {
     /// everyone's retained presence is reset to off: after a crash a retained "on" would
     /// otherwise turn true again the moment the device comes online, and fire automations for
     /// someone who is not there.
-    pub fn session(&self, people: &[Person]) -> Session {
+    ///
+    /// `removed`: ids announced before (see [`Board::gone`]) that are no longer enrolled: the
+    /// config deletes their entities, and their retained presence is cleared.
+    pub fn session(&self, people: &[Person], removed: &[String]) -> Session {
         let resets = people
             .iter()
             .map(|p| Message::retained(self.presence_topic(&p.entry.id), OFF))
+            .chain(
+                removed
+                    .iter()
+                    .map(|id| Message::retained(self.presence_topic(id), Vec::new())),
+            )
             .collect();
         Session {
             first: resets,
             will: Some(Message::retained(self.availability_topic(), "offline")),
-            announcements: self.announcements(&ids_and_names(people), &[]),
+            announcements: self.announcements(&ids_and_names(people), removed),
             resend_on: Some((self.birth_topic(), b"online".to_vec())),
             ..Session::default()
         }
     }
+}
+
+impl Board {
+    /// The people a previous run announced (the device config the broker retains) that are not
+    /// in `people` now: removed while facegate was stopped, or renamed by joining a fleet. Home
+    /// Assistant keeps an entity that is merely left out of the config, so each gets a removal
+    /// marker. Only full entries count: markers of a run before are not carried on for ever.
+    pub fn gone(&self, previous_config: &[u8], people: &[Person]) -> Vec<String> {
+        let Ok(config) = serde_json::from_slice::<Value>(previous_config) else {
+            return Vec::new();
+        };
+        let Some(components) = config.get("cmps").and_then(Value::as_object) else {
+            return Vec::new();
+        };
+        components
+            .iter()
+            .filter(|(_, c)| c.get("name").is_some())
+            .filter_map(|(key, _)| key.strip_prefix("present_"))
+            // The config is whatever the broker retains (anyone may publish it): only ids of
+            // the gallery's form, and not more than a gallery holds.
+            .filter(|id| is_person_id(id))
+            .filter(|id| !people.iter().any(|p| p.entry.id == *id))
+            .take(MAX_GONE)
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// Removal markers sent at most, whatever a retained config claims.
+const MAX_GONE: usize = 10_000;
+
+/// `p<digits>` (a board's own id) or `p<digits>-<16 hex digits>` (a fleet id).
+fn is_person_id(id: &str) -> bool {
+    let (number, board) = id.split_once('-').unwrap_or((id, ""));
+    let digits = number.strip_prefix('p').unwrap_or("");
+    !digits.is_empty()
+        && digits.len() <= 12
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (board.is_empty() || (board.len() == 16 && board.bytes().all(|b| b.is_ascii_hexdigit())))
 }
 
 fn ids_and_names(people: &[Person]) -> Vec<(String, String)> {
@@ -228,11 +275,16 @@ pub struct HomeAssistant {
 impl HomeAssistant {
     /// Starts with nobody present (the session's first messages set each person's retained
     /// state to off, before "online").
-    pub fn start(_publisher: &Publisher, board: Board, people: &[Person]) -> HomeAssistant {
+    pub fn start(
+        _publisher: &Publisher,
+        board: Board,
+        people: &[Person],
+        removed: Vec<String>,
+    ) -> HomeAssistant {
         HomeAssistant {
             board,
             people: ids_and_names(people),
-            removed: Vec::new(),
+            removed,
             present: HashMap::new(),
             tracks: HashMap::new(),
             last: None,
@@ -349,6 +401,23 @@ impl HomeAssistant {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn people_announced_before_and_gone_now_are_found_in_the_old_config() {
+        let b = Board::new("homeassistant", "Front door").unwrap();
+        let old = b.discovery(
+            &[
+                ("p000001".to_string(), "Ada".to_string()),
+                ("p000002".to_string(), "Bob".to_string()),
+            ],
+            &["p000003".to_string()],
+        );
+        let old = old.to_string();
+        assert_eq!(b.gone(old.as_bytes(), &[]), ["p000001", "p000002"]);
+        assert!(b.gone(b"not json", &[]).is_empty());
+        let hostile = r#"{"cmps":{"present_../x":{"name":"x"},"present_p1/+":{"name":"y"},"present_p7":{"name":"z"}}}"#;
+        assert_eq!(b.gone(hostile.as_bytes(), &[]), ["p7"]);
+    }
 
     #[test]
     fn node_ids_are_topic_safe() {

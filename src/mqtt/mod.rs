@@ -152,6 +152,53 @@ pub fn parse_address(url: &str) -> Result<(String, u16), String> {
     Ok((host, port))
 }
 
+/// The message the broker retains on `topic`, read once over a connection of its own: `None`
+/// when it holds none, or the broker cannot be reached within `patience` (the caller goes on as
+/// if there were none). Retained messages come right after the subscription is acknowledged, so
+/// an empty topic costs one round trip and a short grace, not the whole `patience`.
+pub fn read_retained(
+    url: &str,
+    credentials: Option<(String, String)>,
+    topic: &str,
+    patience: Duration,
+) -> Option<Vec<u8>> {
+    let (host, port) = parse_address(url).ok()?;
+    let mut options = MqttOptions::new(format!("facegate-read-{}", std::process::id()), host, port);
+    options.set_max_packet_size(MAX_PACKET, MAX_PACKET);
+    if let Some((user, password)) = credentials {
+        options.set_credentials(user, password);
+    }
+    let (client, mut connection) = Client::new(options, 10);
+    client.subscribe(topic, QoS::AtLeastOnce).ok()?;
+    let deadline = Instant::now() + patience;
+    let mut acknowledged: Option<Instant> = None;
+    let grace = Duration::from_millis(300);
+    let mut found = None;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        let wait = match acknowledged {
+            Some(at) => grace.saturating_sub(at.elapsed()).min(left),
+            None => left,
+        };
+        if wait.is_zero() {
+            break;
+        }
+        match connection.recv_timeout(wait) {
+            Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => acknowledged = Some(Instant::now()),
+            Ok(Ok(Event::Incoming(Packet::Publish(p)))) if p.topic == topic => {
+                found = Some(p.payload.to_vec());
+                break;
+            }
+            Ok(Ok(_)) => {}
+            // A refused or lost connection: no retained message to go on.
+            Ok(Err(_)) => break,
+            Err(_) if acknowledged.is_some() => break,
+            Err(_) => {}
+        }
+    }
+    let _ = client.disconnect();
+    found
+}
+
 impl Publisher {
     /// Starts connecting to the broker at `url` and returns at once; events are published on
     /// `topic`.

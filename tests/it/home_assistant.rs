@@ -372,3 +372,59 @@ fn a_restart_after_a_crash_never_shows_a_false_presence() {
     drop(stdin);
     let _ = second.wait();
 }
+
+/// A person removed while facegate was stopped loses their entity at the next start (Home
+/// Assistant keeps a component that is merely left out of the config): the previous config on
+/// the broker says who was announced, and the new one carries a removal marker for them.
+#[test]
+fn a_person_removed_while_stopped_loses_the_entity_at_the_next_start() {
+    let dir = scratch("ha", "orphans");
+    let gallery = dir.join("gallery");
+    enroll(&gallery, "Obama", "obama.jpg");
+    enroll(&gallery, "Biden", "biden.jpg");
+    let port = free_port();
+    let _broker = Broker::start(port);
+    let run = || {
+        let mut watch = facegate()
+            .args(["watch", "--mjpeg", "-", "--min-face", "40"])
+            .args(["--camera-name", "Front door", "--gallery"])
+            .arg(&gallery)
+            .arg("--mqtt")
+            .arg(format!("mqtt://127.0.0.1:{port}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = watch.stdin.take().unwrap();
+        stdin.write_all(&jpeg(&blank())).unwrap();
+        (watch, stdin)
+    };
+    let mut ha = Listener::subscribe(port, "ha-orphans", &["homeassistant/#", "facegate/#"]);
+    let (mut first, stdin) = run();
+    ha.wait(CONFIG, "a config with Biden", |m| {
+        serde_json::from_slice::<serde_json::Value>(&m.payload).unwrap()["cmps"]["present_p000002"]
+            ["name"]
+            == "Biden present"
+    });
+    ha.wait(AVAILABILITY, "online", |m| m.payload == b"online");
+    drop(stdin);
+    let _ = first.wait();
+    ok(&facegate()
+        .args(["gallery", "remove", "Biden", "--gallery"])
+        .arg(&gallery)
+        .output()
+        .unwrap());
+    let (mut second, stdin) = run();
+    let config = ha.wait(CONFIG, "a config that deletes Biden's entity", |m| {
+        serde_json::from_slice::<serde_json::Value>(&m.payload).unwrap()["cmps"]["present_p000002"]
+            == serde_json::json!({"p": "binary_sensor"})
+    });
+    let config: serde_json::Value = serde_json::from_slice(&config.payload).unwrap();
+    assert_eq!(config["cmps"]["present_p000001"]["name"], "Obama present");
+    ha.wait(BIDEN, "Biden's retained presence cleared", |m| {
+        m.payload.is_empty()
+    });
+    drop(stdin);
+    let _ = second.wait();
+}

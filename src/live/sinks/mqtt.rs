@@ -2,6 +2,8 @@
 //! the events topic, access decisions on `facegate/access` with the messages of their MQTT
 //! actions, and Home Assistant's entities kept in step with the gallery.
 
+use std::time::Duration;
+
 use crate::mqtt::home_assistant::{Board, HomeAssistant};
 use crate::mqtt::{Message, Publisher, Session};
 use crate::store::gallery::Person;
@@ -61,16 +63,28 @@ impl Sink for Outbox {
             Some((prefix, camera)) => Some(Board::new(prefix, camera)?),
             None => None,
         };
+        // What a previous run announced, to delete the entities of people gone since.
+        let gone = match &board {
+            Some(b) => crate::mqtt::read_retained(
+                &self.config.url,
+                self.config.credentials.clone(),
+                &b.config_topic(),
+                Duration::from_secs(3),
+            )
+            .map(|config| b.gone(&config, people))
+            .unwrap_or_default(),
+            None => Vec::new(),
+        };
         let session = board
             .as_ref()
-            .map_or_else(Session::default, |b| b.session(people));
+            .map_or_else(Session::default, |b| b.session(people, &gone));
         let publisher = Publisher::connect_with(
             &self.config.url,
             &self.config.topic,
             self.config.credentials.clone(),
             session,
         )?;
-        let home_assistant = board.map(|b| HomeAssistant::start(&publisher, b, people));
+        let home_assistant = board.map(|b| HomeAssistant::start(&publisher, b, people, gone));
         self.connected = Some(Connected {
             publisher,
             home_assistant,

@@ -18,6 +18,13 @@ use crate::events::EventKind;
 use crate::store::gallery::Person;
 
 const ORIGIN_URL: &str = "https://github.com/facegate/facegate";
+
+/// The largest packet the Home Assistant connection sends: the device config grows by about
+/// 280 bytes a person, so 16 MiB holds some 50 000 (1 MiB, the default, stopped at about 3 800).
+/// Brokers accept up to 256 MiB by default.
+pub const MAX_PACKET: usize = 16 << 20;
+/// The device config must fit in one packet with its topic and headers.
+const MAX_CONFIG_BYTES: usize = MAX_PACKET - 4096;
 const ON: &str = "ON";
 const OFF: &str = "OFF";
 
@@ -176,13 +183,25 @@ impl Board {
     }
 
     fn announcements(&self, people: &[(String, String)], removed: &[String]) -> Vec<Message> {
-        vec![
-            Message::retained(
-                self.config_topic(),
-                self.discovery(people, removed).to_string(),
-            ),
-            Message::retained(self.availability_topic(), "online"),
-        ]
+        let config = self.discovery(people, removed).to_string();
+        let online = Message::retained(self.availability_topic(), "online");
+        if config.len() > MAX_CONFIG_BYTES {
+            // Sent anyway, a packet over the connection's limit is a connection error, and the
+            // link would reconnect (and fail again) every second.
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                eprintln!(
+                    "facegate: warning: the Home Assistant device config for {} people is {} \
+                     bytes, more than the {} an MQTT message may carry here; the entities are \
+                     not announced (events still are)",
+                    people.len(),
+                    config.len(),
+                    MAX_CONFIG_BYTES
+                )
+            });
+            return vec![online];
+        }
+        vec![Message::retained(self.config_topic(), config), online]
     }
 
     /// The MQTT session for this board: the will says "offline", the announcements are the
@@ -205,6 +224,7 @@ impl Board {
             .collect();
         Session {
             first: resets,
+            max_packet: Some(MAX_PACKET),
             will: Some(Message::retained(self.availability_topic(), "offline")),
             announcements: self.announcements(&ids_and_names(people), removed),
             resend_on: Some((self.birth_topic(), b"online".to_vec())),
@@ -417,6 +437,24 @@ mod tests {
         assert!(b.gone(b"not json", &[]).is_empty());
         let hostile = r#"{"cmps":{"present_../x":{"name":"x"},"present_p1/+":{"name":"y"},"present_p7":{"name":"z"}}}"#;
         assert_eq!(b.gone(hostile.as_bytes(), &[]), ["p7"]);
+    }
+
+    #[test]
+    fn a_config_too_large_for_a_packet_is_not_sent() {
+        let b = Board::new("homeassistant", "Front door").unwrap();
+        let many: Vec<(String, String)> = (0..5000)
+            .map(|i| (format!("p{i:06}"), format!("Person {i}")))
+            .collect();
+        let sent = b.announcements(&many, &[]);
+        assert_eq!(sent.len(), 2, "5000 people fit in the larger packet");
+        assert!(sent[0].payload.len() > 1 << 20);
+        let names = "x".repeat(99);
+        let too_many: Vec<(String, String)> = (0..100_000)
+            .map(|i| (format!("p{i:06}"), format!("{names}{i}")))
+            .collect();
+        let sent = b.announcements(&too_many, &[]);
+        assert_eq!(sent.len(), 1, "only online: the config does not fit");
+        assert_eq!(sent[0].topic, b.availability_topic());
     }
 
     #[test]

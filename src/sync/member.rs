@@ -87,7 +87,7 @@ impl Sync {
                 fell_behind: fell_behind.clone(),
             }),
             client_id: Some(format!("facegate-sync-{board}")),
-            max_packet: Some(message::MAX_MESSAGE_BYTES + 4096),
+            max_packet: Some(MAX_RECEIVED),
             ..Session::default()
         };
         let publisher = Publisher::connect_with(
@@ -149,6 +149,14 @@ impl Drop for Sync {
         self.stop.store(true, Ordering::Relaxed);
     }
 }
+
+/// The largest message the sync connection reads. A message over the client's limit is a
+/// connection error, and every reconnection is sent the same retained message again: one
+/// oversized message on a person topic stopped sync for every board. So the limit is well above
+/// a person message ([`message::MAX_MESSAGE_BYTES`]); what is larger than that is read, refused
+/// and repaired like any bad message. (A broker's own `message_size_limit` at or below this
+/// closes the rest of the hole.)
+const MAX_RECEIVED: usize = 32 << 20;
 
 /// The first wait before the same person is repaired again, and the longest.
 const HEAL_FIRST: Duration = Duration::from_secs(1);

@@ -453,3 +453,46 @@ fn a_replayed_old_message_is_put_right_by_the_board_that_holds_the_newer_one() {
     b.kill();
     a.kill();
 }
+
+/// A retained message larger than a person message on a person topic (anyone who can publish
+/// can leave one) is read and refused: the board stays connected (it used to reconnect every
+/// second, receiving it again each time) and still gets the fleet's people.
+#[test]
+fn an_oversized_retained_message_does_not_stop_sync() {
+    let dir = scratch("sync", "oversized");
+    let port = free_port();
+    let _broker = Broker::start(port);
+    let ga = dir.join("a");
+    enroll(&ga, "Obama", "obama.jpg");
+    let a = Board::start("a", &ga, port, &[]);
+    let junk = vec![b'x'; 5 << 20];
+    publish_large(port, "facegate/gallery/p000009-00000000000000aa", junk);
+    let gb = dir.join("b");
+    let b = Board::start("b", &gb, port, &[]);
+    converge(
+        &[ga.as_path(), gb.as_path()],
+        &["Obama"],
+        "with an oversized message",
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let connections = b.log().matches("connected to MQTT broker").count();
+    assert!(connections <= 2, "board b kept reconnecting:\n{}", b.log());
+    b.kill();
+    a.kill();
+}
+
+/// Publishes one retained message of any size.
+fn publish_large(port: u16, topic: &str, payload: Vec<u8>) {
+    use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+    let mut options = MqttOptions::new("forger-large", "127.0.0.1", port);
+    options.set_max_packet_size(64 << 20, 64 << 20);
+    let (client, mut connection) = Client::new(options, 10);
+    client
+        .publish(topic, QoS::AtLeastOnce, true, payload)
+        .unwrap();
+    for n in connection.iter() {
+        if let Ok(Event::Incoming(Packet::PubAck(_))) = n {
+            break;
+        }
+    }
+}

@@ -323,4 +323,61 @@ fn a_person_added_in_the_browser_is_identified_on_the_events_page() {
     for p in shots {
         eprintln!("screenshot: {}", p.display());
     }
+
+    // Cross-origin forgery from the same site: a page on another port of the board's address,
+    // opened in the browser that holds the owner's session cookie, posts a photo to enroll
+    // "Forged" (a CORS-simple multipart request, so the browser sends it with the cookie). The
+    // server refuses it; the owner's own page could do the same.
+    let attacker = attacker_page(&server.base);
+    browser.open(&attacker);
+    browser.wait(
+        "the forged request to finish",
+        "window.forgeryDone === true",
+    );
+    let names: Vec<String> = server.get("/api/v1/people").json()["people"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(!names.iter().any(|n| n == "Forged"), "{names:?}");
+}
+
+/// Serves, on a port of its own, a page that posts a photo to `target`'s enrollment route with
+/// the browser's cookies, the way a hostile page on the same host would. Returns its address.
+fn attacker_page(target: &str) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let page = format!(
+        "<!doctype html><title>forgery</title><script>\
+         fetch('/obama.jpg').then(r => r.blob()).then(photo => {{\
+           const form = new FormData();\
+           form.append('name', 'Forged');\
+           form.append('photo', photo, 'obama.jpg');\
+           return fetch('{target}/api/v1/people', {{method: 'POST', body: form, mode: 'no-cors', credentials: 'include'}});\
+         }}).catch(() => null).finally(() => {{ window.forgeryDone = true; }});\
+         </script>"
+    );
+    let photo_bytes = std::fs::read(photo("obama.jpg")).unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut head = [0u8; 2048];
+            let n = stream.read(&mut head).unwrap_or(0);
+            let request = String::from_utf8_lossy(&head[..n]);
+            let (kind, body) = if request.starts_with("GET /obama.jpg") {
+                ("image/jpeg", photo_bytes.clone())
+            } else {
+                ("text/html", page.clone().into_bytes())
+            };
+            let header = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(header.as_bytes());
+            let _ = stream.write_all(&body);
+        }
+    });
+    format!("http://127.0.0.1:{port}/")
 }

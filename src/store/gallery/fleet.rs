@@ -194,19 +194,24 @@ const MAX_CROP_SIDE: usize = 1024;
 /// A synced crop is decoded (within a bound) before it is stored: a PNG of at most
 /// [`MAX_CROP_SIDE`] pixels a side.
 fn check_crop(png: &[u8]) -> Result<(), String> {
+    use image::{ImageFormat, ImageReader};
     if !crate::imaging::photo::is_png(png) {
         return Err("is not a PNG".into());
     }
-    let bound = (MAX_CROP_SIDE * MAX_CROP_SIDE) as u64;
-    let photo = crate::imaging::photo::decode_within(png, bound)?;
-    if photo.width() > MAX_CROP_SIDE || photo.height() > MAX_CROP_SIDE {
+    // The size from the header first, so that nothing large is ever decoded.
+    let (w, h) = ImageReader::with_format(std::io::Cursor::new(png), ImageFormat::Png)
+        .into_dimensions()
+        .map_err(|e| format!("does not decode: {e}"))?;
+    if w as usize > MAX_CROP_SIDE || h as usize > MAX_CROP_SIDE {
         return Err(format!(
-            "is {}x{}, larger than a crop ({MAX_CROP_SIDE} a side at most)",
-            photo.width(),
-            photo.height()
+            "is {w}x{h}, larger than a crop ({MAX_CROP_SIDE} a side at most)"
         ));
     }
-    Ok(())
+    // Then every pixel, as `gallery reembed` will read them (only the decoder: no colour or
+    // grey conversion, which re-embedding does itself).
+    image::load_from_memory_with_format(png, ImageFormat::Png)
+        .map(|_| ())
+        .map_err(|e| format!("does not decode: {e}"))
 }
 
 /// What a person from another board must be before they are written here.

@@ -145,6 +145,18 @@ impl Rules {
         Rules::parse(&text, people).map_err(|e| format!("rules {}: {e}", terminal::path(path)))
     }
 
+    /// Says on stderr what in the rules (read from `path`) grants nothing: names not enrolled.
+    pub fn warn(&self, path: &std::path::Path) {
+        use crate::support::terminal;
+        for w in &self.warnings {
+            eprintln!(
+                "facegate: warning: rules {}: {}",
+                terminal::path(path),
+                terminal::escape_message(w)
+            );
+        }
+    }
+
     /// Parses and checks a rules file against the enrolled `people`.
     pub fn parse(text: &str, people: &[String]) -> Result<Rules, String> {
         let file: File =

@@ -83,7 +83,8 @@ impl RulesFollower {
     ) -> Result<RulesFollower, String> {
         let people = names(people);
         let rules = Rules::read(path, &people)?;
-        warn_about(path, &rules);
+        // What grants nothing is said; the door runs on without it.
+        rules.warn(path);
         let publishes = rules
             .actions
             .iter()
@@ -121,7 +122,7 @@ impl RulesFollower {
             return;
         }
         self.stamp = stamp;
-        let read = Rules::read(&self.path, &self.people).inspect(|r| warn_about(&self.path, r));
+        let read = Rules::read(&self.path, &self.people).inspect(|r| r.warn(&self.path));
         match read.and_then(|r| self.access.replace(r)) {
             Ok(()) => eprintln!(
                 "facegate: rules {} re-read: {} rules",
@@ -134,17 +135,6 @@ impl RulesFollower {
                 terminal::escape_message(&e)
             ),
         }
-    }
-}
-
-/// Says what in the rules grants nothing (names not enrolled): the door runs on without them.
-fn warn_about(path: &Path, rules: &Rules) {
-    for w in &rules.warnings {
-        eprintln!(
-            "facegate: warning: rules {}: {}",
-            terminal::path(path),
-            terminal::escape_message(w)
-        );
     }
 }
 

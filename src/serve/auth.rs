@@ -43,13 +43,8 @@ impl Token {
 
 /// The credential a request carries: the bearer token, else the session cookie.
 pub fn credential(headers: &axum::http::HeaderMap) -> Option<&str> {
-    use axum::http::header::{AUTHORIZATION, COOKIE as COOKIE_HEADER};
-    // Another scheme (Basic auth added by a reverse proxy) is not ours: the cookie may still be.
-    let bearer = headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if let Some(token) = bearer {
+    use axum::http::header::COOKIE as COOKIE_HEADER;
+    if let Some(token) = bearer(headers) {
         return Some(token.trim());
     }
     headers
@@ -93,12 +88,18 @@ pub fn cross_origin(headers: &axum::http::HeaderMap) -> bool {
     }
 }
 
-/// Whether the request authenticates with the bearer header (which no other page can add).
-pub fn has_bearer(headers: &axum::http::HeaderMap) -> bool {
+/// The token of the `Authorization: Bearer` header, which no other page can add. Another scheme
+/// (Basic auth added by a reverse proxy) is not ours: the cookie may still be.
+fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
     headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("Bearer "))
+        .and_then(|v| v.strip_prefix("Bearer "))
+}
+
+/// Whether the request authenticates with the bearer header.
+pub fn has_bearer(headers: &axum::http::HeaderMap) -> bool {
+    bearer(headers).is_some()
 }
 
 /// Failed attempts per address.

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::access::Decision;
 use crate::events::Event;
 use crate::live::sinks::{DecisionDone, FrameDone, Sink};
 use crate::store::gallery::Person;
@@ -35,10 +34,6 @@ impl ToServer {
     pub fn finish(self) {
         self.recorder.finish();
     }
-
-    fn record(&mut self, record: Record) {
-        self.recorder.send(record);
-    }
 }
 
 impl Sink for ToServer {
@@ -66,13 +61,13 @@ impl Sink for ToServer {
     }
 
     fn event(&mut self, event: &Event, _line: &str) -> Result<(), String> {
-        self.record(Record::Event(event.clone()));
+        self.recorder.send(Record::Event(event.clone()));
         Ok(())
     }
 
     fn decision(&mut self, decision: &DecisionDone<'_>) -> Result<(), String> {
-        let d: &Decision = decision.decision;
-        self.record(Record::Decision(d.clone()));
+        self.recorder
+            .send(Record::Decision(decision.decision.clone()));
         Ok(())
     }
 }

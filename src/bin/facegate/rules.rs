@@ -39,13 +39,7 @@ pub fn run(args: RulesArgs) -> Result<ExitCode, String> {
             print!("{}", rules.explain(&people));
             // `watch` and `serve` start with these (the door keeps running); a check says them
             // and fails, so that a script or the owner sees what to fix.
-            for w in &rules.warnings {
-                eprintln!(
-                    "facegate: warning: rules {}: {}",
-                    facegate::support::terminal::path(&file),
-                    facegate::support::terminal::escape_message(w)
-                );
-            }
+            rules.warn(&file);
             Ok(if rules.warnings.is_empty() {
                 ExitCode::SUCCESS
             } else {

@@ -127,7 +127,6 @@ pub fn reject(app: &App, name: &str, photo: &Photo) -> ApiResult<PersonJson> {
     })
 }
 
-/// Adds a checked shot to a person.
 /// Adds `shot` to person `id` when it looks like the same person as their shots: the one
 /// consistency check every path that adds a face to someone applies ("Add shot", "This is NAME").
 /// `what` names the shot in a refusal.

@@ -3,6 +3,7 @@
 //! `facegate serve`.
 
 pub mod broker;
+pub mod http;
 pub mod server;
 
 use std::path::{Path, PathBuf};

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use crate::common::http::{response, serve};
 use crate::common::server::{blank, frame_with};
 use crate::common::{ok, photo, run_facegate, scratch, stderr};
 
@@ -324,62 +325,30 @@ fn command_actions_get_no_secrets_and_print_to_stderr() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A tiny HTTP server on loopback: answers each request with `answer(request)`, counting the
-/// requests; it stops with the test process.
-fn http_server(
-    answer: impl Fn(&str) -> String + Send + 'static,
-) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let seen = count.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
-            let mut request = Vec::new();
-            let mut buf = [0u8; 4096];
-            // The request's head and its (small) JSON body.
-            while let Ok(n) = stream.read(&mut buf) {
-                request.extend_from_slice(&buf[..n]);
-                let text = String::from_utf8_lossy(&request);
-                if n == 0 || (text.contains("\r\n\r\n") && text.trim_end().ends_with('}')) {
-                    break;
-                }
-            }
-            let reply = answer(&String::from_utf8_lossy(&request));
-            let _ = stream.write_all(reply.as_bytes());
-        }
-    });
-    (port, count)
-}
-
 /// A webhook that redirects is a failure, and the redirect is not followed; a webhook that hangs
 /// does not hold back the command of the same decision (webhooks have their own thread).
 #[test]
 fn webhooks_follow_no_redirect_and_never_delay_a_command() {
     let dir = scratch("access", "webhooks");
     let marker = dir.join("door-opened");
-    let (target, target_hits) =
-        http_server(|_| "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".into());
-    let (redirector, _) = http_server(move |_| {
+    let (target, target_hits) = serve(|_| response("200 OK", "text/plain", b""));
+    let (redirector, _) = serve(move |_| {
         format!(
             "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{target}/\r\nContent-Length: 0\r\n\r\n"
         )
+        .into_bytes()
     });
     // Holds its request until the door's command has run (or 6 s), then says whether it had.
     let saw_door = std::sync::Arc::new(std::sync::Mutex::new(None));
     let (slow, _) = {
         let (marker, saw_door) = (marker.clone(), saw_door.clone());
-        http_server(move |_| {
+        serve(move |_| {
             let start = std::time::Instant::now();
             while !marker.exists() && start.elapsed() < std::time::Duration::from_secs(6) {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
             *saw_door.lock().unwrap() = Some(marker.exists());
-            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".into()
+            response("200 OK", "text/plain", b"")
         })
     };
     let rules = format!(

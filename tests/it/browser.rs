@@ -346,9 +346,7 @@ fn a_person_added_in_the_browser_is_identified_on_the_events_page() {
 /// Serves, on a port of its own, a page that posts a photo to `target`'s enrollment route with
 /// the browser's cookies, the way a hostile page on the same host would. Returns its address.
 fn attacker_page(target: &str) -> String {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
+    use crate::common::http::response;
     let page = format!(
         "<!doctype html><title>forgery</title><script>\
          fetch('/obama.jpg').then(r => r.blob()).then(photo => {{\
@@ -360,23 +358,11 @@ fn attacker_page(target: &str) -> String {
          </script>"
     );
     let photo_bytes = std::fs::read(photo("obama.jpg")).unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let mut head = [0u8; 2048];
-            let n = stream.read(&mut head).unwrap_or(0);
-            let request = String::from_utf8_lossy(&head[..n]);
-            let (kind, body) = if request.starts_with("GET /obama.jpg") {
-                ("image/jpeg", photo_bytes.clone())
-            } else {
-                ("text/html", page.clone().into_bytes())
-            };
-            let header = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(header.as_bytes());
-            let _ = stream.write_all(&body);
+    let (port, _) = crate::common::http::serve(move |request| {
+        if request.starts_with("GET /obama.jpg") {
+            response("200 OK", "image/jpeg", &photo_bytes)
+        } else {
+            response("200 OK", "text/html", page.as_bytes())
         }
     });
     format!("http://127.0.0.1:{port}/")

@@ -17,6 +17,26 @@ const AVAILABILITY: &str = "facegate/front_door/availability";
 const OBAMA: &str = "facegate/front_door/present/p000001";
 const BIDEN: &str = "facegate/front_door/present/p000002";
 
+/// `watch` on an MJPEG stream from its standard input, as the camera "Front door", with Home
+/// Assistant discovery through the broker on `port`; stdout is piped when `events` is set.
+fn watch_front_door(gallery: &std::path::Path, port: u16, events: bool) -> std::process::Child {
+    facegate()
+        .args(["watch", "--mjpeg", "-", "--min-face", "40"])
+        .args(["--camera-name", "Front door", "--gallery"])
+        .arg(gallery)
+        .arg("--mqtt")
+        .arg(format!("mqtt://127.0.0.1:{port}"))
+        .stdin(Stdio::piped())
+        .stdout(if events {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn the_board_is_a_home_assistant_device_with_presence_per_person() {
     let dir = scratch("ha", "presence");
@@ -26,25 +46,7 @@ fn the_board_is_a_home_assistant_device_with_presence_per_person() {
     let _broker = Broker::start(port);
     let mut ha = Listener::subscribe(port, "ha-test", &["homeassistant/#", "facegate/#"]);
 
-    let mut watch = facegate()
-        .args([
-            "watch",
-            "--mjpeg",
-            "-",
-            "--min-face",
-            "40",
-            "--camera-name",
-            "Front door",
-        ])
-        .arg("--gallery")
-        .arg(&gallery)
-        .arg("--mqtt")
-        .arg(format!("mqtt://127.0.0.1:{port}"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut watch = watch_front_door(&gallery, port, true);
     let mut stdin = watch.stdin.take().unwrap();
     let mut feed = |frames: &[image::RgbImage]| {
         for f in frames {
@@ -285,19 +287,7 @@ fn a_restart_after_a_crash_never_shows_a_false_presence() {
     enroll(&gallery, "Obama", "obama.jpg");
     let port = free_port();
     let _broker = Broker::start(port);
-    let start = || {
-        facegate()
-            .args(["watch", "--mjpeg", "-", "--min-face", "40"])
-            .args(["--camera-name", "Front door", "--gallery"])
-            .arg(&gallery)
-            .arg("--mqtt")
-            .arg(format!("mqtt://127.0.0.1:{port}"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
+    let start = || watch_front_door(&gallery, port, false);
     let obama: Vec<_> = (0..8)
         .map(|i| jpeg(&frame_with(&photo("obama2.jpg"), 560, 20 + 2 * i, 0)))
         .collect();
@@ -385,17 +375,7 @@ fn a_person_removed_while_stopped_loses_the_entity_at_the_next_start() {
     let port = free_port();
     let _broker = Broker::start(port);
     let run = || {
-        let mut watch = facegate()
-            .args(["watch", "--mjpeg", "-", "--min-face", "40"])
-            .args(["--camera-name", "Front door", "--gallery"])
-            .arg(&gallery)
-            .arg("--mqtt")
-            .arg(format!("mqtt://127.0.0.1:{port}"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut watch = watch_front_door(&gallery, port, false);
         let mut stdin = watch.stdin.take().unwrap();
         stdin.write_all(&jpeg(&blank())).unwrap();
         (watch, stdin)

@@ -119,8 +119,13 @@ pub fn run(
     let threshold = pipeline.threshold;
     // Joining the fleet may give people new ids: before the gallery is read for matching.
     let fleet = fleet::join(config, &pipeline)?;
-    let gallery = pipeline.open_gallery(&config.gallery)?;
     let model = pipeline.model_info();
+    // The follower notes the gallery's index before it is read: a commit between the read and
+    // the first frame (the sync thread applying what the broker held, an enrollment) is then
+    // seen as a change. Noted after the read, such a commit went unseen, and the run matched
+    // against the older gallery until the next change.
+    let mut follower = GalleryFollower::new(&config.gallery, model.clone());
+    let gallery = pipeline.open_gallery(&config.gallery)?;
     let mut recognizer = config.tuning.recognizer(pipeline, gallery.people())?;
     if let Some(s) = &config.strangers {
         recognizer.keep_strangers(Strangers::open(&s.dir, &model, threshold, s.days)?);
@@ -146,7 +151,6 @@ pub fn run(
     for s in sinks.iter_mut() {
         s.started(capture.description(), gallery.people());
     }
-    let mut follower = GalleryFollower::new(&config.gallery, model);
     let mut out = Emitter {
         snapshots,
         camera: config.camera.clone(),

@@ -3,6 +3,7 @@
 //! granted or denied with the reason, is returned for the audit (a JSON line, an MQTT message).
 
 pub mod actions;
+pub mod bindings;
 pub mod rules;
 pub mod schedule;
 
@@ -22,6 +23,9 @@ pub struct Decision {
     pub event: &'static str,
     pub ts: f64,
     pub name: Option<String>,
+    /// The gallery id of the person identified: what the rules grant (a name can change hands).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub person_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unknown_id: Option<String>,
     pub camera: Option<String>,
@@ -101,7 +105,7 @@ impl Access {
         camera: Option<&str>,
     ) -> Option<(Decision, Vec<(String, String)>)> {
         let who = match e.kind {
-            EventKind::Identified => e.name.clone()?,
+            EventKind::Identified => e.person_id.clone()?,
             EventKind::Unknown => e.unknown_id.clone().unwrap_or_else(|| "unknown".into()),
             EventKind::Left => return None,
         };
@@ -109,6 +113,7 @@ impl Access {
             event: "access",
             ts: (e.ts * 1e3).round() / 1e3,
             name: e.name.clone(),
+            person_id: e.person_id.clone(),
             unknown_id: e.unknown_id.clone(),
             camera: camera.map(str::to_string),
             track: e.track,
@@ -179,7 +184,9 @@ impl Access {
             }
             None if denials.is_empty() => {
                 d.reason = match e.kind {
-                    EventKind::Identified => "no rule names them at this camera".into(),
+                    EventKind::Identified => self
+                        .name_given_to_another(e, camera)
+                        .unwrap_or_else(|| "no rule names them at this camera".into()),
                     _ => "no rule for unknown faces at this camera".into(),
                 };
             }
@@ -199,6 +206,29 @@ impl Access {
             }
         }
         Some((d, messages))
+    }
+
+    /// When a rule at this camera gives the face's name but the name is bound to someone else
+    /// (a person removed, or renamed, and the name enrolled again): that, in words, with the
+    /// rule that named it. Without it the audit would say "no rule names them" of a name the
+    /// owner can read in the rules.
+    fn name_given_to_another(&self, e: &Event, camera: Option<&str>) -> Option<String> {
+        let name = e.name.as_deref()?;
+        let rule = self
+            .rules
+            .rules
+            .iter()
+            .find(|r| at_camera(r, camera) && r.names.iter().any(|n| n == name))?;
+        let bound = self.rules.bound.get(name)?;
+        let esc = |s: &str| crate::support::terminal::escape(s).into_owned();
+        Some(format!(
+            "rule '{}' names '{}', which it binds to person {bound}; this face is person {}, \
+             given that name later, and is not granted (`facegate rules bind '{}'` grants them)",
+            esc(&rule.name),
+            esc(name),
+            e.person_id.as_deref().unwrap_or("?"),
+            esc(name)
+        ))
     }
 
     /// Why `rule` does not grant now, if it does not.
@@ -261,6 +291,9 @@ fn env_of(d: &Decision, json: &str) -> Vec<(String, String)> {
     if let Some(n) = &d.name {
         env.push(("FACEGATE_NAME".into(), n.clone()));
     }
+    if let Some(id) = &d.person_id {
+        env.push(("FACEGATE_PERSON_ID".into(), id.clone()));
+    }
     if let Some(u) = &d.unknown_id {
         env.push(("FACEGATE_UNKNOWN_ID".into(), u.clone()));
     }
@@ -275,6 +308,8 @@ mod tests {
     use super::*;
     use crate::imaging::rect::Rect;
     use actions::RecordingGpio;
+    use bindings::Bindings;
+    use rules::Enrolled;
 
     const FILE: &str = r#"
 timezone = "UTC"
@@ -304,8 +339,19 @@ who = ["unknown"]
 do = ["notify"]
 "#;
 
-    fn people() -> Vec<String> {
-        ["Ada", "Bob", "Carol", "Dan"].map(String::from).to_vec()
+    fn people() -> Vec<Enrolled> {
+        ["Ada", "Bob", "Carol", "Dan"]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| Enrolled {
+                id: format!("p{}", i + 1),
+                name: n.to_string(),
+            })
+            .collect()
+    }
+
+    fn parse(text: &str) -> Result<Rules, String> {
+        Rules::parse(text, &people(), &Bindings::default())
     }
 
     /// Tuesday 2026-12-01 07:30 UTC.
@@ -316,6 +362,7 @@ do = ["notify"]
             ts,
             kind,
             name: name.map(String::from),
+            person_id: name.and_then(|n| people().into_iter().find(|p| p.name == n).map(|p| p.id)),
             score,
             rect: Rect {
                 x: 0,
@@ -336,7 +383,7 @@ do = ["notify"]
             chips: vec!["gpiochip0".into()],
             ..RecordingGpio::default()
         };
-        let rules = Rules::parse(FILE, &people()).unwrap();
+        let rules = parse(FILE).unwrap();
         let mut access = Access::start(rules, &gpio, 0.363).unwrap();
         let mut decide = |kind, name, score, ts, camera| {
             let (d, mqtt) = access
@@ -437,15 +484,73 @@ do = ["notify"]
     #[test]
     fn a_name_not_enrolled_is_a_warning_and_grants_nothing() {
         let text = FILE.replace("\"Ada\", \"Bob\"", "\"Ada\", \"Zoe\"");
-        let rules = Rules::parse(&text, &people()).unwrap();
+        let rules = parse(&text).unwrap();
         assert_eq!(rules.warnings.len(), 1, "{:?}", rules.warnings);
         assert!(
-            rules.warnings[0].contains("'Zoe', who is not enrolled: that entry grants nothing"),
+            rules.warnings[0]
+                .contains("group 'family': 'Zoe' is not enrolled, so that entry grants nothing"),
             "{:?}",
             rules.warnings
         );
-        assert!(rules.rules.iter().all(|r| !r.people.contains("Zoe")));
-        assert!(rules.rules.iter().any(|r| r.people.contains("Ada")));
+        assert!(rules.rules.iter().any(|r| r.people.contains("p1")));
+        assert_eq!(rules.new_bindings.len(), 2, "Ada and Carol");
+    }
+
+    /// Ada is bound to p1 when the rules first run; she is removed and a stranger is enrolled
+    /// as "Ada" (p9): the stranger is refused with the reason, Bob renamed keeps his grant, and
+    /// an `id:` entry grants exactly that person.
+    #[test]
+    fn rules_grant_the_person_a_name_was_bound_to_not_whoever_has_it_now() {
+        let first = parse(FILE).unwrap();
+        let mut bindings = Bindings::default();
+        for (name, id) in &first.new_bindings {
+            bindings.bind(name, id, 1);
+        }
+        let now = vec![
+            Enrolled {
+                id: "p9".into(),
+                name: "Ada".into(),
+            },
+            Enrolled {
+                id: "p2".into(),
+                name: "Robert".into(),
+            },
+        ];
+        let text = FILE.replace("who = [\"Carol\"]", "who = [\"id:p9\", \"Bob\"]");
+        let rules = Rules::parse(&text, &now, &bindings).unwrap();
+        let w = rules.warnings.join("\n");
+        assert!(
+            w.contains("'Ada' was bound to person p1, who is no longer enrolled; the 'Ada' enrolled now (p9) is another person"),
+            "{w}"
+        );
+        let gpio = RecordingGpio {
+            chips: vec!["gpiochip0".into()],
+            ..RecordingGpio::default()
+        };
+        let mut access = Access::start(rules, &gpio, 0.363).unwrap();
+        let mut stranger = event(EventKind::Identified, Some("Ada"), 0.9, TUESDAY_0730);
+        stranger.person_id = Some("p9".into());
+        // The family rule refuses the new Ada; the guest rule grants p9 by id.
+        let (d, _) = access.decide(&stranger, Some("front")).unwrap();
+        assert_eq!(d.rule.as_deref(), Some("guest"), "{d:?}");
+        assert_eq!(d.person_id.as_deref(), Some("p9"));
+        let mut bob = event(EventKind::Identified, Some("Robert"), 0.9, TUESDAY_0730);
+        bob.person_id = Some("p2".into());
+        let (d, _) = access.decide(&bob, Some("front")).unwrap();
+        assert!(d.granted && d.rule.as_deref() == Some("family"), "{d:?}");
+        // Without the id entry, the audit says why the new Ada is refused.
+        let rules = Rules::parse(FILE, &now, &bindings).unwrap();
+        let mut access = Access::start(rules, &gpio, 0.363).unwrap();
+        let (d, _) = access.decide(&stranger, Some("front")).unwrap();
+        assert!(!d.granted, "{d:?}");
+        assert!(
+            d.reason.contains(
+                "rule 'family' names 'Ada', which it binds to person p1; this face is person p9"
+            ),
+            "{}",
+            d.reason
+        );
+        access.finish();
     }
 
     #[test]
@@ -501,11 +606,11 @@ do = ["notify"]
             ),
         ];
         for (text, expected) in cases {
-            let e = Rules::parse(&text, &people()).unwrap_err();
+            let e = parse(&text).unwrap_err();
             assert!(e.contains(expected), "expected '{expected}' in: {e}");
         }
         // A GPIO chip that is not there is an error at start.
-        let rules = Rules::parse(FILE, &people()).unwrap();
+        let rules = parse(FILE).unwrap();
         let e = Access::start(rules, &RecordingGpio::default(), 0.363)
             .err()
             .unwrap();
@@ -514,11 +619,11 @@ do = ["notify"]
 
     #[test]
     fn check_explains_person_by_person() {
-        let rules = Rules::parse(FILE, &people()).unwrap();
+        let rules = parse(FILE).unwrap();
         let text = rules.explain(&people());
-        assert!(text.contains("Ada:\n  rule 'family', at front, mon-fri 07:00-19:00, score at least 0.5 -> door (pulse gpiochip0 line 17 for 1500 ms)"), "{text}");
+        assert!(text.contains("Ada (p1):\n  rule 'family', at front, mon-fri 07:00-19:00, score at least 0.5 -> door (pulse gpiochip0 line 17 for 1500 ms)"), "{text}");
         assert!(
-            text.contains("Dan:\n  nothing: no rule names them"),
+            text.contains("Dan (p4):\n  nothing: no rule names them"),
             "{text}"
         );
         assert!(text.contains("until 2026-12-01 (inclusive)"), "{text}");

@@ -29,13 +29,38 @@
 //! cooldown = 30                        # seconds between two grants per person and camera (10)
 //! do = ["front_door", "notify"]
 //! ```
+//!
+//! People are named as `facegate gallery list` shows them, or by id (`"id:p000003"`). A name is bound
+//! to the person enrolled under it the first time a live run finds them ([`super::bindings`]):
+//! a rename keeps the grant, and someone enrolled later under a removed person's name is not
+//! granted by it.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use jiff::tz::TimeZone;
 use serde::Deserialize;
 
+use super::bindings::Bindings;
 use super::schedule::{day_bound, Window};
+
+/// An enrolled person, as the rules see them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enrolled {
+    pub id: String,
+    pub name: String,
+}
+
+impl Enrolled {
+    pub fn of(people: &[crate::store::gallery::Person]) -> Vec<Enrolled> {
+        people
+            .iter()
+            .map(|p| Enrolled {
+                id: p.entry.id.clone(),
+                name: p.entry.name.clone(),
+            })
+            .collect()
+    }
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -107,7 +132,11 @@ pub enum Action {
 #[derive(Debug, Clone)]
 pub struct Rule {
     pub name: String,
+    /// The gallery ids of the people it grants.
     pub people: HashSet<String>,
+    /// The names it gives (groups expanded), as written: what the audit explains a refusal by
+    /// when a face carries one of these names but is not the person it was bound to.
+    pub names: Vec<String>,
     pub unknown: bool,
     /// Empty: every camera.
     pub cameras: Vec<String>,
@@ -132,17 +161,92 @@ pub struct Rules {
     /// grants nothing) and said at start, instead of stopping the door. A person removed from the
     /// gallery must not take the door down with them.
     pub warnings: Vec<String>,
+    /// Every name the file gives that has a person bound to it (name, id), enrolled or not.
+    pub bound: HashMap<String, String>,
+    /// Names found enrolled for the first time, to record in the bindings (name, id).
+    pub new_bindings: Vec<(String, String)>,
 }
 
 const MAX_RULES: usize = 1000;
 
+/// Turns the names and ids a rules file gives into gallery ids.
+struct Resolver<'a> {
+    by_name: HashMap<&'a str, &'a str>,
+    ids: HashSet<&'a str>,
+    bindings: &'a Bindings,
+    bound: HashMap<String, String>,
+    new_bindings: Vec<(String, String)>,
+}
+
+impl<'a> Resolver<'a> {
+    fn new(people: &'a [Enrolled], bindings: &'a Bindings) -> Resolver<'a> {
+        Resolver {
+            by_name: people
+                .iter()
+                .map(|p| (p.name.as_str(), p.id.as_str()))
+                .collect(),
+            ids: people.iter().map(|p| p.id.as_str()).collect(),
+            bindings,
+            bound: HashMap::new(),
+            new_bindings: Vec::new(),
+        }
+    }
+
+    /// The id an entry grants, or why it grants nobody.
+    fn resolve(&mut self, entry: &str) -> Result<String, String> {
+        let esc = |s: &str| crate::support::terminal::escape(s).into_owned();
+        if let Some(id) = entry.strip_prefix("id:") {
+            return if self.ids.contains(id) {
+                Ok(id.to_string())
+            } else {
+                Err(format!("person id '{}' is not enrolled", esc(id)))
+            };
+        }
+        let bound = self
+            .bindings
+            .get(entry)
+            .map(str::to_string)
+            .or_else(|| self.bound.get(entry).cloned());
+        if let Some(bound) = bound {
+            self.bound.insert(entry.to_string(), bound.clone());
+            if self.ids.contains(bound.as_str()) {
+                return Ok(bound);
+            }
+            return Err(match self.by_name.get(entry) {
+                Some(now) => format!(
+                    "'{}' was bound to person {bound}, who is no longer enrolled; the '{}' \
+                     enrolled now ({now}) is another person and is not granted (`facegate rules \
+                     bind '{}'` grants them)",
+                    esc(entry),
+                    esc(entry),
+                    esc(entry)
+                ),
+                None => format!("'{}' (person {bound}) is no longer enrolled", esc(entry)),
+            });
+        }
+        match self.by_name.get(entry) {
+            Some(id) => {
+                self.bound.insert(entry.to_string(), id.to_string());
+                self.new_bindings.push((entry.to_string(), id.to_string()));
+                Ok(id.to_string())
+            }
+            None => Err(format!("'{}' is not enrolled", esc(entry))),
+        }
+    }
+}
+
 impl Rules {
-    /// Reads and checks a rules file against the people enrolled.
-    pub fn read(path: &std::path::Path, people: &[String]) -> Result<Rules, String> {
+    /// Reads and checks a rules file against the people enrolled and the names bound earlier.
+    pub fn read(
+        path: &std::path::Path,
+        people: &[Enrolled],
+        bindings: &Bindings,
+    ) -> Result<Rules, String> {
         use crate::support::{limits, terminal};
         let text = limits::read_text(path, limits::MAX_CONFIG_BYTES, "rules file")
             .map_err(|e| format!("rules {}: {e}", terminal::path(path)))?;
-        Rules::parse(&text, people).map_err(|e| format!("rules {}: {e}", terminal::path(path)))
+        Rules::parse(&text, people, bindings)
+            .map_err(|e| format!("rules {}: {e}", terminal::path(path)))
     }
 
     /// Says on stderr what in the rules (read from `path`) grants nothing: names not enrolled.
@@ -157,8 +261,8 @@ impl Rules {
         }
     }
 
-    /// Parses and checks a rules file against the enrolled `people`.
-    pub fn parse(text: &str, people: &[String]) -> Result<Rules, String> {
+    /// Parses and checks a rules file against the enrolled `people` and the names bound earlier.
+    pub fn parse(text: &str, people: &[Enrolled], bindings: &Bindings) -> Result<Rules, String> {
         let file: File =
             toml::from_str(text).map_err(|e| format!("not a valid rules file: {e}"))?;
         let (tz, tz_name) = match &file.timezone {
@@ -173,17 +277,19 @@ impl Rules {
         if file.rules.len() > MAX_RULES {
             return Err(format!("more than {MAX_RULES} rules"));
         }
-        let known: HashSet<&str> = people.iter().map(String::as_str).collect();
+        let mut resolver = Resolver::new(people, bindings);
         let esc = |s: &str| crate::support::terminal::escape(s).into_owned();
         let mut warnings = Vec::new();
+        let mut groups: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for (group, members) in &file.groups {
+            let ids = groups.entry(group).or_default();
             for m in members {
-                if !known.contains(m.as_str()) {
-                    warnings.push(format!(
-                        "group '{}' names '{}', who is not enrolled: that entry grants nothing",
-                        esc(group),
-                        esc(m)
-                    ));
+                match resolver.resolve(m) {
+                    Ok(id) => ids.push(id),
+                    Err(why) => warnings.push(format!(
+                        "group '{}': {why}, so that entry grants nothing",
+                        esc(group)
+                    )),
                 }
             }
         }
@@ -255,6 +361,7 @@ impl Rules {
         for spec in file.rules {
             let here = |what: String| format!("rule '{}': {what}", esc(&spec.name));
             let mut people = HashSet::new();
+            let mut names = Vec::new();
             let mut unknown = false;
             if spec.who.is_empty() {
                 return Err(here("`who` is empty".into()));
@@ -263,24 +370,22 @@ impl Rules {
                 if w == "unknown" {
                     unknown = true;
                 } else if let Some(group) = w.strip_prefix('@') {
-                    let members = file
-                        .groups
+                    let ids = groups
                         .get(group)
                         .ok_or_else(|| here(format!("no group '{}'", esc(group))))?;
-                    people.extend(
-                        members
-                            .iter()
-                            .filter(|m| known.contains(m.as_str()))
-                            .cloned(),
-                    );
-                } else if known.contains(w.as_str()) {
-                    people.insert(w.clone());
+                    people.extend(ids.iter().cloned());
+                    names.extend(file.groups.get(group).into_iter().flatten().cloned());
                 } else {
-                    warnings.push(here(format!(
-                        "'{}' is not enrolled, so this entry grants nothing (names are as \
-                         `facegate gallery list` shows them; groups start with @)",
-                        esc(w)
-                    )));
+                    names.push(w.clone());
+                    match resolver.resolve(w) {
+                        Ok(id) => {
+                            people.insert(id);
+                        }
+                        Err(why) => warnings.push(here(format!(
+                            "{why}, so this entry grants nothing (names are as `facegate \
+                             gallery list` shows them; groups start with @)"
+                        ))),
+                    }
                 }
             }
             for c in &spec.cameras {
@@ -325,6 +430,7 @@ impl Rules {
             rules.push(Rule {
                 name: spec.name.clone(),
                 people,
+                names,
                 unknown,
                 cameras: spec.cameras.clone(),
                 windows,
@@ -342,6 +448,8 @@ impl Rules {
             actions,
             rules,
             warnings,
+            bound: resolver.bound,
+            new_bindings: resolver.new_bindings,
         })
     }
 
@@ -358,7 +466,7 @@ impl Rules {
     }
 
     /// What the file grants, person by person (and to unknown faces), in words.
-    pub fn explain(&self, people: &[String]) -> String {
+    pub fn explain(&self, people: &[Enrolled]) -> String {
         let mut out = format!("time zone: {}\n", self.tz_name);
         let describe = |r: &Rule| {
             let mut parts = vec![format!("rule '{}'", r.name)];
@@ -416,10 +524,14 @@ impl Rules {
             let mine: Vec<String> = self
                 .rules
                 .iter()
-                .filter(|r| r.people.contains(p))
+                .filter(|r| r.people.contains(&p.id))
                 .map(describe)
                 .collect();
-            out.push_str(&format!("{}:\n", crate::support::terminal::escape(p)));
+            out.push_str(&format!(
+                "{} ({}):\n",
+                crate::support::terminal::escape(&p.name),
+                p.id
+            ));
             if mine.is_empty() {
                 out.push_str("  nothing: no rule names them\n");
             }

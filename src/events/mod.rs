@@ -7,6 +7,8 @@
 //! `name` is null for unknown people; `snapshot` is added when a face picture was saved,
 //! `camera` when the board's camera is named (`--camera-name`), and `unknown_id` to unknown
 //! events when recurring strangers are kept (`u000001`: the same id for the same stranger).
+//! Identified events and their `left` carry `person_id`, the gallery id of the person (`p000003`): a
+//! name can be given to someone else later, an id never is.
 
 use std::path::{Path, PathBuf};
 
@@ -29,6 +31,8 @@ pub struct Event {
     pub ts: f64,
     pub kind: EventKind,
     pub name: Option<String>,
+    /// The gallery id of the person named (identified events, and their `left`).
+    pub person_id: Option<String>,
     pub score: f32,
     pub rect: Rect,
     pub track: u64,
@@ -77,6 +81,8 @@ struct EventJson<'a> {
     /// The recurring stranger an unknown face was grouped with.
     #[serde(skip_serializing_if = "Option::is_none")]
     unknown_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    person_id: Option<&'a str>,
 }
 
 pub fn kind_name(kind: EventKind) -> &'static str {
@@ -102,6 +108,7 @@ pub fn json_line(event: &Event, snapshot: Option<&Path>, camera: Option<&str>) -
         snapshot: snapshot.map(|p| p.display().to_string()),
         camera,
         unknown_id: event.unknown_id.as_deref(),
+        person_id: event.person_id.as_deref(),
     };
     serde_json::to_string(&line).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }
@@ -152,6 +159,7 @@ mod tests {
             ts: 1_732_300_000.125_49,
             kind: EventKind::Identified,
             name: Some("Ada \"the\" Lovelace".into()),
+            person_id: Some("p3".into()),
             score: 0.712_34,
             rect: Rect {
                 x: 10,
@@ -168,11 +176,13 @@ mod tests {
         assert_eq!(
             v,
             serde_json::json!({"ts": 1732300000.125, "event": "identified", "name": "Ada \"the\" Lovelace",
-                "score": 0.7123, "box": {"x": 10, "y": 20, "w": 96, "h": 97}, "track": 3, "frame": 42})
+                "score": 0.7123, "box": {"x": 10, "y": 20, "w": 96, "h": 97}, "track": 3, "frame": 42,
+                "person_id": "p3"})
         );
         let unknown = Event {
             kind: EventKind::Unknown,
             name: None,
+            person_id: None,
             ..event
         };
         let v: serde_json::Value = serde_json::from_str(&json_line(

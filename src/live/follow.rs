@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::access::rules::{Action, Rules};
+use crate::access::bindings::Bindings;
+use crate::access::rules::{Action, Enrolled, Rules};
 use crate::access::Access;
 use crate::store::gallery::{Gallery, IndexStamp, ModelInfo, Person};
 use crate::support::{terminal, warnings};
@@ -62,29 +63,37 @@ impl GalleryFollower {
     }
 }
 
-/// The access rules in force, and the file they came from: re-read when it changes (checked
-/// against the people enrolled then); a file that no longer checks keeps the old rules.
+/// The access rules in force, and the file they came from: re-read when it changes, when the
+/// gallery changes (names resolve to the people enrolled then) and when the bindings change
+/// (`facegate rules bind`); a file that no longer checks keeps the old rules.
 pub struct RulesFollower {
     pub access: Access,
     path: PathBuf,
-    stamp: Option<(SystemTime, u64)>,
+    gallery: PathBuf,
+    stamp: Stamps,
     checked: Instant,
-    people: Vec<String>,
+    people: Vec<Enrolled>,
+    /// Set when the gallery changed: re-resolve at the next poll.
+    stale: bool,
+    /// Warnings already said, so that each is said once and not at every enrollment.
+    said: std::collections::HashSet<String>,
 }
+
+type Stamps = [Option<(SystemTime, u64)>; 2];
 
 impl RulesFollower {
     /// Reads and checks the rules, and starts their actions (GPIO lines are opened here).
     /// `can_publish`: whether an MQTT broker is there for the rules' MQTT actions.
     pub fn start(
         path: &Path,
+        gallery: &Path,
         people: &[Person],
         threshold: f32,
         can_publish: bool,
     ) -> Result<RulesFollower, String> {
-        let people = names(people);
-        let rules = Rules::read(path, &people)?;
-        // What grants nothing is said; the door runs on without it.
-        rules.warn(path);
+        let people = Enrolled::of(people);
+        let stamp = stamps(path, gallery);
+        let rules = read(path, gallery, &people)?;
         let publishes = rules
             .actions
             .iter()
@@ -95,40 +104,53 @@ impl RulesFollower {
                 terminal::path(path)
             ));
         }
+        let mut said = std::collections::HashSet::new();
+        // What grants nothing is said; the door runs on without it.
+        say_new(&rules, path, &mut said);
         let access = Access::start(rules, &crate::access::actions::Chardev, threshold)
             .map_err(|e| format!("rules {}: {e}", terminal::path(path)))?;
         Ok(RulesFollower {
             access,
             path: path.to_path_buf(),
-            stamp: file_stamp(path),
+            gallery: gallery.to_path_buf(),
+            stamp,
             checked: Instant::now(),
             people,
+            stale: false,
+            said,
         })
     }
 
-    /// The people the rules are checked against from now on.
+    /// The gallery changed: the rules are resolved against `people` at the next poll.
     pub fn set_people(&mut self, people: &[Person]) {
-        self.people = names(people);
+        self.people = Enrolled::of(people);
+        self.stale = true;
     }
 
-    /// Re-reads the rules when their file changed.
+    /// Re-reads the rules when their file, the bindings or the gallery changed.
     pub fn poll(&mut self) {
-        if self.checked.elapsed() < RULES_POLL {
+        if self.checked.elapsed() < RULES_POLL && !self.stale {
             return;
         }
         self.checked = Instant::now();
-        let stamp = file_stamp(&self.path);
-        if stamp == self.stamp {
+        let stamp = stamps(&self.path, &self.gallery);
+        if stamp == self.stamp && !self.stale {
             return;
         }
+        let edited = stamp[0] != self.stamp[0];
         self.stamp = stamp;
-        let read = Rules::read(&self.path, &self.people).inspect(|r| r.warn(&self.path));
+        self.stale = false;
+        let read = read(&self.path, &self.gallery, &self.people);
+        if let Ok(r) = &read {
+            say_new(r, &self.path, &mut self.said);
+        }
         match read.and_then(|r| self.access.replace(r)) {
-            Ok(()) => eprintln!(
+            Ok(()) if edited => eprintln!(
                 "facegate: rules {} re-read: {} rules",
                 terminal::path(&self.path),
                 self.access.rules().rules.len()
             ),
+            Ok(()) => {}
             Err(e) => eprintln!(
                 "facegate: warning: rules {} not re-read, the old rules stay: {}",
                 terminal::path(&self.path),
@@ -138,8 +160,41 @@ impl RulesFollower {
     }
 }
 
-fn names(people: &[Person]) -> Vec<String> {
-    people.iter().map(|p| p.entry.name.clone()).collect()
+/// Reads the rules against `people` and the gallery's bindings, and records the names bound for
+/// the first time. Failing to record them is said and costs nothing now: the names resolve the
+/// same way until the gallery changes.
+fn read(path: &Path, gallery: &Path, people: &[Enrolled]) -> Result<Rules, String> {
+    let mut bindings = Bindings::load(gallery)?;
+    let rules = Rules::read(path, people, &bindings)?;
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut changed = false;
+    for (name, id) in &rules.new_bindings {
+        changed |= bindings.bind(name, id, now);
+    }
+    if changed {
+        if let Err(e) = bindings.save(gallery) {
+            eprintln!("facegate: warning: {}", terminal::escape_message(&e));
+        }
+    }
+    Ok(rules)
+}
+
+fn say_new(rules: &Rules, path: &Path, said: &mut std::collections::HashSet<String>) {
+    for w in &rules.warnings {
+        if said.insert(w.clone()) {
+            eprintln!(
+                "facegate: warning: rules {}: {}",
+                terminal::path(path),
+                terminal::escape_message(w)
+            );
+        }
+    }
+}
+
+fn stamps(path: &Path, gallery: &Path) -> Stamps {
+    [file_stamp(path), file_stamp(&Bindings::path(gallery))]
 }
 
 fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {

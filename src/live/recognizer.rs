@@ -320,6 +320,7 @@ impl Recognizer {
             ts: unix_seconds(time),
             kind: e.kind,
             name: e.person.and_then(|p| self.names.get(p).cloned()),
+            person_id: e.person.and_then(|p| self.ids.get(p).cloned()),
             score: e.score,
             rect: e.rect,
             track: e.track,

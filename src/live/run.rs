@@ -133,6 +133,7 @@ pub fn run(
     let mut rules = match &config.rules {
         Some(path) => Some(RulesFollower::start(
             path,
+            &config.gallery,
             gallery.people(),
             threshold,
             config.mqtt,

@@ -470,6 +470,7 @@ mod tests {
             ts,
             kind,
             name: name.map(str::to_string),
+            person_id: None,
             score: 0.61234,
             rect: Rect {
                 x: 1,
@@ -506,6 +507,7 @@ mod tests {
             event: "access",
             ts: now_unix(),
             name: Some("Ada".into()),
+            person_id: None,
             unknown_id: None,
             camera: None,
             track: 1,

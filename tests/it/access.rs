@@ -123,7 +123,7 @@ fn rules_grant_in_their_window_deny_outside_and_run_the_action() {
         &[],
     ));
     assert!(
-        said.contains("Obama:\n  rule 'weekdays', at front, mon-fri 07:00-19:00"),
+        said.contains("Obama (p000001):\n  rule 'weekdays', at front, mon-fri 07:00-19:00"),
         "{said}"
     );
     let text = std::fs::read_to_string(&r).unwrap();
@@ -150,7 +150,8 @@ fn rules_grant_in_their_window_deny_outside_and_run_the_action() {
     );
     let stdout = ok(&out);
     assert!(
-        stderr(&out).contains("'Michelle', who is not enrolled: that entry grants nothing"),
+        stderr(&out)
+            .contains("group 'family': 'Michelle' is not enrolled, so that entry grants nothing"),
         "{}",
         stderr(&out)
     );
@@ -162,7 +163,123 @@ fn rules_grant_in_their_window_deny_outside_and_run_the_action() {
     assert!(
         !out.status.success()
             && stderr(&out).contains("rules.toml")
-            && String::from_utf8_lossy(&out.stdout).contains("Obama:"),
+            && String::from_utf8_lossy(&out.stdout).contains("Obama (p000001):"),
+        "{}",
+        stderr(&out)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Rules bind a name to the person enrolled under it when a live run first finds them. Obama is
+/// removed and the name enrolled again: enrolling says the rules do not grant the new person,
+/// the door refuses them with the reason in the audit line, and `rules bind` grants them.
+#[test]
+fn a_name_enrolled_again_is_not_granted_until_bound() {
+    let dir = scratch("access", "bound");
+    let g = dir.join("gallery");
+    let gallery = g.to_str().unwrap();
+    let enroll = || {
+        run_facegate(
+            &[
+                "enroll",
+                "--gallery",
+                gallery,
+                "--name",
+                "Obama",
+                &photo("obama.jpg"),
+            ],
+            &[],
+        )
+    };
+    ok(&enroll());
+    let f = frames(&dir);
+    let marker = dir.join("marker");
+    let r = rules(&dir, &marker);
+    let watch = || {
+        let out = run_facegate(
+            &[
+                "watch",
+                "--frames",
+                f.to_str().unwrap(),
+                "--gallery",
+                gallery,
+                "--no-unknowns",
+                "--camera-name",
+                "front",
+                "--rules",
+                r.to_str().unwrap(),
+                "--frame-clock",
+                "2026-12-01T07:30:00Z",
+            ],
+            &[],
+        );
+        let stdout = ok(&out);
+        (access_lines(&stdout), stderr(&out))
+    };
+    let (first, _) = watch();
+    assert_eq!(first[0]["granted"], true, "{first:?}");
+    assert_eq!(first[0]["person_id"], "p000001");
+    // watch waits for its actions before it exits.
+    std::fs::remove_file(&marker).unwrap();
+    let bindings = std::fs::read_to_string(g.join("access-bindings.json")).unwrap();
+    assert!(
+        bindings.contains("\"Obama\"") && bindings.contains("\"p000001\""),
+        "{bindings}"
+    );
+
+    ok(&run_facegate(
+        &["gallery", "remove", "--gallery", gallery, "Obama"],
+        &[],
+    ));
+    let again = enroll();
+    ok(&again);
+    assert!(
+        stderr(&again).contains(
+            "the access rules name 'Obama', which they bound to another person (p000001)"
+        ),
+        "{}",
+        stderr(&again)
+    );
+    let (refused, said) = watch();
+    let d = &refused[0];
+    assert_eq!(d["granted"], false, "{d}");
+    assert_eq!(d["name"], "Obama");
+    assert_eq!(d["person_id"], "p000002");
+    let reason = d["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("rule 'weekdays' names 'Obama', which it binds to person p000001; this face is person p000002"),
+        "{reason}"
+    );
+    assert!(
+        said.contains("`facegate rules bind 'Obama'` grants them"),
+        "{said}"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(
+        !marker.exists(),
+        "the action ran for a person the rules do not grant"
+    );
+
+    let bound = ok(&run_facegate(
+        &["rules", "bind", "--gallery", gallery, "Obama"],
+        &[],
+    ));
+    assert!(
+        bound.contains("'Obama' in the rules now means p000002 (it meant p000001)"),
+        "{bound}"
+    );
+    let (granted, _) = watch();
+    assert_eq!(granted[0]["granted"], true, "{granted:?}");
+    // Naming someone nobody enrolled is an error that says so, and garbage bindings name the file.
+    let out = run_facegate(&["rules", "bind", "--gallery", gallery, "Nobody"], &[]);
+    assert!(!out.status.success() && stderr(&out).contains("nobody named 'Nobody'"));
+    std::fs::write(g.join("access-bindings.json"), "\u{0}garbage").unwrap();
+    let out = run_facegate(
+        &["rules", "check", r.to_str().unwrap(), "--gallery", gallery],
+        &[],
+    );
+    assert!(
+        !out.status.success() && stderr(&out).contains("access-bindings.json"),
         "{}",
         stderr(&out)
     );

@@ -34,7 +34,16 @@ fn the_api_enrolls_recognizes_records_and_corrects() {
     assert!(s.log().contains(&s.token), "the new token is printed once");
     let live = s.events();
 
-    // Who is who: enroll through the API from two photos.
+    // The access rules once bound "Obama" to a person since removed.
+    std::fs::create_dir_all(dir.join("gallery")).unwrap();
+    std::fs::write(
+        dir.join("gallery/access-bindings.json"),
+        r#"{"format_version":1,"names":{"Obama":{"id":"p000099","since_unix":1}}}"#,
+    )
+    .unwrap();
+
+    // Who is who: enroll through the API from two photos. The answer says that the rules do not
+    // grant this new Obama.
     let (kind, body) = multipart(&[
         ("name", None, b"Obama"),
         ("photo", Some("obama.jpg"), &read("obama.jpg")),
@@ -45,6 +54,13 @@ fn the_api_enrolls_recognizes_records_and_corrects() {
     let obama = r.json();
     assert_eq!(obama["name"], "Obama");
     assert_eq!(obama["shots"], 2);
+    assert!(
+        obama["warnings"][0]
+            .as_str()
+            .unwrap_or("")
+            .contains("bound to another person (p000099)"),
+        "{obama}"
+    );
     let id = obama["id"].as_str().unwrap().to_string();
     let shot = s.get(obama["shot_urls"][0].as_str().unwrap());
     assert_eq!((shot.status, shot.kind.as_str()), (200, "image/png"));

@@ -184,6 +184,16 @@ fn enroll_checked(
         .map_err(|e| e.to_string())?;
     report.enrolled = true;
     report.id = Some(person.entry.id.clone());
+    if let Some(w) = facegate::access::bindings::enrollment_warning(
+        &args.gallery.gallery,
+        &person.entry.name,
+        &person.entry.id,
+    ) {
+        if !args.json {
+            eprintln!("facegate: warning: {w}");
+        }
+        report.warnings.push(w);
+    }
     if !args.json {
         println!(
             "enrolled {} as {} from {} shot{}",

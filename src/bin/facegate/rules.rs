@@ -1,8 +1,14 @@
 //! `facegate rules check FILE`: what an access rules file grants, person by person, checked
-//! against the gallery exactly as `watch --rules` checks it at start.
+//! against the gallery exactly as `watch --rules` checks it at start. `facegate rules bind NAME`:
+//! the rules grant the person enrolled under NAME now (after the person a name meant was removed
+//! and the name enrolled again).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+use facegate::access::bindings::Bindings;
+use facegate::access::rules::{Enrolled, Rules};
+use facegate::support::terminal;
 
 use crate::faces::{GalleryArgs, ModelArgs};
 
@@ -22,6 +28,19 @@ enum RulesCommand {
         #[command(flatten)]
         model: ModelArgs,
     },
+    /// Make the names the rules give mean the people enrolled under them now
+    ///
+    /// The first time a live run finds a name of the rules enrolled, it binds the name to that
+    /// person's id, so that someone enrolled later under the same name is not granted. Run this
+    /// when that new person is meant to be granted.
+    Bind {
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+        #[command(flatten)]
+        gallery: GalleryArgs,
+        #[command(flatten)]
+        model: ModelArgs,
+    },
 }
 
 pub fn run(args: RulesArgs) -> Result<ExitCode, String> {
@@ -34,8 +53,9 @@ pub fn run(args: RulesArgs) -> Result<ExitCode, String> {
             gallery.must_exist()?;
             let pipeline = model.load()?;
             let g = pipeline.open_gallery(&gallery.gallery)?;
-            let people: Vec<String> = g.people().iter().map(|p| p.entry.name.clone()).collect();
-            let rules = facegate::access::rules::Rules::read(&file, &people)?;
+            let people = Enrolled::of(g.people());
+            let bindings = Bindings::load(&gallery.gallery)?;
+            let rules = Rules::read(&file, &people, &bindings)?;
             print!("{}", rules.explain(&people));
             // `watch` and `serve` start with these (the door keeps running); a check says them
             // and fails, so that a script or the owner sees what to fix.
@@ -45,6 +65,55 @@ pub fn run(args: RulesArgs) -> Result<ExitCode, String> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        RulesCommand::Bind {
+            names,
+            gallery,
+            model,
+        } => {
+            gallery.must_exist()?;
+            let pipeline = model.load()?;
+            let g = pipeline.open_gallery(&gallery.gallery)?;
+            let mut bindings = Bindings::load(&gallery.gallery)?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            for name in &names {
+                let person = g
+                    .people()
+                    .iter()
+                    .find(|p| &p.entry.name == name)
+                    .ok_or_else(|| {
+                        format!(
+                            "nobody named '{}' is enrolled (names are as `facegate gallery list` \
+                             shows them)",
+                            terminal::escape(name)
+                        )
+                    })?;
+                let before = bindings.get(name).map(str::to_string);
+                if bindings.bind(name, &person.entry.id, now) {
+                    match before {
+                        Some(old) => println!(
+                            "'{}' in the rules now means {} (it meant {old})",
+                            terminal::escape(name),
+                            person.entry.id
+                        ),
+                        None => println!(
+                            "'{}' in the rules means {}",
+                            terminal::escape(name),
+                            person.entry.id
+                        ),
+                    }
+                } else {
+                    println!(
+                        "'{}' in the rules already means {}",
+                        terminal::escape(name),
+                        person.entry.id
+                    );
+                }
+            }
+            bindings.save(&gallery.gallery)?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

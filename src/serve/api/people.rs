@@ -88,9 +88,10 @@ fn check_new_name(g: &Gallery, name: &str) -> ApiResult<()> {
     Ok(())
 }
 
-/// Enrolls `name` from checked shots (the gallery write of every way in).
+/// Enrolls `name` from checked shots (the gallery write of every way in). The answer warns when
+/// the access rules bound that name to someone else: the new person is not granted by them.
 pub fn enroll(app: &App, name: &str, shots: Vec<Shot>) -> ApiResult<PersonJson> {
-    change(app, |g, write_lock| {
+    let mut person = change(app, |g, write_lock| {
         check_new_name(g, name)?;
         let crops: Vec<Vec<u8>> = shots.iter().map(|s| s.png.clone()).collect();
         let embeddings = shots.into_iter().map(|s| s.embedding).collect();
@@ -98,7 +99,15 @@ pub fn enroll(app: &App, name: &str, shots: Vec<Shot>) -> ApiResult<PersonJson> 
             .add(write_lock, name, embeddings, &crops)
             .map_err(gallery_error)?;
         Ok(PersonJson::of(p))
-    })
+    })?;
+    person
+        .warnings
+        .extend(crate::access::bindings::enrollment_warning(
+            &app.gallery_dir,
+            &person.name,
+            &person.id,
+        ));
+    Ok(person)
 }
 
 /// Records the largest face of `photo` as not being the person named `name`.
@@ -186,7 +195,7 @@ pub async fn create(State(app): Shared, req: Request) -> ApiResult<Response> {
         let warnings = enrollment::check_consistent(&embeddings, &labels, app.model.threshold)
             .map_err(ApiError::bad)?;
         let mut person = enroll(&app, &name, shots)?;
-        person.warnings = warnings;
+        person.warnings.splice(0..0, warnings);
         app.pending.remove(&upload.texts("shot"));
         Ok((StatusCode::CREATED, Json(person)).into_response())
     })

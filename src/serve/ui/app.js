@@ -331,10 +331,17 @@ async function addPerson(ev) {
 }
 
 // Runs one change, then reloads the list so it shows the server's view of the gallery.
+// What the server found doubtful about a change (a weak shot, a name the access rules gave to
+// someone else) is said after what was done, never dropped.
+function withWarnings(text, r) {
+  const warnings = (r && (r.warnings || (r.person && r.person.warnings))) || [];
+  return warnings.length ? `${text} Warning: ${warnings.join(' ')}` : text;
+}
+
 async function peopleChange(button, request, message) {
   try {
     const r = await busy(button, request);
-    peopleMessage(message(r));
+    peopleMessage(withWarnings(message(r), r));
     loadPeople();
     return true;
   } catch (e) {
@@ -575,7 +582,7 @@ async function correct(ev, body, button, message) {
   try {
     const r = await busy(button, () => api(`/events/${ev.id}/correction`, { method: 'POST', json: body }));
     if (r.event) placeEvent(r.event, false);
-    say($('#events-message'), message(r));
+    say($('#events-message'), withWarnings(message(r), r));
   } catch (e) {
     say($('#events-error'), e.message);
     cardError(button, e.message);

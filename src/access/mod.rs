@@ -79,8 +79,10 @@ impl Access {
     }
 
     /// Takes a re-read rules file. Its GPIO lines must be the ones already held (changing
-    /// wiring needs a restart); otherwise the old rules stay.
-    pub fn replace(&mut self, rules: Rules) -> Result<(), String> {
+    /// wiring needs a restart); otherwise the old rules stay. `edited`: the file changed (its
+    /// rules may be others, so cooldowns start over); otherwise the same file was resolved
+    /// against a changed gallery, and a cooldown running must not end because someone enrolled.
+    pub fn replace(&mut self, rules: Rules, edited: bool) -> Result<(), String> {
         if rules.gpio_lines() != self.rules.gpio_lines() {
             return Err(
                 "the GPIO actions changed; restart facegate to use them (the old rules stay)"
@@ -88,7 +90,9 @@ impl Access {
             );
         }
         self.rules = rules;
-        self.granted_at.clear();
+        if edited {
+            self.granted_at.clear();
+        }
         Ok(())
     }
 

@@ -144,7 +144,7 @@ impl RulesFollower {
         if let Ok(r) = &read {
             say_new(r, &self.path, &mut self.said);
         }
-        match read.and_then(|r| self.access.replace(r)) {
+        match read.and_then(|r| self.access.replace(r, edited)) {
             Ok(()) if edited => eprintln!(
                 "facegate: rules {} re-read: {} rules",
                 terminal::path(&self.path),

@@ -7,6 +7,12 @@
 //! A session may carry a last will (published by the broker when the connection dies) and
 //! announcements: retained messages sent again on every (re)connection and whenever a message
 //! arrives on a "resend" topic (Home Assistant's birth message), see [`home_assistant`].
+//!
+//! facegate speaks MQTT 5 (every broker of the last years does: mosquitto since 1.6, EMQX,
+//! VerneMQ, HiveMQ) for one reason: a client tells the broker the largest packet it accepts, and
+//! the broker then drops larger messages for it instead of sending them. Over MQTT 3.1.1 one
+//! oversized retained message was a connection error that came back with every reconnection,
+//! so nothing retained after it was ever read.
 
 pub mod home_assistant;
 
@@ -15,7 +21,9 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rumqttc::{Client, ConnectionError, Event, LastWill, MqttOptions, Packet, QoS};
+use rumqttc::v5::mqttbytes::v5::{LastWill, Packet};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{Client, ConnectionError, Event, MqttOptions};
 
 /// One message to publish.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,7 +114,7 @@ pub struct Publisher {
 }
 
 /// Hands a message to the client (QoS 1) and counts it, so that closing can wait for its ack.
-fn queue(client: &Client, queued: &AtomicU64, m: &Message) -> Result<(), rumqttc::ClientError> {
+fn queue(client: &Client, queued: &AtomicU64, m: &Message) -> Result<(), rumqttc::v5::ClientError> {
     client.try_publish(&m.topic, QoS::AtLeastOnce, m.retain, m.payload.clone())?;
     queued.fetch_add(1, Ordering::Relaxed);
     Ok(())
@@ -164,7 +172,7 @@ pub fn read_retained(
 ) -> Option<Vec<u8>> {
     let (host, port) = parse_address(url).ok()?;
     let mut options = MqttOptions::new(format!("facegate-read-{}", std::process::id()), host, port);
-    options.set_max_packet_size(MAX_PACKET, MAX_PACKET);
+    options.set_max_packet_size(Some(MAX_PACKET as u32));
     if let Some((user, password)) = credentials {
         options.set_credentials(user, password);
     }
@@ -184,7 +192,7 @@ pub fn read_retained(
         }
         match connection.recv_timeout(wait) {
             Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => acknowledged = Some(Instant::now()),
-            Ok(Ok(Event::Incoming(Packet::Publish(p)))) if p.topic == topic => {
+            Ok(Ok(Event::Incoming(Packet::Publish(p)))) if p.topic[..] == *topic.as_bytes() => {
                 found = Some(p.payload.to_vec());
                 break;
             }
@@ -225,9 +233,10 @@ impl Publisher {
             .unwrap_or_else(|| format!("facegate-{}", std::process::id()));
         let mut options = MqttOptions::new(client_id, &host, port);
         options.set_keep_alive(Duration::from_secs(30));
-        // Discovery configs and snapshots are larger than the 10 kB default.
+        // Discovery configs and snapshots are larger than the 10 kB default. Told to the broker,
+        // which then drops larger messages for this connection (MQTT 5).
         let max_packet = session.max_packet.unwrap_or(MAX_PACKET);
-        options.set_max_packet_size(max_packet, max_packet);
+        options.set_max_packet_size(Some(u32::try_from(max_packet).unwrap_or(u32::MAX)));
         if let Some((user, password)) = credentials {
             options.set_credentials(user, password);
         }
@@ -237,6 +246,7 @@ impl Publisher {
                 will.payload.clone(),
                 QoS::AtLeastOnce,
                 will.retain,
+                None,
             ));
         }
         let (client, mut connection) = Client::new(options, QUEUE);
@@ -297,9 +307,11 @@ impl Publisher {
                             }
                         }
                         Ok(Event::Incoming(Packet::Publish(p))) => {
-                            if let Some(i) = inbox.as_ref().filter(|i| i.matches(&p.topic)) {
+                            // Topics are UTF-8 by the protocol; one that is not matches nothing.
+                            let topic = std::str::from_utf8(&p.topic).unwrap_or("");
+                            if let Some(i) = inbox.as_ref().filter(|i| i.matches(topic)) {
                                 let m = Incoming::Message {
-                                    topic: p.topic.clone(),
+                                    topic: topic.to_string(),
                                     payload: p.payload.to_vec(),
                                 };
                                 if let Err(mpsc::TrySendError::Full(m)) = i.to.try_send(m) {
@@ -309,7 +321,7 @@ impl Publisher {
                             }
                             if resend
                                 .as_ref()
-                                .is_some_and(|(t, v)| p.topic == *t && p.payload[..] == v[..])
+                                .is_some_and(|(t, v)| topic == t && p.payload[..] == v[..])
                             {
                                 announce();
                             }

@@ -161,6 +161,23 @@ impl Listener {
         panic!("no {what} on {topic}; saw: {seen:#?}");
     }
 
+    /// Everything that arrives within `time`, kept in `seen` too.
+    pub fn drain(&mut self, time: Duration) -> Vec<Received> {
+        let deadline = Instant::now() + time;
+        let mut got = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.rx.recv_timeout(left) {
+                Ok(m) => {
+                    self.seen.push(m.clone());
+                    self.claimed.push(false);
+                    got.push(m);
+                }
+                Err(_) => break,
+            }
+        }
+        got
+    }
+
     /// The payloads seen so far on `topic`, as text, in order.
     pub fn history(&self, topic: &str) -> Vec<String> {
         self.seen

@@ -362,7 +362,8 @@ fn publish(port: u16, messages: &[(String, Vec<u8>)]) {
     let mut options = MqttOptions::new("forger", "127.0.0.1", port);
     // Room for the oversized messages an attacker may leave.
     options.set_max_packet_size(64 << 20, 64 << 20);
-    let (client, mut connection) = Client::new(options, 10);
+    // Room for every request: they are all queued before the connection is driven.
+    let (client, mut connection) = Client::new(options, messages.len() + 10);
     for (topic, payload) in messages {
         client
             .publish(topic, QoS::AtLeastOnce, true, payload.clone())
@@ -455,6 +456,50 @@ fn a_replayed_old_message_is_put_right_by_the_board_that_holds_the_newer_one() {
     a.kill();
 }
 
+/// Someone who can publish floods a person's topic with 100 one-byte messages (each replaces the
+/// broker's retained copy). The boards repair the copy, but back off: a few person messages go
+/// out, not one per junk message and board (which once drew 11.5 MB), and the broker ends up
+/// holding the person again.
+#[test]
+fn junk_on_a_person_topic_is_repaired_without_a_flood() {
+    let dir = scratch("sync", "junk");
+    let port = free_port();
+    let _broker = Broker::start(port);
+    let ga = dir.join("a");
+    enroll(&ga, "Obama", "obama.jpg");
+    let a = Board::start("a", &ga, port, &[]);
+    let gb = dir.join("b");
+    let b = Board::start("b", &gb, port, &[]);
+    converge(&[ga.as_path(), gb.as_path()], &["Obama"], "before the junk");
+    let id = people(&ga).0[0].0.clone();
+    let topic = format!("facegate/gallery/{id}");
+    let size = current(port, &topic).len();
+    let mut l = crate::common::broker::Listener::subscribe(port, "counter", &[topic.as_str()]);
+    l.drain(Duration::from_millis(500));
+    let junk: Vec<(String, Vec<u8>)> = (0..100).map(|_| (topic.clone(), vec![b'x'])).collect();
+    publish(port, &junk);
+    let seen = l.drain(Duration::from_secs(8));
+    let repairs: Vec<usize> = seen
+        .iter()
+        .filter(|m| m.payload.len() > 1)
+        .map(|m| m.payload.len())
+        .collect();
+    let bytes: usize = repairs.iter().sum();
+    eprintln!(
+        "100 junk messages drew {} repairs, {bytes} bytes (one person message: {size} bytes)",
+        repairs.len()
+    );
+    assert!(!repairs.is_empty(), "the junk was never repaired");
+    assert!(
+        repairs.len() <= 10,
+        "{} repairs ({bytes} bytes) for 100 junk messages",
+        repairs.len()
+    );
+    assert_eq!(retained_person(port, &topic).name, "Obama");
+    b.kill();
+    a.kill();
+}
+
 /// A retained message larger than a person message on a person topic (anyone who can publish
 /// can leave one) is read and refused: the board stays connected (it used to reconnect every
 /// second, receiving it again each time) and still gets the fleet's people.
@@ -466,13 +511,20 @@ fn an_oversized_retained_message_does_not_stop_sync() {
     let ga = dir.join("a");
     enroll(&ga, "Obama", "obama.jpg");
     let a = Board::start("a", &ga, port, &[]);
-    let junk = vec![b'x'; 5 << 20];
+    // One over the 4 MiB of a person message (read and refused), one over the 32 MiB a board
+    // reads at all (the broker drops it for the board, which told it its packet limit).
     publish(
         port,
-        &[(
-            "facegate/gallery/p000009-00000000000000aa".to_string(),
-            junk,
-        )],
+        &[
+            (
+                "facegate/gallery/p000009-00000000000000aa".to_string(),
+                vec![b'x'; 5 << 20],
+            ),
+            (
+                "facegate/gallery/p000008-00000000000000aa".to_string(),
+                vec![b'y'; 40 << 20],
+            ),
+        ],
     );
     let gb = dir.join("b");
     let b = Board::start("b", &gb, port, &[]);

@@ -114,8 +114,11 @@ pub struct Publisher {
 }
 
 /// Hands a message to the client (QoS 1) and counts it, so that closing can wait for its ack.
-fn queue(client: &Client, queued: &AtomicU64, m: &Message) -> Result<(), rumqttc::v5::ClientError> {
-    client.try_publish(&m.topic, QoS::AtLeastOnce, m.retain, m.payload.clone())?;
+fn queue(client: &Client, queued: &AtomicU64, m: &Message) -> Result<(), String> {
+    // The client's error holds the whole request; only its words are wanted.
+    client
+        .try_publish(&m.topic, QoS::AtLeastOnce, m.retain, m.payload.clone())
+        .map_err(|e| e.to_string())?;
     queued.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }

@@ -11,7 +11,7 @@ use crate::events::EventKind;
 use crate::imaging::rect::Rect;
 use crate::live::capture::Frame;
 use crate::live::strangers::Strangers;
-use crate::live::tracker::{Decision, TrackEvent, Tracker, TrackerConfig, Vote};
+use crate::live::tracker::{Decision, Look, TrackEvent, Tracker, TrackerConfig, Vote};
 use crate::recognize::matcher::Matcher;
 use crate::recognize::{Candidate, Face, FaceFinder};
 use crate::store::gallery::Person;
@@ -118,7 +118,7 @@ impl Recognizer {
             names: people.iter().map(|p| p.entry.name.clone()).collect(),
             ids: people.iter().map(|p| p.entry.id.clone()).collect(),
             threshold,
-            tracker: Tracker::new(tracking),
+            tracker: Tracker::new(tracking, threshold),
             tracking,
             totals: StageTotals::default(),
             last: (0, UNIX_EPOCH),
@@ -138,7 +138,7 @@ impl Recognizer {
 
     /// Forgets every track and timing, as if no frame had been seen (for benchmarks).
     pub fn restart(&mut self) {
-        self.tracker = Tracker::new(self.tracking);
+        self.tracker = Tracker::new(self.tracking, self.threshold);
         self.totals = StageTotals::default();
     }
 
@@ -241,19 +241,23 @@ impl Recognizer {
         let embed_time = embedding.elapsed();
 
         let matching = Instant::now();
-        let votes: Vec<(usize, u64, Vote)> = wanted
+        let looks: Vec<Look> = wanted
             .iter()
             .zip(&embeddings)
             .map(|(&i, e)| {
                 let m = self.matcher.identify(e, self.threshold);
-                let vote = Vote {
-                    person: m.person,
-                    score: m.score,
-                };
-                (i, assigned[i].track, vote)
+                Look {
+                    detection: i,
+                    track: assigned[i].track,
+                    vote: Vote {
+                        person: m.person,
+                        score: m.score,
+                    },
+                    embedding: e,
+                }
             })
             .collect();
-        let tracked = self.tracker.record(frame.number, &votes);
+        let tracked = self.tracker.record(frame.number, &looks);
         let mut out = Vec::with_capacity(tracked.len());
         for e in tracked {
             let face = e

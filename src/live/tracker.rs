@@ -6,6 +6,14 @@
 //! last `window` make an "identified" decision, `confirm` votes for nobody an "unknown" one. A
 //! track not seen for `leave_after` frames ends with "left" if it was ever decided. Tracks that
 //! vanish undecided (a passing false detection) are dropped silently.
+//!
+//! A name is never inherited: an identified track is re-embedded every `recheck_every` frames,
+//! at once when its box jumps or changes size abruptly, and every frame while in doubt. A look
+//! that neither matches the track's person nor resembles the track's own last confirmed face is
+//! contrary; [`SWAP_LOOKS`] contrary looks in a row end the track (`left` for the person) and
+//! start a new one for the new face, decided on its own votes. Before, a stranger who stepped
+//! into an identified person's place kept the name for 2.6-3.1 s (the tracker kept the decision
+//! until `confirm` rechecks, ten frames apart, outvoted it) and the person never left.
 
 use std::collections::VecDeque;
 
@@ -21,7 +29,8 @@ pub struct TrackerConfig {
     /// Frames without a sighting after which a track has left.
     pub leave_after: u64,
     /// A decided track is re-embedded every this many frames (an undecided one every frame): the
-    /// embedder is the slowest stage, and a face that stays in place rarely changes identity.
+    /// embedder is the slowest stage after detection. Two frames bound how long a face that
+    /// replaced an identified one in place (same box) can go unnoticed.
     pub recheck_every: u64,
 }
 
@@ -31,7 +40,7 @@ impl Default for TrackerConfig {
             confirm: 3,
             window: 5,
             leave_after: 15,
-            recheck_every: 10,
+            recheck_every: 2,
         }
     }
 }
@@ -69,6 +78,24 @@ pub struct Vote {
     pub score: f32,
 }
 
+/// One embedded face of a frame: the detection it came from, its track, how it matched the
+/// gallery, and its embedding (compared with the track's last confirmed face).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Look<'a> {
+    pub detection: usize,
+    pub track: u64,
+    pub vote: Vote,
+    pub embedding: &'a [f32],
+}
+
+/// Contrary looks in a row that end an identified track: one is a blink, a turn, motion blur.
+pub const SWAP_LOOKS: usize = 2;
+
+/// A box this much larger or smaller than the track's last (either side), or whose centre moved
+/// this many widths, is a jump: someone else may have stepped in, so it is embedded at once.
+const JUMP_SCALE: f32 = 1.3;
+const JUMP_SHIFT: f32 = 0.4;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     Identified(usize),
@@ -95,6 +122,25 @@ struct Track {
     last_embedded: Option<u64>,
     votes: VecDeque<Vote>,
     decision: Option<(Decision, f32)>,
+    /// The embedding of the last look that agreed with an identified decision (empty: none).
+    anchor: Vec<f32>,
+    /// Contrary looks since the last agreeing one (see [`SWAP_LOOKS`]).
+    contrary: Vec<Vote>,
+}
+
+impl Track {
+    fn new(id: u64, rect: Rect, frame: u64, window: usize) -> Track {
+        Track {
+            id,
+            rect,
+            last_seen: frame,
+            last_embedded: None,
+            votes: VecDeque::with_capacity(window),
+            decision: None,
+            anchor: Vec::new(),
+            contrary: Vec::new(),
+        }
+    }
 }
 
 /// A face in view and what its track has decided so far (`None`: still voting).
@@ -116,10 +162,31 @@ pub struct Tracker {
     config: TrackerConfig,
     tracks: Vec<Track>,
     next_id: u64,
+    /// Cosine from which two looks of one track are the same face (the match threshold).
+    same_face: f32,
 }
 
 /// Boxes this similar (intersection over union) belong to the same face in consecutive frames.
 const MIN_OVERLAP: f32 = 0.25;
+
+fn jumped(from: &Rect, to: &Rect) -> bool {
+    let (a, b) = (from.w.max(1) as f32, to.w.max(1) as f32);
+    let scale = if a > b { a / b } else { b / a };
+    let dx = (from.x + from.w / 2 - to.x - to.w / 2) as f32;
+    let dy = (from.y + from.h / 2 - to.y - to.h / 2) as f32;
+    scale > JUMP_SCALE || dx.hypot(dy) > JUMP_SHIFT * a
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if na == 0.0 || nb == 0.0 {
+        0.0
+    } else {
+        dot / (na * nb)
+    }
+}
 
 fn iou(a: &Rect, b: &Rect) -> f32 {
     let x0 = a.x.max(b.x);
@@ -136,11 +203,14 @@ fn iou(a: &Rect, b: &Rect) -> f32 {
 }
 
 impl Tracker {
-    pub fn new(config: TrackerConfig) -> Tracker {
+    /// `same_face`: the cosine from which two looks of a track are one face (the match
+    /// threshold).
+    pub fn new(config: TrackerConfig, same_face: f32) -> Tracker {
         Tracker {
             config,
             tracks: Vec::new(),
             next_id: 1,
+            same_face,
         }
     }
 
@@ -168,7 +238,11 @@ impl Tracker {
         track_of
     }
 
-    fn due(&self, track: &Track, frame: u64) -> bool {
+    /// Whether `track`, continued by a box at `rect`, is embedded this frame.
+    fn due(&self, track: &Track, frame: u64, rect: &Rect) -> bool {
+        if !track.contrary.is_empty() || jumped(&track.rect, rect) {
+            return true;
+        }
         match (track.decision, track.last_embedded) {
             (None, _) | (_, None) => true,
             // A decided track has at least `confirm` votes, unless the gallery changed under it
@@ -185,7 +259,8 @@ impl Tracker {
     pub fn settled(&self, frame: u64, rects: &[Rect]) -> Vec<bool> {
         self.associate(rects)
             .into_iter()
-            .map(|t| t.is_some_and(|t| !self.due(&self.tracks[t], frame)))
+            .zip(rects)
+            .map(|(t, r)| t.is_some_and(|t| !self.due(&self.tracks[t], frame, r)))
             .collect()
     }
 
@@ -197,19 +272,13 @@ impl Tracker {
             let t = match track_of[d] {
                 Some(t) => t,
                 None => {
-                    self.tracks.push(Track {
-                        id: self.next_id,
-                        rect: *r,
-                        last_seen: frame,
-                        last_embedded: None,
-                        votes: VecDeque::with_capacity(self.config.window),
-                        decision: None,
-                    });
+                    self.tracks
+                        .push(Track::new(self.next_id, *r, frame, self.config.window));
                     self.next_id += 1;
                     self.tracks.len() - 1
                 }
             };
-            let embed = self.due(&self.tracks[t], frame);
+            let embed = self.due(&self.tracks[t], frame, r);
             let track = &mut self.tracks[t];
             track.rect = *r;
             track.last_seen = frame;
@@ -224,39 +293,96 @@ impl Tracker {
         out
     }
 
-    /// Records the votes of this frame's embedded detections (`(detection index, track, vote)`)
-    /// and returns the decisions they complete, then the tracks that have left.
-    pub fn record(&mut self, frame: u64, votes: &[(usize, u64, Vote)]) -> Vec<TrackEvent> {
+    /// Records this frame's looks and returns the events they complete (a swapped face's
+    /// `left` before anything of the new track), then the tracks that have left.
+    pub fn record(&mut self, frame: u64, looks: &[Look]) -> Vec<TrackEvent> {
         let mut events = Vec::new();
-        for &(detection, id, vote) in votes {
-            let Some(track) = self.tracks.iter_mut().find(|t| t.id == id) else {
+        let (confirm, window) = (self.config.confirm, self.config.window);
+        for look in looks {
+            let Some(t) = self.tracks.iter().position(|t| t.id == look.track) else {
                 continue;
             };
-            if track.votes.len() == self.config.window {
+            if let Some(left) = self.swapped(t, look) {
+                events.push(left);
+                let old = &mut self.tracks[t];
+                let mut fresh = Track::new(self.next_id, old.rect, frame, window);
+                self.next_id += 1;
+                fresh.last_embedded = Some(frame);
+                // The contrary looks, this one included, are the new face's first votes.
+                fresh.votes.extend(std::mem::take(&mut old.contrary));
+                *old = fresh;
+            } else if !self.tracks[t].contrary.is_empty() {
+                // In doubt: the vote waits to see whether the face was swapped.
+                continue;
+            } else {
+                self.tracks[t].votes.push_back(look.vote);
+            }
+            let track = &mut self.tracks[t];
+            while track.votes.len() > window {
                 track.votes.pop_front();
             }
-            track.votes.push_back(vote);
-            if let Some((decision, score)) = decide(&track.votes, self.config.confirm) {
-                if track.decision.map(|(d, _)| d) != Some(decision) {
-                    track.decision = Some((decision, score));
-                    let (kind, person) = match decision {
-                        Decision::Identified(p) => (EventKind::Identified, Some(p)),
-                        Decision::Unknown => (EventKind::Unknown, None),
-                    };
-                    events.push(TrackEvent {
-                        kind,
-                        track: id,
-                        person,
-                        score,
-                        rect: track.rect,
-                        detection: Some(detection),
-                    });
-                }
+            let Some((decision, score)) = decide(&track.votes, confirm) else {
+                continue;
+            };
+            if track.decision.map(|(d, _)| d) == Some(decision) {
+                continue;
             }
+            track.decision = Some((decision, score));
+            if let Decision::Identified(_) = decision {
+                track.anchor = look.embedding.to_vec();
+            }
+            let (kind, person) = match decision {
+                Decision::Identified(p) => (EventKind::Identified, Some(p)),
+                Decision::Unknown => (EventKind::Unknown, None),
+            };
+            events.push(TrackEvent {
+                kind,
+                track: track.id,
+                person,
+                score,
+                rect: track.rect,
+                detection: Some(look.detection),
+            });
         }
         let leave_after = self.config.leave_after;
         events.extend(self.remove_where(|t| frame >= t.last_seen + leave_after));
         events
+    }
+
+    /// Weighs a look at an identified track: one that agrees (the person's match, or the track's
+    /// own face) clears any doubt and renews the anchor; a contrary one is held back, and the
+    /// [`SWAP_LOOKS`]th in a row ends the track: its `left` is returned, and the caller starts a
+    /// new track seeded with the contrary votes.
+    fn swapped(&mut self, t: usize, look: &Look) -> Option<TrackEvent> {
+        let same_face = self.same_face;
+        let track = &mut self.tracks[t];
+        let Some((Decision::Identified(p), score)) = track.decision else {
+            return None;
+        };
+        let matches_person = look.vote.person == Some(p);
+        let same = !track.anchor.is_empty() && cosine(look.embedding, &track.anchor) >= same_face;
+        if matches_person || same {
+            if matches_person {
+                track.anchor = look.embedding.to_vec();
+            }
+            // The looks held back were the same face after all: they count.
+            for v in std::mem::take(&mut track.contrary) {
+                track.votes.push_back(v);
+            }
+            return None;
+        }
+        track.contrary.push(look.vote);
+        if track.contrary.len() < SWAP_LOOKS {
+            return None;
+        }
+        Some(TrackEvent {
+            kind: EventKind::Left,
+            track: track.id,
+            person: Some(p),
+            score,
+            rect: track.rect,
+            detection: None,
+        })
     }
 
     /// The tracks whose face was in frame `frame`, with their decision so far.
@@ -356,19 +482,36 @@ mod tests {
         score: 0.1,
     };
 
+    /// The face behind a vote: person p's is one axis, a stranger's another.
+    fn face(vote: &Vote) -> Vec<f32> {
+        let mut e = vec![0.0; 8];
+        e[vote.person.unwrap_or(7).min(7)] = 1.0;
+        e
+    }
+
+    fn tracker(config: TrackerConfig) -> Tracker {
+        Tracker::new(config, 0.363)
+    }
+
     /// Runs frames of (box x positions, votes) and returns the events as short strings.
     fn replay(config: TrackerConfig, frames: &[(&[i32], &[Vote])]) -> Vec<String> {
-        let mut tracker = Tracker::new(config);
+        let mut tracker = tracker(config);
         let mut log = Vec::new();
         for (n, (xs, votes)) in frames.iter().enumerate() {
             let frame = n as u64 + 1;
             let rects: Vec<Rect> = xs.iter().map(|&x| rect(x)).collect();
             let assigned = tracker.assign(frame, &rects);
-            let cast: Vec<(usize, u64, Vote)> = assigned
+            let faces: Vec<Vec<f32>> = votes.iter().map(face).collect();
+            let cast: Vec<Look> = assigned
                 .iter()
                 .enumerate()
                 .filter(|(_, a)| a.embed)
-                .map(|(d, a)| (d, a.track, votes[d]))
+                .map(|(d, a)| Look {
+                    detection: d,
+                    track: a.track,
+                    vote: votes[d],
+                    embedding: &faces[d],
+                })
                 .collect();
             for e in tracker.record(frame, &cast) {
                 log.push(format!("{frame}:{:?}:{}:{:?}", e.kind, e.track, e.person));
@@ -445,8 +588,10 @@ mod tests {
         );
     }
 
+    /// One look at someone else is held back (a blink, a turn); two in a row are another face:
+    /// the person leaves and the new face is decided on its own votes.
     #[test]
-    fn a_lone_mismatch_does_not_flip_a_decision() {
+    fn a_lone_mismatch_does_not_end_a_track_and_a_swap_does() {
         let config = TrackerConfig {
             confirm: 3,
             window: 5,
@@ -460,15 +605,16 @@ mod tests {
             log,
             [
                 "3:Identified:1:Some(0)",
-                "7:Identified:1:Some(1)",
-                "end:Left:1:Some(1)"
+                "7:Left:1:Some(0)",
+                "8:Identified:2:Some(1)",
+                "end:Left:2:Some(1)"
             ]
         );
     }
 
     #[test]
     fn a_gallery_change_makes_faces_in_view_vote_again_at_once() {
-        let mut tracker = Tracker::new(TrackerConfig {
+        let mut tracker = tracker(TrackerConfig {
             confirm: 2,
             window: 3,
             leave_after: 9,
@@ -479,7 +625,13 @@ mod tests {
             for frame in frames {
                 let a = tracker.assign(frame, &[rect(100)])[0];
                 if a.embed {
-                    for e in tracker.record(frame, &[(0, a.track, vote)]) {
+                    let look = Look {
+                        detection: 0,
+                        track: a.track,
+                        vote,
+                        embedding: &face(&vote),
+                    };
+                    for e in tracker.record(frame, &[look]) {
                         log.push(format!("{frame}:{:?}:{:?}", e.kind, e.person));
                     }
                     log.push(format!("{frame}:embedded"));
@@ -506,7 +658,7 @@ mod tests {
 
     #[test]
     fn decided_tracks_are_rechecked_not_embedded_every_frame() {
-        let mut tracker = Tracker::new(TrackerConfig {
+        let mut tracker = tracker(TrackerConfig {
             confirm: 1,
             window: 1,
             leave_after: 9,
@@ -517,7 +669,13 @@ mod tests {
             let a = tracker.assign(frame, &[rect(100)])[0];
             if a.embed {
                 embedded.push(frame);
-                tracker.record(frame, &[(0, a.track, known(0))]);
+                let look = Look {
+                    detection: 0,
+                    track: a.track,
+                    vote: known(0),
+                    embedding: &face(&known(0)),
+                };
+                tracker.record(frame, &[look]);
             }
         }
         assert_eq!(embedded, [1, 5, 9]);
@@ -527,5 +685,36 @@ mod tests {
         }
         .validate()
         .is_err());
+    }
+
+    /// A stranger steps into an identified person's place (a bigger face, a jump): embedded at
+    /// once rather than at the next recheck, and the person has left two frames later, with no
+    /// name passed on. The same person moving slightly keeps the track.
+    #[test]
+    fn a_face_that_replaces_an_identified_one_does_not_inherit_the_name() {
+        let config = TrackerConfig {
+            confirm: 3,
+            window: 5,
+            leave_after: 5,
+            recheck_every: 10,
+        };
+        let ada: (&[i32], &[Vote]) = (&[100], &[known(0)]);
+        let ada_moved: (&[i32], &[Vote]) = (&[112], &[known(0)]);
+        let stranger: (&[i32], &[Vote]) = (&[160], &[NOBODY]);
+        let log = replay(
+            config,
+            &[
+                ada, ada, ada, ada_moved, ada, stranger, stranger, stranger, stranger,
+            ],
+        );
+        assert_eq!(
+            log,
+            [
+                "3:Identified:1:Some(0)",
+                "7:Left:1:Some(0)",
+                "8:Unknown:2:None",
+                "end:Left:2:None"
+            ]
+        );
     }
 }

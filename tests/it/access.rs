@@ -286,6 +286,94 @@ fn a_name_enrolled_again_is_not_granted_until_bound() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A stranger steps into the place of an identified person (same box, same size): the person
+/// leaves within 3 frames (0.3 s at 10 fps; it took 26-31 frames), the stranger is decided on
+/// their own looks (unknown, never the person's name), and the door opens only for the person.
+#[test]
+fn a_stranger_who_replaces_an_identified_person_does_not_inherit_the_name() {
+    let dir = scratch("access", "swap");
+    let g = dir.join("gallery");
+    let gallery = g.to_str().unwrap();
+    ok(&run_facegate(
+        &[
+            "enroll",
+            "--gallery",
+            gallery,
+            "--name",
+            "Obama",
+            &photo("obama.jpg"),
+        ],
+        &[],
+    ));
+    // Obama's face lands at about (86, 101), 114 px; Biden's photo is scaled and placed so that
+    // his face lands in the same box.
+    let d = dir.join("frames");
+    std::fs::create_dir_all(&d).unwrap();
+    let mut all: Vec<_> = (0..8)
+        .map(|i| frame_with(&photo("obama2.jpg"), 400, 40 + (i % 2), 20))
+        .collect();
+    // Frames count from 1.
+    let first_stranger = all.len() as u64 + 1;
+    all.extend((0..12).map(|i| frame_with(&photo("biden.jpg"), 800, -71 + (i % 2), 24)));
+    all.extend((0..20).map(|_| blank()));
+    for (i, f) in all.iter().enumerate() {
+        f.save(d.join(format!("{i:05}.png"))).unwrap();
+    }
+    let marker = dir.join("marker");
+    let r = rules(&dir, &marker);
+    let out = run_facegate(
+        &[
+            "watch",
+            "--frames",
+            d.to_str().unwrap(),
+            "--gallery",
+            gallery,
+            "--no-unknowns",
+            "--camera-name",
+            "front",
+            "--rules",
+            r.to_str().unwrap(),
+            "--frame-clock",
+            "2026-12-01T07:30:00Z",
+        ],
+        &[],
+    );
+    let stdout = ok(&out);
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let events: Vec<String> = lines
+        .iter()
+        .map(|v| format!("{} {} {} {}", v["event"], v["name"], v["track"], v["frame"]))
+        .collect();
+    let find = |event: &str, name: serde_json::Value| {
+        lines
+            .iter()
+            .find(|v| v["event"] == event && v["name"] == name)
+            .unwrap_or_else(|| panic!("no {event} {name}: {events:#?}"))
+    };
+    let identified = find("identified", "Obama".into());
+    let left = find("left", "Obama".into());
+    assert_eq!(left["track"], identified["track"], "{events:#?}");
+    let left_after = left["frame"].as_u64().unwrap() - first_stranger;
+    assert!(
+        left_after <= 3,
+        "the name stayed {left_after} frames: {events:#?}"
+    );
+    let unknown = find("unknown", serde_json::Value::Null);
+    assert_ne!(unknown["track"], identified["track"], "{events:#?}");
+    let identified_count = lines.iter().filter(|v| v["event"] == "identified").count();
+    assert_eq!(identified_count, 1, "{events:#?}");
+    let decisions: Vec<&serde_json::Value> =
+        lines.iter().filter(|v| v["event"] == "access").collect();
+    let granted: Vec<_> = decisions.iter().filter(|v| v["granted"] == true).collect();
+    assert_eq!(granted.len(), 1, "{decisions:#?}");
+    assert_eq!(granted[0]["name"], "Obama");
+    eprintln!("the name left {left_after} frames after the stranger appeared: {events:#?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The audit and an MQTT action reach a real broker.
 #[cfg(feature = "mqtt")]
 #[test]

@@ -50,6 +50,17 @@ pub struct Counts {
     pub skipped: u64,
 }
 
+impl Counts {
+    /// The counts of two captures of one run (a source opened again after it failed).
+    pub fn plus(self, other: Counts) -> Counts {
+        Counts {
+            captured: self.captured + other.captured,
+            dropped: self.dropped + other.dropped,
+            skipped: self.skipped + other.skipped,
+        }
+    }
+}
+
 struct Shared {
     stop: Arc<AtomicBool>,
     closing: AtomicBool,

@@ -16,10 +16,10 @@ use std::time::Duration;
 use crate::recognize::pipeline::Pipeline;
 use crate::store::gallery::Person;
 
-use super::capture::{Capture, Item};
+use super::capture::{Capture, Counts, Item};
 use super::follow::{GalleryFollower, RulesFollower};
 use super::recognizer::Recognizer;
-use super::sinks::{DecisionDone, FrameDone, Sink};
+use super::sinks::{DecisionDone, FrameDone, Sink, SourceState};
 use super::source::SourceSpec;
 use super::strangers::Strangers;
 use super::tracker::TrackerConfig;
@@ -106,7 +106,16 @@ pub struct LiveConfig {
     /// When the source ends, keep following the gallery (for the sinks and the fleet) until
     /// `stop` is set, instead of returning: what `serve` wants, whose UI still enrolls people.
     pub linger: bool,
+    /// When the source cannot be opened or fails (no camera yet, a camera unplugged, a stream
+    /// that broke off), say so to the sinks and try again, waiting 1 s and doubling up to 30 s,
+    /// instead of returning the error: `serve`, whose UI must stay up to show what is wrong, and
+    /// `watch --retry-source`. A directory of frames, or standard input, that ends has ended.
+    pub retry: bool,
 }
+
+/// How long the first retry of a failed source waits, and the longest wait.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_LONGEST: Duration = Duration::from_secs(30);
 
 /// Runs the live pipeline until the source ends or `stop` is set, handing everything to `sinks`.
 pub fn run(
@@ -148,56 +157,106 @@ pub fn run(
     for s in sinks.iter_mut() {
         s.open(gallery.people())?;
     }
-    let capture = Capture::start(source.opener()?, stop.clone())?;
-    for s in sinks.iter_mut() {
-        s.started(capture.description(), gallery.people());
-    }
     let mut out = Emitter {
         snapshots,
         camera: config.camera.clone(),
         sinks,
     };
+    let mut people = gallery.people().to_vec();
     let mut skip_warnings = crate::support::warnings::Throttle::per_minute();
+    let mut wait = RETRY_FIRST;
+    let mut counts = Counts::default();
     let outcome = loop {
-        let item = match capture.next() {
-            Ok(Some(item)) => item,
-            Ok(None) => break Ok(()),
+        let capture = match source
+            .opener()
+            .and_then(|open| Capture::start(open, stop.clone()))
+        {
+            Ok(c) => c,
+            Err(e) if config.retry => {
+                let followed = Followed {
+                    follower: &mut follower,
+                    recognizer: &mut recognizer,
+                    rules: &mut rules,
+                    people: &mut people,
+                };
+                if !out.wait_for_source(&e, &mut wait, followed, &stop) {
+                    break Ok(());
+                }
+                continue;
+            }
             Err(e) => break Err(e),
         };
-        if let Some(people) = follower.poll() {
-            recognizer.set_people(&people);
-            for s in out.sinks.iter_mut() {
-                s.gallery(&people);
-            }
-            if let Some(r) = &mut rules {
-                r.set_people(&people);
-            }
+        for s in out.sinks.iter_mut() {
+            s.started(capture.description(), &people);
+            s.source_state(&SourceState::Up {
+                live: capture.is_live(),
+            });
         }
-        if let Some(r) = &mut rules {
-            r.poll();
-        }
-        match item {
-            Item::Skipped(why) => skip_warnings.warn(&format!("skipped {why}")),
-            Item::Frame(mut frame) => {
-                if let Some(start) = config.frame_clock {
-                    let rate = source.clock_rate();
-                    frame.time = std::time::UNIX_EPOCH
-                        + Duration::from_secs_f64((start + frame.number as f64 / rate).max(0.0));
+        let failed = loop {
+            let item = match capture.next() {
+                Ok(Some(item)) => item,
+                Ok(None) => break None,
+                Err(e) => break Some(e),
+            };
+            let followed = Followed {
+                follower: &mut follower,
+                recognizer: &mut recognizer,
+                rules: &mut rules,
+                people: &mut people,
+            };
+            out.follow(followed);
+            match item {
+                Item::Skipped(why) => skip_warnings.warn(&format!("skipped {why}")),
+                Item::Frame(mut frame) => {
+                    wait = RETRY_FIRST;
+                    if let Some(start) = config.frame_clock {
+                        let rate = source.clock_rate();
+                        frame.time = std::time::UNIX_EPOCH
+                            + Duration::from_secs_f64(
+                                (start + frame.number as f64 / rate).max(0.0),
+                            );
+                    }
+                    let events = recognizer.process(&frame)?;
+                    // The frame is done with: its pixels move behind an Arc without a copy.
+                    let rgb = Arc::new(frame.photo.rgb);
+                    let done = FrameDone {
+                        number: frame.number,
+                        rgb: &rgb,
+                        recognizer: &recognizer,
+                        dropped: counts.dropped + capture.counts().dropped,
+                    };
+                    for s in out.sinks.iter_mut() {
+                        s.frame(&done);
+                    }
+                    out.emit(events, &mut rules)?;
                 }
-                let events = recognizer.process(&frame)?;
-                // The frame is done with: its pixels move behind an Arc without a copy.
-                let rgb = Arc::new(frame.photo.rgb);
-                let done = FrameDone {
-                    number: frame.number,
-                    rgb: &rgb,
-                    recognizer: &recognizer,
-                    dropped: capture.counts().dropped,
-                };
-                for s in out.sinks.iter_mut() {
-                    s.frame(&done);
-                }
-                out.emit(events, &mut rules)?;
             }
+        };
+        counts = counts.plus(capture.counts());
+        drop(capture);
+        let stopped = stop.load(Ordering::Relaxed);
+        let why = match failed {
+            Some(e) => e,
+            // A camera, or a stream from a pipe or a file, that ends can come back; a directory
+            // of frames or standard input that ends is over.
+            None if config.retry && !stopped && source.can_return() => {
+                "the stream ended".to_string()
+            }
+            None => break Ok(()),
+        };
+        if !config.retry || stopped {
+            break Err(why);
+        }
+        // Whoever was in view is gone with the picture: their visits end now.
+        out.emit(recognizer.finish(), &mut rules)?;
+        let followed = Followed {
+            follower: &mut follower,
+            recognizer: &mut recognizer,
+            rules: &mut rules,
+            people: &mut people,
+        };
+        if !out.wait_for_source(&why, &mut wait, followed, &stop) {
+            break Ok(());
         }
     };
     out.emit(recognizer.finish(), &mut rules)?;
@@ -219,12 +278,78 @@ pub fn run(
     if let Some(r) = &mut rules {
         r.access.finish();
     }
-    let counts = capture.counts();
     for s in out.sinks.iter_mut() {
         s.finish(&recognizer, counts);
     }
     fleet::leave(fleet);
     outcome
+}
+
+/// What a run follows while frames come, or while it waits for its source: the gallery (which
+/// the recognizer, the rules and the sinks take) and the rules file.
+struct Followed<'f> {
+    follower: &'f mut GalleryFollower,
+    recognizer: &'f mut Recognizer,
+    rules: &'f mut Option<RulesFollower>,
+    people: &'f mut Vec<Person>,
+}
+
+impl Emitter<'_, '_> {
+    /// Takes a gallery or rules change made by another writer.
+    fn follow(&mut self, f: Followed<'_>) {
+        if let Some(people) = f.follower.poll() {
+            f.recognizer.set_people(&people);
+            for s in self.sinks.iter_mut() {
+                s.gallery(&people);
+            }
+            if let Some(r) = f.rules.as_mut() {
+                r.set_people(&people);
+            }
+            *f.people = people;
+        }
+        if let Some(r) = f.rules.as_mut() {
+            r.poll();
+        }
+    }
+
+    /// Says why the source is down, then waits `wait` (doubled for the next time, up to
+    /// [`RETRY_LONGEST`]) while following the gallery and the rules; false when stopped.
+    fn wait_for_source(
+        &mut self,
+        why: &str,
+        wait: &mut Duration,
+        f: Followed<'_>,
+        stop: &AtomicBool,
+    ) -> bool {
+        let this = *wait;
+        *wait = (this * 2).min(RETRY_LONGEST);
+        eprintln!(
+            "facegate: warning: the frame source is down ({}); trying again in {} s",
+            crate::support::terminal::escape_message(why),
+            this.as_secs()
+        );
+        for s in self.sinks.iter_mut() {
+            s.source_state(&SourceState::Retrying {
+                reason: why.to_string(),
+                wait: this,
+            });
+        }
+        let until = std::time::Instant::now() + this;
+        while std::time::Instant::now() < until {
+            if stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            let again = Followed {
+                follower: &mut *f.follower,
+                recognizer: &mut *f.recognizer,
+                rules: &mut *f.rules,
+                people: &mut *f.people,
+            };
+            self.follow(again);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        !stop.load(Ordering::Relaxed)
+    }
 }
 
 /// Hands events, and the access decisions they lead to, to the sinks.

@@ -57,6 +57,17 @@ impl SourceSpec {
         }
     }
 
+    /// Whether the source can deliver again after it ended: a camera, or a stream read from a
+    /// file or a pipe that a writer may open again; not a directory of frames, nor standard
+    /// input.
+    pub fn can_return(&self) -> bool {
+        match self {
+            SourceSpec::Camera { .. } => true,
+            SourceSpec::Mjpeg { path, .. } => path.as_os_str() != "-",
+            SourceSpec::Directory { .. } => false,
+        }
+    }
+
     /// The rate frames are numbered at when a scripted clock gives them times: the directory's
     /// `fps`, else 10 frames a second.
     pub fn clock_rate(&self) -> f64 {

@@ -33,6 +33,60 @@ pub struct LiveStats {
     pub stage_ms: [f64; 4],
     /// Whether the frame source has ended (the API keeps serving).
     pub ended: bool,
+    /// The source: "starting", "up", "retrying" (down, tried again) or "ended".
+    pub state: &'static str,
+    /// Why the source is down (retrying).
+    pub reason: Option<String>,
+    /// A camera or live stream: frames are expected steadily, so a silence is a fault.
+    pub live_source: bool,
+    /// When the last frame was done, and when the source came up.
+    pub last_frame: Option<Instant>,
+    pub up_since: Option<Instant>,
+    /// When the server started (the source is opened in the moments after).
+    pub created: Option<Instant>,
+}
+
+/// A live source silent this long is not healthy, whatever it last said.
+pub const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The frame rate reads 0 once no frame came for this long (it is measured over windows, and
+/// the last window's rate would otherwise stay on show after the frames stopped).
+const FPS_STALE: std::time::Duration = std::time::Duration::from_secs(3);
+
+impl LiveStats {
+    /// Seconds since the last frame (or since the source came up, before the first one).
+    pub fn silent_s(&self) -> Option<f64> {
+        self.last_frame
+            .or(self.up_since)
+            .map(|t| t.elapsed().as_secs_f64())
+    }
+
+    /// Frames per second now: 0 when frames stopped coming.
+    pub fn fps_now(&self) -> f64 {
+        match self.last_frame {
+            Some(t) if t.elapsed() < FPS_STALE && self.state == "up" => self.fps,
+            _ => 0.0,
+        }
+    }
+
+    /// Why the live source is not healthy, if it is not.
+    pub fn unhealthy(&self) -> Option<String> {
+        match self.state {
+            "up" => {
+                let silent = self.silent_s().unwrap_or(0.0);
+                (self.live_source && silent >= STALE_AFTER.as_secs_f64())
+                    .then(|| format!("no frame from the source for {silent:.0} s"))
+            }
+            "retrying" => Some(format!(
+                "the frame source is down: {}",
+                self.reason.as_deref().unwrap_or("unknown")
+            )),
+            "ended" => Some("the frame source ended".into()),
+            // Opening takes a moment (a camera a second or two): only a long wait is a fault.
+            _ if self.created.is_some_and(|t| t.elapsed() < STALE_AFTER) => None,
+            _ => Some("the frame source is not open yet".into()),
+        }
+    }
 }
 
 pub struct Hub {
@@ -46,6 +100,8 @@ pub struct Hub {
     pub stream_clients: AtomicUsize,
     /// Events seen: identified, unknown, left.
     event_counts: [AtomicU64; 3],
+    /// Access decisions: granted, denied.
+    pub decisions: [AtomicU64; 2],
     pub events_dropped: AtomicU64,
 }
 
@@ -63,6 +119,8 @@ impl Hub {
             started: Instant::now(),
             stats: Mutex::new(LiveStats {
                 source,
+                state: "starting",
+                created: Some(Instant::now()),
                 ..LiveStats::default()
             }),
             frame: Mutex::new(None),
@@ -71,6 +129,7 @@ impl Hub {
             events: broadcast::channel(EVENT_BACKLOG).0,
             stream_clients: AtomicUsize::new(0),
             event_counts: Default::default(),
+            decisions: Default::default(),
             events_dropped: AtomicU64::new(0),
         }
     }
@@ -100,6 +159,7 @@ impl Hub {
             s.frames = totals.frames;
             s.dropped = dropped;
             s.stage_ms = stage_ms;
+            s.last_frame = Some(Instant::now());
             if let Some(fps) = fps {
                 s.fps = fps;
             }

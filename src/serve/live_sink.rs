@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::events::Event;
-use crate::live::sinks::{DecisionDone, FrameDone, Sink};
+use crate::live::sinks::{DecisionDone, FrameDone, Sink, SourceState};
 use crate::store::gallery::Person;
 
 use super::hub::Hub;
@@ -55,8 +55,26 @@ impl Sink for ToServer {
             .frame_done(frame.number, frame.rgb.clone(), in_view);
     }
 
+    fn source_state(&mut self, state: &SourceState) {
+        self.hub.set_stats(|s| match state {
+            SourceState::Up { live } => {
+                s.state = "up";
+                s.reason = None;
+                s.live_source = *live;
+                s.up_since = Some(Instant::now());
+            }
+            SourceState::Retrying { reason, .. } => {
+                s.state = "retrying";
+                s.reason = Some(reason.clone());
+            }
+        });
+    }
+
     fn source_ended(&mut self) {
-        self.hub.set_stats(|s| s.ended = true);
+        self.hub.set_stats(|s| {
+            s.ended = true;
+            s.state = "ended";
+        });
         eprintln!("facegate: the frame source ended; still serving until stopped (Ctrl-C)");
     }
 
@@ -66,6 +84,8 @@ impl Sink for ToServer {
     }
 
     fn decision(&mut self, decision: &DecisionDone<'_>) -> Result<(), String> {
+        let which = usize::from(!decision.decision.granted);
+        self.hub.decisions[which].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.recorder
             .send(Record::Decision(decision.decision.clone()));
         Ok(())

@@ -26,16 +26,20 @@ pub const PATIENCE: Duration = Duration::from_secs(90);
 impl Server {
     /// Starts `facegate serve --mjpeg -` with `args` added; waits until it listens.
     pub fn start(state: &Path, gallery: &Path, args: &[&str]) -> Server {
+        Server::start_with_source(state, gallery, &["--mjpeg", "-"], args)
+    }
+
+    /// [`Server::start`] with another frame source than standard input.
+    pub fn start_with_source(
+        state: &Path,
+        gallery: &Path,
+        source: &[&str],
+        args: &[&str],
+    ) -> Server {
         let mut child = super::facegate()
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--mjpeg",
-                "-",
-                "--min-face",
-                "40",
-            ])
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(source)
+            .args(["--min-face", "40"])
             .arg("--state-dir")
             .arg(state)
             .arg("--gallery")

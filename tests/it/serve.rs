@@ -1015,3 +1015,117 @@ fn slow_clients_are_cut_off_and_connections_are_capped() {
     let r = s.send("POST", "/api/v1/detect", "image/png", &png(&blank()));
     assert_eq!(r.status, 200, "{}", r.text());
 }
+
+/// `/health` and the status until the health answer satisfies `wanted`; panics after a while.
+fn health_until(
+    s: &Server,
+    what: &str,
+    wanted: impl Fn(u16, &serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let h = call("GET", &s.url("/health"), None, None);
+        let v = h.json();
+        if wanted(h.status, &v) {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "health never became {what}: {} {v}\n{}",
+            h.status,
+            s.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// A camera that is not there at start, then delivers, then dies and comes back (a live MJPEG
+/// stream through a named pipe): `serve` stays up throughout, and `/health`, the status and
+/// `/metrics` say the truth at each step, 503 with the reason while the source is down.
+#[test]
+fn a_source_that_is_missing_or_dies_turns_health_to_503_and_back() {
+    use std::io::Write;
+    let dir = scratch("serve", "health");
+    let pipe = dir.join("camera.mjpeg");
+    let s = Server::start_with_source(
+        &dir.join("state"),
+        &dir.join("gallery"),
+        &["--mjpeg", pipe.to_str().unwrap(), "--live"],
+        &[],
+    );
+    let down = health_until(&s, "503 for the missing source", |code, v| {
+        code == 503
+            && v["reason"]
+                .as_str()
+                .unwrap_or("")
+                .contains("cannot open MJPEG stream")
+    });
+    assert_eq!(down["status"], "unavailable", "{down}");
+    let status = s.get("/api/v1/status").json();
+    assert_eq!(status["live"]["source_state"], "retrying", "{status}");
+    assert_eq!(status["live"]["fps"], 0.0);
+    assert!(s.log().contains("the frame source is down"), "{}", s.log());
+
+    // The camera appears (serve opens the pipe at its next try) and delivers.
+    let made = std::process::Command::new("mkfifo")
+        .arg(&pipe)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let frame = crate::common::server::jpeg(&frame_with(&photo("obama2.jpg"), 400, 40, 20));
+    let deliver = |pipe: std::path::PathBuf, frame: Vec<u8>, seconds: u64| {
+        std::thread::spawn(move || {
+            let mut w = std::fs::OpenOptions::new().write(true).open(&pipe).unwrap();
+            let end = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+            while std::time::Instant::now() < end {
+                if w.write_all(&frame).is_err() {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        })
+    };
+    let camera = deliver(pipe.clone(), frame.clone(), 6);
+    health_until(&s, "200 while frames come", |code, _| code == 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while s.get("/api/v1/status").json()["live"]["frames"] == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no frame: {}",
+            s.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let status = s.get("/api/v1/status").json();
+    assert_eq!(status["live"]["source_state"], "up", "{status}");
+    let metrics = s.get("/metrics").text();
+    assert!(metrics.contains("facegate_source_up 1"), "{metrics}");
+    assert!(
+        metrics.contains("facegate_last_frame_age_seconds"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("facegate_access_decisions_total{decision=\"granted\"} 0"),
+        "{metrics}"
+    );
+
+    // It dies: the stream breaks off. 503 with the reason, fps 0, and serve keeps serving.
+    camera.join().unwrap();
+    let down = health_until(&s, "503 after the stream ended", |code, v| {
+        code == 503
+            && v["reason"]
+                .as_str()
+                .unwrap_or("")
+                .contains("the stream ended")
+    });
+    assert_eq!(down["status"], "unavailable");
+    let status = s.get("/api/v1/status").json();
+    assert_eq!(status["live"]["fps"], 0.0, "{status}");
+    assert!(s.get("/metrics").text().contains("facegate_source_up 0"));
+
+    // And comes back.
+    let camera = deliver(pipe.clone(), frame, 4);
+    health_until(&s, "200 when it is back", |code, _| code == 200);
+    camera.join().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -131,8 +131,9 @@ pub struct TrackingArgs {
     /// Frames without the face after which a person has "left"
     #[arg(long, value_name = "FRAMES", default_value_t = 15, value_parser = crate::ranges::int(1u64, 1_000_000))]
     pub leave_after: u64,
-    /// Re-embed a recognised face every this many frames (others every frame)
-    #[arg(long, value_name = "FRAMES", default_value_t = 10, value_parser = crate::ranges::int(1u64, 1_000_000))]
+    /// Re-embed a recognised face every this many frames (others every frame; at once when its
+    /// box jumps): how long a face that replaced it in place can go unnoticed
+    #[arg(long, value_name = "FRAMES", default_value_t = 2, value_parser = crate::ranges::int(1u64, 1_000_000))]
     pub recheck: u64,
     /// Frames larger than this (longer side, pixels) are downscaled for detection
     #[arg(long, value_name = "PX", default_value_t = 640, value_parser = crate::ranges::int(32u32, 16384))]
@@ -206,6 +207,10 @@ pub struct WatchArgs {
     /// Print frames per second, per-stage milliseconds and dropped frames to stderr
     #[arg(long)]
     pub stats: bool,
+    /// When the camera or stream cannot be opened or fails, say why and try again (1 s, doubling
+    /// up to 30 s) instead of exiting; `serve` always does
+    #[arg(long)]
+    pub retry_source: bool,
     /// Publish each event (the same JSON line) to this MQTT broker: mqtt://host[:port]
     #[arg(long, value_name = "URL")]
     pub mqtt: Option<String>,
@@ -293,6 +298,7 @@ impl WatchArgs {
             frame_clock: self.frame_clock,
             fleet: self.fleet()?,
             linger: false,
+            retry: self.retry_source,
         })
     }
 
@@ -344,6 +350,8 @@ pub fn live(
 ) -> Result<(), String> {
     let config = LiveConfig {
         linger,
+        // `serve` lingers, and keeps trying a source that is down: its UI says why.
+        retry: linger || args.retry_source,
         ..args.live_config()?
     };
     let mut own = args.sinks()?;

@@ -42,6 +42,18 @@ pub struct DecisionDone<'a> {
     pub messages: &'a [(String, String)],
 }
 
+/// The frame source's state, as a run tells its sinks.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceState {
+    /// Open and delivering; `live`: a camera or a live stream (frames are expected steadily).
+    Up { live: bool },
+    /// Down (could not be opened, failed, or a stream broke off): tried again after `wait`.
+    Retrying {
+        reason: String,
+        wait: std::time::Duration,
+    },
+}
+
 /// One destination of a live run's output. Every method has a default that does nothing, so a
 /// sink implements only what it takes.
 pub trait Sink {
@@ -74,6 +86,9 @@ pub trait Sink {
 
     /// The gallery changed on disk and was re-read.
     fn gallery(&mut self, _people: &[Person]) {}
+
+    /// The frame source is up, or down and about to be tried again (`retry` runs).
+    fn source_state(&mut self, _state: &SourceState) {}
 
     /// The frame source has ended (a recording, a closed stream) and the run lingers until
     /// stopped (see [`super::run::LiveConfig::linger`]): no frames come any more, but gallery

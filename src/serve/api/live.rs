@@ -77,10 +77,13 @@ pub async fn status(State(app): Shared) -> ApiResult<Response> {
             }),
             source: s.source.clone(),
             live: serde_json::json!({
-                "fps": round1(s.fps),
+                "fps": round1(s.fps_now()),
                 "frames": s.frames,
                 "dropped": s.dropped,
                 "ended": s.ended,
+                "source_state": s.state,
+                "source_problem": s.unhealthy(),
+                "last_frame_age_s": s.last_frame.map(|t| round1(t.elapsed().as_secs_f64())),
                 "stage_ms": {"detect": round1(detect), "landmarks": round1(landmarks),
                              "embed": round1(embed), "track": round1(track)},
                 "in_view": app.hub.in_view().iter().map(in_view_json).collect::<Vec<_>>(),
@@ -118,8 +121,38 @@ pub async fn metrics(State(app): Shared) -> ApiResult<Response> {
     metric(
         "fps",
         "gauge",
-        "Frames recognised per second, last few seconds.",
-        &one(s.fps),
+        "Frames recognised per second, last few seconds (0 once frames stop).",
+        &one(s.fps_now()),
+    );
+    metric(
+        "source_up",
+        "gauge",
+        "1 while the frame source is healthy (open, and a live one delivering), else 0.",
+        &one(if s.unhealthy().is_none() { 1.0 } else { 0.0 }),
+    );
+    if let Some(t) = s.last_frame {
+        metric(
+            "last_frame_age_seconds",
+            "gauge",
+            "Seconds since the last frame was recognised.",
+            &one(t.elapsed().as_secs_f64()),
+        );
+    }
+    let decision_lines: Vec<(String, f64)> = ["granted", "denied"]
+        .iter()
+        .zip(&hub.decisions)
+        .map(|(n, v)| {
+            (
+                format!("{{decision=\"{n}\"}}"),
+                v.load(Ordering::Relaxed) as f64,
+            )
+        })
+        .collect();
+    metric(
+        "access_decisions_total",
+        "counter",
+        "Access decisions since the start.",
+        &decision_lines,
     );
     metric(
         "frames_total",

@@ -141,8 +141,20 @@ async fn security_headers(mut res: Response) -> Response {
     res
 }
 
-async fn health() -> Json<serde_json::Value> {
-    Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+/// 200 while the board recognises (the source open and, when live, delivering); 503 with the
+/// reason otherwise, so that a monitor or a load balancer sees a dead camera.
+async fn health(State(app): Shared) -> Response {
+    let version = env!("CARGO_PKG_VERSION");
+    match app.hub.stats().unhealthy() {
+        None => Json(serde_json::json!({"status": "ok", "version": version})).into_response(),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(
+                serde_json::json!({"status": "unavailable", "reason": reason, "version": version}),
+            ),
+        )
+            .into_response(),
+    }
 }
 
 async fn openapi(request: HeaderMap) -> impl IntoResponse {

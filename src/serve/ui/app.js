@@ -235,6 +235,9 @@ async function pollLive(gen) {
 }
 
 function renderLive(live) {
+  // A dead camera must not look like an empty hallway: say what the server knows.
+  const banner = $('#source-banner');
+  say(banner, live.source_problem ? `Camera: ${live.source_problem}.` : '');
   const list = $('#in-view');
   const faces = live.in_view || [];
   fill(list, faces.map((f) => el('li', { class: 'in-view-item state-' + f.state },

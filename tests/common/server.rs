@@ -95,6 +95,11 @@ impl Server {
         stdin.flush().unwrap();
     }
 
+    /// Closes the MJPEG stream: the source ends.
+    pub fn end_stream(&mut self) {
+        self.stdin.take();
+    }
+
     pub fn log(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }

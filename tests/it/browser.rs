@@ -341,6 +341,25 @@ fn a_person_added_in_the_browser_is_identified_on_the_events_page() {
         .map(|p| p["name"].as_str().unwrap_or("").to_string())
         .collect();
     assert!(!names.iter().any(|n| n == "Forged"), "{names:?}");
+
+    // The camera dies: the Live page says so instead of showing the last picture as if live.
+    server.end_stream();
+    browser.open(&server.url("/#live"));
+    browser.wait(
+        "the banner that the source is down",
+        "document.querySelector('#source-banner').offsetParent \
+         && document.querySelector('#source-banner').textContent.includes('ended')",
+    );
+    let mut down = vec![browser.screenshot("live-source-down-phone")];
+    browser.post(
+        &browser.session("/window/rect"),
+        json!({"width": 1280, "height": 800}),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    down.push(browser.screenshot("live-source-down"));
+    for p in down {
+        eprintln!("screenshot: {}", p.display());
+    }
 }
 
 /// Serves, on a port of its own, a page that posts a photo to `target`'s enrollment route with

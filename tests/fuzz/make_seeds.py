@@ -193,4 +193,24 @@ put("photo_index_data", "empty", b"FGIDX\x00\x01\x00" + struct.pack("<III", dim,
 
 put("settings_toml", "example.toml", (ROOT / "cross" / "config.example.toml").read_bytes())
 put("settings_toml", "flat.toml", b'camera = 0\nthreshold = 0.4\nstats = true\nmqtt_topic = "a/b"\n')
+
+# Sync messages: mode 0 is the wire message (envelope and HMAC with the fuzzer's key), any other
+# first byte the body alone (the target signs it).
+import base64, hashlib, hmac
+SYNC_KEY = b"fuzzing-key-0123456789"
+def sync_body(**over):
+    body = {"id": "p000001-00000000000000aa", "version": 3, "origin": "00000000000000aa",
+            "name": "Ada", "enrolled_unix": 1700000000, "model": "ab" * 32, "deleted": False,
+            "shots": [{"embedding": [0.25, -0.5, 0.125, 1.0], "crop": ""},
+                      {"embedding": [0.5, 0.5, -0.25, 0.0], "crop": ""}]}
+    body.update(over)
+    return json.dumps(body, separators=(",", ":"))
+def sealed(body):
+    mac = hmac.new(SYNC_KEY, body.encode(), hashlib.sha256).hexdigest()
+    return b"\0" + json.dumps({"body": body, "mac": mac}).encode()
+put("sync_message", "person", sealed(sync_body()))
+put("sync_message", "tombstone", sealed(sync_body(deleted=True, name="", shots=[])))
+put("sync_message", "body-person", b"\1" + sync_body().encode())
+put("sync_message", "body-crop", b"\1" + sync_body(shots=[{"embedding": [1.0], "crop": base64.b64encode(b"\x89PNG\r\n\x1a\n").decode()}]).encode())
+put("sync_message", "forged", b"\0" + json.dumps({"body": sync_body(), "mac": "00" * 32}).encode())
 print("seeds written to", HERE / "seeds")

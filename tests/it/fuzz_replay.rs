@@ -62,3 +62,8 @@ fn settings_toml() {
 fn photo_index_data() {
     replay("photo_index_data", targets::photo_index_data);
 }
+
+#[test]
+fn sync_message() {
+    replay("sync_message", targets::sync_message);
+}

@@ -87,6 +87,8 @@ impl Gallery {
         let mut removed = self.removed.clone();
         let mut next_id = self.next_id;
         let mut old_files = Vec::new();
+        // New crops, written together before the commit (one directory sync for the batch).
+        let mut new_crops: Vec<(String, Vec<u8>)> = Vec::new();
         let dim = self.model.embedding_dim;
         for change in changes {
             let id = change.id().to_string();
@@ -120,17 +122,16 @@ impl Gallery {
                     let held = at.map(|i| &next[i]);
                     let mut crops = Vec::new();
                     if !a.crops.is_empty() {
-                        fs::create_dir_all(self.dir.join(CROPS))
-                            .map_err(|e| err(&self.dir.join(CROPS), e.to_string()))?;
                         // Numbers go on from the crops the index names now, which stay until
                         // the commit.
                         let first = held
                             .and_then(|p| p.entry.crops.last())
                             .and_then(|c| numbered_crop(&id, c, ""))
                             .map_or(0, |k| k + 1);
-                        for (k, png) in (first..).zip(&a.crops) {
+                        for (k, png) in (first..).zip(a.crops) {
                             let rel = numbered_crop_name(&id, "", k);
-                            write_atomic(&self.dir.join(&rel), png)?;
+                            let file = rel.rsplit('/').next().unwrap_or(&rel).to_string();
+                            new_crops.push((file, png));
                             crops.push(rel);
                         }
                     }
@@ -177,6 +178,16 @@ impl Gallery {
         }
         if applied.updated.is_empty() && applied.removed.is_empty() {
             return Ok(applied);
+        }
+        if !new_crops.is_empty() {
+            let dir = self.dir.join(CROPS);
+            fs::create_dir_all(&dir).map_err(|e| err(&dir, e.to_string()))?;
+            let files: Vec<(String, &[u8])> = new_crops
+                .iter()
+                .map(|(name, png)| (name.clone(), png.as_slice()))
+                .collect();
+            crate::support::durable::write_batch(&dir, &files)
+                .map_err(|e| err(&dir, format!("cannot write the synced crops: {e}")))?;
         }
         self.commit_with(next, next_id, removed)?;
         for f in old_files {

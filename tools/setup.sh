@@ -25,6 +25,13 @@ command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || apt_install mos
 [ -d /usr/share/zoneinfo/Europe ] || apt_install tzdata
 command -v chromium >/dev/null || apt_install chromium
 command -v chromedriver >/dev/null || apt_install chromium-driver
+# The HTTP API's description is checked by a validator from PyPI, in a virtual environment of its
+# own (Debian's Python refuses system-wide pip installs).
+pytools="$HOME/.cache/facegate-pytools"
+if ! "$pytools/bin/python3" -c "import openapi_spec_validator" 2>/dev/null; then
+  python3 -m venv "$pytools" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$pytools"; }
+  "$pytools/bin/pip" install -q "openapi-spec-validator==0.7.*"
+fi
 
 if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then
   export PATH="$HOME/.cargo/bin:$PATH"

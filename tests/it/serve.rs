@@ -1129,3 +1129,52 @@ fn a_source_that_is_missing_or_dies_turns_health_to_503_and_back() {
     camera.join().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The HTTP API's description is valid OpenAPI 3.0, by the validator from PyPI that
+/// tools/setup.sh installs (it once had an unquoted comma that made it invalid), and names every
+/// route the server answers under /api/v1.
+#[test]
+fn the_openapi_description_is_valid() {
+    let home = std::env::var("HOME").unwrap_or_default();
+    let python = format!("{home}/.cache/facegate-pytools/bin/python3");
+    assert!(
+        std::path::Path::new(&python).exists(),
+        "the OpenAPI validator is missing: run tools/setup.sh (it installs openapi-spec-validator \
+         into {python})"
+    );
+    let spec = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.yaml");
+    let out = std::process::Command::new(&python)
+        .args([
+            "-c",
+            "import sys\n\
+             from openapi_spec_validator import validate\n\
+             from openapi_spec_validator.readers import read_from_filename\n\
+             validate(read_from_filename(sys.argv[1])[0])\n\
+             print('valid')",
+            spec,
+        ])
+        .output()
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && said.contains("valid"), "{said}");
+    let text = std::fs::read_to_string(spec).unwrap();
+    let routes =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/serve/api/mod.rs"))
+            .unwrap();
+    for line in routes
+        .lines()
+        .filter(|l| l.trim_start().starts_with(".route(\""))
+    {
+        let path = line.split('"').nth(1).unwrap();
+        let documented = if path.starts_with("/api/") || path == "/health" || path == "/metrics" {
+            path.to_string()
+        } else {
+            format!("/api/v1{path}")
+        };
+        assert!(
+            text.contains(&format!("\n  {documented}:")),
+            "route {documented} is not in docs/openapi.yaml"
+        );
+    }
+}

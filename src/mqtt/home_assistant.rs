@@ -98,6 +98,11 @@ impl Board {
     pub fn event_topic(&self) -> String {
         self.topic("event")
     }
+    /// Whether the camera (the frame source) delivers: `ON`, or `OFF` while it is down.
+    pub fn camera_topic(&self) -> String {
+        self.topic("camera")
+    }
+
     pub fn snapshot_topic(&self) -> String {
         self.topic("snapshot")
     }
@@ -151,6 +156,20 @@ impl Board {
                 "state_topic": self.event_topic(),
                 "event_types": ["identified", "unknown", "left"],
                 "icon": "mdi:face-recognition",
+                "qos": 1,
+            }),
+        );
+        components.insert(
+            "camera".into(),
+            json!({
+                "p": "binary_sensor",
+                "name": "Camera",
+                "unique_id": self.unique("camera"),
+                "device_class": "connectivity",
+                "entity_category": "diagnostic",
+                "state_topic": self.camera_topic(),
+                "payload_on": ON,
+                "payload_off": OFF,
                 "qos": 1,
             }),
         );
@@ -309,6 +328,15 @@ impl HomeAssistant {
             tracks: HashMap::new(),
             last: None,
         }
+    }
+
+    /// The frame source came up (`true`) or went down or ended: the camera entity, retained, so
+    /// that an automation can tell a dead camera from an empty hallway.
+    pub fn camera(&self, publisher: &Publisher, up: bool) {
+        publisher.send(&Message::retained(
+            self.board.camera_topic(),
+            if up { ON } else { OFF },
+        ));
     }
 
     fn id_of(&self, name: &str) -> Option<String> {

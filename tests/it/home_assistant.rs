@@ -252,10 +252,23 @@ fn after_the_source_ends_serve_still_announces_people_enrolled_through_the_api()
         &dir.join("gallery"),
         &["--mqtt", &url, "--camera-name", "Front door"],
     );
-    ha.wait(CONFIG, "the first announcement", |_| true);
+    let config = ha.wait(CONFIG, "the first announcement", |_| true);
+    let config: serde_json::Value = serde_json::from_slice(&config.payload).unwrap();
+    assert_eq!(
+        config["cmps"]["camera"]["state_topic"], "facegate/front_door/camera",
+        "{config}"
+    );
+    let mut states = Listener::subscribe(port, "ha-camera", &["facegate/front_door/camera"]);
     // A short recording (an empty stream is an error, not an end), then the stream closes.
     s.feed(&[blank(), blank()]);
+    states.wait("facegate/front_door/camera", "the camera on", |m| {
+        m.payload == b"ON"
+    });
     s.stdin.take();
+    // The camera entity turns off: Home Assistant can tell a dead camera from an empty hallway.
+    states.wait("facegate/front_door/camera", "the camera off", |m| {
+        m.payload == b"OFF"
+    });
     let started = std::time::Instant::now();
     while !s.log().contains("the frame source ended")
         && started.elapsed() < crate::common::server::PATIENCE

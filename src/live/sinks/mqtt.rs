@@ -10,7 +10,7 @@ use crate::store::gallery::Person;
 
 use super::super::capture::Counts;
 use super::super::recognizer::Recognizer;
-use super::{DecisionDone, Sink};
+use super::{DecisionDone, Sink, SourceState};
 use crate::events::Event;
 
 /// Where and how to publish.
@@ -45,6 +45,17 @@ impl Outbox {
         Outbox {
             config,
             connected: None,
+        }
+    }
+
+    /// Home Assistant's camera entity: the source up or down.
+    fn camera(&self, up: bool) {
+        if let Some(Connected {
+            publisher,
+            home_assistant: Some(ha),
+        }) = &self.connected
+        {
+            ha.camera(publisher, up);
         }
     }
 
@@ -110,6 +121,14 @@ impl Sink for Outbox {
             }
         }
         Ok(())
+    }
+
+    fn source_state(&mut self, state: &SourceState) {
+        self.camera(matches!(state, SourceState::Up { .. }));
+    }
+
+    fn source_ended(&mut self) {
+        self.camera(false);
     }
 
     fn gallery(&mut self, people: &[Person]) {

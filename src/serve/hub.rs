@@ -89,8 +89,37 @@ impl LiveStats {
     }
 }
 
+/// Upper bounds (seconds) of the per-stage latency histograms: from a tracked face's 0.1 ms to
+/// a slow board's detection.
+pub const LATENCY_BOUNDS: [f64; 10] = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0];
+
+/// The stages a frame goes through, as `/metrics` names them, and the whole frame.
+pub const STAGES: [&str; 5] = ["detect", "landmarks", "embed", "track", "frame"];
+
+/// Per-frame latency of each stage: counts per bound (cumulative on output), sum and count.
+#[derive(Debug, Clone, Default)]
+pub struct Latency {
+    pub buckets: [[u64; LATENCY_BOUNDS.len()]; STAGES.len()],
+    pub sum_s: [f64; STAGES.len()],
+    pub count: u64,
+}
+
+impl Latency {
+    /// One frame's seconds per stage (in [`STAGES`] order).
+    pub fn record(&mut self, seconds: [f64; STAGES.len()]) {
+        for (stage, s) in seconds.iter().enumerate() {
+            if let Some(b) = LATENCY_BOUNDS.iter().position(|bound| s <= bound) {
+                self.buckets[stage][b] += 1;
+            }
+            self.sum_s[stage] += s;
+        }
+        self.count += 1;
+    }
+}
+
 pub struct Hub {
     started: Instant,
+    pub latency: Mutex<Latency>,
     stats: Mutex<LiveStats>,
     frame: Mutex<Option<LatestFrame>>,
     /// The annotated JPEG of one frame, encoded once however many clients watch.
@@ -105,6 +134,11 @@ pub struct Hub {
     pub events_dropped: AtomicU64,
 }
 
+/// The latency histograms, for one frame's update or a copy.
+pub fn lock_latency(hub: &Hub) -> MutexGuard<'_, Latency> {
+    lock(&hub.latency)
+}
+
 /// Recovers a poisoned lock: the data behind these locks is replaced whole, never left half-done.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -117,6 +151,7 @@ impl Hub {
     pub fn new(source: String) -> Hub {
         Hub {
             started: Instant::now(),
+            latency: Mutex::new(Latency::default()),
             stats: Mutex::new(LiveStats {
                 source,
                 state: "starting",

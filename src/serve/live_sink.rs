@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::events::Event;
+use crate::live::recognizer::StageTotals;
 use crate::live::sinks::{DecisionDone, FrameDone, Sink, SourceState};
 use crate::store::gallery::Person;
 
@@ -19,6 +20,8 @@ pub struct ToServer {
     hub: Arc<Hub>,
     recorder: Recorder,
     window: (Instant, u64),
+    /// The recognizer's totals after the previous frame: the difference is this frame's.
+    previous: StageTotals,
 }
 
 impl ToServer {
@@ -27,6 +30,7 @@ impl ToServer {
             hub,
             recorder,
             window: (Instant::now(), 0),
+            previous: StageTotals::default(),
         }
     }
 
@@ -50,6 +54,15 @@ impl Sink for ToServer {
             fps
         });
         self.hub.record_totals(&totals, frame.dropped, fps);
+        let this = totals.since(&self.previous);
+        self.previous = totals;
+        if this.frames == 1 {
+            let stages =
+                [this.detect, this.landmarks, this.embed, this.track].map(|d| d.as_secs_f64());
+            let whole = stages.iter().sum();
+            let [d, l, e, t] = stages;
+            super::hub::lock_latency(&self.hub).record([d, l, e, t, whole]);
+        }
         let in_view = frame.recognizer.in_view();
         self.hub
             .frame_done(frame.number, frame.rgb.clone(), in_view);

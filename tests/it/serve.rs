@@ -1104,6 +1104,23 @@ fn a_source_that_is_missing_or_dies_turns_health_to_503_and_back() {
         metrics.contains("facegate_last_frame_age_seconds"),
         "{metrics}"
     );
+    // Per-stage latency histograms: every frame lands in a bucket up to +Inf.
+    let count = |stage: &str| -> u64 {
+        let key = format!("facegate_stage_seconds_count{{stage=\"{stage}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&key))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {metrics}"))
+    };
+    assert!(
+        count("detect") >= 1 && count("frame") == count("detect"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("facegate_stage_seconds_bucket{stage=\"frame\",le=\"+Inf\"}"),
+        "{metrics}"
+    );
     assert!(
         metrics.contains("facegate_access_decisions_total{decision=\"granted\"} 0"),
         "{metrics}"

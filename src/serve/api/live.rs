@@ -166,6 +166,30 @@ pub async fn metrics(State(app): Shared) -> ApiResult<Response> {
         "Frames dropped because recognition was behind.",
         &one(s.dropped as f64),
     );
+    let latency = crate::serve::hub::lock_latency(hub).clone();
+    let mut hist = String::new();
+    let _ = writeln!(
+        hist,
+        "# HELP facegate_stage_seconds Seconds each stage took per frame (frame: all of them).\n\
+         # TYPE facegate_stage_seconds histogram"
+    );
+    for (i, stage) in crate::serve::hub::STAGES.iter().enumerate() {
+        let mut cumulative = 0;
+        for (b, bound) in crate::serve::hub::LATENCY_BOUNDS.iter().enumerate() {
+            cumulative += latency.buckets[i][b];
+            let _ = writeln!(
+                hist,
+                "facegate_stage_seconds_bucket{{stage=\"{stage}\",le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let _ = writeln!(
+            hist,
+            "facegate_stage_seconds_bucket{{stage=\"{stage}\",le=\"+Inf\"}} {}\n\
+             facegate_stage_seconds_sum{{stage=\"{stage}\"}} {}\n\
+             facegate_stage_seconds_count{{stage=\"{stage}\"}} {}",
+            latency.count, latency.sum_s[i], latency.count
+        );
+    }
     let stages = ["detect", "landmarks", "embed", "track"];
     let stage_lines: Vec<(String, f64)> = stages
         .iter()
@@ -220,6 +244,7 @@ pub async fn metrics(State(app): Shared) -> ApiResult<Response> {
         "Seconds since the start.",
         &one(hub.uptime_s()),
     );
+    out.push_str(&hist);
     Ok((
         [(
             header::CONTENT_TYPE,

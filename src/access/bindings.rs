@@ -84,16 +84,19 @@ impl Bindings {
         self.names.get(name).map(|b| b.id.as_str())
     }
 
-    /// Binds `name` to `id`; whether that changed anything.
-    pub fn bind(&mut self, name: &str, id: &str, now_unix: u64) -> bool {
+    /// Binds `name` to `id` from now on; whether that changed anything.
+    pub fn bind(&mut self, name: &str, id: &str) -> bool {
         if self.get(name) == Some(id) {
             return false;
         }
+        let since_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         self.names.insert(
             name.to_string(),
             Bound {
                 id: id.to_string(),
-                since_unix: now_unix,
+                since_unix,
             },
         );
         true
@@ -136,8 +139,8 @@ mod tests {
     fn bindings_survive_a_save_and_name_another_person_as_a_warning() {
         let dir = scratch("roundtrip");
         let mut b = Bindings::load(&dir).unwrap();
-        assert!(b.bind("Ada", "p3", 1));
-        assert!(!b.bind("Ada", "p3", 2));
+        assert!(b.bind("Ada", "p3"));
+        assert!(!b.bind("Ada", "p3"));
         b.save(&dir).unwrap();
         let again = Bindings::load(&dir).unwrap();
         assert_eq!(again.get("Ada"), Some("p3"));

@@ -508,7 +508,7 @@ do = ["notify"]
         let first = parse(FILE).unwrap();
         let mut bindings = Bindings::default();
         for (name, id) in &first.new_bindings {
-            bindings.bind(name, id, 1);
+            bindings.bind(name, id);
         }
         let now = vec![
             Enrolled {

@@ -166,12 +166,9 @@ impl RulesFollower {
 fn read(path: &Path, gallery: &Path, people: &[Enrolled]) -> Result<Rules, String> {
     let mut bindings = Bindings::load(gallery)?;
     let rules = Rules::read(path, people, &bindings)?;
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
     let mut changed = false;
     for (name, id) in &rules.new_bindings {
-        changed |= bindings.bind(name, id, now);
+        changed |= bindings.bind(name, id);
     }
     if changed {
         if let Err(e) = bindings.save(gallery) {

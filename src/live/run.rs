@@ -133,13 +133,13 @@ pub fn run(
     // the first frame (the sync thread applying what the broker held, an enrollment) is then
     // seen as a change. Noted after the read, such a commit went unseen, and the run matched
     // against the older gallery until the next change.
-    let mut follower = GalleryFollower::new(&config.gallery, model.clone());
+    let follower = GalleryFollower::new(&config.gallery, model.clone());
     let gallery = pipeline.open_gallery(&config.gallery)?;
     let mut recognizer = config.tuning.recognizer(pipeline, gallery.people())?;
     if let Some(s) = &config.strangers {
         recognizer.keep_strangers(Strangers::open(&s.dir, &model, threshold, s.days)?);
     }
-    let mut rules = match &config.rules {
+    let rules = match &config.rules {
         Some(path) => Some(RulesFollower::start(
             path,
             &config.gallery,
@@ -162,7 +162,11 @@ pub fn run(
         camera: config.camera.clone(),
         sinks,
     };
-    let mut people = gallery.people().to_vec();
+    let mut following = Following {
+        follower,
+        rules,
+        people: gallery.people().to_vec(),
+    };
     let mut skip_warnings = crate::support::warnings::Throttle::per_minute();
     let mut wait = RETRY_FIRST;
     let mut counts = Counts::default();
@@ -173,13 +177,7 @@ pub fn run(
         {
             Ok(c) => c,
             Err(e) if config.retry => {
-                let followed = Followed {
-                    follower: &mut follower,
-                    recognizer: &mut recognizer,
-                    rules: &mut rules,
-                    people: &mut people,
-                };
-                if !out.wait_for_source(&e, &mut wait, followed, &stop) {
+                if !out.wait_for_source(&e, &mut wait, &mut following, &mut recognizer, &stop) {
                     break Ok(());
                 }
                 continue;
@@ -187,7 +185,7 @@ pub fn run(
             Err(e) => break Err(e),
         };
         for s in out.sinks.iter_mut() {
-            s.started(capture.description(), &people);
+            s.started(capture.description(), &following.people);
             s.source_state(&SourceState::Up {
                 live: capture.is_live(),
             });
@@ -198,13 +196,7 @@ pub fn run(
                 Ok(None) => break None,
                 Err(e) => break Some(e),
             };
-            let followed = Followed {
-                follower: &mut follower,
-                recognizer: &mut recognizer,
-                rules: &mut rules,
-                people: &mut people,
-            };
-            out.follow(followed);
+            out.follow(&mut following, &mut recognizer);
             match item {
                 Item::Skipped(why) => skip_warnings.warn(&format!("skipped {why}")),
                 Item::Frame(mut frame) => {
@@ -228,7 +220,7 @@ pub fn run(
                     for s in out.sinks.iter_mut() {
                         s.frame(&done);
                     }
-                    out.emit(events, &mut rules)?;
+                    out.emit(events, &mut following.rules)?;
                 }
             }
         };
@@ -248,18 +240,12 @@ pub fn run(
             break Err(why);
         }
         // Whoever was in view is gone with the picture: their visits end now.
-        out.emit(recognizer.finish(), &mut rules)?;
-        let followed = Followed {
-            follower: &mut follower,
-            recognizer: &mut recognizer,
-            rules: &mut rules,
-            people: &mut people,
-        };
-        if !out.wait_for_source(&why, &mut wait, followed, &stop) {
+        out.emit(recognizer.finish(), &mut following.rules)?;
+        if !out.wait_for_source(&why, &mut wait, &mut following, &mut recognizer, &stop) {
             break Ok(());
         }
     };
-    out.emit(recognizer.finish(), &mut rules)?;
+    out.emit(recognizer.finish(), &mut following.rules)?;
     if outcome.is_ok() && config.linger && !stop.load(Ordering::Relaxed) {
         // The people, the history and the fleet stay useful: changes made now (in the web UI)
         // still reach Home Assistant and the other boards.
@@ -267,7 +253,7 @@ pub fn run(
             s.source_ended();
         }
         while !stop.load(Ordering::Relaxed) {
-            if let Some(people) = follower.poll() {
+            if let Some(people) = following.follower.poll() {
                 for s in out.sinks.iter_mut() {
                     s.gallery(&people);
                 }
@@ -275,7 +261,7 @@ pub fn run(
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-    if let Some(r) = &mut rules {
+    if let Some(r) = &mut following.rules {
         r.access.finish();
     }
     for s in out.sinks.iter_mut() {
@@ -287,25 +273,25 @@ pub fn run(
 
 /// What a run follows while frames come, or while it waits for its source: the gallery (which
 /// the recognizer, the rules and the sinks take) and the rules file.
-struct Followed<'f> {
-    follower: &'f mut GalleryFollower,
-    recognizer: &'f mut Recognizer,
-    rules: &'f mut Option<RulesFollower>,
-    people: &'f mut Vec<Person>,
+struct Following {
+    follower: GalleryFollower,
+    rules: Option<RulesFollower>,
+    /// The people enrolled now.
+    people: Vec<Person>,
 }
 
 impl Emitter<'_, '_> {
     /// Takes a gallery or rules change made by another writer.
-    fn follow(&mut self, f: Followed<'_>) {
+    fn follow(&mut self, f: &mut Following, recognizer: &mut Recognizer) {
         if let Some(people) = f.follower.poll() {
-            f.recognizer.set_people(&people);
+            recognizer.set_people(&people);
             for s in self.sinks.iter_mut() {
                 s.gallery(&people);
             }
             if let Some(r) = f.rules.as_mut() {
                 r.set_people(&people);
             }
-            *f.people = people;
+            f.people = people;
         }
         if let Some(r) = f.rules.as_mut() {
             r.poll();
@@ -318,7 +304,8 @@ impl Emitter<'_, '_> {
         &mut self,
         why: &str,
         wait: &mut Duration,
-        f: Followed<'_>,
+        f: &mut Following,
+        recognizer: &mut Recognizer,
         stop: &AtomicBool,
     ) -> bool {
         let this = *wait;
@@ -339,13 +326,7 @@ impl Emitter<'_, '_> {
             if stop.load(Ordering::Relaxed) {
                 return false;
             }
-            let again = Followed {
-                follower: &mut *f.follower,
-                recognizer: &mut *f.recognizer,
-                rules: &mut *f.rules,
-                people: &mut *f.people,
-            };
-            self.follow(again);
+            self.follow(f, recognizer);
             std::thread::sleep(Duration::from_millis(100));
         }
         !stop.load(Ordering::Relaxed)

@@ -177,17 +177,6 @@ fn jumped(from: &Rect, to: &Rect) -> bool {
     scale > JUMP_SCALE || dx.hypot(dy) > JUMP_SHIFT * a
 }
 
-fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
-    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if na == 0.0 || nb == 0.0 {
-        0.0
-    } else {
-        dot / (na * nb)
-    }
-}
-
 fn iou(a: &Rect, b: &Rect) -> f32 {
     let x0 = a.x.max(b.x);
     let y0 = a.y.max(b.y);
@@ -360,7 +349,8 @@ impl Tracker {
             return None;
         };
         let matches_person = look.vote.person == Some(p);
-        let same = !track.anchor.is_empty() && cosine(look.embedding, &track.anchor) >= same_face;
+        let same = !track.anchor.is_empty()
+            && crate::embed::cosine(look.embedding, &track.anchor) >= same_face;
         if matches_person || same {
             if matches_person {
                 track.anchor = look.embedding.to_vec();

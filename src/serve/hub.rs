@@ -31,8 +31,6 @@ pub struct LiveStats {
     pub dropped: u64,
     /// Milliseconds per frame: detect, landmarks+align, embed, match+track (since the start).
     pub stage_ms: [f64; 4],
-    /// Whether the frame source has ended (the API keeps serving).
-    pub ended: bool,
     /// The source: "starting", "up", "retrying" (down, tried again) or "ended".
     pub state: &'static str,
     /// Why the source is down (retrying).
@@ -119,7 +117,7 @@ impl Latency {
 
 pub struct Hub {
     started: Instant,
-    pub latency: Mutex<Latency>,
+    latency: Mutex<Latency>,
     stats: Mutex<LiveStats>,
     frame: Mutex<Option<LatestFrame>>,
     /// The annotated JPEG of one frame, encoded once however many clients watch.
@@ -132,11 +130,6 @@ pub struct Hub {
     /// Access decisions: granted, denied.
     pub decisions: [AtomicU64; 2],
     pub events_dropped: AtomicU64,
-}
-
-/// The latency histograms, for one frame's update or a copy.
-pub fn lock_latency(hub: &Hub) -> MutexGuard<'_, Latency> {
-    lock(&hub.latency)
 }
 
 /// Recovers a poisoned lock: the data behind these locks is replaced whole, never left half-done.
@@ -167,6 +160,16 @@ impl Hub {
             decisions: Default::default(),
             events_dropped: AtomicU64::new(0),
         }
+    }
+
+    /// One frame's seconds per stage (in [`STAGES`] order), for the latency histograms.
+    pub fn record_latency(&self, seconds: [f64; STAGES.len()]) {
+        lock(&self.latency).record(seconds);
+    }
+
+    /// The latency histograms so far.
+    pub fn latency(&self) -> Latency {
+        lock(&self.latency).clone()
     }
 
     pub fn uptime_s(&self) -> f64 {

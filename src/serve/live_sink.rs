@@ -61,7 +61,7 @@ impl Sink for ToServer {
                 [this.detect, this.landmarks, this.embed, this.track].map(|d| d.as_secs_f64());
             let whole = stages.iter().sum();
             let [d, l, e, t] = stages;
-            super::hub::lock_latency(&self.hub).record([d, l, e, t, whole]);
+            self.hub.record_latency([d, l, e, t, whole]);
         }
         let in_view = frame.recognizer.in_view();
         self.hub
@@ -84,10 +84,7 @@ impl Sink for ToServer {
     }
 
     fn source_ended(&mut self) {
-        self.hub.set_stats(|s| {
-            s.ended = true;
-            s.state = "ended";
-        });
+        self.hub.set_stats(|s| s.state = "ended");
         eprintln!("facegate: the frame source ended; still serving until stopped (Ctrl-C)");
     }
 

@@ -53,20 +53,9 @@ fn write_as(path: &Path, bytes: &[u8], access: Access) -> io::Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let tmp = temporary(dir, &name);
     let result = (|| {
-        let mut options = File::options();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        if access == Access::Private {
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        }
-        let mut f = options.open(&tmp)?;
-        // A half-written temporary file is what a crash during this write leaves behind.
-        let half = bytes.len() / 2;
-        f.write_all(&bytes[..half])?;
-        crash_point("mid-write");
-        f.write_all(&bytes[half..])?;
+        let f = write_temporary(&tmp, bytes, access)?;
         f.sync_all()?;
         fs::rename(&tmp, path)?;
         File::open(dir)?.sync_all()
@@ -75,6 +64,28 @@ fn write_as(path: &Path, bytes: &[u8], access: Access) -> io::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Where a file named `name` in `dir` is written before it is renamed into place.
+fn temporary(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+/// Writes `bytes` to the temporary `tmp`, not yet flushed. A half-written temporary file is what
+/// a crash during this write leaves behind (crash point `mid-write`).
+fn write_temporary(tmp: &Path, bytes: &[u8], access: Access) -> io::Result<File> {
+    let mut options = File::options();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if access == Access::Private {
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    }
+    let mut f = options.open(tmp)?;
+    let half = bytes.len() / 2;
+    f.write_all(&bytes[..half])?;
+    crash_point("mid-write");
+    f.write_all(&bytes[half..])?;
+    Ok(f)
 }
 
 /// Files [`write_batch`] holds open at once before flushing them (well under any descriptor limit).
@@ -92,19 +103,9 @@ pub fn write_batch(dir: &Path, files: &[(String, &[u8])]) -> io::Result<()> {
         for chunk in files.chunks(BATCH_OPEN) {
             let mut open = Vec::with_capacity(chunk.len());
             for (name, bytes) in chunk {
-                let path = dir.join(name);
-                let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-                written.push((tmp.clone(), path));
-                let mut f = File::options()
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .open(&tmp)?;
-                let half = bytes.len() / 2;
-                f.write_all(&bytes[..half])?;
-                crash_point("mid-write");
-                f.write_all(&bytes[half..])?;
-                open.push(f);
+                let tmp = temporary(dir, name);
+                written.push((tmp.clone(), dir.join(name)));
+                open.push(write_temporary(&tmp, bytes, Access::Default)?);
             }
             for f in open {
                 f.sync_all()?;

@@ -294,17 +294,7 @@ fn a_stranger_who_replaces_an_identified_person_does_not_inherit_the_name() {
     let dir = scratch("access", "swap");
     let g = dir.join("gallery");
     let gallery = g.to_str().unwrap();
-    ok(&run_facegate(
-        &[
-            "enroll",
-            "--gallery",
-            gallery,
-            "--name",
-            "Obama",
-            &photo("obama.jpg"),
-        ],
-        &[],
-    ));
+    crate::common::enroll(&g, "Obama", "obama.jpg");
     // Obama's face lands at about (86, 101), 114 px; Biden's photo is scaled and placed so that
     // his face lands in the same box.
     let d = dir.join("frames");

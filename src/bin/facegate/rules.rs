@@ -50,11 +50,8 @@ pub fn run(args: RulesArgs) -> Result<ExitCode, String> {
             gallery,
             model,
         } => {
-            gallery.must_exist()?;
-            let pipeline = model.load()?;
-            let g = pipeline.open_gallery(&gallery.gallery)?;
+            let (g, bindings) = open(&gallery, &model)?;
             let people = Enrolled::of(g.people());
-            let bindings = Bindings::load(&gallery.gallery)?;
             let rules = Rules::read(&file, &people, &bindings)?;
             print!("{}", rules.explain(&people));
             // `watch` and `serve` start with these (the door keeps running); a check says them
@@ -71,13 +68,7 @@ pub fn run(args: RulesArgs) -> Result<ExitCode, String> {
             gallery,
             model,
         } => {
-            gallery.must_exist()?;
-            let pipeline = model.load()?;
-            let g = pipeline.open_gallery(&gallery.gallery)?;
-            let mut bindings = Bindings::load(&gallery.gallery)?;
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
+            let (g, mut bindings) = open(&gallery, &model)?;
             for name in &names {
                 let person = g
                     .people()
@@ -91,7 +82,7 @@ pub fn run(args: RulesArgs) -> Result<ExitCode, String> {
                         )
                     })?;
                 let before = bindings.get(name).map(str::to_string);
-                if bindings.bind(name, &person.entry.id, now) {
+                if bindings.bind(name, &person.entry.id) {
                     match before {
                         Some(old) => println!(
                             "'{}' in the rules now means {} (it meant {old})",
@@ -116,4 +107,14 @@ pub fn run(args: RulesArgs) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The gallery (checked against the model) and the names its rules were bound to.
+fn open(
+    gallery: &GalleryArgs,
+    model: &ModelArgs,
+) -> Result<(facegate::store::gallery::Gallery, Bindings), String> {
+    gallery.must_exist()?;
+    let g = model.load()?.open_gallery(&gallery.gallery)?;
+    Ok((g, Bindings::load(&gallery.gallery)?))
 }

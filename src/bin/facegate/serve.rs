@@ -101,11 +101,11 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
         stop.clone(),
         &mut [&mut to_server],
         // A source that ends (a recording, a closed stream) leaves the history, people, API,
-        // MQTT and fleet sync running until stopped; one that fails (a camera unplugged) ends
-        // the process instead, so that systemd restarts it.
+        // MQTT and fleet sync running until stopped; one that cannot be opened or fails (a
+        // camera unplugged) is tried again, with the UI and `/health` saying why.
         true,
     );
-    hub.set_stats(|s| s.ended = true);
+    hub.set_stats(|s| s.state = "ended");
     to_server.finish();
     server.stop();
     outcome.map(|()| ExitCode::SUCCESS)

@@ -80,7 +80,7 @@ pub async fn status(State(app): Shared) -> ApiResult<Response> {
                 "fps": round1(s.fps_now()),
                 "frames": s.frames,
                 "dropped": s.dropped,
-                "ended": s.ended,
+                "ended": s.state == "ended",
                 "source_state": s.state,
                 "source_problem": s.unhealthy(),
                 "last_frame_age_s": s.last_frame.map(|t| round1(t.elapsed().as_secs_f64())),
@@ -166,7 +166,7 @@ pub async fn metrics(State(app): Shared) -> ApiResult<Response> {
         "Frames dropped because recognition was behind.",
         &one(s.dropped as f64),
     );
-    let latency = crate::serve::hub::lock_latency(hub).clone();
+    let latency = hub.latency();
     let mut hist = String::new();
     let _ = writeln!(
         hist,

@@ -17,6 +17,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::factors::{Evidence, GpioInputSpec};
+
 /// A GPIO output line, requested once at start and held.
 pub trait OutputLine: Send {
     /// Drives the line active for `length`, then inactive again.
@@ -27,6 +29,10 @@ pub trait OutputLine: Send {
 /// the line is active low.
 pub trait Gpio: Send + Sync {
     fn open(&self, chip: &str, line: u32, active_low: bool) -> Result<Box<dyn OutputLine>, String>;
+
+    /// Requests an input line (a button, a keypad's relay) and, for as long as the process
+    /// runs, records in `evidence` each time it goes active.
+    fn watch(&self, spec: &GpioInputSpec, evidence: Evidence) -> Result<(), String>;
 }
 
 /// The kernel's GPIO character device.
@@ -36,11 +42,7 @@ impl Gpio for Chardev {
     #[cfg(all(target_os = "linux", feature = "gpio"))]
     fn open(&self, chip: &str, line: u32, active_low: bool) -> Result<Box<dyn OutputLine>, String> {
         use gpiocdev::line::Value;
-        let path = if chip.starts_with('/') {
-            chip.to_string()
-        } else {
-            format!("/dev/{chip}")
-        };
+        let path = chip_path(chip);
         let mut builder = gpiocdev::Request::builder();
         builder
             .on_chip(&path)
@@ -59,6 +61,56 @@ impl Gpio for Chardev {
         Ok(Box::new(ChardevLine { request }))
     }
 
+    #[cfg(all(target_os = "linux", feature = "gpio"))]
+    fn watch(&self, spec: &GpioInputSpec, evidence: Evidence) -> Result<(), String> {
+        use gpiocdev::line::EdgeDetection;
+        let path = chip_path(&spec.chip);
+        let mut builder = gpiocdev::Request::builder();
+        builder
+            .on_chip(&path)
+            .with_consumer("facegate")
+            .with_line(spec.line)
+            .as_input()
+            .with_edge_detection(EdgeDetection::RisingEdge)
+            // A mechanical button bounces for a few milliseconds; one press is one edge.
+            .with_debounce_period(Duration::from_millis(20));
+        if spec.active_low {
+            builder.as_active_low();
+        }
+        let request = builder.request().map_err(|e| {
+            format!(
+                "GPIO input line {} of {path}: {e} (is the chip there, the line free, and the user \
+                 in the gpio group?)",
+                spec.line
+            )
+        })?;
+        let (chip, line) = (spec.chip.clone(), spec.line);
+        std::thread::Builder::new()
+            .name(format!("facegate-input-{line}"))
+            .spawn(move || {
+                let mut warnings = crate::support::warnings::Throttle::per_minute();
+                loop {
+                    match request.read_edge_event() {
+                        Ok(_) => evidence.input(&chip, line, super::factors::wall_now()),
+                        Err(e) => {
+                            warnings.warn(&format!("GPIO input line {line} of {chip}: {e}"));
+                            std::thread::sleep(Duration::from_secs(1));
+                        }
+                    }
+                }
+            })
+            .map_err(|e| format!("GPIO input line {}: {e}", spec.line))?;
+        Ok(())
+    }
+
+    #[cfg(not(all(target_os = "linux", feature = "gpio")))]
+    fn watch(&self, spec: &GpioInputSpec, _evidence: Evidence) -> Result<(), String> {
+        Err(format!(
+            "GPIO input line {} of {}: this build has no GPIO support (Linux, feature `gpio`)",
+            spec.line, spec.chip
+        ))
+    }
+
     #[cfg(not(all(target_os = "linux", feature = "gpio")))]
     fn open(
         &self,
@@ -69,6 +121,16 @@ impl Gpio for Chardev {
         Err(format!(
             "GPIO line {line} of {chip}: this build has no GPIO support (Linux, feature `gpio`)"
         ))
+    }
+}
+
+/// `gpiochip0` or `/dev/gpiochip0` to the device's path.
+#[cfg(all(target_os = "linux", feature = "gpio"))]
+fn chip_path(chip: &str) -> String {
+    if chip.starts_with('/') {
+        chip.to_string()
+    } else {
+        format!("/dev/{chip}")
     }
 }
 
@@ -100,6 +162,9 @@ pub struct RecordingGpio {
     pub pulses: Arc<Mutex<Vec<Pulse>>>,
     /// Chips that exist (others fail to open, as a missing chip would).
     pub chips: Vec<String>,
+    /// Input lines watched, with the evidence they would write to (a test presses the
+    /// "button" by writing it).
+    pub inputs: Arc<Mutex<Vec<(GpioInputSpec, Evidence)>>>,
 }
 
 struct RecordingLine {
@@ -116,6 +181,19 @@ impl Gpio for RecordingGpio {
             key: (chip.to_string(), line, active_low),
             pulses: self.pulses.clone(),
         }))
+    }
+
+    fn watch(&self, spec: &GpioInputSpec, evidence: Evidence) -> Result<(), String> {
+        if !self.chips.iter().any(|c| *c == spec.chip) {
+            return Err(format!(
+                "GPIO input line {} of {}: no such chip",
+                spec.line, spec.chip
+            ));
+        }
+        if let Ok(mut i) = self.inputs.lock() {
+            i.push((spec.clone(), evidence));
+        }
+        Ok(())
     }
 }
 

@@ -4,6 +4,8 @@
 
 pub mod actions;
 pub mod bindings;
+pub mod factors;
+pub mod pins;
 pub mod rules;
 pub mod schedule;
 
@@ -15,7 +17,19 @@ use serde::Serialize;
 use crate::events::Event;
 use crate::events::EventKind;
 use actions::{Gpio, Job, Runner};
+use factors::{Check, Evidence, Subject};
 use rules::{Action, Rule, Rules};
+
+/// A face a rule would grant, waiting for the rule's other factors.
+struct Pending {
+    rule: usize,
+    who: String,
+    camera: Option<String>,
+    event: Event,
+    /// Wall-clock seconds when the face was decided, and when waiting ends.
+    face_at: f64,
+    until: f64,
+}
 
 /// One decision, as the audit records it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -37,6 +51,14 @@ pub struct Decision {
     pub reason: String,
     /// Actions run (granted only).
     pub actions: Vec<String>,
+    /// The factors besides the face the rule requires, each with whether it held and what was
+    /// seen.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub factors: Vec<Check>,
+    /// Denied for now: the face is waiting for the factors, and a later decision on the same
+    /// track says whether they came.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub waiting: bool,
 }
 
 impl Decision {
@@ -53,17 +75,27 @@ pub struct Access {
     /// Runner line index of each GPIO action.
     lines: HashMap<usize, usize>,
     threshold: f32,
+    evidence: Evidence,
+    pending: Vec<Pending>,
 }
 
 impl Access {
     /// Opens the GPIO lines the rules use (an error names the line), and starts the action thread.
     /// `threshold` is the match threshold, the default `min_score`.
-    pub fn start(rules: Rules, gpio: &dyn Gpio, threshold: f32) -> Result<Access, String> {
+    pub fn start(
+        rules: Rules,
+        gpio: &dyn Gpio,
+        threshold: f32,
+        evidence: Evidence,
+    ) -> Result<Access, String> {
         let mut opened = Vec::new();
         let mut lines = HashMap::new();
         for (action, spec) in rules.gpio_lines() {
             lines.insert(action, opened.len());
             opened.push(gpio.open(&spec.chip, spec.line, spec.active_low)?);
+        }
+        for spec in rules.input_lines() {
+            gpio.watch(&spec, evidence.clone())?;
         }
         Ok(Access {
             rules,
@@ -71,6 +103,8 @@ impl Access {
             runner: Runner::start(opened),
             lines,
             threshold,
+            evidence,
+            pending: Vec::new(),
         })
     }
 
@@ -83,15 +117,21 @@ impl Access {
     /// rules may be others, so cooldowns start over); otherwise the same file was resolved
     /// against a changed gallery, and a cooldown running must not end because someone enrolled.
     pub fn replace(&mut self, rules: Rules, edited: bool) -> Result<(), String> {
-        if rules.gpio_lines() != self.rules.gpio_lines() {
+        if rules.gpio_lines() != self.rules.gpio_lines()
+            || rules.input_lines() != self.rules.input_lines()
+        {
             return Err(
-                "the GPIO actions changed; restart facegate to use them (the old rules stay)"
+                "the GPIO actions or input factors changed; restart facegate to use them (the \
+                 old rules stay)"
                     .into(),
             );
         }
         self.rules = rules;
         if edited {
             self.granted_at.clear();
+            // Their indices name rules of the old file; a face waiting under them is decided
+            // anew when it is seen again.
+            self.pending.clear();
         }
         Ok(())
     }
@@ -108,26 +148,24 @@ impl Access {
         e: &Event,
         camera: Option<&str>,
     ) -> Option<(Decision, Vec<(String, String)>)> {
+        self.decide_at(e, camera, factors::wall_now())
+    }
+
+    /// [`Access::decide`] at wall-clock time `now` (what factors are timed by).
+    pub fn decide_at(
+        &mut self,
+        e: &Event,
+        camera: Option<&str>,
+        now: f64,
+    ) -> Option<(Decision, Vec<(String, String)>)> {
         let who = match e.kind {
             EventKind::Identified => e.person_id.clone()?,
             EventKind::Unknown => e.unknown_id.clone().unwrap_or_else(|| "unknown".into()),
             EventKind::Left => return None,
         };
-        let mut d = Decision {
-            event: "access",
-            ts: (e.ts * 1e3).round() / 1e3,
-            name: e.name.clone(),
-            person_id: e.person_id.clone(),
-            unknown_id: e.unknown_id.clone(),
-            camera: camera.map(str::to_string),
-            track: e.track,
-            score: (e.score * 1e4).round() / 1e4,
-            granted: false,
-            rule: None,
-            reason: String::new(),
-            actions: Vec::new(),
-        };
+        let mut d = blank(e, camera);
         let mut denials: Vec<(usize, String)> = Vec::new();
+        let mut waiting: Vec<(usize, Vec<Check>)> = Vec::new();
         let mut granting = None;
         for (i, rule) in self.rules.rules.iter().enumerate() {
             let named = match e.kind {
@@ -137,53 +175,46 @@ impl Access {
             if !named || !at_camera(rule, camera) {
                 continue;
             }
-            match self.refusal(i, rule, &who, camera, e) {
-                Some(why) => denials.push((i, why)),
-                None => {
-                    granting = Some(i);
-                    break;
-                }
+            if let Some(why) = self.refusal(i, rule, &who, camera, e) {
+                denials.push((i, why));
+                continue;
             }
+            let checks = self.factor_checks(rule, e, now, now);
+            if checks.iter().all(|c| c.held) {
+                granting = Some((i, checks));
+                break;
+            }
+            waiting.push((i, checks));
         }
         let mut messages = Vec::new();
         match granting {
-            Some(i) => {
+            Some((i, checks)) => {
+                d.factors = checks;
+                messages = self.grant(i, &who, camera, &mut d);
+                self.pending
+                    .retain(|p| !(p.who == who && p.camera.as_deref() == camera));
+            }
+            None if !waiting.is_empty() => {
+                let (i, checks) = waiting.swap_remove(0);
                 let rule = &self.rules.rules[i];
-                d.granted = true;
                 d.rule = Some(rule.name.clone());
-                d.reason = "granted".into();
-                d.actions = rule
-                    .actions
-                    .iter()
-                    .map(|&a| self.rules.actions[a].0.clone())
-                    .collect();
-                let actions = rule.actions.clone();
-                self.granted_at
-                    .insert((i, who.clone(), camera.unwrap_or("").to_string()), e.ts);
-                let payload = d.json();
-                for &a in &actions {
-                    let job = match &self.rules.actions[a].1 {
-                        Action::Gpio(g) => Job::Pulse {
-                            line: self.lines.get(&a).copied().unwrap_or(usize::MAX),
-                            length: Duration::from_millis(g.pulse_ms),
-                        },
-                        Action::Mqtt(topic) => {
-                            messages.push((topic.clone(), payload.clone()));
-                            continue;
-                        }
-                        Action::Webhook { url, timeout_ms } => Job::Webhook {
-                            url: url.clone(),
-                            body: payload.clone(),
-                            timeout: Duration::from_millis(*timeout_ms),
-                        },
-                        Action::Command(argv) => Job::Command {
-                            argv: argv.clone(),
-                            env: env_of(&d, &payload),
-                        },
-                    };
-                    if let Err(err) = self.runner.submit(job) {
-                        d.reason = format!("granted; {err}");
-                    }
+                d.reason = missing(&checks);
+                d.factors = checks;
+                if rule.wait > 0.0 {
+                    d.waiting = true;
+                    d.reason = format!("waiting up to {} s for {}", rule.wait, d.reason);
+                    let until = now + rule.wait;
+                    self.pending.retain(|p| {
+                        !(p.rule == i && p.who == who && p.camera.as_deref() == camera)
+                    });
+                    self.pending.push(Pending {
+                        rule: i,
+                        who,
+                        camera: camera.map(str::to_string),
+                        event: e.clone(),
+                        face_at: now,
+                        until,
+                    });
                 }
             }
             None if denials.is_empty() => {
@@ -210,6 +241,122 @@ impl Access {
             }
         }
         Some((d, messages))
+    }
+
+    /// Decides the faces waiting for factors: granted when the factors hold now, denied when
+    /// their wait is over. Called by the live loop every frame, and while it waits for frames.
+    pub fn poll(&mut self) -> Vec<(Decision, Vec<(String, String)>)> {
+        self.poll_at(factors::wall_now())
+    }
+
+    /// [`Access::poll`] at wall-clock time `now`.
+    pub fn poll_at(&mut self, now: f64) -> Vec<(Decision, Vec<(String, String)>)> {
+        let mut out = Vec::new();
+        for p in std::mem::take(&mut self.pending) {
+            let Some(rule) = self.rules.rules.get(p.rule) else {
+                continue;
+            };
+            let checks = self.factor_checks(rule, &p.event, p.face_at, now);
+            let held = checks.iter().all(|c| c.held);
+            if !held && now < p.until {
+                self.pending.push(p);
+                continue;
+            }
+            // The decision is made now: on the event's clock, this much after the face.
+            let mut e = p.event.clone();
+            e.ts += now - p.face_at;
+            let mut d = blank(&e, p.camera.as_deref());
+            d.rule = Some(rule.name.clone());
+            let refused = self.refusal(p.rule, rule, &p.who, p.camera.as_deref(), &e);
+            d.factors = checks;
+            let mut messages = Vec::new();
+            match refused {
+                Some(why) => d.reason = why,
+                None if held => messages = self.grant(p.rule, &p.who, p.camera.as_deref(), &mut d),
+                None => {
+                    d.reason = format!(
+                        "{}, within the {} s the face waited",
+                        missing(&d.factors),
+                        rule.wait
+                    )
+                }
+            }
+            out.push((d, messages));
+        }
+        out
+    }
+
+    /// Faces waiting for factors.
+    pub fn waiting(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The factors `rule` requires, checked for the face of `e` seen at `face_at`.
+    fn factor_checks(&self, rule: &Rule, e: &Event, face_at: f64, now: f64) -> Vec<Check> {
+        let who = Subject {
+            person_id: e.person_id.as_deref(),
+            name: e.name.as_deref(),
+        };
+        rule.require
+            .iter()
+            .map(|&f| {
+                let (name, factor) = &self.rules.factors[f];
+                self.evidence.check(name, factor, &who, face_at, now)
+            })
+            .collect()
+    }
+
+    /// Grants by rule `i`: runs its actions, starts its cooldown, and fills in `d`. Returns the
+    /// MQTT messages its actions publish.
+    fn grant(
+        &mut self,
+        i: usize,
+        who: &str,
+        camera: Option<&str>,
+        d: &mut Decision,
+    ) -> Vec<(String, String)> {
+        let rule = &self.rules.rules[i];
+        d.granted = true;
+        d.waiting = false;
+        d.rule = Some(rule.name.clone());
+        d.reason = "granted".into();
+        d.actions = rule
+            .actions
+            .iter()
+            .map(|&a| self.rules.actions[a].0.clone())
+            .collect();
+        let actions = rule.actions.clone();
+        self.granted_at.insert(
+            (i, who.to_string(), camera.unwrap_or("").to_string()),
+            d.ts,
+        );
+        let payload = d.json();
+        let mut messages = Vec::new();
+        for &a in &actions {
+            let job = match &self.rules.actions[a].1 {
+                Action::Gpio(g) => Job::Pulse {
+                    line: self.lines.get(&a).copied().unwrap_or(usize::MAX),
+                    length: Duration::from_millis(g.pulse_ms),
+                },
+                Action::Mqtt(topic) => {
+                    messages.push((topic.clone(), payload.clone()));
+                    continue;
+                }
+                Action::Webhook { url, timeout_ms } => Job::Webhook {
+                    url: url.clone(),
+                    body: payload.clone(),
+                    timeout: Duration::from_millis(*timeout_ms),
+                },
+                Action::Command(argv) => Job::Command {
+                    argv: argv.clone(),
+                    env: env_of(d, &payload),
+                },
+            };
+            if let Err(err) = self.runner.submit(job) {
+                d.reason = format!("granted; {err}");
+            }
+        }
+        messages
     }
 
     /// When a rule at this camera gives the face's name but the name is bound to someone else
@@ -278,6 +425,36 @@ impl Access {
         }
         None
     }
+}
+
+/// A decision on `e`, not yet made.
+fn blank(e: &Event, camera: Option<&str>) -> Decision {
+    Decision {
+        event: "access",
+        ts: (e.ts * 1e3).round() / 1e3,
+        name: e.name.clone(),
+        person_id: e.person_id.clone(),
+        unknown_id: e.unknown_id.clone(),
+        camera: camera.map(str::to_string),
+        track: e.track,
+        score: (e.score * 1e4).round() / 1e4,
+        granted: false,
+        rule: None,
+        reason: String::new(),
+        actions: Vec::new(),
+        factors: Vec::new(),
+        waiting: false,
+    }
+}
+
+/// The factors that did not hold, in words.
+fn missing(checks: &[Check]) -> String {
+    checks
+        .iter()
+        .filter(|c| !c.held)
+        .map(|c| format!("{} ({})", c.factor, c.detail))
+        .collect::<Vec<_>>()
+        .join(" and ")
 }
 
 fn at_camera(rule: &Rule, camera: Option<&str>) -> bool {
@@ -388,7 +565,7 @@ do = ["notify"]
             ..RecordingGpio::default()
         };
         let rules = parse(FILE).unwrap();
-        let mut access = Access::start(rules, &gpio, 0.363).unwrap();
+        let mut access = Access::start(rules, &gpio, 0.363, Evidence::default()).unwrap();
         let mut decide = |kind, name, score, ts, camera| {
             let (d, mqtt) = access
                 .decide(&event(kind, name, score, ts), camera)
@@ -531,7 +708,7 @@ do = ["notify"]
             chips: vec!["gpiochip0".into()],
             ..RecordingGpio::default()
         };
-        let mut access = Access::start(rules, &gpio, 0.363).unwrap();
+        let mut access = Access::start(rules, &gpio, 0.363, Evidence::default()).unwrap();
         let mut stranger = event(EventKind::Identified, Some("Ada"), 0.9, TUESDAY_0730);
         stranger.person_id = Some("p9".into());
         // The family rule refuses the new Ada; the guest rule grants p9 by id.
@@ -544,7 +721,7 @@ do = ["notify"]
         assert!(d.granted && d.rule.as_deref() == Some("family"), "{d:?}");
         // Without the id entry, the audit says why the new Ada is refused.
         let rules = Rules::parse(FILE, &now, &bindings).unwrap();
-        let mut access = Access::start(rules, &gpio, 0.363).unwrap();
+        let mut access = Access::start(rules, &gpio, 0.363, Evidence::default()).unwrap();
         let (d, _) = access.decide(&stranger, Some("front")).unwrap();
         assert!(!d.granted, "{d:?}");
         assert!(
@@ -615,7 +792,7 @@ do = ["notify"]
         }
         // A GPIO chip that is not there is an error at start.
         let rules = parse(FILE).unwrap();
-        let e = Access::start(rules, &RecordingGpio::default(), 0.363)
+        let e = Access::start(rules, &RecordingGpio::default(), 0.363, Evidence::default())
             .err()
             .unwrap();
         assert!(e.contains("line 17 of gpiochip0"), "{e}");

@@ -41,6 +41,7 @@ use jiff::tz::TimeZone;
 use serde::Deserialize;
 
 use super::bindings::Bindings;
+use super::factors::{Factor, FactorSpec};
 use super::schedule::{day_bound, Window};
 
 /// An enrolled person, as the rules see them.
@@ -72,6 +73,8 @@ struct File {
     groups: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     actions: BTreeMap<String, ActionSpec>,
+    #[serde(default)]
+    factors: BTreeMap<String, FactorSpec>,
     #[serde(default)]
     rules: Vec<RuleSpec>,
 }
@@ -115,6 +118,11 @@ struct RuleSpec {
     until: Option<String>,
     min_score: Option<f32>,
     cooldown: Option<f64>,
+    /// Factors besides the face ("face" may be written; it is always required).
+    #[serde(default)]
+    require: Vec<String>,
+    /// Seconds an otherwise granted face waits for the factors.
+    wait: Option<f64>,
     #[serde(rename = "do")]
     actions: Vec<String>,
 }
@@ -145,6 +153,10 @@ pub struct Rule {
     pub valid_until: Option<(f64, String)>,
     pub min_score: Option<f32>,
     pub cooldown: f64,
+    /// Indices into [`Rules::factors`]: what must hold besides the face.
+    pub require: Vec<usize>,
+    /// Seconds a face that the rule would grant waits for its factors.
+    pub wait: f64,
     /// Indices into [`Rules::actions`].
     pub actions: Vec<usize>,
 }
@@ -156,6 +168,7 @@ pub struct Rules {
     pub tz_name: String,
     pub cameras: Vec<String>,
     pub actions: Vec<(String, Action)>,
+    pub factors: Vec<(String, Factor)>,
     pub rules: Vec<Rule>,
     /// Names the file gives that are not enrolled: each is left out of its group or rule (so it
     /// grants nothing) and said at start, instead of stopping the door. A person removed from the
@@ -168,6 +181,7 @@ pub struct Rules {
 }
 
 const MAX_RULES: usize = 1000;
+const MAX_FACTORS: usize = 64;
 
 /// Turns the names and ids a rules file gives into gallery ids.
 struct Resolver<'a> {
@@ -357,6 +371,16 @@ impl Rules {
             };
             actions.push((name.clone(), action));
         }
+        if file.factors.len() > MAX_FACTORS {
+            return Err(format!("more than {MAX_FACTORS} factors"));
+        }
+        let mut factors = Vec::new();
+        for (name, spec) in &file.factors {
+            if name == "face" {
+                return Err("a factor may not be called 'face' (the face is always required)".into());
+            }
+            factors.push((name.clone(), spec.check(name)?));
+        }
         let mut rules = Vec::new();
         for spec in file.rules {
             let here = |what: String| format!("rule '{}': {what}", esc(&spec.name));
@@ -419,6 +443,23 @@ impl Rules {
             if !(0.0..=86_400.0).contains(&cooldown) {
                 return Err(here("cooldown must be 0 to 86400 seconds".into()));
             }
+            let mut require = Vec::new();
+            for f in spec.require.iter().filter(|f| *f != "face") {
+                let i = factors
+                    .iter()
+                    .position(|(n, _)| n == f)
+                    .ok_or_else(|| here(format!("requires '{}', which is not a factor", esc(f))))?;
+                if !require.contains(&i) {
+                    require.push(i);
+                }
+            }
+            let wait = spec.wait.unwrap_or(30.0);
+            if !(0.0..=super::factors::MAX_WAIT).contains(&wait) {
+                return Err(here(format!(
+                    "wait must be 0 to {} seconds",
+                    super::factors::MAX_WAIT
+                )));
+            }
             let mut indices = Vec::new();
             for a in &spec.actions {
                 let i = actions
@@ -438,6 +479,8 @@ impl Rules {
                 valid_until,
                 min_score: spec.min_score,
                 cooldown,
+                require,
+                wait,
                 actions: indices,
             });
         }
@@ -446,6 +489,7 @@ impl Rules {
             tz_name,
             cameras: file.cameras,
             actions,
+            factors,
             rules,
             warnings,
             bound: resolver.bound,
@@ -463,6 +507,31 @@ impl Rules {
                 _ => None,
             })
             .collect()
+    }
+
+    /// The GPIO input lines the factors watch (opened at start).
+    pub fn input_lines(&self) -> Vec<super::factors::GpioInputSpec> {
+        self.factors
+            .iter()
+            .filter_map(|(_, f)| match f {
+                Factor::Gpio(g) => Some(g.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The MQTT topic filters the factors watch.
+    pub fn mqtt_filters(&self) -> Vec<String> {
+        let mut filters: Vec<String> =
+            self.factors.iter().filter_map(|(_, f)| f.mqtt_filter()).collect();
+        filters.sort();
+        filters.dedup();
+        filters
+    }
+
+    /// Whether a factor takes PINs (entered through `serve`'s API).
+    pub fn takes_pins(&self) -> bool {
+        self.factors.iter().any(|(_, f)| matches!(f, Factor::Pin { .. }))
     }
 
     /// What the file grants, person by person (and to unknown faces), in words.
@@ -494,6 +563,13 @@ impl Rules {
                 Some(s) => format!("score at least {s}"),
                 None => "at the match threshold".into(),
             });
+            for &f in &r.require {
+                let (name, factor) = &self.factors[f];
+                parts.push(format!("with {name} ({})", factor.describe()));
+            }
+            if !r.require.is_empty() {
+                parts.push(format!("waiting up to {} s for them", r.wait));
+            }
             let actions: Vec<String> = r
                 .actions
                 .iter()

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::access::bindings::Bindings;
 use crate::access::rules::{Action, Enrolled, Rules};
+use crate::access::factors::Evidence;
 use crate::access::Access;
+use crate::live::run::Broker;
 use crate::store::gallery::{Gallery, IndexStamp, ModelInfo, Person};
 use crate::support::{terminal, warnings};
 
@@ -68,6 +70,8 @@ impl GalleryFollower {
 /// (`facegate rules bind`); a file that no longer checks keeps the old rules.
 pub struct RulesFollower {
     pub access: Access,
+    /// Watches the MQTT topics of the rules' factors, while there are any.
+    factors: Factors,
     path: PathBuf,
     gallery: PathBuf,
     stamp: Stamps,
@@ -82,35 +86,61 @@ pub struct RulesFollower {
 type Stamps = [Option<(SystemTime, u64)>; 2];
 
 impl RulesFollower {
-    /// Reads and checks the rules, and starts their actions (GPIO lines are opened here).
-    /// `can_publish`: whether an MQTT broker is there for the rules' MQTT actions.
+    /// Reads and checks the rules, and starts their actions and factors (GPIO lines are opened
+    /// here). `broker`: the MQTT broker for the rules' MQTT actions and factors. `pins`: whether
+    /// PINs can be entered (`serve`'s API).
     pub fn start(
         path: &Path,
         gallery: &Path,
         people: &[Person],
         threshold: f32,
-        can_publish: bool,
+        broker: Option<&Broker>,
+        evidence: Evidence,
+        pins: bool,
     ) -> Result<RulesFollower, String> {
         let people = Enrolled::of(people);
         let stamp = stamps(path, gallery);
         let rules = read(path, gallery, &people)?;
+        let here = |e: String| format!("rules {}: {e}", terminal::path(path));
         let publishes = rules
             .actions
             .iter()
             .any(|(_, a)| matches!(a, Action::Mqtt(_)));
-        if publishes && !can_publish {
-            return Err(format!(
-                "rules {}: an action publishes to MQTT, but no --mqtt broker is given",
-                terminal::path(path)
+        if publishes && broker.is_none() {
+            return Err(here(
+                "an action publishes to MQTT, but no --mqtt broker is given".into(),
             ));
+        }
+        if !rules.mqtt_filters().is_empty() && broker.is_none() {
+            return Err(here(
+                "a factor watches an MQTT topic, but no --mqtt broker is given".into(),
+            ));
+        }
+        if rules.takes_pins() && !pins {
+            eprintln!(
+                "facegate: warning: {}",
+                here(
+                    "a factor takes a PIN, which is entered through `facegate serve`'s API; here \
+                     it never holds"
+                        .into()
+                )
+            );
         }
         let mut said = std::collections::HashSet::new();
         // What grants nothing is said; the door runs on without it.
         say_new(&rules, path, &mut said);
-        let access = Access::start(rules, &crate::access::actions::Chardev, threshold)
-            .map_err(|e| format!("rules {}: {e}", terminal::path(path)))?;
+        let mut factors = Factors {
+            broker: broker.cloned(),
+            evidence: evidence.clone(),
+            filters: Vec::new(),
+            watcher: None,
+        };
+        factors.watch(&rules).map_err(here)?;
+        let access = Access::start(rules, &crate::access::actions::Chardev, threshold, evidence)
+            .map_err(here)?;
         Ok(RulesFollower {
             access,
+            factors,
             path: path.to_path_buf(),
             gallery: gallery.to_path_buf(),
             stamp,
@@ -144,6 +174,10 @@ impl RulesFollower {
         if let Ok(r) = &read {
             say_new(r, &self.path, &mut self.said);
         }
+        let read = read.and_then(|r| {
+            self.factors.watch(&r)?;
+            Ok(r)
+        });
         match read.and_then(|r| self.access.replace(r, edited)) {
             Ok(()) if edited => eprintln!(
                 "facegate: rules {} re-read: {} rules",
@@ -158,6 +192,67 @@ impl RulesFollower {
             ),
         }
     }
+}
+
+/// The MQTT subscription of the factors in force.
+struct Factors {
+    broker: Option<Broker>,
+    evidence: Evidence,
+    filters: Vec<String>,
+    watcher: Option<MqttWatcher>,
+}
+
+#[cfg(feature = "mqtt")]
+type MqttWatcher = crate::mqtt::Watcher;
+#[cfg(not(feature = "mqtt"))]
+type MqttWatcher = ();
+
+impl Factors {
+    /// Watches the topics `rules` need, when they are not the ones watched already.
+    fn watch(&mut self, rules: &Rules) -> Result<(), String> {
+        let filters = rules.mqtt_filters();
+        if filters == self.filters {
+            return Ok(());
+        }
+        self.watcher = None;
+        self.filters.clear();
+        if filters.is_empty() {
+            return Ok(());
+        }
+        let Some(broker) = &self.broker else {
+            return Err("a factor watches an MQTT topic, but no --mqtt broker is given".into());
+        };
+        self.watcher = Some(start_watcher(broker, filters.clone(), self.evidence.clone())?);
+        self.filters = filters;
+        Ok(())
+    }
+}
+
+#[cfg(feature = "mqtt")]
+fn start_watcher(
+    broker: &Broker,
+    filters: Vec<String>,
+    evidence: Evidence,
+) -> Result<MqttWatcher, String> {
+    let mut warnings = warnings::Throttle::per_minute();
+    crate::mqtt::Watcher::start(
+        &broker.url,
+        broker.credentials.clone(),
+        filters,
+        move |topic, payload| {
+            if !evidence.mqtt(topic, payload, crate::access::factors::wall_now()) {
+                warnings.warn(&format!(
+                    "an MQTT message on {} was not taken as a factor: at most 128 bytes of text",
+                    terminal::escape(topic)
+                ));
+            }
+        },
+    )
+}
+
+#[cfg(not(feature = "mqtt"))]
+fn start_watcher(_: &Broker, _: Vec<String>, _: Evidence) -> Result<MqttWatcher, String> {
+    Err("this facegate was built without MQTT support (the `mqtt` feature), which an MQTT factor needs".into())
 }
 
 /// Reads the rules against `people` and the gallery's bindings, and records the names bound for

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::access::factors::Evidence;
 use crate::recognize::pipeline::Pipeline;
 use crate::store::gallery::Person;
 
@@ -85,6 +86,13 @@ pub struct FleetConfig {
     pub key: Vec<u8>,
 }
 
+/// An MQTT broker: `mqtt://host[:port]`, and a user name and password.
+#[derive(Clone)]
+pub struct Broker {
+    pub url: String,
+    pub credentials: Option<(String, String)>,
+}
+
 /// Everything a live run needs besides the pipeline, the source and the sinks.
 pub struct LiveConfig {
     /// The gallery matched against, followed as other processes change it.
@@ -98,8 +106,13 @@ pub struct LiveConfig {
     pub camera: Option<String>,
     /// The access rules file, re-read when it changes.
     pub rules: Option<PathBuf>,
-    /// Whether a sink publishes to MQTT (rules with an MQTT action need one).
-    pub mqtt: bool,
+    /// The MQTT broker the sinks publish to: rules with an MQTT action or an MQTT factor need
+    /// one.
+    pub mqtt: Option<Broker>,
+    /// What the rules' factors besides the face saw; `serve`'s API adds the PINs entered.
+    pub evidence: Evidence,
+    /// Whether PINs can be entered (`serve`'s API): a PIN factor under `watch` never holds.
+    pub pins: bool,
     /// Scripted frame times: frame N is at this many Unix seconds + N / the source's rate.
     pub frame_clock: Option<f64>,
     pub fleet: Option<FleetConfig>,
@@ -145,7 +158,9 @@ pub fn run(
             &config.gallery,
             gallery.people(),
             threshold,
-            config.mqtt,
+            config.mqtt.as_ref(),
+            config.evidence.clone(),
+            config.pins,
         )?),
         None => None,
     };
@@ -197,6 +212,7 @@ pub fn run(
                 Err(e) => break Some(e),
             };
             out.follow(&mut following, &mut recognizer);
+            out.settle(&mut following.rules)?;
             match item {
                 Item::Skipped(why) => skip_warnings.warn(&format!("skipped {why}")),
                 Item::Frame(mut frame) => {
@@ -258,6 +274,7 @@ pub fn run(
                     s.gallery(&people);
                 }
             }
+            out.settle(&mut following.rules)?;
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -327,6 +344,9 @@ impl Emitter<'_, '_> {
                 return false;
             }
             self.follow(f, recognizer);
+            if let Err(e) = self.settle(&mut f.rules) {
+                eprintln!("facegate: warning: {}", crate::support::terminal::escape_message(&e));
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
         !stop.load(Ordering::Relaxed)
@@ -362,18 +382,48 @@ impl Emitter<'_, '_> {
                 .as_mut()
                 .and_then(|r| r.access.decide(e, self.camera.as_deref()));
             if let Some((decision, messages)) = decided {
-                let audit = decision.json();
-                let done = DecisionDone {
-                    decision: &decision,
-                    audit: &audit,
-                    messages: &messages,
-                };
-                for s in self.sinks.iter_mut() {
-                    s.decision(&done)?;
-                }
+                self.decided(&decision, &messages)?;
             }
         }
         if !events.is_empty() {
+            for s in self.sinks.iter_mut() {
+                s.flush()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Emitter<'_, '_> {
+    /// Hands an access decision, and the MQTT messages of its actions, to the sinks.
+    fn decided(
+        &mut self,
+        decision: &crate::access::Decision,
+        messages: &[(String, String)],
+    ) -> Result<(), String> {
+        let audit = decision.json();
+        let done = DecisionDone {
+            decision,
+            audit: &audit,
+            messages,
+        };
+        for s in self.sinks.iter_mut() {
+            s.decision(&done)?;
+        }
+        Ok(())
+    }
+
+    /// Decides the faces that waited for factors besides the face, where the factors came or
+    /// the wait is over.
+    fn settle(&mut self, rules: &mut Option<RulesFollower>) -> Result<(), String> {
+        let Some(r) = rules.as_mut() else {
+            return Ok(());
+        };
+        let settled = r.access.poll();
+        for (decision, messages) in &settled {
+            self.decided(decision, messages)?;
+        }
+        if !settled.is_empty() {
             for s in self.sinks.iter_mut() {
                 s.flush()?;
             }

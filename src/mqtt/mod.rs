@@ -426,6 +426,81 @@ impl Publisher {
     }
 }
 
+/// A subscription of its own that hands every message on some topic filters to a callback:
+/// what the access rules' MQTT factors watch (a phone's presence bridged from Home Assistant).
+/// Messages larger than [`WATCH_MAX_PACKET`] are dropped by the broker (MQTT 5): a factor reads
+/// a word, never a picture. Dropping the watcher disconnects.
+pub struct Watcher {
+    client: Client,
+}
+
+/// Largest packet a [`Watcher`] accepts.
+pub const WATCH_MAX_PACKET: usize = 4096;
+
+impl Watcher {
+    pub fn start(
+        url: &str,
+        credentials: Option<(String, String)>,
+        filters: Vec<String>,
+        mut deliver: impl FnMut(&str, &[u8]) + Send + 'static,
+    ) -> Result<Watcher, String> {
+        let (host, port) = parse_address(url)?;
+        let mut options = MqttOptions::new(
+            format!("facegate-factors-{}", std::process::id()),
+            &host,
+            port,
+        );
+        options.set_keep_alive(Duration::from_secs(30));
+        options.set_max_packet_size(Some(WATCH_MAX_PACKET as u32));
+        if let Some((user, password)) = credentials {
+            options.set_credentials(user, password);
+        }
+        let (client, mut connection) = Client::new(options, 16);
+        let thread_client = client.clone();
+        let address = format!("{host}:{port}");
+        thread::Builder::new()
+            .name("facegate-mqtt-factors".into())
+            .spawn(move || {
+                let mut last_warning: Option<Instant> = None;
+                for notification in connection.iter() {
+                    match notification {
+                        Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                            for f in &filters {
+                                let _ = thread_client.try_subscribe(f, QoS::AtLeastOnce);
+                            }
+                        }
+                        Ok(Event::Incoming(Packet::Publish(p))) => {
+                            if let Ok(topic) = std::str::from_utf8(&p.topic) {
+                                deliver(topic, &p.payload);
+                            }
+                        }
+                        Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
+                        Ok(_) => {}
+                        Err(ConnectionError::RequestsDone) => break,
+                        Err(e) => {
+                            if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                                eprintln!(
+                                    "facegate: warning: MQTT broker {address} (access factors): \
+                                     {e}; retrying"
+                                );
+                                last_warning = Some(Instant::now());
+                            }
+                            thread::sleep(Duration::from_secs(1));
+                        }
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start the MQTT factor thread: {e}"))?;
+        Ok(Watcher { client })
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.client.try_disconnect();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

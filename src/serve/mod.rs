@@ -64,6 +64,9 @@ pub struct App {
     /// Requests with a body (photos) in progress at most: each may hold `max_body` bytes.
     pub uploads: Arc<tokio::sync::Semaphore>,
     pub state_dir: PathBuf,
+    /// What the access rules' factors saw: the PINs entered through the API go here.
+    pub evidence: crate::access::factors::Evidence,
+    pub wrong_pins: api::pin::WrongPins,
 }
 
 /// Uploads handled at once; more get 503 and a Retry-After. With the default 16 MiB bodies this
@@ -85,6 +88,7 @@ impl App {
         gallery_dir: PathBuf,
         max_body: usize,
         state_dir: PathBuf,
+        evidence: crate::access::factors::Evidence,
     ) -> App {
         App {
             hub,
@@ -100,6 +104,8 @@ impl App {
             max_body,
             uploads: Arc::new(tokio::sync::Semaphore::new(MAX_UPLOADS)),
             state_dir,
+            evidence,
+            wrong_pins: api::pin::WrongPins::default(),
         }
     }
 

@@ -1,12 +1,14 @@
 //! `facegate rules check FILE`: what an access rules file grants, person by person, checked
 //! against the gallery exactly as `watch --rules` checks it at start. `facegate rules bind NAME`:
 //! the rules grant the person enrolled under NAME now (after the person a name meant was removed
-//! and the name enrolled again).
+//! and the name enrolled again). `facegate rules pin NAME`: sets the PIN the rules' `pin` factor
+//! asks of that person, read from standard input.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use facegate::access::bindings::Bindings;
+use facegate::access::pins::Pins;
 use facegate::access::rules::{Enrolled, Rules};
 use facegate::support::terminal;
 
@@ -41,6 +43,22 @@ enum RulesCommand {
         #[command(flatten)]
         model: ModelArgs,
     },
+    /// Set a person's PIN for the rules' `pin` factor (4 to 12 digits, read from standard input)
+    ///
+    /// The PIN is entered at the door through `facegate serve`'s API (POST
+    /// /api/v1/access/pin) and opens nothing without the person's face. Kept salted and hashed
+    /// in the gallery directory (access-pins.json, readable by this user only).
+    Pin {
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Remove the person's PIN instead
+        #[arg(long)]
+        remove: bool,
+        #[command(flatten)]
+        gallery: GalleryArgs,
+        #[command(flatten)]
+        model: ModelArgs,
+    },
 }
 
 pub fn run(args: RulesArgs) -> Result<ExitCode, String> {
@@ -70,17 +88,7 @@ pub fn run(args: RulesArgs) -> Result<ExitCode, String> {
         } => {
             let (g, mut bindings) = open(&gallery, &model)?;
             for name in &names {
-                let person = g
-                    .people()
-                    .iter()
-                    .find(|p| &p.entry.name == name)
-                    .ok_or_else(|| {
-                        format!(
-                            "nobody named '{}' is enrolled (names are as `facegate gallery list` \
-                             shows them)",
-                            terminal::escape(name)
-                        )
-                    })?;
+                let person = find(&g, name)?;
                 let before = bindings.get(name).map(str::to_string);
                 if bindings.bind(name, &person.entry.id) {
                     match before {
@@ -106,7 +114,54 @@ pub fn run(args: RulesArgs) -> Result<ExitCode, String> {
             bindings.save(&gallery.gallery)?;
             Ok(ExitCode::SUCCESS)
         }
+        RulesCommand::Pin {
+            name,
+            remove,
+            gallery,
+            model,
+        } => {
+            let (g, _) = open(&gallery, &model)?;
+            let person = find(&g, &name)?;
+            let id = person.entry.id.clone();
+            let mut pins = Pins::load(&gallery.gallery)?;
+            if remove {
+                if !pins.remove(&id) {
+                    println!("{} ({id}) has no PIN", terminal::escape(&name));
+                    return Ok(ExitCode::SUCCESS);
+                }
+                pins.save(&gallery.gallery)?;
+                println!("removed the PIN of {} ({id})", terminal::escape(&name));
+                return Ok(ExitCode::SUCCESS);
+            }
+            // One line, never an argument: other users can read the process list.
+            let mut line = String::new();
+            let stdin = std::io::Read::take(std::io::stdin().lock(), 64);
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(stdin), &mut line)
+                .map_err(|e| format!("cannot read the PIN from standard input: {e}"))?;
+            let pin = line.trim_end_matches(['\n', '\r']);
+            pins.set(&id, pin)
+                .map_err(|e| format!("the PIN read from standard input: {e}"))?;
+            pins.save(&gallery.gallery)?;
+            println!("set the PIN of {} ({id})", terminal::escape(&name));
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// The person enrolled as `name`.
+fn find<'g>(
+    g: &'g facegate::store::gallery::Gallery,
+    name: &str,
+) -> Result<&'g facegate::store::gallery::Person, String> {
+    g.people()
+        .iter()
+        .find(|p| p.entry.name == name)
+        .ok_or_else(|| {
+            format!(
+                "nobody named '{}' is enrolled (names are as `facegate gallery list` shows them)",
+                terminal::escape(name)
+            )
+        })
 }
 
 /// The gallery (checked against the model) and the names its rules were bound to.

@@ -78,6 +78,8 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
     let recorder = Recorder::start(history.clone(), hub.clone(), keep)?;
     // One embedder's weights serve both the live pipeline and the API.
     let live_pipeline = args.watch.model.load()?;
+    // PINs entered through the API, read by the access rules of the live run.
+    let evidence = facegate::access::factors::Evidence::default();
     let app = App::new(
         hub.clone(),
         history,
@@ -86,6 +88,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
         args.watch.gallery.gallery.clone(),
         args.max_body,
         state.dir.clone(),
+        evidence.clone(),
     );
     let server = Server::start(app, args.listen)?;
     eprintln!(
@@ -103,7 +106,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
         // A source that ends (a recording, a closed stream) leaves the history, people, API,
         // MQTT and fleet sync running until stopped; one that cannot be opened or fails (a
         // camera unplugged) is tried again, with the UI and `/health` saying why.
-        true,
+        Some(evidence),
     );
     hub.set_stats(|s| s.state = "ended");
     to_server.finish();

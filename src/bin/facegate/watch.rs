@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use facegate::live::run::{FleetConfig, LiveConfig, StrangerConfig, Tuning};
+use facegate::access::factors::Evidence;
+use facegate::live::run::{Broker, FleetConfig, LiveConfig, StrangerConfig, Tuning};
 use facegate::live::sinks::console::Console;
 use facegate::live::sinks::json_lines::JsonLines;
 use facegate::live::sinks::Sink;
@@ -294,7 +295,12 @@ impl WatchArgs {
             snapshots: self.snapshots.clone(),
             camera: self.camera_name.clone(),
             rules: self.rules.clone(),
-            mqtt: self.mqtt.is_some(),
+            mqtt: self.mqtt.as_ref().map(|url| Broker {
+                url: url.clone(),
+                credentials: self.mqtt_credentials(),
+            }),
+            evidence: Evidence::default(),
+            pins: false,
             frame_clock: self.frame_clock,
             fleet: self.fleet()?,
             linger: false,
@@ -336,22 +342,26 @@ pub fn run(args: WatchArgs) -> Result<ExitCode, String> {
     // `watch` has no way to add anyone, so a missing gallery is a mistyped path.
     args.gallery.must_exist()?;
     let pipeline = args.model.load()?;
-    live(&args, pipeline, stop, &mut [], false).map(|()| ExitCode::SUCCESS)
+    live(&args, pipeline, stop, &mut [], None).map(|()| ExitCode::SUCCESS)
 }
 
-/// Runs the live pipeline with `watch`'s sinks and the caller's `extra` ones; with `linger`,
-/// a source that ends leaves the run following the gallery until `stop`.
+/// Runs the live pipeline with `watch`'s sinks and the caller's `extra` ones. `serve` passes
+/// the evidence its API adds PINs to: its run lingers (a source that ends leaves the run
+/// following the gallery until `stop`) and keeps trying a source that is down, since its UI
+/// says why.
 pub fn live(
     args: &WatchArgs,
     pipeline: Pipeline,
     stop: Arc<AtomicBool>,
     extra: &mut [&mut dyn Sink],
-    linger: bool,
+    serving: Option<Evidence>,
 ) -> Result<(), String> {
+    let linger = serving.is_some();
     let config = LiveConfig {
         linger,
-        // `serve` lingers, and keeps trying a source that is down: its UI says why.
         retry: linger || args.retry_source,
+        pins: linger,
+        evidence: serving.unwrap_or_default(),
         ..args.live_config()?
     };
     let mut own = args.sinks()?;

@@ -4,6 +4,7 @@
 mod events;
 mod live;
 mod people;
+pub mod pin;
 mod recognition;
 mod upload;
 
@@ -94,6 +95,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/camera/shots/{shot}", get(people::camera_shot_image))
         .route("/events", get(events::list))
         .route("/access", get(events::access))
+        .route("/access/pin", post(pin::enter))
         .route("/events/stream", get(events::stream))
         .route("/events/{id}", get(events::get_one))
         .route("/events/{id}/snapshot.jpg", get(events::snapshot))

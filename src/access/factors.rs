@@ -104,7 +104,9 @@ impl FactorSpec {
             if w > 0.0 && w <= MAX_WITHIN {
                 Ok(w)
             } else {
-                Err(here(format!("within must be above 0 and at most {MAX_WITHIN} seconds")))
+                Err(here(format!(
+                    "within must be above 0 and at most {MAX_WITHIN} seconds"
+                )))
             }
         };
         if let Some(m) = &self.mqtt {
@@ -252,8 +254,7 @@ impl Evidence {
             seen.refused += 1;
             return false;
         }
-        seen.mqtt
-            .insert(topic.to_string(), (value.to_string(), at));
+        seen.mqtt.insert(topic.to_string(), (value.to_string(), at));
         true
     }
 
@@ -311,20 +312,30 @@ impl Evidence {
                 max_age,
             } => {
                 let Some(topic) = fill(topic, who) else {
-                    return (false, format!("{topic} names a person, and this face is nobody known"));
+                    return (
+                        false,
+                        format!("{topic} names a person, and this face is nobody known"),
+                    );
                 };
                 match seen.mqtt.get(&topic) {
                     None => (false, format!("nothing received on {topic}")),
                     Some((v, _)) if !values.iter().any(|w| w == v) => (
                         false,
-                        format!("{topic} is '{}', not {}", crate::support::terminal::escape(v), values.join(" or ")),
+                        format!(
+                            "{topic} is '{}', not {}",
+                            crate::support::terminal::escape(v),
+                            values.join(" or ")
+                        ),
                     ),
                     Some((v, at)) => match max_age {
                         Some(age) if now - at > *age => (
                             false,
                             format!("{topic} is '{v}' but {:.0} s old (at most {age})", now - at),
                         ),
-                        _ => (true, format!("{topic} is '{v}' ({:.0} s old)", (now - at).max(0.0))),
+                        _ => (
+                            true,
+                            format!("{topic} is '{v}' ({:.0} s old)", (now - at).max(0.0)),
+                        ),
                     },
                 }
             }
@@ -334,16 +345,25 @@ impl Evidence {
                     .get(&(g.chip.clone(), g.line))
                     .and_then(|times| latest_within(times.iter().copied(), face_at, g.within, now));
                 match hit {
-                    Some(t) => (true, format!("{} line {} active {}", g.chip, g.line, relative(t))),
+                    Some(t) => (
+                        true,
+                        format!("{} line {} active {}", g.chip, g.line, relative(t)),
+                    ),
                     None => (
                         false,
-                        format!("{} line {} not active within {} s", g.chip, g.line, g.within),
+                        format!(
+                            "{} line {} not active within {} s",
+                            g.chip, g.line, g.within
+                        ),
                     ),
                 }
             }
             Factor::Pin { within } => {
                 let Some(id) = who.person_id else {
-                    return (false, "a PIN belongs to an enrolled person, and this face is nobody known".into());
+                    return (
+                        false,
+                        "a PIN belongs to an enrolled person, and this face is nobody known".into(),
+                    );
                 };
                 let times = seen.pins.iter().filter(|(p, _)| p == id).map(|(_, t)| *t);
                 match latest_within(times, face_at, *within, now) {
@@ -363,10 +383,17 @@ fn push_bounded(times: &mut VecDeque<f64>, at: f64) {
 }
 
 /// The latest moment from `within` seconds before the face up to now.
-fn latest_within(times: impl Iterator<Item = f64>, face_at: f64, within: f64, now: f64) -> Option<f64> {
+fn latest_within(
+    times: impl Iterator<Item = f64>,
+    face_at: f64,
+    within: f64,
+    now: f64,
+) -> Option<f64> {
     times
         .filter(|t| *t >= face_at - within && *t <= now + 1e-6)
-        .fold(None, |best: Option<f64>, t| Some(best.map_or(t, |b| b.max(t))))
+        .fold(None, |best: Option<f64>, t| {
+            Some(best.map_or(t, |b| b.max(t)))
+        })
 }
 
 /// The topic with the person filled in; `None` when it names a person and there is none.
@@ -413,11 +440,17 @@ mod tests {
         assert!(!check(1000.0).held);
         assert!(ev.mqtt("home/Ada/phone", b"not_home", 990.0));
         let c = check(1000.0);
-        assert!(!c.held && c.detail.contains("'not_home', not home"), "{c:?}");
+        assert!(
+            !c.held && c.detail.contains("'not_home', not home"),
+            "{c:?}"
+        );
         assert!(ev.mqtt("home/Ada/phone", b" home\n", 995.0));
         assert!(check(1000.0).held);
         let old = check(1100.0);
-        assert!(!old.held && old.detail.contains("old (at most 60)"), "{old:?}");
+        assert!(
+            !old.held && old.detail.contains("old (at most 60)"),
+            "{old:?}"
+        );
         // Another person's phone is not Ada's.
         assert!(ev.mqtt("home/Bob/phone", b"home", 999.0));
         let nobody = Subject {
@@ -470,10 +503,19 @@ mod tests {
             ("pin = { within = 0 }", "within must be"),
             ("pin = { within = 1e9 }", "within must be"),
             ("pin = {}\ngpio = { chip = \"c\", line = 1 }", "exactly one"),
-            ("mqtt = { topic = \"a/#\", values = [\"x\"] }", "not a topic"),
-            ("mqtt = { topic = \"a/x{name}\", values = [\"x\"] }", "whole topic level"),
+            (
+                "mqtt = { topic = \"a/#\", values = [\"x\"] }",
+                "not a topic",
+            ),
+            (
+                "mqtt = { topic = \"a/x{name}\", values = [\"x\"] }",
+                "whole topic level",
+            ),
             ("mqtt = { topic = \"a\", values = [] }", "values must be"),
-            ("mqtt = { topic = \"a\", values = [\"x\"], max_age = -1 }", "max_age"),
+            (
+                "mqtt = { topic = \"a\", values = [\"x\"], max_age = -1 }",
+                "max_age",
+            ),
         ] {
             let e = parse(text).unwrap_err();
             assert!(e.contains(expected), "{text}: {e}");

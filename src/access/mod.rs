@@ -326,10 +326,8 @@ impl Access {
             .map(|&a| self.rules.actions[a].0.clone())
             .collect();
         let actions = rule.actions.clone();
-        self.granted_at.insert(
-            (i, who.to_string(), camera.unwrap_or("").to_string()),
-            d.ts,
-        );
+        self.granted_at
+            .insert((i, who.to_string(), camera.unwrap_or("").to_string()), d.ts);
         let payload = d.json();
         let mut messages = Vec::new();
         for &a in &actions {
@@ -796,6 +794,127 @@ do = ["notify"]
             .err()
             .unwrap();
         assert!(e.contains("line 17 of gpiochip0"), "{e}");
+    }
+
+    #[test]
+    fn a_rule_with_factors_waits_for_them_then_grants_or_denies() {
+        let file = r#"
+timezone = "UTC"
+[actions.door]
+gpio = { chip = "gpiochip0", line = 17 }
+[factors.phone]
+mqtt = { topic = "home/{name}/phone", values = ["home"] }
+[factors.button]
+gpio = { chip = "gpiochip0", line = 27, within = 5 }
+[[rules]]
+name = "night"
+who = ["Ada", "Bob"]
+require = ["face", "phone", "button"]
+wait = 10
+do = ["door"]
+"#;
+        let gpio = RecordingGpio {
+            chips: vec!["gpiochip0".into()],
+            ..RecordingGpio::default()
+        };
+        let evidence = Evidence::default();
+        let rules = parse(file).unwrap();
+        assert_eq!(rules.mqtt_filters(), vec!["home/+/phone".to_string()]);
+        let mut access = Access::start(rules, &gpio, 0.363, evidence.clone()).unwrap();
+        let watched = gpio.inputs.lock().unwrap().clone();
+        assert_eq!(watched.len(), 1, "the button's line is watched");
+        let t0 = 5000.0;
+        evidence.mqtt("home/Ada/phone", b"home", t0 - 60.0);
+        // The phone is home, the button not pressed: the face waits.
+        let (d, _) = access
+            .decide_at(
+                &event(EventKind::Identified, Some("Ada"), 0.7, TUESDAY_0730),
+                None,
+                t0,
+            )
+            .unwrap();
+        assert!(!d.granted && d.waiting, "{d:?}");
+        assert!(
+            d.reason.starts_with("waiting up to 10 s for button"),
+            "{}",
+            d.reason
+        );
+        assert_eq!(
+            d.factors.iter().map(|c| c.held).collect::<Vec<_>>(),
+            [true, false]
+        );
+        assert!(access.poll_at(t0 + 1.0).is_empty(), "still waiting");
+        // The button is pressed (the input thread writes the evidence): granted now.
+        watched[0].1.input("gpiochip0", 27, t0 + 2.0);
+        let settled = access.poll_at(t0 + 2.1);
+        assert_eq!(settled.len(), 1);
+        let d = &settled[0].0;
+        assert!(d.granted && !d.waiting, "{d:?}");
+        assert!(
+            d.factors[1].detail.contains("2.0 s after the face"),
+            "{d:?}"
+        );
+        assert!((d.ts - (TUESDAY_0730 + 2.1)).abs() < 1e-3, "{}", d.ts);
+        assert_eq!(gpio.pulses.lock().unwrap().len(), 1, "the door opened once");
+        assert_eq!(access.waiting(), 0);
+        // Bob's phone is away: he waits, and is denied when the wait is over, saying why.
+        evidence.mqtt("home/Bob/phone", b"not_home", t0);
+        let (d, _) = access
+            .decide_at(
+                &event(EventKind::Identified, Some("Bob"), 0.7, TUESDAY_0730),
+                None,
+                t0,
+            )
+            .unwrap();
+        assert!(d.waiting, "{d:?}");
+        assert!(access.poll_at(t0 + 9.0).is_empty());
+        let settled = access.poll_at(t0 + 10.5);
+        let d = &settled[0].0;
+        assert!(!d.granted && !d.waiting, "{d:?}");
+        assert!(
+            d.reason
+                .contains("phone (home/Bob/phone is 'not_home', not home)")
+                && d.reason.contains("within the 10 s the face waited"),
+            "{}",
+            d.reason
+        );
+        assert_eq!(gpio.pulses.lock().unwrap().len(), 1, "Bob opened nothing");
+        // With no wait, a missing factor is a plain denial, and nothing waits.
+        let mut access = Access::start(
+            parse(&file.replace("wait = 10", "wait = 0")).unwrap(),
+            &gpio,
+            0.363,
+            Evidence::default(),
+        )
+        .unwrap();
+        let (d, _) = access
+            .decide_at(
+                &event(EventKind::Identified, Some("Ada"), 0.7, TUESDAY_0730),
+                None,
+                t0,
+            )
+            .unwrap();
+        assert!(
+            !d.granted && !d.waiting && d.reason.starts_with("phone"),
+            "{d:?}"
+        );
+        assert_eq!(access.waiting(), 0);
+        // Factors that do not exist, or bad limits, are refused at start.
+        for (text, expected) in [
+            (
+                file.replace("\"phone\", \"button\"]", "\"phone\", \"bell\"]"),
+                "requires 'bell'",
+            ),
+            (file.replace("wait = 10", "wait = 9999"), "wait must be"),
+            (
+                file.replace("[factors.button]", "[factors.face]"),
+                "may not be called 'face'",
+            ),
+            (file.replace("within = 5", "within = -1"), "within must be"),
+        ] {
+            let e = parse(&text).unwrap_err();
+            assert!(e.contains(expected), "{expected}: {e}");
+        }
     }
 
     #[test]

@@ -71,9 +71,13 @@ impl Pins {
             });
         }
         let say = |e: String| format!("access PINs {}: {e}", terminal::path(&path));
-        let text = limits::read_text(&path, limits::MAX_CONFIG_BYTES, "access PIN file").map_err(say)?;
-        let pins: Pins = serde_json::from_str(&text)
-            .map_err(|e| say(format!("not a PIN file ({e}); move it away and set the PINs again")))?;
+        let text =
+            limits::read_text(&path, limits::MAX_CONFIG_BYTES, "access PIN file").map_err(say)?;
+        let pins: Pins = serde_json::from_str(&text).map_err(|e| {
+            say(format!(
+                "not a PIN file ({e}); move it away and set the PINs again"
+            ))
+        })?;
         if pins.format_version != FORMAT_VERSION {
             return Err(say(format!(
                 "format version {} is not {FORMAT_VERSION}, made by another facegate",
@@ -166,7 +170,11 @@ mod tests {
         assert_eq!(again.matching("123456"), vec!["p3"]);
         assert!(again.matching("0000").is_empty());
         assert!(again.matching("garbage").is_empty());
-        std::fs::write(Pins::path(&dir), b"{\"format_version\":1,\"people\":{\"p1\":").unwrap();
+        std::fs::write(
+            Pins::path(&dir),
+            b"{\"format_version\":1,\"people\":{\"p1\":",
+        )
+        .unwrap();
         let e = Pins::load(&dir).unwrap_err();
         assert!(e.contains(FILE) && e.contains("not a PIN file"), "{e}");
     }

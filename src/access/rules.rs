@@ -377,7 +377,9 @@ impl Rules {
         let mut factors = Vec::new();
         for (name, spec) in &file.factors {
             if name == "face" {
-                return Err("a factor may not be called 'face' (the face is always required)".into());
+                return Err(
+                    "a factor may not be called 'face' (the face is always required)".into(),
+                );
             }
             factors.push((name.clone(), spec.check(name)?));
         }
@@ -522,8 +524,11 @@ impl Rules {
 
     /// The MQTT topic filters the factors watch.
     pub fn mqtt_filters(&self) -> Vec<String> {
-        let mut filters: Vec<String> =
-            self.factors.iter().filter_map(|(_, f)| f.mqtt_filter()).collect();
+        let mut filters: Vec<String> = self
+            .factors
+            .iter()
+            .filter_map(|(_, f)| f.mqtt_filter())
+            .collect();
         filters.sort();
         filters.dedup();
         filters
@@ -531,7 +536,9 @@ impl Rules {
 
     /// Whether a factor takes PINs (entered through `serve`'s API).
     pub fn takes_pins(&self) -> bool {
-        self.factors.iter().any(|(_, f)| matches!(f, Factor::Pin { .. }))
+        self.factors
+            .iter()
+            .any(|(_, f)| matches!(f, Factor::Pin { .. }))
     }
 
     /// What the file grants, person by person (and to unknown faces), in words.

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::access::bindings::Bindings;
-use crate::access::rules::{Action, Enrolled, Rules};
 use crate::access::factors::Evidence;
+use crate::access::rules::{Action, Enrolled, Rules};
 use crate::access::Access;
 use crate::live::run::Broker;
 use crate::store::gallery::{Gallery, IndexStamp, ModelInfo, Person};
@@ -222,7 +222,11 @@ impl Factors {
         let Some(broker) = &self.broker else {
             return Err("a factor watches an MQTT topic, but no --mqtt broker is given".into());
         };
-        self.watcher = Some(start_watcher(broker, filters.clone(), self.evidence.clone())?);
+        self.watcher = Some(start_watcher(
+            broker,
+            filters.clone(),
+            self.evidence.clone(),
+        )?);
         self.filters = filters;
         Ok(())
     }

@@ -345,7 +345,10 @@ impl Emitter<'_, '_> {
             }
             self.follow(f, recognizer);
             if let Err(e) = self.settle(&mut f.rules) {
-                eprintln!("facegate: warning: {}", crate::support::terminal::escape_message(&e));
+                eprintln!(
+                    "facegate: warning: {}",
+                    crate::support::terminal::escape_message(&e)
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }

@@ -18,8 +18,9 @@ pub const SNAPSHOTS: &str = "snapshots";
 
 /// Marks the file as facegate's ("FGEV"), so a foreign database is refused, not altered.
 const APPLICATION_ID: i32 = 0x4647_4556;
-/// Version 2 adds the access decisions (`--rules`).
-const SCHEMA_VERSION: i32 = 2;
+/// Version 2 adds the access decisions (`--rules`); version 3 their person id, the factors
+/// besides the face and whether the face was waiting for them.
+const SCHEMA_VERSION: i32 = 3;
 /// How long a statement waits for another connection's lock before the database is "locked".
 const BUSY_TIMEOUT_MS: u64 = 3000;
 
@@ -61,6 +62,13 @@ CREATE TABLE access (
     actions TEXT NOT NULL
 );
 CREATE INDEX access_ts ON access(ts);
+";
+
+/// Version 3's columns of the access decisions.
+const ACCESS_V3: &str = "
+ALTER TABLE access ADD COLUMN person_id TEXT;
+ALTER TABLE access ADD COLUMN factors TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE access ADD COLUMN waiting INTEGER NOT NULL DEFAULT 0;
 ";
 
 /// How long events are kept.
@@ -159,13 +167,17 @@ impl History {
             .map_err(|e| fail(describe(&e)))?;
         if app == 0 && version == 0 && tables == 0 {
             let init = format!(
-                "BEGIN; {SCHEMA} {ACCESS_SCHEMA} PRAGMA application_id = {APPLICATION_ID}; \
-                 PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                "BEGIN; {SCHEMA} {ACCESS_SCHEMA} {ACCESS_V3} PRAGMA application_id = \
+                 {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             );
             db.execute_batch(&init).map_err(|e| fail(describe(&e)))?;
-        } else if app == APPLICATION_ID && version == 1 {
-            // A history from before access rules: add their table, keep every event.
-            let upgrade = format!("BEGIN; {ACCESS_SCHEMA} PRAGMA user_version = 2; COMMIT;");
+        } else if app == APPLICATION_ID && (version == 1 || version == 2) {
+            // A history from before access rules, or before their factors: add what is new,
+            // keep every event and decision.
+            let table = if version == 1 { ACCESS_SCHEMA } else { "" };
+            let upgrade = format!(
+                "BEGIN; {table} {ACCESS_V3} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            );
             db.execute_batch(&upgrade).map_err(|e| fail(describe(&e)))?;
         } else if app != APPLICATION_ID {
             return Err(fail(
@@ -302,10 +314,12 @@ impl History {
     /// Records an access decision.
     pub fn insert_decision(&mut self, d: &crate::access::Decision) -> Result<i64, String> {
         let actions = serde_json::to_string(&d.actions).unwrap_or_else(|_| "[]".into());
+        let factors = serde_json::to_string(&d.factors).unwrap_or_else(|_| "[]".into());
         self.db
             .execute(
                 "INSERT INTO access (ts, name, unknown_id, camera, track, score, granted, rule, \
-                 reason, actions) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                 reason, actions, person_id, factors, waiting) VALUES (?1, ?2, ?3, ?4, ?5, ?6, \
+                 ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 params![
                     d.ts,
                     d.name,
@@ -316,7 +330,10 @@ impl History {
                     d.granted,
                     d.rule,
                     d.reason,
-                    actions
+                    actions,
+                    d.person_id,
+                    factors,
+                    d.waiting
                 ],
             )
             .map_err(|e| self.fail(e))?;
@@ -333,13 +350,19 @@ impl History {
             .db
             .prepare(
                 "SELECT id, ts, name, unknown_id, camera, track, score, granted, rule, reason, \
-                 actions FROM access WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+                 actions, person_id, factors, waiting FROM access WHERE id < ?1 ORDER BY id \
+                 DESC LIMIT ?2",
             )
             .map_err(|e| self.fail(e))?;
         let rows = stmt
             .query_map(params![before.unwrap_or(i64::MAX), limit], |r| {
                 let actions: String = r.get(10)?;
+                let factors: String = r.get(12)?;
                 Ok(serde_json::json!({
+                    "person_id": r.get::<_, Option<String>>(11)?,
+                    "factors": serde_json::from_str::<serde_json::Value>(&factors)
+                        .unwrap_or_default(),
+                    "waiting": r.get::<_, bool>(13)?,
                     "id": r.get::<_, i64>(0)?, "ts": r.get::<_, f64>(1)?,
                     "name": r.get::<_, Option<String>>(2)?,
                     "unknown_id": r.get::<_, Option<String>>(3)?,
@@ -486,7 +509,7 @@ mod tests {
     }
 
     #[test]
-    fn a_version_1_history_gains_the_access_table_and_keeps_its_events() {
+    fn an_older_history_gains_the_access_columns_and_keeps_its_events() {
         let dir = scratch("upgrade");
         {
             let db = Connection::open(dir.join(DATABASE)).unwrap();
@@ -516,12 +539,19 @@ mod tests {
             rule: Some("r".into()),
             reason: "granted".into(),
             actions: vec!["door".into()],
+            factors: vec![crate::access::factors::Check {
+                factor: "pin".into(),
+                held: true,
+                detail: "their PIN entered 2.0 s after the face".into(),
+            }],
+            waiting: false,
         };
         h.insert_decision(&d).unwrap();
         let listed = h.decisions(10, None).unwrap();
         assert_eq!(listed[0]["actions"], serde_json::json!(["door"]));
+        assert_eq!(listed[0]["factors"][0]["factor"], "pin");
         drop(h);
-        assert!(History::open(&dir).is_ok(), "version 2 opens again");
+        assert!(History::open(&dir).is_ok(), "version 3 opens again");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

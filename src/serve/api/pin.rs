@@ -68,8 +68,11 @@ pub async fn enter(State(app): Shared, req: Request) -> Response {
             .into_response()
         }
         Err(_) => {
-            return ApiError::new(StatusCode::REQUEST_TIMEOUT, "the PIN did not arrive in time")
-                .into_response()
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "the PIN did not arrive in time",
+            )
+            .into_response()
         }
     };
     let Ok(entered) = serde_json::from_slice::<Entered>(&body) else {

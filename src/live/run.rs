@@ -215,6 +215,7 @@ pub fn run(
             out.settle(&mut following.rules)?;
             match item {
                 Item::Skipped(why) => skip_warnings.warn(&format!("skipped {why}")),
+                Item::Idle => {}
                 Item::Frame(mut frame) => {
                     wait = RETRY_FIRST;
                     if let Some(start) = config.frame_clock {

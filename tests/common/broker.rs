@@ -187,3 +187,27 @@ impl Listener {
             .collect()
     }
 }
+
+/// Publishes retained messages and waits until the broker has them.
+pub fn publish(port: u16, messages: &[(String, Vec<u8>)]) {
+    use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+    let mut options = MqttOptions::new("publisher", "127.0.0.1", port);
+    // Room for the oversized messages an attacker may leave.
+    options.set_max_packet_size(64 << 20, 64 << 20);
+    // Room for every request: they are all queued before the connection is driven.
+    let (client, mut connection) = Client::new(options, messages.len() + 10);
+    for (topic, payload) in messages {
+        client
+            .publish(topic, QoS::AtLeastOnce, true, payload.clone())
+            .unwrap();
+    }
+    let mut acked = 0;
+    for n in connection.iter() {
+        if let Ok(Event::Incoming(Packet::PubAck(_))) = n {
+            acked += 1;
+            if acked == messages.len() {
+                break;
+            }
+        }
+    }
+}

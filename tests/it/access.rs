@@ -569,3 +569,180 @@ fn webhooks_follow_no_redirect_and_never_delay_a_command() {
     assert!(err.contains("answered 302"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A rule that asks for a phone at home (an MQTT topic Home Assistant could fill) and the
+/// person's PIN (entered through `serve`'s API) keeps the door shut on the face alone: the
+/// decision waits, says which factor is missing, and grants when both hold. Garbage on the
+/// factor topic and at the PIN route changes nothing, and wrong PINs lock the route.
+#[test]
+fn a_second_factor_gates_the_door() {
+    use crate::common::broker::{free_port, publish, Broker, Listener};
+    use crate::common::server::{call, Server};
+    let dir = scratch("access", "factors");
+    let g = dir.join("gallery");
+    crate::common::enroll(&g, "Obama", "obama.jpg");
+    let set_pin = |pin: &str| {
+        let mut child = crate::common::facegate()
+            .args(["rules", "pin", "Obama", "--gallery", g.to_str().unwrap()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{pin}\n").as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let refused = set_pin("12ab");
+    assert!(
+        stderr(&refused).contains("4 to 12 digits"),
+        "{}",
+        stderr(&refused)
+    );
+    ok(&set_pin("4711"));
+    let pins = std::fs::read_to_string(g.join("access-pins.json")).unwrap();
+    assert!(!pins.contains("4711"), "the PIN is kept hashed: {pins}");
+
+    let marker = dir.join("opened");
+    let r = dir.join("rules.toml");
+    std::fs::write(
+        &r,
+        format!(
+            r#"
+[actions.mark]
+command = ["/bin/sh", "-c", "echo \"$FACEGATE_NAME\" >> {}"]
+[factors.phone]
+mqtt = {{ topic = "home/{{name}}/phone", values = ["home"] }}
+[factors.pin]
+pin = {{ within = 120 }}
+[[rules]]
+name = "door"
+who = ["Obama"]
+require = ["face", "phone", "pin"]
+wait = 120
+do = ["mark"]
+"#,
+            marker.display()
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let _broker = Broker::start(port);
+    publish(port, &[("home/Obama/phone".into(), b"not_home".to_vec())]);
+    let mut audit = Listener::subscribe(port, "audit", &["facegate/access"]);
+    let url = format!("mqtt://127.0.0.1:{port}");
+    let mut s = Server::start(
+        &dir.join("state"),
+        &g,
+        &[
+            "--mqtt",
+            &url,
+            "--no-ha",
+            "--no-unknowns",
+            "--rules",
+            r.to_str().unwrap(),
+        ],
+    );
+    let decision = |m: &crate::common::broker::Received| {
+        serde_json::from_slice::<serde_json::Value>(&m.payload).unwrap()
+    };
+    let mut frames: Vec<_> = (0..6)
+        .map(|i| frame_with(&photo("obama2.jpg"), 400, 40 + 3 * i, 20))
+        .collect();
+    frames.extend((0..3).map(|_| blank()));
+    s.feed(&frames);
+    let waiting = decision(&audit.wait("facegate/access", "a waiting decision", |_| true));
+    assert_eq!(
+        (waiting["granted"].as_bool(), waiting["waiting"].as_bool()),
+        (Some(false), Some(true)),
+        "{waiting}"
+    );
+    let reason = waiting["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("phone (home/Obama/phone is 'not_home', not home)")
+            && reason.contains("pin (their PIN not entered within 120 s)"),
+        "{reason}"
+    );
+
+    // The PIN route: a token, a PIN's form and a small body, or nothing is counted.
+    let pin = |body: &[u8], auth: bool| {
+        let bearer = s.bearer();
+        call(
+            "POST",
+            &s.url("/api/v1/access/pin"),
+            auth.then_some(bearer.as_str()),
+            Some(("application/json", body)),
+        )
+    };
+    assert_eq!(pin(br#"{"pin":"4711"}"#, false).status, 401);
+    assert_eq!(pin(br#"{"pin":"47x1"}"#, true).status, 400);
+    assert_eq!(pin(br#"{"pin":4711}"#, true).status, 400);
+    assert_eq!(pin(&[0xff; 40], true).status, 400);
+    let huge = format!(r#"{{"pin":"{}"}}"#, "1".repeat(100_000));
+    assert_eq!(pin(huge.as_bytes(), true).status, 413);
+    assert_eq!(pin(br#"{"pin":"4711"}"#, true).status, 200);
+    // Garbage on the phone's topic is not taken; an oversized message never arrives.
+    publish(
+        port,
+        &[
+            ("home/Obama/phone".into(), vec![0xff, 0xfe, 0x00]),
+            ("home/Obama/phone".into(), vec![b'h'; 100_000]),
+        ],
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !s.log().contains("was not taken as a factor") {
+        assert!(std::time::Instant::now() < deadline, "{}", s.log());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(!marker.exists(), "the door stays shut without the phone");
+    publish(port, &[("home/Obama/phone".into(), b"home".to_vec())]);
+    let granted = decision(&audit.wait("facegate/access", "the grant", |m| {
+        decision(m)["granted"] == true
+    }));
+    let factors = granted["factors"].as_array().unwrap();
+    assert!(
+        factors.iter().all(|f| f["held"] == true) && factors.len() == 2,
+        "{granted}"
+    );
+    assert!(
+        factors[1]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("after the face"),
+        "{granted}"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !marker.exists() {
+        assert!(std::time::Instant::now() < deadline, "the action never ran");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // The history keeps the factors (the Access page and `GET /api/v1/access` read it).
+    let listed = s.get("/api/v1/access").json();
+    assert_eq!(
+        listed["decisions"][0]["factors"], granted["factors"],
+        "{listed}"
+    );
+    assert_eq!(listed["decisions"][1]["waiting"], true, "{listed}");
+
+    // Five wrong PINs in a minute lock the route, even for the right one.
+    for _ in 0..5 {
+        assert_eq!(pin(br#"{"pin":"0000"}"#, true).status, 403);
+    }
+    let locked = pin(br#"{"pin":"4711"}"#, true);
+    assert_eq!(locked.status, 429, "{}", locked.text());
+    let log = s.stop();
+    assert!(
+        log.contains("a wrong PIN was entered (5 in the last minute)"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("4711"),
+        "the PIN never reaches the journal: {log}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

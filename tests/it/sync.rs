@@ -11,7 +11,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::broker::{free_port, Broker};
+use crate::common::broker::{free_port, publish, Broker};
 use crate::common::server::{frame_with, jpeg};
 use crate::common::{enroll, ok, photo, scratch};
 
@@ -354,30 +354,6 @@ fn three_boards_share_one_gallery_through_the_broker() {
         e.stop();
     }
     assert!(logs[0].contains("joined the fleet as board"), "{}", logs[0]);
-}
-
-/// Publishes retained messages and waits until the broker has them.
-fn publish(port: u16, messages: &[(String, Vec<u8>)]) {
-    use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
-    let mut options = MqttOptions::new("forger", "127.0.0.1", port);
-    // Room for the oversized messages an attacker may leave.
-    options.set_max_packet_size(64 << 20, 64 << 20);
-    // Room for every request: they are all queued before the connection is driven.
-    let (client, mut connection) = Client::new(options, messages.len() + 10);
-    for (topic, payload) in messages {
-        client
-            .publish(topic, QoS::AtLeastOnce, true, payload.clone())
-            .unwrap();
-    }
-    let mut acked = 0;
-    for n in connection.iter() {
-        if let Ok(Event::Incoming(Packet::PubAck(_))) = n {
-            acked += 1;
-            if acked == messages.len() {
-                break;
-            }
-        }
-    }
 }
 
 /// The retained message on `topic`.

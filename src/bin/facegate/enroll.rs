@@ -300,6 +300,7 @@ fn shots_from_stream(args: &EnrollArgs, pipeline: &mut Pipeline) -> Result<Vec<S
                 skip_warnings.warn(&format!("skipped {why}"));
                 continue;
             }
+            Some(Item::Idle) => continue,
             None if stop.load(Ordering::Relaxed) => return Err("enrollment interrupted".into()),
             None => {
                 return Err(format!(

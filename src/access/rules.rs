@@ -30,6 +30,9 @@
 //! do = ["front_door", "notify"]
 //! ```
 //!
+//! Factors besides the face (`[factors.NAME]`, `require = [...]`, `wait = 30`) are described in
+//! [`super::factors`].
+//!
 //! People are named as `facegate gallery list` shows them, or by id (`"id:p000003"`). A name is bound
 //! to the person enrolled under it the first time a live run finds them ([`super::bindings`]):
 //! a rename keeps the grant, and someone enrolled later under a removed person's name is not

@@ -280,6 +280,9 @@ pub fn run(
         }
     }
     if let Some(r) = &mut following.rules {
+        for (decision, messages) in r.access.abandon() {
+            out.decided(&decision, &messages)?;
+        }
         r.access.finish();
     }
     for s in out.sinks.iter_mut() {

@@ -27,6 +27,8 @@ use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
 
+use crate::live::liveness::Verdict;
+
 /// A factor as the rules file writes it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -64,6 +66,19 @@ struct PinSpec {
 
 fn default_within() -> f64 {
     30.0
+}
+
+/// What a rule asks of the face's liveness (`liveness = "off" | "prefer" | "require"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Liveness {
+    /// Not asked: liveness is not measured for this rule.
+    #[default]
+    Off,
+    /// Measured and written in the audit line, but a face that has not shown it is granted.
+    Prefer,
+    /// A face opens nothing until its track has moved like a head (within the rule's `wait`).
+    Require,
 }
 
 /// A checked factor.
@@ -226,7 +241,12 @@ struct Seen {
     pins: VecDeque<(String, f64)>,
     /// MQTT messages refused (too long, not text).
     refused: u64,
+    /// Track -> what its face showed of being a head, and when that was said.
+    tracks: HashMap<u64, (Verdict, f64)>,
 }
+
+/// Tracks whose liveness is kept (the newest).
+const MAX_TRACKS: usize = 1024;
 
 /// What the factors saw, shared by the threads that watch them and the decisions that read it.
 #[derive(Clone, Default)]
@@ -268,6 +288,67 @@ impl Evidence {
         let mut seen = self.lock();
         let times = seen.inputs.entry((chip.to_string(), line)).or_default();
         push_bounded(times, at);
+    }
+
+    /// What the face of `track` has shown so far of being a head (the live loop says it every
+    /// frame while liveness is measured).
+    pub fn track(&self, track: u64, verdict: Verdict, at: f64) {
+        let mut seen = self.lock();
+        if seen.tracks.len() >= MAX_TRACKS && !seen.tracks.contains_key(&track) {
+            if let Some(oldest) = seen
+                .tracks
+                .iter()
+                .min_by(|a, b| a.1 .1.total_cmp(&b.1 .1))
+                .map(|(t, _)| *t)
+            {
+                seen.tracks.remove(&oldest);
+            }
+        }
+        seen.tracks.insert(track, (verdict, at));
+    }
+
+    /// Whether the face of `track` has shown it is a head, for the rules' `liveness`.
+    pub fn live(&self, track: u64) -> Check {
+        let seen = self.lock();
+        let (held, detail) = match seen.tracks.get(&track) {
+            None => (false, "liveness not measured for this face yet".to_string()),
+            Some((v, _)) => match v.live {
+                Some(true) => (
+                    true,
+                    format!(
+                        "the face moved like a head (parallax travelled {:.2} eye distances)",
+                        v.score
+                    ),
+                ),
+                Some(false) if v.cuts >= 2 => (
+                    false,
+                    format!(
+                        "the face changed from picture to picture ({} cuts), as a slideshow does",
+                        v.cuts
+                    ),
+                ),
+                Some(false) => (
+                    false,
+                    format!(
+                        "the face moved like a flat picture (parallax {:.2} eye distances)",
+                        v.score
+                    ),
+                ),
+                None => (
+                    false,
+                    format!(
+                        "the face has not moved enough to tell (parallax {:.2} eye distances in \
+                         {} frames); a turn or a nod shows it",
+                        v.score, v.frames
+                    ),
+                ),
+            },
+        };
+        Check {
+            factor: "live".into(),
+            held,
+            detail,
+        }
     }
 
     /// A correct PIN of `person_id` was entered.

@@ -179,8 +179,8 @@ impl Access {
                 denials.push((i, why));
                 continue;
             }
-            let checks = self.factor_checks(rule, e, now, now);
-            if checks.iter().all(|c| c.held) {
+            let (checks, held) = self.factor_checks(rule, e, now, now);
+            if held {
                 granting = Some((i, checks));
                 break;
             }
@@ -198,7 +198,7 @@ impl Access {
                 let (i, checks) = waiting.swap_remove(0);
                 let rule = &self.rules.rules[i];
                 d.rule = Some(rule.name.clone());
-                d.reason = missing(&checks);
+                d.reason = missing(&checks, rule);
                 d.factors = checks;
                 if rule.wait > 0.0 {
                     d.waiting = true;
@@ -256,8 +256,7 @@ impl Access {
             let Some(rule) = self.rules.rules.get(p.rule) else {
                 continue;
             };
-            let checks = self.factor_checks(rule, &p.event, p.face_at, now);
-            let held = checks.iter().all(|c| c.held);
+            let (checks, held) = self.factor_checks(rule, &p.event, p.face_at, now);
             if !held && now < p.until {
                 self.pending.push(p);
                 continue;
@@ -276,7 +275,7 @@ impl Access {
                 None => {
                     d.reason = format!(
                         "{}, within the {} s the face waited",
-                        missing(&d.factors),
+                        missing(&d.factors, rule),
                         rule.wait
                     )
                 }
@@ -304,19 +303,30 @@ impl Access {
         self.pending.len()
     }
 
-    /// The factors `rule` requires, checked for the face of `e` seen at `face_at`.
-    fn factor_checks(&self, rule: &Rule, e: &Event, face_at: f64, now: f64) -> Vec<Check> {
+    /// The factors `rule` requires (and its liveness, when it asks), checked for the face of
+    /// `e` seen at `face_at`; and whether every one it requires held.
+    fn factor_checks(&self, rule: &Rule, e: &Event, face_at: f64, now: f64) -> (Vec<Check>, bool) {
         let who = Subject {
             person_id: e.person_id.as_deref(),
             name: e.name.as_deref(),
         };
-        rule.require
+        let mut checks: Vec<Check> = rule
+            .require
             .iter()
             .map(|&f| {
                 let (name, factor) = &self.rules.factors[f];
                 self.evidence.check(name, factor, &who, face_at, now)
             })
-            .collect()
+            .collect();
+        let mut held = checks.iter().all(|c| c.held);
+        if rule.liveness != factors::Liveness::Off {
+            let live = self.evidence.live(e.track);
+            if rule.liveness == factors::Liveness::Require {
+                held &= live.held;
+            }
+            checks.push(live);
+        }
+        (checks, held)
     }
 
     /// Grants by rule `i`: runs its actions, starts its cooldown, and fills in `d`. Returns the
@@ -458,11 +468,12 @@ fn blank(e: &Event, camera: Option<&str>) -> Decision {
     }
 }
 
-/// The factors that did not hold, in words.
-fn missing(checks: &[Check]) -> String {
+/// The factors that did not hold, in words (liveness only when `rule` requires it).
+fn missing(checks: &[Check], rule: &Rule) -> String {
+    let required = |c: &Check| c.factor != "live" || rule.liveness == factors::Liveness::Require;
     checks
         .iter()
-        .filter(|c| !c.held)
+        .filter(|c| !c.held && required(c))
         .map(|c| format!("{} ({})", c.factor, c.detail))
         .collect::<Vec<_>>()
         .join(" and ")
@@ -566,6 +577,7 @@ do = ["notify"]
             frame: 1,
             face: None,
             unknown_id: (kind == EventKind::Unknown).then(|| "u000003".into()),
+            liveness: None,
         }
     }
 

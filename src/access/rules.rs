@@ -44,7 +44,7 @@ use jiff::tz::TimeZone;
 use serde::Deserialize;
 
 use super::bindings::Bindings;
-use super::factors::{Factor, FactorSpec};
+use super::factors::{Factor, FactorSpec, Liveness};
 use super::schedule::{day_bound, Window};
 
 /// An enrolled person, as the rules see them.
@@ -70,6 +70,9 @@ impl Enrolled {
 #[serde(deny_unknown_fields)]
 struct File {
     timezone: Option<String>,
+    /// The rules' default liveness policy.
+    #[serde(default)]
+    liveness: Liveness,
     #[serde(default)]
     cameras: Vec<String>,
     #[serde(default)]
@@ -126,6 +129,7 @@ struct RuleSpec {
     require: Vec<String>,
     /// Seconds an otherwise granted face waits for the factors.
     wait: Option<f64>,
+    liveness: Option<Liveness>,
     #[serde(rename = "do")]
     actions: Vec<String>,
 }
@@ -160,6 +164,7 @@ pub struct Rule {
     pub require: Vec<usize>,
     /// Seconds a face that the rule would grant waits for its factors.
     pub wait: f64,
+    pub liveness: Liveness,
     /// Indices into [`Rules::actions`].
     pub actions: Vec<usize>,
 }
@@ -486,6 +491,7 @@ impl Rules {
                 cooldown,
                 require,
                 wait,
+                liveness: spec.liveness.unwrap_or(file.liveness),
                 actions: indices,
             });
         }
@@ -537,6 +543,11 @@ impl Rules {
         filters
     }
 
+    /// Whether a rule asks whether faces are live (so the run must measure it).
+    pub fn needs_liveness(&self) -> bool {
+        self.rules.iter().any(|r| r.liveness != Liveness::Off)
+    }
+
     /// Whether a factor takes PINs (entered through `serve`'s API).
     pub fn takes_pins(&self) -> bool {
         self.factors
@@ -577,7 +588,12 @@ impl Rules {
                 let (name, factor) = &self.factors[f];
                 parts.push(format!("with {name} ({})", factor.describe()));
             }
-            if !r.require.is_empty() {
+            match r.liveness {
+                Liveness::Off => {}
+                Liveness::Prefer => parts.push("noting whether the face is live".into()),
+                Liveness::Require => parts.push("only for a live face".into()),
+            }
+            if !r.require.is_empty() || r.liveness == Liveness::Require {
                 parts.push(format!("waiting up to {} s for them", r.wait));
             }
             let actions: Vec<String> = r

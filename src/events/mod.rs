@@ -8,7 +8,9 @@
 //! `camera` when the board's camera is named (`--camera-name`), and `unknown_id` to unknown
 //! events when recurring strangers are kept (`u000001`: the same id for the same stranger).
 //! Identified events and their `left` carry `person_id`, the gallery id of the person (`p000003`): a
-//! name can be given to someone else later, an id never is.
+//! name can be given to someone else later, an id never is. When liveness is measured (`watch
+//! --liveness`, or rules that ask for it) events carry `"live"` (true, false, or null while the
+//! face has not moved enough to tell) and `"liveness"`, the distance its parallax travelled.
 
 use std::path::{Path, PathBuf};
 
@@ -42,6 +44,9 @@ pub struct Event {
     pub face: Option<RgbImage>,
     /// Unknown events: the recurring stranger the face was grouped with (`live::strangers`).
     pub unknown_id: Option<String>,
+    /// What the track's face has shown of being a head rather than a picture, when the run
+    /// measures it (`live::liveness`).
+    pub liveness: Option<crate::live::liveness::Verdict>,
 }
 
 /// A face's box as every JSON output writes it: `{"x":..,"y":..,"w":..,"h":..}`.
@@ -78,6 +83,11 @@ struct EventJson<'a> {
     snapshot: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     camera: Option<&'a str>,
+    /// With liveness measured: true, false, or null (not enough motion yet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    live: Option<Option<bool>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    liveness: Option<f32>,
     /// The recurring stranger an unknown face was grouped with.
     #[serde(skip_serializing_if = "Option::is_none")]
     unknown_id: Option<&'a str>,
@@ -109,6 +119,8 @@ pub fn json_line(event: &Event, snapshot: Option<&Path>, camera: Option<&str>) -
         camera,
         unknown_id: event.unknown_id.as_deref(),
         person_id: event.person_id.as_deref(),
+        live: event.liveness.map(|v| v.live),
+        liveness: event.liveness.map(|v| (v.score * 1e3).round() / 1e3),
     };
     serde_json::to_string(&line).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }
@@ -171,6 +183,7 @@ mod tests {
             frame: 42,
             face: None,
             unknown_id: None,
+            liveness: None,
         };
         let v: serde_json::Value = serde_json::from_str(&json_line(&event, None, None)).unwrap();
         assert_eq!(

@@ -10,6 +10,7 @@ use crate::events::Event;
 use crate::events::EventKind;
 use crate::imaging::rect::Rect;
 use crate::live::capture::Frame;
+use crate::live::liveness::{look, LivenessConfig, TrackLiveness, Verdict};
 use crate::live::strangers::Strangers;
 use crate::live::tracker::{Decision, Look, TrackEvent, Tracker, TrackerConfig, Vote};
 use crate::recognize::matcher::Matcher;
@@ -90,7 +91,19 @@ pub struct Recognizer {
     last: (u64, SystemTime),
     strangers: Option<Strangers>,
     strangers_failing: crate::support::warnings::Throttle,
+    /// Per track, what its face showed of being a head, when liveness is measured.
+    liveness: Option<Liveness>,
 }
+
+/// Liveness of the tracks, measured from their landmarks in every frame until they are live.
+struct Liveness {
+    config: LivenessConfig,
+    /// Track -> its evidence, and the frame it was last seen in.
+    tracks: std::collections::HashMap<u64, (TrackLiveness, u64)>,
+}
+
+/// Frames after which a track's liveness is forgotten when it is not seen.
+const LIVENESS_KEPT: u64 = 600;
 
 fn unix_seconds(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH)
@@ -124,6 +137,31 @@ impl Recognizer {
             last: (0, UNIX_EPOCH),
             strangers: None,
             strangers_failing: crate::support::warnings::Throttle::per_minute(),
+            liveness: None,
+        })
+    }
+
+    /// Measures from now on whether the faces of tracks are heads or pictures: their landmarks
+    /// are taken in every frame until the track is live (landmarks cost 1-5 ms a face).
+    pub fn measure_liveness(&mut self, config: LivenessConfig) {
+        if self.liveness.is_none() {
+            self.liveness = Some(Liveness {
+                config,
+                tracks: std::collections::HashMap::new(),
+            });
+        }
+    }
+
+    pub fn measures_liveness(&self) -> bool {
+        self.liveness.is_some()
+    }
+
+    /// The liveness of a track, when it is measured.
+    pub fn liveness(&self, track: u64) -> Option<Verdict> {
+        let l = self.liveness.as_ref()?;
+        Some(match l.tracks.get(&track) {
+            Some((t, _)) => t.verdict(&l.config),
+            None => TrackLiveness::default().verdict(&l.config),
         })
     }
 
@@ -216,6 +254,30 @@ impl Recognizer {
         let mut track_time = tracking.elapsed();
 
         let confirming = Instant::now();
+        if let Some(l) = self.liveness.as_mut() {
+            for (i, a) in assigned.iter().enumerate() {
+                let entry = l
+                    .tracks
+                    .entry(a.track)
+                    .or_insert_with(|| (TrackLiveness::default(), frame.number));
+                entry.1 = frame.number;
+                if entry.0.is_live() {
+                    continue;
+                }
+                if kept[i].1.is_none() {
+                    kept[i].1 = self
+                        .finder
+                        .confirm(&frame.photo, kept[i].0, &self.embedder)?;
+                }
+                if let Some(face) = &kept[i].1 {
+                    if let Some(marks) = face.landmarks {
+                        entry.0.observe(&marks, Some(look(&face.crop)), &l.config);
+                    }
+                }
+            }
+            l.tracks
+                .retain(|_, (_, seen)| frame.number.saturating_sub(*seen) <= LIVENESS_KEPT);
+        }
         let mut wanted = Vec::new();
         let mut crops: Vec<RgbImage> = Vec::new();
         for (i, a) in assigned.iter().enumerate() {
@@ -331,6 +393,7 @@ impl Recognizer {
             frame,
             face,
             unknown_id: None,
+            liveness: self.liveness(e.track),
         }
     }
 }

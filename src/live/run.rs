@@ -19,6 +19,7 @@ use crate::store::gallery::Person;
 
 use super::capture::{Capture, Counts, Item};
 use super::follow::{GalleryFollower, RulesFollower};
+use super::liveness::LivenessConfig;
 use super::recognizer::Recognizer;
 use super::sinks::{DecisionDone, FrameDone, Sink, SourceState};
 use super::source::SourceSpec;
@@ -113,6 +114,9 @@ pub struct LiveConfig {
     pub evidence: Evidence,
     /// Whether PINs can be entered (`serve`'s API): a PIN factor under `watch` never holds.
     pub pins: bool,
+    /// Measure whether faces are heads or pictures (`live::liveness`) even when no rule asks,
+    /// so that events carry it (`watch --liveness`).
+    pub liveness: bool,
     /// Scripted frame times: frame N is at this many Unix seconds + N / the source's rate.
     pub frame_clock: Option<f64>,
     pub fleet: Option<FleetConfig>,
@@ -164,6 +168,13 @@ pub fn run(
         )?),
         None => None,
     };
+    if config.liveness
+        || rules
+            .as_ref()
+            .is_some_and(|r| r.access.rules().needs_liveness())
+    {
+        recognizer.measure_liveness(LivenessConfig::default());
+    }
     let snapshots = config
         .snapshots
         .as_deref()
@@ -226,6 +237,14 @@ pub fn run(
                             );
                     }
                     let events = recognizer.process(&frame)?;
+                    if recognizer.measures_liveness() {
+                        let now = crate::access::factors::wall_now();
+                        for v in recognizer.in_view() {
+                            if let Some(verdict) = recognizer.liveness(v.track) {
+                                config.evidence.track(v.track, verdict, now);
+                            }
+                        }
+                    }
                     // The frame is done with: its pixels move behind an Arc without a copy.
                     let rgb = Arc::new(frame.photo.rgb);
                     let done = FrameDone {
@@ -316,6 +335,10 @@ impl Emitter<'_, '_> {
         }
         if let Some(r) = f.rules.as_mut() {
             r.poll();
+            // An edit that asks for liveness starts its measuring.
+            if r.access.rules().needs_liveness() {
+                recognizer.measure_liveness(LivenessConfig::default());
+            }
         }
     }
 

@@ -165,6 +165,19 @@ impl FaceFinder {
 
     /// Landmarks and the aligned crop for a candidate, or `None` when the landmark stage finds
     /// no face in a cascade box: that is a cascade false positive (a collar, a pattern).
+    /// The five landmarks of a candidate's face (the landmark stage alone, without the crop
+    /// that [`FaceFinder::confirm`] also makes); `None` when it finds no face there.
+    pub fn landmarks(
+        &mut self,
+        photo: &Photo,
+        candidate: Candidate,
+    ) -> Result<Option<[[f32; 2]; 5]>, String> {
+        match candidate.landmarks {
+            Some(marks) => Ok(Some(marks)),
+            None => landmarks_in_box(&mut self.yunet, &photo.rgb, &candidate.rect),
+        }
+    }
+
     pub fn confirm(
         &mut self,
         photo: &Photo,

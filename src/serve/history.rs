@@ -505,6 +505,7 @@ mod tests {
             frame: 9,
             face: None,
             unknown_id: None,
+            liveness: None,
         }
     }
 

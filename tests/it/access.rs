@@ -746,3 +746,98 @@ do = ["mark"]
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A photo of an enrolled person, tilted and turned in front of the camera (rendered through a
+/// pinhole camera from a real photo), is identified, but a rule with `liveness = "require"`
+/// opens nothing for it: the face waits, the audit line says it moved like a picture or not
+/// enough, and the events say `"live"` is not true.
+#[test]
+fn a_photo_held_up_to_the_camera_opens_nothing_under_liveness_require() {
+    use facegate::live::liveness::presentations::{render, Camera, Medium, Motion};
+    use facegate::support::rng::Rng;
+    let dir = scratch("access", "liveness");
+    let g = dir.join("gallery");
+    crate::common::enroll(&g, "Obama", "obama.jpg");
+    let frames = dir.join("frames");
+    std::fs::create_dir_all(&frames).unwrap();
+    let picture = facegate::imaging::photo::load(std::path::Path::new(&photo("obama2.jpg")))
+        .unwrap()
+        .rgb;
+    let picture =
+        image::imageops::resize(&picture, 240, 300, image::imageops::FilterType::Triangle);
+    let shown = Medium::Photo.show(&picture);
+    let camera = Camera::default();
+    let mut rng = Rng::new(3);
+    for i in 0..40 {
+        let motion = if i < 20 { Motion::Tilt } else { Motion::Pan };
+        let pose = motion.pose(i as f32 / 10.0, &mut rng);
+        render(&shown, 160.0, pose, &camera, false, &mut rng)
+            .save(frames.join(format!("{i:05}.png")))
+            .unwrap();
+    }
+    let marker = dir.join("opened");
+    let r = dir.join("rules.toml");
+    std::fs::write(
+        &r,
+        format!(
+            r#"
+liveness = "require"
+[actions.mark]
+command = ["/bin/sh", "-c", "touch {}"]
+[[rules]]
+name = "door"
+who = ["Obama"]
+wait = 60
+do = ["mark"]
+"#,
+            marker.display()
+        ),
+    )
+    .unwrap();
+    let out = run_facegate(
+        &[
+            "watch",
+            "--frames",
+            frames.to_str().unwrap(),
+            "--gallery",
+            g.to_str().unwrap(),
+            "--no-unknowns",
+            "--rules",
+            r.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let stdout = ok(&out);
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let identified: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|v| v["event"] == "identified")
+        .collect();
+    assert!(!identified.is_empty(), "the photo is identified: {stdout}");
+    for v in lines.iter().filter(|v| v["event"] != "access") {
+        assert!(v.get("live").is_some(), "liveness is measured: {v}");
+        assert_ne!(v["live"], true, "a photo is not live: {v}");
+    }
+    let decisions = access_lines(&stdout);
+    assert!(!decisions.is_empty(), "{stdout}");
+    assert!(
+        decisions.iter().all(|d| d["granted"] == false),
+        "{decisions:?}"
+    );
+    let live = &decisions[0]["factors"][0];
+    assert_eq!(live["factor"], "live", "{decisions:?}");
+    assert_eq!(live["held"], false, "{decisions:?}");
+    assert!(decisions[0]["waiting"] == true, "{decisions:?}");
+    assert!(
+        decisions.last().unwrap()["reason"]
+            .as_str()
+            .unwrap()
+            .contains("run ended"),
+        "{decisions:?}"
+    );
+    assert!(!marker.exists(), "the door stayed shut");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_board;
+mod bench_liveness;
 mod bench_search;
 #[cfg(feature = "mqtt")]
 mod bench_sync;
@@ -91,6 +92,9 @@ enum BenchCommand {
     Board(bench_board::BenchBoardArgs),
     /// Time the detector on photos (used by tools/bench_detect.py to compare with OpenCV).
     Detect(bench::Args),
+    /// How often liveness takes a picture for a head (APCER, rendered attacks) and a head for a
+    /// picture (BPCER, simulated visitors).
+    Liveness(bench_liveness::BenchLivenessArgs),
     /// Time face embedding with one or more models on aligned crops.
     Embed(bench::EmbedArgs),
     /// Time matching one face against galleries of many people.
@@ -133,6 +137,7 @@ fn main() -> ExitCode {
             BenchCommand::Board(args) => bench_board::run(args),
             BenchCommand::Detect(args) => bench::run(args),
             BenchCommand::Embed(args) => bench::embed(args),
+            BenchCommand::Liveness(args) => bench_liveness::run(args),
             BenchCommand::Match(args) => bench::matching(args),
             BenchCommand::Watch(args) => bench_watch::run(args),
             BenchCommand::Search(args) => bench_search::run(args),

@@ -256,6 +256,12 @@ pub struct WatchArgs {
     /// every board applies the others'. The gallery's ids become fleet-wide on the first run
     #[arg(long, value_name = "VIA", value_enum, requires = "mqtt")]
     pub sync: Option<crate::fleet::SyncVia>,
+    /// Measure whether each face is a head or a picture held up to the camera (its landmarks'
+    /// parallax as it moves) and say it in every event: "live" true, false, or null while the
+    /// face has not moved enough, and "liveness", how far its parallax travelled. Rules with
+    /// `liveness = "prefer"` or "require" turn it on by themselves
+    #[arg(long)]
+    pub liveness: bool,
     /// Seconds between --stats lines
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = crate::ranges::real(0.1, 86_400.0))]
     pub stats_every: f64,
@@ -301,6 +307,7 @@ impl WatchArgs {
             }),
             evidence: Evidence::default(),
             pins: false,
+            liveness: self.liveness,
             frame_clock: self.frame_clock,
             fleet: self.fleet()?,
             linger: false,

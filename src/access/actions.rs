@@ -184,7 +184,7 @@ impl Gpio for RecordingGpio {
     }
 
     fn watch(&self, spec: &GpioInputSpec, evidence: Evidence) -> Result<(), String> {
-        if !self.chips.iter().any(|c| *c == spec.chip) {
+        if !self.chips.contains(&spec.chip) {
             return Err(format!(
                 "GPIO input line {} of {}: no such chip",
                 spec.line, spec.chip

@@ -949,6 +949,14 @@ do = ["door"]
                 "may not be called 'face'",
             ),
             (file.replace("within = 5", "within = -1"), "within must be"),
+            (
+                format!("liveness = \"maybe\"\n{file}"),
+                "not a valid rules file",
+            ),
+            (
+                file.replace("[factors.button]", "[factors.live]"),
+                "may not be called 'live'",
+            ),
         ] {
             let e = parse(&text).unwrap_err();
             assert!(e.contains(expected), "{expected}: {e}");

@@ -384,10 +384,11 @@ impl Rules {
         }
         let mut factors = Vec::new();
         for (name, spec) in &file.factors {
-            if name == "face" {
-                return Err(
-                    "a factor may not be called 'face' (the face is always required)".into(),
-                );
+            if name == "face" || name == "live" {
+                return Err(format!(
+                    "a factor may not be called '{name}' (the face is always required; its \
+                     liveness is the rules' `liveness`)"
+                ));
             }
             factors.push((name.clone(), spec.check(name)?));
         }

@@ -208,5 +208,20 @@ mod tests {
         assert_eq!(v["event"], "unknown");
         assert_eq!(v["snapshot"], "s/1.png");
         assert_eq!(v["camera"], "Door");
+        assert!(v.get("live").is_none(), "liveness not measured: no field");
+        // Measured but undecided: null, and the parallax travelled so far.
+        let measured = Event {
+            liveness: Some(crate::live::liveness::Verdict {
+                live: None,
+                score: 0.031_42,
+                frames: 7,
+                cuts: 0,
+            }),
+            ..unknown
+        };
+        let v: serde_json::Value = serde_json::from_str(&json_line(&measured, None, None)).unwrap();
+        assert_eq!(v["live"], serde_json::Value::Null);
+        assert!(v.as_object().unwrap().contains_key("live"));
+        assert_eq!(v["liveness"], 0.031);
     }
 }

@@ -11,3 +11,4 @@ pub mod sinks;
 pub mod source;
 pub mod strangers;
 pub mod tracker;
+pub mod zones;

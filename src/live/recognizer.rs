@@ -93,6 +93,10 @@ pub struct Recognizer {
     strangers_failing: crate::support::warnings::Throttle,
     /// Per track, what its face showed of being a head, when liveness is measured.
     liveness: Option<Liveness>,
+    /// Where faces count; faces elsewhere are dropped after detection.
+    zones: Vec<super::zones::Zone>,
+    /// Faces dropped for being outside every zone.
+    outside: u64,
 }
 
 /// Liveness of the tracks, measured from their landmarks in every frame until they are live.
@@ -138,7 +142,19 @@ impl Recognizer {
             strangers: None,
             strangers_failing: crate::support::warnings::Throttle::per_minute(),
             liveness: None,
+            zones: Vec::new(),
+            outside: 0,
         })
+    }
+
+    /// Counts only faces in `zones` from now on (none: the whole frame).
+    pub fn set_zones(&mut self, zones: Vec<super::zones::Zone>) {
+        self.zones = zones;
+    }
+
+    /// Faces dropped so far for being outside every zone.
+    pub fn outside_zones(&self) -> u64 {
+        self.outside
     }
 
     /// Measures from now on whether the faces of tracks are heads or pictures: their landmarks
@@ -227,7 +243,13 @@ impl Recognizer {
     pub fn process(&mut self, frame: &Frame) -> Result<Vec<Event>, String> {
         self.last = (frame.number, frame.time);
         let detecting = Instant::now();
-        let candidates = self.finder.candidates(&frame.photo)?;
+        let mut candidates = self.finder.candidates(&frame.photo)?;
+        if !self.zones.is_empty() {
+            let (w, h) = (frame.photo.width(), frame.photo.height());
+            let before = candidates.len();
+            candidates.retain(|c| super::zones::counts(&self.zones, &c.rect, w, h));
+            self.outside += (before - candidates.len()) as u64;
+        }
         let detect_time = detecting.elapsed();
 
         // A box that continues a recognised track and is not due for a recheck keeps its track

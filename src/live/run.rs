@@ -44,6 +44,8 @@ pub struct Tuning {
     /// Threads for the detector's scan (0: one per core).
     pub threads: usize,
     pub tracker: TrackerConfig,
+    /// Where faces count (none: the whole frame).
+    pub zones: Vec<super::zones::Zone>,
 }
 
 impl Tuning {
@@ -54,6 +56,12 @@ impl Tuning {
             embedder,
             threshold,
         } = pipeline;
+        if self.zones.len() > super::zones::MAX_ZONES {
+            return Err(format!(
+                "at most {} zones (--zone)",
+                super::zones::MAX_ZONES
+            ));
+        }
         finder.detect_max_side = Some(self.detect_size);
         finder.edge_pass_side = self.edge_pass_side;
         finder.edge_pass_every = self.edge_pass_every;
@@ -65,7 +73,9 @@ impl Tuning {
         } else {
             self.threads
         };
-        Recognizer::new(finder, embedder, people, threshold, self.tracker)
+        let mut recognizer = Recognizer::new(finder, embedder, people, threshold, self.tracker)?;
+        recognizer.set_zones(self.zones.clone());
+        Ok(recognizer)
     }
 }
 

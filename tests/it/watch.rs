@@ -520,3 +520,35 @@ fn a_config_file_sets_defaults_and_flags_override_it() {
         );
     }
 }
+
+/// Zones: with one on the right of the frame only the stranger standing there is seen (Obama,
+/// on the left, is never identified); a zone whose smallest face is larger than any face sees
+/// nobody; a bad zone is an error naming it.
+#[test]
+fn faces_outside_every_zone_are_not_seen() {
+    let dir = scratch("watch", "zones");
+    let gallery = enrolled_gallery(&dir);
+    let frames = scene_frames(&dir, usize::MAX);
+    let watch = |zone: &str| {
+        facegate()
+            .args(["watch", "--min-face", "40", "--no-unknowns", "--gallery"])
+            .arg(&gallery)
+            .arg("--frames")
+            .arg(&frames)
+            .args(["--zone", zone])
+            .output()
+            .unwrap()
+    };
+    let right = summarise(&ok(&watch("right=0.5,0 1,0 1,1 0.5,1")));
+    assert!(!right.iter().any(|e| e.contains("Obama")), "{right:?}");
+    assert!(
+        right.iter().any(|e| e.contains(":unknown:")),
+        "the stranger on the right is seen: {right:?}"
+    );
+    let nobody = ok(&watch("0,0 1,0 1,1 0,1 min=600"));
+    assert_eq!(nobody, "", "no face is 600 px wide");
+    let bad = watch("0,0 1,0 2,2");
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("fraction of the frame"), "{stderr}");
+}

@@ -156,11 +156,21 @@ pub struct TrackingArgs {
     /// Threads for the detector's scan (0: one per core); embedding runs on one
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = crate::ranges::int(0, crate::ranges::MAX_THREADS))]
     pub threads: usize,
+    /// Count faces only in this zone: "[NAME=]x,y x,y x,y ...[ min=PX]", corners as fractions
+    /// of the frame's width and height, min= the smallest face width there; repeat for more
+    /// zones. Faces whose box centre is in no zone are never embedded, tracked or told about
+    #[arg(long, value_name = "ZONE", value_parser = parse_zone)]
+    pub zone: Vec<facegate::live::zones::Zone>,
+}
+
+fn parse_zone(text: &str) -> Result<facegate::live::zones::Zone, String> {
+    facegate::live::zones::Zone::parse(text)
 }
 
 impl TrackingArgs {
     pub fn tuning(&self) -> Tuning {
         Tuning {
+            zones: self.zone.clone(),
             detect_size: self.detect_size,
             edge_pass_side: self.edge_pass_side,
             edge_pass_every: self.edge_pass_every,

@@ -5,6 +5,7 @@ pub mod capture;
 pub mod follow;
 pub mod frames;
 pub mod liveness;
+pub mod motion;
 pub mod recognizer;
 pub mod run;
 pub mod sinks;

@@ -11,6 +11,7 @@ use crate::events::EventKind;
 use crate::imaging::rect::Rect;
 use crate::live::capture::Frame;
 use crate::live::liveness::{look, LivenessConfig, TrackLiveness, Verdict};
+use crate::live::motion::{MotionConfig, MotionGate};
 use crate::live::strangers::Strangers;
 use crate::live::tracker::{Decision, Look, TrackEvent, Tracker, TrackerConfig, Vote};
 use crate::recognize::matcher::Matcher;
@@ -50,6 +51,8 @@ pub struct InView {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StageTotals {
     pub frames: u64,
+    /// Frames the motion gate kept from the detector (nothing moved, nobody in view).
+    pub gated: u64,
     pub faces: u64,
     pub embedded: u64,
     pub detect: Duration,
@@ -68,6 +71,7 @@ impl StageTotals {
     pub fn since(&self, earlier: &StageTotals) -> StageTotals {
         StageTotals {
             frames: self.frames - earlier.frames,
+            gated: self.gated - earlier.gated,
             faces: self.faces - earlier.faces,
             embedded: self.embedded - earlier.embedded,
             detect: self.detect.saturating_sub(earlier.detect),
@@ -97,6 +101,8 @@ pub struct Recognizer {
     zones: Vec<super::zones::Zone>,
     /// Faces dropped for being outside every zone.
     outside: u64,
+    /// Keeps the detector off still frames with nobody in view.
+    motion: Option<MotionGate>,
 }
 
 /// Liveness of the tracks, measured from their landmarks in every frame until they are live.
@@ -144,7 +150,14 @@ impl Recognizer {
             liveness: None,
             zones: Vec::new(),
             outside: 0,
+            motion: None,
         })
+    }
+
+    /// Detects only in frames with motion or someone in view (and the safety net), from now on;
+    /// `None`: in every frame.
+    pub fn set_motion(&mut self, config: Option<MotionConfig>) {
+        self.motion = config.map(MotionGate::new);
     }
 
     /// Counts only faces in `zones` from now on (none: the whole frame).
@@ -243,7 +256,17 @@ impl Recognizer {
     pub fn process(&mut self, frame: &Frame) -> Result<Vec<Event>, String> {
         self.last = (frame.number, frame.time);
         let detecting = Instant::now();
-        let mut candidates = self.finder.candidates(&frame.photo)?;
+        let following = self.tracker.is_following();
+        let detect = self
+            .motion
+            .as_mut()
+            .is_none_or(|g| g.should_detect(frame.photo.grey_view(), following));
+        let mut candidates = if detect {
+            self.finder.candidates(&frame.photo)?
+        } else {
+            self.totals.gated += 1;
+            Vec::new()
+        };
         if !self.zones.is_empty() {
             let (w, h) = (frame.photo.width(), frame.photo.height());
             let before = candidates.len();

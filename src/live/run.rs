@@ -46,6 +46,8 @@ pub struct Tuning {
     pub tracker: TrackerConfig,
     /// Where faces count (none: the whole frame).
     pub zones: Vec<super::zones::Zone>,
+    /// Detect only where something moved or someone is in view (`None`: every frame).
+    pub motion: Option<super::motion::MotionConfig>,
 }
 
 impl Tuning {
@@ -75,6 +77,7 @@ impl Tuning {
         };
         let mut recognizer = Recognizer::new(finder, embedder, people, threshold, self.tracker)?;
         recognizer.set_zones(self.zones.clone());
+        recognizer.set_motion(self.motion);
         Ok(recognizer)
     }
 }

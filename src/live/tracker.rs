@@ -376,6 +376,11 @@ impl Tracker {
     }
 
     /// The tracks whose face was in frame `frame`, with their decision so far.
+    /// Whether a track is alive (in view, or gone for fewer than `leave_after` frames).
+    pub fn is_following(&self) -> bool {
+        !self.tracks.is_empty()
+    }
+
     pub fn in_view(&self, frame: u64) -> Vec<InView> {
         self.tracks
             .iter()

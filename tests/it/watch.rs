@@ -146,6 +146,16 @@ fn a_directory_of_frames_gives_one_event_per_visit() {
         stderr.contains("facegate: stats: ") && stderr.contains("38 frames, 0 dropped"),
         "{stderr}"
     );
+    // The motion gate (on by default) changes no event: every frame of the scene either moves
+    // or has someone in view, or is the hallway the last visitor just left.
+    let ungated = facegate()
+        .args(["watch", "--min-face", "40", "--no-motion-gate", "--gallery"])
+        .arg(&gallery)
+        .arg("--frames")
+        .arg(&frames)
+        .output()
+        .unwrap();
+    assert_eq!(summarise(&ok(&ungated)), EXPECTED);
     // One snapshot per identified/unknown event, named in its line, showing the face's box with
     // a margin of a quarter of its size on each side (less where the frame ends).
     let mut saved = 0;
@@ -551,4 +561,47 @@ fn faces_outside_every_zone_are_not_seen() {
     assert!(!bad.status.success());
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(stderr.contains("fraction of the frame"), "{stderr}");
+}
+
+/// An empty hallway with sensor noise: after the first frames the detector looks only at the
+/// safety net's frames (counted, not timed); without the gate it looks at every frame.
+#[test]
+fn a_still_hallway_is_not_detected_after_warm_up() {
+    use facegate::support::rng::Rng;
+    let dir = scratch("watch", "motion");
+    let gallery = enrolled_gallery(&dir);
+    let frames = dir.join("frames");
+    std::fs::create_dir_all(&frames).unwrap();
+    let mut rng = Rng::new(9);
+    for i in 0..120 {
+        let f = RgbImage::from_fn(640, 480, |x, y| {
+            let noise = (rng.next_u64() % 9) as i32 - 4;
+            let v = (90 + (x / 8) as i32 / 2 + (y / 16) as i32 + noise).clamp(0, 255) as u8;
+            image::Rgb([v, v, v])
+        });
+        f.save(frames.join(format!("frame{i:04}.png"))).unwrap();
+    }
+    let detected = |gate: &[&str]| {
+        let out = facegate()
+            .args(["watch", "--gallery"])
+            .arg(&gallery)
+            .arg("--frames")
+            .arg(&frames)
+            .args(gate)
+            .output()
+            .unwrap();
+        assert_eq!(ok(&out), "", "nobody is there");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let n = stderr
+            .split("unreadable, ")
+            .nth(1)
+            .and_then(|r| r.split(" detected").next())
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("{stderr}"));
+        n
+    };
+    // Three frames while the background forms, then one in 50.
+    assert_eq!(detected(&[]), 5);
+    assert_eq!(detected(&["--motion-every", "20"]), 3 + 5);
+    assert_eq!(detected(&["--no-motion-gate"]), 120);
 }

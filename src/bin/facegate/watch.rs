@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use facegate::access::factors::Evidence;
+use facegate::live::motion::MotionConfig;
 use facegate::live::run::{Broker, FleetConfig, LiveConfig, StrangerConfig, Tuning};
 use facegate::live::sinks::console::Console;
 use facegate::live::sinks::json_lines::JsonLines;
@@ -161,6 +162,17 @@ pub struct TrackingArgs {
     /// zones. Faces whose box centre is in no zone are never embedded, tracked or told about
     #[arg(long, value_name = "ZONE", value_parser = parse_zone)]
     pub zone: Vec<facegate::live::zones::Zone>,
+    /// Run the detector on every frame, not only on frames where something moved or someone is
+    /// in view
+    #[arg(long)]
+    pub no_motion_gate: bool,
+    /// Grey levels (of 255) an 8x8 block must change by to count as motion
+    #[arg(long, value_name = "LEVELS", default_value_t = 6.0, value_parser = crate::ranges::real(0.5, 255.0))]
+    pub motion_level: f64,
+    /// Detect a still frame with nobody in view at least every this many frames (the safety net
+    /// for a face that appeared without moving)
+    #[arg(long, value_name = "FRAMES", default_value_t = 50, value_parser = crate::ranges::int(1u64, 100_000))]
+    pub motion_every: u64,
 }
 
 fn parse_zone(text: &str) -> Result<facegate::live::zones::Zone, String> {
@@ -171,6 +183,11 @@ impl TrackingArgs {
     pub fn tuning(&self) -> Tuning {
         Tuning {
             zones: self.zone.clone(),
+            motion: (!self.no_motion_gate).then_some(MotionConfig {
+                level: self.motion_level as f32,
+                every: self.motion_every,
+                ..MotionConfig::default()
+            }),
             detect_size: self.detect_size,
             edge_pass_side: self.edge_pass_side,
             edge_pass_every: self.edge_pass_every,

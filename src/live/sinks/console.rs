@@ -63,11 +63,13 @@ impl Sink for Console {
         if let Some(stats) = &mut self.stats {
             stats.print(&recognizer.totals(), counts.dropped);
         }
+        let totals = recognizer.totals();
         eprintln!(
-            "facegate: {} frames, {} dropped, {} unreadable",
-            recognizer.totals().frames,
+            "facegate: {} frames, {} dropped, {} unreadable, {} detected",
+            totals.frames,
             counts.dropped,
-            counts.skipped
+            counts.skipped,
+            totals.frames - totals.gated
         );
     }
 }
@@ -101,11 +103,12 @@ impl Stats {
         let seconds = self.since.elapsed().as_secs_f64().max(1e-9);
         let [detect, landmarks, embed, track] = part.per_frame_ms();
         eprintln!(
-            "facegate: stats: {:.1} fps, per frame: detect {detect:.1} ms, landmarks+align {landmarks:.1} ms, embed {embed:.1} ms, match+track {track:.2} ms; {:.2} faces/frame, {} embedded, {} dropped",
+            "facegate: stats: {:.1} fps, per frame: detect {detect:.1} ms, landmarks+align {landmarks:.1} ms, embed {embed:.1} ms, match+track {track:.2} ms; {:.2} faces/frame, {} embedded, {} dropped, {} detected",
             part.frames as f64 / seconds,
             part.faces as f64 / part.frames.max(1) as f64,
             part.embedded,
             dropped - self.last_dropped,
+            part.frames - part.gated,
         );
         self.since = Instant::now();
         self.last = *totals;

@@ -131,7 +131,7 @@ mod tests {
         let mut f: Vec<u8> = (0..160 * 120)
             .map(|i| {
                 let noise = (rng.next_u64() % 7) as i32 - 3;
-                (100 + (i % 160) as i32 / 4 + noise) as u8
+                (100 + (i % 160) / 4 + noise) as u8
             })
             .collect();
         if let Some(x) = person {

@@ -261,7 +261,12 @@ impl History {
             sql.push_str(&format!(" AND {clause} ?{}", values.len()));
         };
         if let Some(p) = &f.person {
-            bind(&mut sql, "e.name =", p.clone().into());
+            // Names are compared without case (SQLite folds ASCII letters only).
+            bind(
+                &mut sql,
+                "e.name COLLATE NOCASE =",
+                p.split_whitespace().collect::<Vec<_>>().join(" ").into(),
+            );
         }
         if f.unknown {
             sql.push_str(" AND e.event = 'unknown'");

@@ -208,6 +208,28 @@ fn names_are_data_not_paths() {
         &["gallery", "rename", "--gallery", gs, name, "Obama"],
         &[],
     ));
+    // Names that differ only in case or spaces are one person: no second "obama", and the
+    // enrolled one is found however it is typed.
+    let again = run_facegate(
+        &[
+            "enroll",
+            "--name",
+            "OBAMA",
+            "--gallery",
+            gs,
+            &photo("obama2.jpg"),
+        ],
+        &[],
+    );
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        !again.status.success() && said.contains("already enrolled as 'Obama'"),
+        "{said}"
+    );
+    ok(&run_facegate(
+        &["gallery", "rename", "--gallery", gs, "obama", "Obama"],
+        &[],
+    ));
     ok(&run_facegate(
         &["gallery", "remove", "--gallery", gs, "Obama"],
         &[],

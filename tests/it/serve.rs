@@ -172,6 +172,9 @@ fn the_api_enrolls_recognizes_records_and_corrects() {
         .map(|e| e["event"].as_str().unwrap())
         .collect();
     assert_eq!(stored, ["left", "identified"]);
+    // However the name is typed.
+    let typed = s.get("/api/v1/events?person=obama").json();
+    assert_eq!(typed["events"], history["events"], "{typed}");
     assert_eq!(
         s.get("/api/v1/events?unknown=true").json()["events"]
             .as_array()

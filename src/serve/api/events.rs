@@ -149,7 +149,7 @@ pub async fn correct(
             .map_err(ApiError::internal)?
             .people()
             .iter()
-            .find(|p| p.entry.name == name)
+            .find(|p| crate::store::gallery::same_name(&p.entry.name, &name))
             .map(|p| p.entry.id.clone());
         let person: PersonJson = match existing {
             Some(pid) => {

@@ -79,10 +79,19 @@ fn person_or_404<'a>(g: &'a Gallery, id: &str) -> ApiResult<&'a Person> {
 
 fn check_new_name(g: &Gallery, name: &str) -> ApiResult<()> {
     gallery::validate_name(name).map_err(ApiError::bad)?;
-    if g.people().iter().any(|p| p.entry.name == name) {
+    if let Some(p) = g
+        .people()
+        .iter()
+        .find(|p| gallery::same_name(&p.entry.name, name))
+    {
+        let spelled = if p.entry.name == name {
+            String::new()
+        } else {
+            format!(" as '{}'", p.entry.name)
+        };
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            format!("'{name}' is already enrolled"),
+            format!("'{name}' is already enrolled{spelled}"),
         ));
     }
     Ok(())
@@ -123,7 +132,11 @@ pub fn reject(app: &App, name: &str, photo: &Photo) -> ApiResult<PersonJson> {
     };
     let png = enrollment::png(&face.crop).map_err(ApiError::internal)?;
     change(app, |g, write_lock| {
-        if !g.people().iter().any(|p| p.entry.name == name) {
+        if !g
+            .people()
+            .iter()
+            .any(|p| gallery::same_name(&p.entry.name, name))
+        {
             return Err(ApiError::not_found(format!(
                 "nobody named '{}' is enrolled",
                 crate::support::terminal::escape(name)

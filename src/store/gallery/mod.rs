@@ -244,6 +244,21 @@ pub struct IndexStamp {
 pub use crate::store::lock::WriteLock;
 
 /// Checks a person's name: it is data shown to people, never used as a path.
+/// A name as names are compared: "joe  Biden" is "Joe Biden" (case and runs of spaces do not
+/// count), so that a person is not enrolled twice by a different spelling and a filter finds
+/// them however it is typed.
+pub fn name_key(name: &str) -> String {
+    name.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
+/// Whether two names are the same person's ([`name_key`]).
+pub fn same_name(a: &str, b: &str) -> bool {
+    a == b || name_key(a) == name_key(b)
+}
+
 pub fn validate_name(name: &str) -> Result<(), String> {
     let trimmed = name.trim();
     if trimmed.is_empty() {
@@ -259,6 +274,15 @@ pub fn validate_name(name: &str) -> Result<(), String> {
         return Err("a name cannot contain control characters".into());
     }
     Ok(())
+}
+
+/// " (as 'Joe Biden')" when the enrolled spelling is not the one asked for.
+fn spelled(enrolled: &str, asked: &str) -> String {
+    if enrolled == asked {
+        String::new()
+    } else {
+        format!(" as '{}'", crate::support::terminal::escape(enrolled))
+    }
 }
 
 impl Gallery {
@@ -489,12 +513,13 @@ impl Gallery {
         crops: &[Vec<u8>],
     ) -> Result<&Person, GalleryError> {
         validate_name(name).map_err(|p| err(&self.dir, p))?;
-        if self.people.iter().any(|p| p.entry.name == name) {
+        if let Some(p) = self.people.iter().find(|p| same_name(&p.entry.name, name)) {
             return Err(err(
                 &self.dir,
                 format!(
-                    "'{}' is already enrolled; remove or rename them first",
-                    crate::support::terminal::escape(name)
+                    "'{}' is already enrolled{}; remove or rename them first",
+                    crate::support::terminal::escape(name),
+                    spelled(&p.entry.name, name)
                 ),
             ));
         }
@@ -575,12 +600,21 @@ impl Gallery {
     pub fn rename(&mut self, _lock: &WriteLock, old: &str, new: &str) -> Result<(), GalleryError> {
         validate_name(new).map_err(|p| err(&self.dir, p))?;
         let i = self.find(old)?;
-        if self.people.iter().any(|p| p.entry.name == new) {
+        // Another person under the same name is a conflict; the person's own name in another
+        // spelling ("joe biden" to "Joe Biden") is a rename.
+        if let Some(p) = self
+            .people
+            .iter()
+            .enumerate()
+            .find(|(j, p)| *j != i && same_name(&p.entry.name, new))
+            .map(|(_, p)| p)
+        {
             return Err(err(
                 &self.dir,
                 format!(
-                    "'{}' is already enrolled",
-                    crate::support::terminal::escape(new)
+                    "'{}' is already enrolled{}",
+                    crate::support::terminal::escape(new),
+                    spelled(&p.entry.name, new)
                 ),
             ));
         }
@@ -781,10 +815,23 @@ impl Gallery {
             })
     }
 
+    /// The person named `name` exactly, or else the one person whose name differs from it only
+    /// in case and spaces.
     fn find(&self, name: &str) -> Result<usize, GalleryError> {
         self.people
             .iter()
             .position(|p| p.entry.name == name)
+            .or_else(|| {
+                let mut alike = self
+                    .people
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| same_name(&p.entry.name, name));
+                match (alike.next(), alike.next()) {
+                    (Some((i, _)), None) => Some(i),
+                    _ => None,
+                }
+            })
             .ok_or_else(|| {
                 err(
                     &self.dir,
@@ -977,4 +1024,17 @@ fn version_in<'a>(
 /// Writes `bytes` to `path` atomically and durably ([`crate::support::durable`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), GalleryError> {
     crate::support::durable::write(path, bytes).map_err(|e| err(path, format!("cannot write: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_differing_in_case_or_spaces_are_one_person() {
+        assert!(same_name("Joe Biden", "joe  biden"));
+        assert!(same_name("Ærøskøbing Ådne", "ærøskøbing ådne"));
+        assert!(!same_name("Joe Biden", "Joe Bidden"));
+        assert_eq!(name_key(" Ada\tLovelace "), "ada lovelace");
+    }
 }

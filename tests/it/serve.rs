@@ -200,6 +200,28 @@ fn the_api_enrolls_recognizes_records_and_corrects() {
         1,
         "the face is now a negative of Obama"
     );
+    // Obama's shots look like this face: the answer says which, most alike first, since while
+    // such a shot stays a negative alone may not keep the name off faces like it.
+    let suspects = r.json()["person"]["suspects"].clone();
+    let cosines: Vec<f64> = suspects
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["cosine"].as_f64().unwrap())
+        .collect();
+    assert!(
+        !cosines.is_empty() && cosines.windows(2).all(|w| w[0] >= w[1]) && cosines[0] >= 0.363,
+        "{suspects}"
+    );
+    let first = suspects[0]["shot"].as_u64().unwrap();
+    assert!(
+        r.json()["person"]["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains(&format!("shot {first} of Obama looks like this face")),
+        "{}",
+        r.text()
+    );
     assert_eq!(
         s.get(&format!("/api/v1/events/{eid}")).json()["correction"]["same"],
         false

@@ -29,9 +29,13 @@ pub struct PersonJson {
     shot_urls: Vec<String>,
     /// Faces recorded as not this person ("this is not NAME").
     negatives: usize,
-    /// What enrolling found doubtful (a shot that resembles the others only weakly).
+    /// What enrolling found doubtful (a shot that resembles the others only weakly), or what
+    /// a correction could not settle.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     warnings: Vec<String>,
+    /// After "this is not NAME": NAME's shots that look like the face.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    suspects: Vec<Suspect>,
 }
 
 impl PersonJson {
@@ -43,6 +47,7 @@ impl PersonJson {
             shots: p.entry.shots,
             negatives: p.entry.negatives,
             warnings: Vec::new(),
+            suspects: Vec::new(),
             shot_urls: (0..p.entry.crops.len())
                 .map(|k| format!("/api/v1/people/{}/shots/{k}.png", p.entry.id))
                 .collect(),
@@ -121,14 +126,16 @@ pub fn enroll(app: &App, name: &str, shots: Vec<Shot>) -> ApiResult<PersonJson> 
 
 /// Records the largest face of `photo` as not being the person named `name`.
 pub fn reject(app: &App, name: &str, photo: &Photo) -> ApiResult<PersonJson> {
-    let (face, embedding) = {
+    let (face, embedding, threshold) = {
         let mut pipeline = lock(&app.pipeline);
-        pipeline
+        let threshold = pipeline.threshold;
+        let (face, embedding) = pipeline
             .faces(photo)
             .map_err(ApiError::bad)?
             .into_iter()
             .next()
-            .ok_or_else(|| ApiError::bad("no face found"))?
+            .ok_or_else(|| ApiError::bad("no face found"))?;
+        (face, embedding, threshold)
     };
     let png = enrollment::png(&face.crop).map_err(ApiError::internal)?;
     change(app, |g, write_lock| {
@@ -143,10 +150,48 @@ pub fn reject(app: &App, name: &str, photo: &Photo) -> ApiResult<PersonJson> {
             )));
         }
         let p = g
-            .reject(write_lock, name, embedding, &png)
+            .reject(write_lock, name, embedding.clone(), &png)
             .map_err(gallery_error)?;
-        Ok(PersonJson::of(p))
+        let mut json = PersonJson::of(p);
+        json.suspects = suspect_shots(p, &embedding, threshold);
+        for s in &json.suspects {
+            json.warnings.push(format!(
+                "shot {} of {} looks like this face (cosine {:.2}): if that shot is not {}, drop \
+                 it, or {} may still be given to faces like this one",
+                s.shot, p.entry.name, s.cosine, p.entry.name, p.entry.name
+            ));
+        }
+        Ok(json)
     })
+}
+
+/// A shot of a person that looks like a face said not to be them.
+#[derive(Serialize)]
+pub struct Suspect {
+    shot: usize,
+    cosine: f32,
+    /// The shot's picture; DELETE `/api/v1/people/{id}/shots/{shot}` drops it.
+    url: String,
+}
+
+/// The shots of `p` that match `face` as well as a match does, most alike first: after "this is
+/// not NAME", a shot that is this very face (a stranger once added to NAME by mistake) would keep
+/// giving NAME to faces like it, since a shot as close as the negative outvotes it.
+fn suspect_shots(p: &Person, face: &[f32], threshold: f32) -> Vec<Suspect> {
+    let mut found: Vec<Suspect> = p
+        .shots
+        .iter()
+        .enumerate()
+        .map(|(k, shot)| (k, crate::embed::cosine(shot, face)))
+        .filter(|(_, c)| *c >= threshold)
+        .map(|(k, cosine)| Suspect {
+            shot: k,
+            cosine: (cosine * 1e3).round() / 1e3,
+            url: format!("/api/v1/people/{}/shots/{k}.png", p.entry.id),
+        })
+        .collect();
+    found.sort_by(|a, b| b.cosine.total_cmp(&a.cosine));
+    found
 }
 
 /// Adds `shot` to person `id` when it looks like the same person as their shots: the one

@@ -261,14 +261,17 @@ impl Recognizer {
             .motion
             .as_mut()
             .is_none_or(|g| g.should_detect(frame.photo.grey_view(), following));
+        let (w, h) = (frame.photo.width(), frame.photo.height());
         let mut candidates = if detect {
-            self.finder.candidates(&frame.photo)?
+            match super::zones::scan_area(&self.zones, w, h) {
+                Some(area) => self.finder.candidates_in(&frame.photo, area)?,
+                None => self.finder.candidates(&frame.photo)?,
+            }
         } else {
             self.totals.gated += 1;
             Vec::new()
         };
         if !self.zones.is_empty() {
-            let (w, h) = (frame.photo.width(), frame.photo.height());
             let before = candidates.len();
             candidates.retain(|c| super::zones::counts(&self.zones, &c.rect, w, h));
             self.outside += (before - candidates.len()) as u64;

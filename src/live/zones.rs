@@ -91,6 +91,38 @@ impl Zone {
     }
 }
 
+/// The part of a `width` x `height` frame the detector must scan for faces whose centre can be
+/// in a zone: the zones' bounding box, widened by a quarter of the frame's shorter side on each
+/// side for the faces that reach out of a zone. `None`: the whole frame.
+pub fn scan_area(zones: &[Zone], width: usize, height: usize) -> Option<Rect> {
+    if zones.is_empty() {
+        return None;
+    }
+    let (w, h) = (width as f32, height as f32);
+    let mut b = [f32::MAX, f32::MAX, f32::MIN, f32::MIN];
+    for c in zones.iter().flat_map(|z| &z.corners) {
+        b = [
+            b[0].min(c[0]),
+            b[1].min(c[1]),
+            b[2].max(c[0]),
+            b[3].max(c[1]),
+        ];
+    }
+    let pad = w.min(h) / 4.0;
+    let x0 = (b[0] * w - pad).max(0.0).floor() as i32;
+    let y0 = (b[1] * h - pad).max(0.0).floor() as i32;
+    let x1 = (b[2] * w + pad).min(w).ceil() as i32;
+    let y1 = (b[3] * h + pad).min(h).ceil() as i32;
+    // Scanning most of the frame anyway: a copy would cost more than it saves.
+    let whole = (x1 - x0) as f32 * (y1 - y0) as f32 >= 0.8 * w * h;
+    (!whole).then_some(Rect {
+        x: x0,
+        y: y0,
+        w: x1 - x0,
+        h: y1 - y0,
+    })
+}
+
 /// Whether a face counts: no zones means the whole frame does.
 pub fn counts(zones: &[Zone], r: &Rect, width: usize, height: usize) -> bool {
     zones.is_empty() || zones.iter().any(|z| z.takes(r, width, height))

@@ -163,8 +163,43 @@ impl FaceFinder {
         Ok(found)
     }
 
-    /// Landmarks and the aligned crop for a candidate, or `None` when the landmark stage finds
-    /// no face in a cascade box: that is a cascade false positive (a collar, a pattern).
+    /// [`FaceFinder::candidates`] within `area` of the photo only (the rest is not scanned);
+    /// boxes and landmarks in the photo's coordinates.
+    pub fn candidates_in(&mut self, photo: &Photo, area: Rect) -> Result<Vec<Candidate>, String> {
+        let (w, h) = (photo.width() as i32, photo.height() as i32);
+        let x0 = area.x.clamp(0, w);
+        let y0 = area.y.clamp(0, h);
+        let x1 = (area.x + area.w).clamp(x0, w);
+        let y1 = (area.y + area.h).clamp(y0, h);
+        if (x0, y0, x1, y1) == (0, 0, w, h) {
+            return self.candidates(photo);
+        }
+        if x1 - x0 < 8 || y1 - y0 < 8 {
+            return Ok(Vec::new());
+        }
+        let (cw, ch) = ((x1 - x0) as u32, (y1 - y0) as u32);
+        let rgb = image::imageops::crop_imm(&photo.rgb, x0 as u32, y0 as u32, cw, ch).to_image();
+        let mut grey = Vec::with_capacity((cw * ch) as usize);
+        for y in y0..y1 {
+            let row = y as usize * photo.width();
+            grey.extend_from_slice(&photo.grey[row + x0 as usize..row + x1 as usize]);
+        }
+        let part = Photo { rgb, grey };
+        let (dx, dy) = (x0 as f32, y0 as f32);
+        Ok(self
+            .candidates(&part)?
+            .into_iter()
+            .map(|c| Candidate {
+                rect: Rect {
+                    x: c.rect.x + x0,
+                    y: c.rect.y + y0,
+                    ..c.rect
+                },
+                landmarks: c.landmarks.map(|m| m.map(|[x, y]| [x + dx, y + dy])),
+            })
+            .collect())
+    }
+
     /// The five landmarks of a candidate's face (the landmark stage alone, without the crop
     /// that [`FaceFinder::confirm`] also makes); `None` when it finds no face there.
     pub fn landmarks(
@@ -178,6 +213,8 @@ impl FaceFinder {
         }
     }
 
+    /// Landmarks and the aligned crop for a candidate, or `None` when the landmark stage finds
+    /// no face in a cascade box: that is a cascade false positive (a collar, a pattern).
     pub fn confirm(
         &mut self,
         photo: &Photo,

@@ -555,6 +555,14 @@ fn faces_outside_every_zone_are_not_seen() {
         right.iter().any(|e| e.contains(":unknown:")),
         "the stranger on the right is seen: {right:?}"
     );
+    // A small zone is scanned alone (the detector sees a crop of the frame): boxes come back in
+    // the frame's coordinates, and Obama on the left is identified there.
+    let left = summarise(&ok(&watch("0.1,0.2 0.3,0.2 0.3,0.6 0.1,0.6")));
+    assert!(
+        left.iter().any(|e| e.contains(":identified:Obama:")),
+        "{left:?}"
+    );
+    assert!(!left.iter().any(|e| e.contains(":unknown:")), "{left:?}");
     let nobody = ok(&watch("0,0 1,0 1,1 0,1 min=600"));
     assert_eq!(nobody, "", "no face is 600 px wide");
     let bad = watch("0,0 1,0 2,2");

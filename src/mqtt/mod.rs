@@ -332,16 +332,7 @@ impl Publisher {
                         Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
                         Ok(_) => {}
                         Err(ConnectionError::RequestsDone) => break,
-                        Err(e) => {
-                            // Say it once in a while, not on every retry.
-                            if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
-                                eprintln!(
-                                    "facegate: warning: MQTT broker {address}: {e}; retrying"
-                                );
-                                last_warning = Some(Instant::now());
-                            }
-                            thread::sleep(Duration::from_secs(1));
-                        }
+                        Err(e) => lost(&mut last_warning, &address, &e),
                     }
                 }
                 let _ = done_tx.send(());
@@ -426,6 +417,16 @@ impl Publisher {
     }
 }
 
+/// The connection to `broker` failed: said once a minute at most, not on every retry, then a
+/// second's wait before the client tries again.
+fn lost(last_warning: &mut Option<Instant>, broker: &str, e: &ConnectionError) {
+    if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+        eprintln!("facegate: warning: MQTT broker {broker}: {e}; retrying");
+        *last_warning = Some(Instant::now());
+    }
+    thread::sleep(Duration::from_secs(1));
+}
+
 /// A subscription of its own that hands every message on some topic filters to a callback:
 /// what the access rules' MQTT factors watch (a phone's presence bridged from Home Assistant).
 /// Messages larger than [`WATCH_MAX_PACKET`] are dropped by the broker (MQTT 5): a factor reads
@@ -457,7 +458,7 @@ impl Watcher {
         }
         let (client, mut connection) = Client::new(options, 16);
         let thread_client = client.clone();
-        let address = format!("{host}:{port}");
+        let label = format!("{host}:{port} (access factors)");
         thread::Builder::new()
             .name("facegate-mqtt-factors".into())
             .spawn(move || {
@@ -477,16 +478,7 @@ impl Watcher {
                         Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
                         Ok(_) => {}
                         Err(ConnectionError::RequestsDone) => break,
-                        Err(e) => {
-                            if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
-                                eprintln!(
-                                    "facegate: warning: MQTT broker {address} (access factors): \
-                                     {e}; retrying"
-                                );
-                                last_warning = Some(Instant::now());
-                            }
-                            thread::sleep(Duration::from_secs(1));
-                        }
+                        Err(e) => lost(&mut last_warning, &label, &e),
                     }
                 }
             })

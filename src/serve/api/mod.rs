@@ -333,32 +333,52 @@ const LOGIN_MAX_BYTES: usize = 4096;
 /// How long a login body may take to arrive.
 const LOGIN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// The whole body of a small JSON request (a login, a PIN), read within `deadline`: a body larger
+/// than `max` is a 413 and a slow one a 408, so that no client holds a connection's memory or
+/// time for long. `what` and `example` word the errors.
+pub async fn small_body(
+    req: Request,
+    max: usize,
+    deadline: std::time::Duration,
+    what: &str,
+    example: &str,
+) -> Result<axum::body::Bytes, Response> {
+    let read = axum::body::to_bytes(req.into_body(), max);
+    match tokio::time::timeout(deadline, read).await {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(_)) => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("a {what} body is at most {max} bytes: {example}"),
+        )
+        .into_response()),
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the {what} body did not arrive within {} s",
+                deadline.as_secs()
+            ),
+        )
+        .into_response()),
+    }
+}
+
 /// Checks the token and sets the session cookie the web UI's pages and images use.
 async fn login(
     State(app): Shared,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
-    let read = axum::body::to_bytes(req.into_body(), LOGIN_MAX_BYTES);
-    let body = match tokio::time::timeout(LOGIN_DEADLINE, read).await {
-        Ok(Ok(body)) => body,
-        Ok(Err(_)) => {
-            return ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("a login body is at most {LOGIN_MAX_BYTES} bytes: {{\"token\": \"...\"}}"),
-            )
-            .into_response()
-        }
-        Err(_) => {
-            return ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                format!(
-                    "the login body did not arrive within {} s",
-                    LOGIN_DEADLINE.as_secs()
-                ),
-            )
-            .into_response()
-        }
+    let body = match small_body(
+        req,
+        LOGIN_MAX_BYTES,
+        LOGIN_DEADLINE,
+        "login",
+        "{\"token\": \"...\"}",
+    )
+    .await
+    {
+        Ok(body) => body,
+        Err(refused) => return refused,
     };
     let Ok(login) = serde_json::from_slice::<Login>(&body) else {
         return ApiError::bad("expected JSON: {\"token\": \"...\"}").into_response();

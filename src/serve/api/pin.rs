@@ -57,23 +57,10 @@ struct Entered {
 }
 
 pub async fn enter(State(app): Shared, req: Request) -> Response {
-    let read = axum::body::to_bytes(req.into_body(), MAX_BYTES);
-    let body = match tokio::time::timeout(DEADLINE, read).await {
-        Ok(Ok(body)) => body,
-        Ok(Err(_)) => {
-            return ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("a PIN body is at most {MAX_BYTES} bytes: {{\"pin\": \"1234\"}}"),
-            )
-            .into_response()
-        }
-        Err(_) => {
-            return ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "the PIN did not arrive in time",
-            )
-            .into_response()
-        }
+    let body = match super::small_body(req, MAX_BYTES, DEADLINE, "PIN", "{\"pin\": \"1234\"}").await
+    {
+        Ok(body) => body,
+        Err(refused) => return refused,
     };
     let Ok(entered) = serde_json::from_slice::<Entered>(&body) else {
         return ApiError::bad("expected JSON: {\"pin\": \"1234\"}").into_response();

@@ -274,9 +274,9 @@ impl Access {
                 None if held => messages = self.grant(p.rule, &p.who, p.camera.as_deref(), &mut d),
                 None => {
                     d.reason = format!(
-                        "{}, within the {} s the face waited",
-                        missing(&d.factors, rule),
-                        rule.wait
+                        "not given within the {} s the face waited: {}",
+                        rule.wait,
+                        missing(&d.factors, rule)
                     )
                 }
             }

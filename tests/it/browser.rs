@@ -220,7 +220,20 @@ fn base64_decode(text: &str) -> Vec<u8> {
 #[test]
 fn a_person_added_in_the_browser_is_identified_on_the_events_page() {
     let dir = scratch("browser", "ui");
-    let mut server = Server::start(&dir.join("state"), &dir.join("gallery"), &[]);
+    // A door that asks for a PIN besides the face: Obama's visit waits, then is denied, and the
+    // Access page shows both decisions with the factor that was missing.
+    let rules = dir.join("rules.toml");
+    std::fs::write(
+        &rules,
+        "[factors.pin]\npin = { within = 30 }\n[[rules]]\nname = \"door\"\nwho = [\"Obama\"]\n\
+         require = [\"face\", \"pin\"]\nwait = 2\ndo = []\n",
+    )
+    .unwrap();
+    let mut server = Server::start(
+        &dir.join("state"),
+        &dir.join("gallery"),
+        &["--rules", rules.to_str().unwrap()],
+    );
     let browser = Browser::start();
 
     // Log in with the token.
@@ -292,6 +305,14 @@ fn a_person_added_in_the_browser_is_identified_on_the_events_page() {
         "document.querySelector('#live-stream').naturalWidth > 0 && document.querySelector('#in-view').textContent.includes('Obama')",
     );
     let live = browser.screenshot("live");
+    browser.open(&server.url("/#access"));
+    browser.wait(
+        "the waiting and the denied decision, with the missing PIN",
+        "[...document.querySelectorAll('.decision')].some(d => d.querySelector('.badge').textContent === 'denied' \
+         && d.querySelector('.factors .missing') && d.textContent.includes('their PIN not entered')) \
+         && [...document.querySelectorAll('.decision .badge')].some(b => b.textContent === 'waiting')",
+    );
+    let access = browser.screenshot("access");
     browser.open(&server.url("/#status"));
     browser.wait(
         "the status table",
@@ -304,8 +325,8 @@ fn a_person_added_in_the_browser_is_identified_on_the_events_page() {
         &browser.session("/window/rect"),
         json!({"width": 390, "height": 844}),
     );
-    let mut shots = vec![people, events, live, status];
-    for page in ["live", "people", "events", "status"] {
+    let mut shots = vec![people, events, live, access, status];
+    for page in ["live", "people", "events", "access", "status"] {
         browser.open(&server.url(&format!("/#{page}")));
         browser.wait(
             &format!("the {page} page on a phone"),

@@ -174,6 +174,7 @@ const pages = {
   live: { enter: liveEnter, leave: liveLeave },
   people: { enter: peopleEnter, leave: closeCamera },
   events: { enter: eventsEnter, leave: eventsLeave },
+  access: { enter: accessEnter, leave: accessLeave },
   status: { enter: loadStatus, leave: () => {} },
 };
 let current = null;
@@ -603,6 +604,76 @@ function correctNot(ev, button) {
   correct(ev, { name: ev.name, same: false }, button, () => `Noted: this is not ${ev.name}.`);
 }
 
+// ---------- access ----------
+
+// The access rules' decisions (the audit), newest first: who, where, granted or denied and why,
+// the actions run, and each factor besides the face with whether it held.
+const ACCESS_PAGE = 50;
+let accessBefore = null;
+
+let accessTimer = null;
+
+async function accessEnter() {
+  accessBefore = null;
+  fill($('#access-list'), []);
+  await loadAccess();
+  // New decisions (a face that waited for its factors is decided later) appear on their own.
+  accessTimer = setInterval(refreshAccess, 3000);
+}
+
+function accessLeave() {
+  clearInterval(accessTimer);
+  accessTimer = null;
+}
+
+// Puts decisions newer than the newest shown on top.
+async function refreshAccess() {
+  const top = $('#access-list').firstElementChild;
+  const newest = top ? Number(top.dataset.id) : 0;
+  try {
+    const r = await api(`/access?limit=${ACCESS_PAGE}`);
+    const fresh = (r.decisions || []).filter((d) => d.id > newest).reverse();
+    for (const d of fresh) $('#access-list').prepend(accessCard(d));
+    if (fresh.length) show($('#access-empty'), false);
+  } catch (e) {
+    if (e.status !== 401) say($('#access-error'), e.message);
+  }
+}
+
+async function loadAccess() {
+  say($('#access-error'), '');
+  try {
+    const q = `/access?limit=${ACCESS_PAGE}` + (accessBefore !== null ? `&before=${accessBefore}` : '');
+    const r = await api(q);
+    const list = r.decisions || [];
+    for (const d of list) $('#access-list').append(accessCard(d));
+    accessBefore = list.length ? list[list.length - 1].id : accessBefore;
+    show($('#access-more'), list.length === ACCESS_PAGE);
+  } catch (e) {
+    if (e.status !== 401) say($('#access-error'), e.message);
+  }
+  show($('#access-empty'), !$('#access-list').children.length);
+}
+
+function accessCard(d) {
+  const verdict = d.granted ? 'granted' : (d.waiting ? 'waiting' : 'denied');
+  const who = d.name || (d.unknown_id ? `stranger ${d.unknown_id}` : 'unknown face');
+  const where = d.camera ? ` at ${d.camera}` : '';
+  const factors = (d.factors || []).map((f) => el('li', { class: f.held ? 'held' : 'missing' },
+    el('span', { class: 'factor-mark', 'aria-hidden': 'true', text: f.held ? '✓' : '✗' }),
+    el('span', { class: 'visually-hidden', text: f.held ? 'held: ' : 'missing: ' }),
+    el('strong', { text: f.factor }), ` ${f.detail}`));
+  return el('div', { class: `decision card verdict-${verdict}`, 'data-id': d.id },
+    el('div', { class: 'event-line' },
+      el('span', { class: 'badge', text: verdict }),
+      el('span', { class: 'event-name', text: who + where }),
+      el('span', { class: 'event-score muted', text: fmtScore(d.score) })),
+    el('time', { class: 'event-time muted', datetime: new Date(d.ts * 1000).toISOString(), text: new Date(d.ts * 1000).toLocaleString() }),
+    el('div', { class: 'decision-reason', text: (d.rule ? `rule ${d.rule}: ` : '') + d.reason }),
+    d.actions && d.actions.length ? el('div', { class: 'muted', text: 'ran: ' + d.actions.join(', ') }) : null,
+    factors.length ? el('ul', { class: 'factors' }, ...factors) : null);
+}
+
 // ---------- status ----------
 
 async function loadStatus() {
@@ -657,6 +728,7 @@ document.addEventListener('DOMContentLoaded', () => {
   $('#filter-since').addEventListener('change', reloadEvents);
   $('#events-more').addEventListener('click', (e) => busy(e.currentTarget, () => loadEvents(evNextBefore)));
 
+  $('#access-more').addEventListener('click', (e) => busy(e.currentTarget, loadAccess));
   $('#status-refresh').addEventListener('click', loadStatus);
 
   boot();

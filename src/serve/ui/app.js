@@ -301,6 +301,7 @@ function personCard(p, v) {
     return el('figure', { class: 'shot-box' },
       el('img', { class: 'shot', src: url && `${url}?v=${v}`, alt: `${p.name}, shot ${index + 1}`, loading: 'lazy' }),
       el('button', { class: 'drop-shot quiet small', type: 'button', text: 'drop', disabled: p.shots < 2,
+        'aria-label': `Drop shot ${index + 1} of ${p.name}`,
         title: p.shots < 2 ? 'The last shot cannot be removed' : 'Remove this shot',
         onclick: (e) => dropShot(p, index, e.currentTarget) }));
   });

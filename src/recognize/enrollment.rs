@@ -241,7 +241,10 @@ pub fn check_shot(pipeline: &mut Pipeline, photo: &Photo, largest: bool) -> Resu
     if faces.len() > 1 && !largest {
         return Err(refused(
             Gate::SeveralFaces,
-            format!("{} faces; enroll needs one (or --largest)", faces.len()),
+            format!(
+                "{} faces; a shot must show one face (crop the photo to the one person)",
+                faces.len()
+            ),
         ));
     }
     let (face, embedding) = faces.swap_remove(0);

@@ -127,7 +127,7 @@ fn bad_shots_are_refused_with_the_reason() {
         ),
         (
             vec![photo("faceapi-sample2.jpg")],
-            "faces; enroll needs one (or --largest)",
+            "faces; a shot must show one face (crop the photo to the one person), or pass --largest",
         ),
         (
             vec![photo("obama.jpg"), photo("obama2.jpg"), photo("messi5.jpg")],

@@ -234,7 +234,8 @@ fn shots_from_files(
                 message: e.to_string(),
                 quality: None,
             })
-            .and_then(|photo| check_shot(pipeline, &photo, args.largest));
+            .and_then(|photo| check_shot(pipeline, &photo, args.largest))
+            .map_err(with_flag_hint);
         report
             .shots
             .push(ShotReport::of(path.display().to_string(), &result));
@@ -351,4 +352,14 @@ fn shots_from_stream(args: &EnrollArgs, pipeline: &mut Pipeline) -> Result<Vec<S
         }
     }
     Ok(shots)
+}
+
+/// A refusal for several faces, with the flag that takes the largest instead (the library's
+/// words serve the API too, which has no such flag).
+fn with_flag_hint(mut r: Refusal) -> Refusal {
+    if r.gate == Gate::SeveralFaces {
+        r.message
+            .push_str(", or pass --largest to enroll the largest");
+    }
+    r
 }

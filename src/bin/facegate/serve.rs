@@ -62,11 +62,21 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
 
     let state = StateDir::open(&args.state_dir())?;
     let (token, generated) = state.token(args.token_file.as_deref())?;
+    let token_path = args
+        .token_file
+        .clone()
+        .unwrap_or_else(|| state.dir.join(facegate::serve::state_dir::TOKEN));
     if generated {
         // Printed this once, for the person setting the board up; it stays in the file.
         eprintln!(
             "facegate: generated the API token {token} (kept in {}, readable by this user only)",
-            facegate::support::terminal::path(&state.dir.join(facegate::serve::state_dir::TOKEN))
+            facegate::support::terminal::path(&token_path)
+        );
+    } else {
+        // Never the token itself again (journals are read by more people), but where it is.
+        eprintln!(
+            "facegate: the API token is in {} (log in to the web UI with it)",
+            facegate::support::terminal::path(&token_path)
         );
     }
     let history = Arc::new(Mutex::new(History::open(&state.dir)?));
@@ -92,8 +102,9 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
     );
     let server = Server::start(app, args.listen)?;
     eprintln!(
-        "facegate: serving the web UI and API on http://{} (state in {})",
+        "facegate: serving the web UI and API on http://{}{} (state in {})",
         server.addr,
+        reachable_as(&server.addr),
         facegate::support::terminal::path(&state.dir)
     );
 
@@ -112,4 +123,26 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
     to_server.finish();
     server.stop();
     outcome.map(|()| ExitCode::SUCCESS)
+}
+
+/// How other machines reach a server listening on every address (0.0.0.0 is no address to
+/// type into a browser): by the board's host name.
+fn reachable_as(addr: &std::net::SocketAddr) -> String {
+    if !addr.ip().is_unspecified() {
+        return String::new();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty() && h.is_ascii());
+    match host {
+        Some(h) => format!(
+            ", from other machines http://{h}.local:{} or the board's address",
+            addr.port()
+        ),
+        None => format!(
+            ", from other machines http://<the board's address>:{}",
+            addr.port()
+        ),
+    }
 }

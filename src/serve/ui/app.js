@@ -488,6 +488,15 @@ function eventsEnter() {
   say($('#events-message'), '');
   openEventStream();
   reloadEvents();
+  offerNames();
+}
+
+// The person filter offers the enrolled names (typing any other still works).
+async function offerNames() {
+  try {
+    const r = await api('/people');
+    fill($('#people-names'), (r.people || []).map((p) => el('option', { value: p.name })));
+  } catch (_) { /* the filter still takes typed names */ }
 }
 
 function eventsLeave() {

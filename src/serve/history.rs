@@ -19,7 +19,8 @@ pub const SNAPSHOTS: &str = "snapshots";
 /// Marks the file as facegate's ("FGEV"), so a foreign database is refused, not altered.
 const APPLICATION_ID: i32 = 0x4647_4556;
 /// Version 2 adds the access decisions (`--rules`); version 3 their person id, the factors
-/// besides the face and whether the face was waiting for them.
+/// besides the face and whether the face was waiting for them, and each event's person id,
+/// recurring stranger and liveness.
 const SCHEMA_VERSION: i32 = 3;
 /// How long a statement waits for another connection's lock before the database is "locked".
 const BUSY_TIMEOUT_MS: u64 = 3000;
@@ -64,11 +65,16 @@ CREATE TABLE access (
 CREATE INDEX access_ts ON access(ts);
 ";
 
-/// Version 3's columns of the access decisions.
+/// Version 3's columns of the access decisions and the events (`liveness` NULL: not measured;
+/// `live` NULL with a `liveness`: not decided yet).
 const ACCESS_V3: &str = "
 ALTER TABLE access ADD COLUMN person_id TEXT;
 ALTER TABLE access ADD COLUMN factors TEXT NOT NULL DEFAULT '[]';
 ALTER TABLE access ADD COLUMN waiting INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE events ADD COLUMN person_id TEXT;
+ALTER TABLE events ADD COLUMN unknown_id TEXT;
+ALTER TABLE events ADD COLUMN live INTEGER;
+ALTER TABLE events ADD COLUMN liveness REAL;
 ";
 
 /// How long events are kept.
@@ -99,6 +105,17 @@ pub struct StoredEvent {
     pub frame: u64,
     pub snapshot: Option<String>,
     pub correction: Option<Correction>,
+    /// The gallery id of the person named (a name can change hands; an id never does).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub person_id: Option<String>,
+    /// Unknown events: the recurring stranger.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unknown_id: Option<String>,
+    /// Where liveness was measured: true, false or null (not decided), and its score.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live: Option<Option<bool>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub liveness: Option<f32>,
 }
 
 /// Which events a listing wants (all optional), newest first.
@@ -212,8 +229,9 @@ impl History {
     pub fn insert(&mut self, e: &Event, snapshot: Option<&[u8]>) -> Result<StoredEvent, String> {
         self.db
             .execute(
-                "INSERT INTO events (ts, event, name, score, x, y, w, h, track, frame) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                "INSERT INTO events (ts, event, name, score, x, y, w, h, track, frame, person_id, \
+                 unknown_id, live, liveness) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
+                 ?11, ?12, ?13, ?14)",
                 params![
                     (e.ts * 1e3).round() / 1e3,
                     crate::events::kind_name(e.kind),
@@ -225,6 +243,10 @@ impl History {
                     e.rect.h,
                     e.track as i64,
                     e.frame as i64,
+                    e.person_id,
+                    e.unknown_id,
+                    e.liveness.and_then(|v| v.live),
+                    e.liveness.map(|v| f64::from((v.score * 1e3).round() / 1e3)),
                 ],
             )
             .map_err(|err| self.fail(err))?;
@@ -434,8 +456,8 @@ impl History {
 }
 
 const SELECT: &str = "SELECT e.id, e.ts, e.event, e.name, e.score, e.x, e.y, e.w, e.h, e.track, \
-     e.frame, e.snapshot, c.name, c.same, c.ts FROM events e \
-     LEFT JOIN corrections c ON c.event_id = e.id";
+     e.frame, e.snapshot, c.name, c.same, c.ts, e.person_id, e.unknown_id, e.live, e.liveness \
+     FROM events e LEFT JOIN corrections c ON c.event_id = e.id";
 
 fn row_to_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
     let id: i64 = r.get(0)?;
@@ -463,6 +485,13 @@ fn row_to_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
         frame: r.get::<_, i64>(10)? as u64,
         snapshot: (r.get::<_, i64>(11)? != 0).then(|| format!("/api/v1/events/{id}/snapshot.jpg")),
         correction,
+        person_id: r.get(15)?,
+        unknown_id: r.get(16)?,
+        liveness: r.get::<_, Option<f64>>(18)?.map(|score| score as f32),
+        live: match r.get::<_, Option<f64>>(18)? {
+            Some(_) => Some(r.get::<_, Option<bool>>(17)?),
+            None => None,
+        },
     })
 }
 
@@ -512,6 +541,57 @@ mod tests {
             unknown_id: None,
             liveness: None,
         }
+    }
+
+    #[test]
+    fn events_keep_their_person_stranger_and_liveness() {
+        let dir = scratch("fields");
+        let mut h = History::open(&dir).unwrap();
+        let plain = h
+            .insert(&event(1.0, EventKind::Left, Some("Ada")), None)
+            .unwrap();
+        let v = serde_json::to_value(&plain).unwrap();
+        assert!(
+            v.get("live").is_none() && v.get("unknown_id").is_none(),
+            "{v}"
+        );
+        let stranger = Event {
+            unknown_id: Some("u000004".into()),
+            liveness: Some(crate::live::liveness::Verdict {
+                live: None,
+                score: 0.0412,
+                frames: 6,
+                cuts: 0,
+            }),
+            ..event(2.0, EventKind::Unknown, None)
+        };
+        let stored = h.insert(&stranger, None).unwrap();
+        let v = serde_json::to_value(&stored).unwrap();
+        assert_eq!(v["unknown_id"], "u000004");
+        assert!(
+            v["live"].is_null() && v.as_object().unwrap().contains_key("live"),
+            "{v}"
+        );
+        assert!(
+            (v["liveness"].as_f64().unwrap() - 0.041).abs() < 1e-6,
+            "{v}"
+        );
+        let ada = Event {
+            person_id: Some("p000001".into()),
+            liveness: Some(crate::live::liveness::Verdict {
+                live: Some(true),
+                score: 0.15,
+                frames: 9,
+                cuts: 0,
+            }),
+            ..event(3.0, EventKind::Identified, Some("Ada"))
+        };
+        let v = serde_json::to_value(h.insert(&ada, None).unwrap()).unwrap();
+        assert_eq!(
+            (v["person_id"].as_str(), v["live"].as_bool()),
+            (Some("p000001"), Some(true))
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

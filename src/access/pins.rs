@@ -93,16 +93,9 @@ impl Pins {
     /// Writes the PINs atomically, readable by this user only.
     pub fn save(&self, gallery_dir: &Path) -> Result<(), String> {
         let text = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
-        let path = Pins::path(gallery_dir);
-        durable::write(&path, text.as_bytes())
-            .map_err(|e| format!("cannot save the access PINs: {e}"))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-                .map_err(|e| format!("cannot make {} private: {e}", terminal::path(&path)))?;
-        }
-        Ok(())
+        // Created private: a chmod after the write left the hashes readable for a moment.
+        durable::write_private(&Pins::path(gallery_dir), text.as_bytes())
+            .map_err(|e| format!("cannot save the access PINs: {e}"))
     }
 
     /// Sets person `id`'s PIN.
@@ -163,6 +156,15 @@ mod tests {
             assert!(pins.set("p4", bad).is_err(), "{bad:?}");
         }
         pins.save(&dir).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(Pins::path(&dir))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
         let text = std::fs::read_to_string(Pins::path(&dir)).unwrap();
         assert!(!text.contains("4711"), "{text}");
         let again = Pins::load(&dir).unwrap();

@@ -472,9 +472,7 @@ fn latest_within(
 ) -> Option<f64> {
     times
         .filter(|t| *t >= face_at - within && *t <= now + 1e-6)
-        .fold(None, |best: Option<f64>, t| {
-            Some(best.map_or(t, |b| b.max(t)))
-        })
+        .max_by(f64::total_cmp)
 }
 
 /// The topic with the person filled in; `None` when it names a person and there is none.

@@ -26,9 +26,8 @@ struct Pending {
     who: String,
     camera: Option<String>,
     event: Event,
-    /// Wall-clock seconds when the face was decided, and when waiting ends.
+    /// Wall-clock seconds when the face was decided (it waits the rule's `wait` from then).
     face_at: f64,
-    until: f64,
 }
 
 /// One decision, as the audit records it.
@@ -165,7 +164,8 @@ impl Access {
         };
         let mut d = blank(e, camera);
         let mut denials: Vec<(usize, String)> = Vec::new();
-        let mut waiting: Vec<(usize, Vec<Check>)> = Vec::new();
+        // The first rule that would grant but for its factors: the one the face waits under.
+        let mut waiting: Option<(usize, Vec<Check>)> = None;
         let mut granting = None;
         for (i, rule) in self.rules.rules.iter().enumerate() {
             let named = match e.kind {
@@ -184,18 +184,17 @@ impl Access {
                 granting = Some((i, checks));
                 break;
             }
-            waiting.push((i, checks));
+            waiting.get_or_insert((i, checks));
         }
         let mut messages = Vec::new();
-        match granting {
-            Some((i, checks)) => {
+        match (granting, waiting) {
+            (Some((i, checks)), _) => {
                 d.factors = checks;
                 messages = self.grant(i, &who, camera, &mut d);
                 self.pending
                     .retain(|p| !(p.who == who && p.camera.as_deref() == camera));
             }
-            None if !waiting.is_empty() => {
-                let (i, checks) = waiting.swap_remove(0);
+            (None, Some((i, checks))) => {
                 let rule = &self.rules.rules[i];
                 d.rule = Some(rule.name.clone());
                 d.reason = missing(&checks, rule);
@@ -203,7 +202,6 @@ impl Access {
                 if rule.wait > 0.0 {
                     d.waiting = true;
                     d.reason = format!("waiting up to {} s for {}", rule.wait, d.reason);
-                    let until = now + rule.wait;
                     self.pending.retain(|p| {
                         !(p.rule == i && p.who == who && p.camera.as_deref() == camera)
                     });
@@ -213,11 +211,10 @@ impl Access {
                         camera: camera.map(str::to_string),
                         event: e.clone(),
                         face_at: now,
-                        until,
                     });
                 }
             }
-            None if denials.is_empty() => {
+            (None, None) if denials.is_empty() => {
                 d.reason = match e.kind {
                     EventKind::Identified => self
                         .name_given_to_another(e, camera)
@@ -225,7 +222,7 @@ impl Access {
                     _ => "no rule for unknown faces at this camera".into(),
                 };
             }
-            None => {
+            (None, None) => {
                 d.rule = Some(self.rules.rules[denials[0].0].name.clone());
                 d.reason = denials
                     .iter()
@@ -257,7 +254,7 @@ impl Access {
                 continue;
             };
             let (checks, held) = self.factor_checks(rule, &p.event, p.face_at, now);
-            if !held && now < p.until {
+            if !held && now < p.face_at + rule.wait {
                 self.pending.push(p);
                 continue;
             }

@@ -17,7 +17,7 @@ use facegate::live::liveness::presentations::{
     head_marks, render, Camera, Medium, Motion, Pose, Visitor, MEDIA, MOTIONS,
 };
 use facegate::live::liveness::{LivenessConfig, Marks, TrackLiveness};
-use facegate::recognize::FaceFinder;
+use facegate::recognize::{Candidate, FaceFinder};
 use facegate::support::rng::Rng;
 
 use crate::faces::ModelArgs;
@@ -183,8 +183,7 @@ fn landmarks_of(
             rng,
         );
         let photo = Photo::from_dynamic(frame.into());
-        let candidates = finder.candidates(&photo)?;
-        let face = match candidates.into_iter().max_by_key(|c| c.rect.w) {
+        let face = match largest(finder, &photo)? {
             Some(c) => finder.confirm(&photo, c, embedder)?,
             None => None,
         };
@@ -194,12 +193,20 @@ fn landmarks_of(
     Ok((marks, looks))
 }
 
+/// The detector's largest face in `photo`: the one held up to the camera.
+fn largest(finder: &mut FaceFinder, photo: &Photo) -> Result<Option<Candidate>, String> {
+    Ok(finder
+        .candidates(photo)?
+        .into_iter()
+        .max_by_key(|c| c.rect.w))
+}
+
+/// The landmarks of the largest face (without the aligned crop the attacks also need).
 fn largest_face(finder: &mut FaceFinder, photo: &Photo) -> Result<Option<Marks>, String> {
-    let candidates = finder.candidates(photo)?;
-    let Some(c) = candidates.into_iter().max_by_key(|c| c.rect.w) else {
-        return Ok(None);
-    };
-    finder.landmarks(photo, c)
+    match largest(finder, photo)? {
+        Some(c) => finder.landmarks(photo, c),
+        None => Ok(None),
+    }
 }
 
 /// The landmark model's jitter on the photos, held frontal and still with the face life-sized

@@ -111,11 +111,6 @@ impl RulesFollower {
                 "an action publishes to MQTT, but no --mqtt broker is given".into(),
             ));
         }
-        if !rules.mqtt_filters().is_empty() && broker.is_none() {
-            return Err(here(
-                "a factor watches an MQTT topic, but no --mqtt broker is given".into(),
-            ));
-        }
         if rules.takes_pins() && !pins {
             eprintln!(
                 "facegate: warning: {}",
@@ -174,11 +169,23 @@ impl RulesFollower {
         if let Ok(r) = &read {
             say_new(r, &self.path, &mut self.said);
         }
+        // Checked before the rules are replaced, watched after: a file the old rules stay for
+        // must not have changed what is watched.
         let read = read.and_then(|r| {
-            self.factors.watch(&r)?;
+            self.factors.check(&r)?;
             Ok(r)
         });
-        match read.and_then(|r| self.access.replace(r, edited)) {
+        let replaced = read.and_then(|r| self.access.replace(r, edited));
+        if replaced.is_ok() {
+            if let Err(e) = self.factors.watch(self.access.rules()) {
+                eprintln!(
+                    "facegate: warning: rules {}: {}",
+                    terminal::path(&self.path),
+                    terminal::escape_message(&e)
+                );
+            }
+        }
+        match replaced {
             Ok(()) if edited => eprintln!(
                 "facegate: rules {} re-read: {} rules",
                 terminal::path(&self.path),
@@ -209,18 +216,24 @@ type MqttWatcher = ();
 
 impl Factors {
     /// Watches the topics `rules` need, when they are not the ones watched already.
+    /// Whether the factors of `rules` can be watched: an MQTT one needs a broker.
+    fn check(&self, rules: &Rules) -> Result<(), String> {
+        if self.broker.is_none() && !rules.mqtt_filters().is_empty() {
+            return Err("a factor watches an MQTT topic, but no --mqtt broker is given".into());
+        }
+        Ok(())
+    }
+
     fn watch(&mut self, rules: &Rules) -> Result<(), String> {
+        self.check(rules)?;
         let filters = rules.mqtt_filters();
         if filters == self.filters {
             return Ok(());
         }
         self.watcher = None;
         self.filters.clear();
-        if filters.is_empty() {
+        let Some(broker) = self.broker.as_ref().filter(|_| !filters.is_empty()) else {
             return Ok(());
-        }
-        let Some(broker) = &self.broker else {
-            return Err("a factor watches an MQTT topic, but no --mqtt broker is given".into());
         };
         self.watcher = Some(start_watcher(
             broker,

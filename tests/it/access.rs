@@ -722,7 +722,16 @@ do = ["mark"]
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     // The history keeps the factors (the Access page and `GET /api/v1/access` read it).
-    let listed = s.get("/api/v1/access").json();
+    // The history is written beside the audit publish, so it may lag it by a moment.
+    let started = std::time::Instant::now();
+    let listed = loop {
+        let listed = s.get("/api/v1/access").json();
+        let rows = listed["decisions"].as_array().map_or(0, Vec::len);
+        if rows >= 2 || started.elapsed() > crate::common::server::PATIENCE {
+            break listed;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
     assert_eq!(
         listed["decisions"][0]["factors"], granted["factors"],
         "{listed}"

@@ -21,7 +21,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rumqttc::v5::mqttbytes::v5::{LastWill, Packet};
+use rumqttc::v5::mqttbytes::v5::{Filter, LastWill, Packet, RetainForwardRule};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{Client, ConnectionError, Event, MqttOptions};
 
@@ -62,21 +62,50 @@ pub struct Session {
     pub max_packet: Option<usize>,
 }
 
-/// Where a connection delivers what arrives on `filter` (`a/b/+`: one level under `a/b/`).
+/// Where a connection delivers what arrives on its `filters` (`a/b/+`: one level under `a/b/`).
 /// The channel is bounded, so a slow reader holds the connection back (the broker queues, and
 /// beyond its limit drops) instead of growing memory.
 #[derive(Debug, Clone)]
 pub struct Inbox {
-    pub filter: String,
+    /// Subscribed on every connection.
+    pub filters: Vec<Subscription>,
     pub to: mpsc::SyncSender<Incoming>,
     /// Set when the reader fell behind (the channel was full): the broker may then have dropped
     /// messages it could not queue for this connection.
     pub fell_behind: Arc<std::sync::atomic::AtomicBool>,
 }
 
+/// One topic filter of an [`Inbox`].
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    pub filter: String,
+    /// Whether the broker sends what it retains there when subscribing (MQTT 5's retain
+    /// handling); without, only what is published from then on arrives.
+    pub retained: bool,
+}
+
+impl Subscription {
+    pub fn new(filter: impl Into<String>, retained: bool) -> Subscription {
+        Subscription {
+            filter: filter.into(),
+            retained,
+        }
+    }
+
+    fn filter(&self) -> Filter {
+        let mut f = Filter::new(self.filter.clone(), QoS::AtLeastOnce);
+        if !self.retained {
+            f.retain_forward_rule = RetainForwardRule::Never;
+        }
+        f
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Incoming {
-    /// The subscription is in place (after every connection): retained messages follow.
+    /// A (new) connection: subscriptions made over the last one are gone.
+    Connected,
+    /// A subscription is in place: retained messages follow.
     Subscribed,
     Message {
         topic: String,
@@ -84,14 +113,25 @@ pub enum Incoming {
     },
 }
 
+/// Whether `topic` matches the MQTT topic filter `filter` (`+` one level, `#` the rest).
+pub fn matches(filter: &str, topic: &str) -> bool {
+    let mut levels = topic.split('/');
+    for f in filter.split('/') {
+        if f == "#" {
+            return true;
+        }
+        match levels.next() {
+            Some(level) if f == "+" && !level.is_empty() => {}
+            Some(level) if f == level => {}
+            _ => return false,
+        }
+    }
+    levels.next().is_none()
+}
+
 impl Inbox {
     fn matches(&self, topic: &str) -> bool {
-        match self.filter.strip_suffix('+') {
-            Some(prefix) => topic
-                .strip_prefix(prefix)
-                .is_some_and(|rest| !rest.is_empty() && !rest.contains('/')),
-            None => topic == self.filter,
-        }
+        self.filters.iter().any(|s| matches(&s.filter, topic))
     }
 }
 
@@ -292,7 +332,9 @@ impl Publisher {
                             // At least once: a broker queues QoS 1 messages for a reader that is
                             // busy (mosquitto: 1000 beyond 20 in flight), QoS 0 ones hardly at all.
                             if let Some(i) = &inbox {
-                                let _ = thread_client.try_subscribe(&i.filter, QoS::AtLeastOnce);
+                                let _ = i.to.send(Incoming::Connected);
+                                let _ = thread_client
+                                    .try_subscribe_many(i.filters.iter().map(Subscription::filter));
                             }
                             // The first connection sends what was queued at the start; after a
                             // reconnection the will has said "offline": announce again.
@@ -359,6 +401,27 @@ impl Publisher {
     /// Subscribes to `filter` again: the broker sends its retained messages there once more.
     pub fn resubscribe(&self, filter: &str) {
         let _ = self.client.try_subscribe(filter, QoS::AtLeastOnce);
+    }
+
+    /// Subscribes to these exact topics, for what the broker retains there; handed back when
+    /// the client's queue is full. What arrives is delivered only where it matches the inbox's
+    /// filters.
+    pub fn fetch(&self, topics: &[String]) -> Result<(), ()> {
+        if topics.is_empty() {
+            return Ok(());
+        }
+        let filters = topics
+            .iter()
+            .map(|t| Filter::new(t.clone(), QoS::AtLeastOnce));
+        self.client.try_subscribe_many(filters).map_err(|_| ())
+    }
+
+    /// Ends subscriptions made by [`Publisher::fetch`]. Best effort: a connection that is down
+    /// has lost them anyway.
+    pub fn forget(&self, topics: &[String]) {
+        for t in topics {
+            let _ = self.client.try_unsubscribe(t.clone());
+        }
     }
 
     /// Queues one message, at-least-once, unless the queue is full: then it is handed back.
@@ -496,6 +559,17 @@ impl Drop for Watcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn topic_filters_match_by_level() {
+        assert!(matches("facegate/gallery/+", "facegate/gallery/p1"));
+        assert!(!matches("facegate/gallery/+", "facegate/gallery/p1/x"));
+        assert!(!matches("facegate/gallery/+", "facegate/gallery/"));
+        assert!(matches("facegate/manifest/+/+", "facegate/manifest/b/0"));
+        assert!(!matches("facegate/manifest/+/+", "facegate/manifest/b"));
+        assert!(matches("facegate/#", "facegate/a/b"));
+        assert!(matches("a/b", "a/b") && !matches("a/b", "a/c"));
+    }
 
     #[test]
     fn addresses_parse_with_default_port() {

@@ -9,8 +9,22 @@
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::support::terminal;
+
+/// Every fsync made here, for `facegate bench sync` (which reports them per batch).
+static FSYNCS: AtomicU64 = AtomicU64::new(0);
+
+/// How many fsyncs (of files and directories) this process has made through this module.
+pub fn fsyncs() -> u64 {
+    FSYNCS.load(Ordering::Relaxed)
+}
+
+fn sync(f: &File) -> io::Result<()> {
+    FSYNCS.fetch_add(1, Ordering::Relaxed);
+    f.sync_all()
+}
 
 /// Aborts the process when `FACEGATE_CRASH_AT` names `point`: how the tests cut power at each
 /// step of a commit.
@@ -56,9 +70,9 @@ fn write_as(path: &Path, bytes: &[u8], access: Access) -> io::Result<()> {
     let tmp = temporary(dir, &name);
     let result = (|| {
         let f = write_temporary(&tmp, bytes, access)?;
-        f.sync_all()?;
+        sync(&f)?;
         fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
+        sync(&File::open(dir)?)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -108,13 +122,13 @@ pub fn write_batch(dir: &Path, files: &[(String, &[u8])]) -> io::Result<()> {
                 open.push(write_temporary(&tmp, bytes, Access::Default)?);
             }
             for f in open {
-                f.sync_all()?;
+                sync(&f)?;
             }
         }
         for (tmp, path) in &written {
             fs::rename(tmp, path)?;
         }
-        File::open(dir)?.sync_all()
+        sync(&File::open(dir)?)
     })();
     if result.is_err() {
         for (tmp, _) in &written {

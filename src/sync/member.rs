@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use image::RgbImage;
 
+use super::manifest::{self, Entry};
 use super::message::{self, PersonState, SyncShot};
-use crate::mqtt::{Inbox, Incoming, Message, Publisher, Session};
+use crate::mqtt::{Inbox, Incoming, Message, Publisher, Session, Subscription};
 use crate::store::gallery::{
     is_fleet_id, wins, Arrival, Gallery, IndexStamp, ModelInfo, Remote, Tombstone,
 };
@@ -29,6 +30,14 @@ const BATCH_PEOPLE: usize = 500;
 const BATCH_BYTES: usize = 32 << 20;
 /// Messages waiting between the MQTT thread and this one.
 const INBOX: usize = 64;
+/// People asked for at once when catching up: well under what any broker queues for one
+/// client (mosquitto: 1 000 by default), so none is dropped on the way.
+const WINDOW: usize = 400;
+/// A window whose people stopped arriving for this long is over: what has not come, the broker
+/// does not hold.
+const WINDOW_QUIET: Duration = Duration::from_secs(1);
+/// The manifest goes out at most this often (it is rewritten after every change here).
+const MANIFEST_EVERY: Duration = Duration::from_secs(2);
 /// People held back (a name taken here by someone else) and tried again after each change.
 const MAX_DEFERRED: usize = 10_000;
 
@@ -51,6 +60,7 @@ pub type Reembed = Box<dyn FnMut(&[RgbImage]) -> Result<Vec<Vec<f32>>, String> +
 /// A running sync; [`Sync::stop`] ends it after publishing what is left.
 pub struct Sync {
     board: String,
+    commits: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -58,13 +68,13 @@ pub struct Sync {
 impl Sync {
     /// Joins the gallery to the fleet ([`Gallery::join_fleet`]) and starts syncing it.
     pub fn start(config: SyncConfig, reembed: Reembed) -> Result<Sync, String> {
-        let held;
+        let (held, deleted);
         let board = {
             let lock = Gallery::lock(&config.gallery).map_err(|e| e.to_string())?;
             let mut g = Gallery::open(&config.gallery, &config.model).map_err(|e| e.to_string())?;
             let renamed = g.join_fleet(&lock).map_err(|e| e.to_string())?;
             let board = g.board().unwrap_or_default().to_string();
-            held = versions(&g);
+            (held, deleted) = (versions(&g), removals(&g));
             if renamed > 0 {
                 eprintln!(
                     "facegate: sync: the gallery joined the fleet as board {board}: {renamed} \
@@ -82,7 +92,12 @@ impl Sync {
         let fell_behind = Arc::new(AtomicBool::new(false));
         let session = Session {
             inbox: Some(Inbox {
-                filter: FILTER.into(),
+                // Person messages as they are published, never the whole retained set at once
+                // (what a new board lacks, it asks for by manifest); manifests in full.
+                filters: vec![
+                    Subscription::new(FILTER, false),
+                    Subscription::new(manifest::FILTER, true),
+                ],
                 to,
                 fell_behind: fell_behind.clone(),
             }),
@@ -97,7 +112,9 @@ impl Sync {
             session,
         )?;
         let stop = Arc::new(AtomicBool::new(false));
+        let commits = Arc::new(AtomicU64::new(0));
         let mut member = Member {
+            commits: commits.clone(),
             board: board.clone(),
             heal: HashSet::new(),
             complete: false,
@@ -106,8 +123,19 @@ impl Sync {
             inbox,
             reembed,
             broker: HashMap::new(),
+            deleted,
             held,
             fell_behind,
+            fetch: VecDeque::new(),
+            fetching: HashSet::new(),
+            audit: HashSet::new(),
+            window: None,
+            missing: 0,
+            others_seen: false,
+            own_seen: HashMap::new(),
+            published: HashMap::new(),
+            manifest_sent: None,
+            manifest_due: true,
             round: None,
             warned_dropping: false,
             stamp: None,
@@ -125,6 +153,7 @@ impl Sync {
             .map_err(|e| format!("cannot start the sync thread: {e}"))?;
         Ok(Sync {
             board,
+            commits,
             stop,
             thread: Some(thread),
         })
@@ -133,6 +162,11 @@ impl Sync {
     /// This board's id in the fleet.
     pub fn board(&self) -> &str {
         &self.board
+    }
+
+    /// How many commits applied changes from the fleet so far.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
     }
 
     /// Publishes what changed last, then disconnects.
@@ -179,6 +213,7 @@ fn jitter_ms(id: &str, board: &str, spread: u64) -> u64 {
 }
 
 struct Member {
+    commits: Arc<AtomicU64>,
     /// This board's id: what it publishes unasked is what changed here.
     board: String,
     /// People whose retained copy the broker lost or holds older (or forged): this board
@@ -197,6 +232,24 @@ struct Member {
     /// The version of each person (or removal) the gallery holds, as last read: what arrives
     /// no newer than this is not news and never waits for the gallery.
     held: HashMap<String, (u64, String)>,
+    /// Which of `held` are removals.
+    deleted: HashSet<String>,
+    /// People to ask the broker for (see [`WINDOW`]), and those asked for or waiting.
+    fetch: VecDeque<String>,
+    fetching: HashSet<String>,
+    /// Of those, the ones this board holds itself: if the broker lacks them, it lost them.
+    audit: HashSet<String>,
+    window: Option<Window>,
+    /// People a manifest listed that the broker did not hold (said once per round).
+    missing: usize,
+    /// Since the connection: whether another board's manifest came, and which chunks of ours.
+    others_seen: bool,
+    own_seen: HashMap<usize, Vec<Entry>>,
+    /// This board's manifest as the broker holds it (chunk -> entries), and when it was last sent.
+    published: HashMap<usize, Vec<Entry>>,
+    manifest_sent: Option<Instant>,
+    /// The gallery (or what the broker holds of the manifest) changed since it was last sent.
+    manifest_due: bool,
     /// Set by the connection when this thread fell behind its messages.
     fell_behind: Arc<AtomicBool>,
     /// While the broker's retained messages arrive: when the last came, and how many changed
@@ -237,24 +290,44 @@ impl Member {
                     Err(_) => break,
                 }
             }
+            // The next window is asked for before this batch is written, so that the broker
+            // sends while this board writes.
+            self.drive_fetch();
             if self.heal_due.is_some_and(|due| Instant::now() >= due) {
                 self.heal_due = None;
                 self.look_again = true;
             }
             let changed_here = self.publish_changes();
-            if !batch.is_empty() || (changed_here && !self.deferred.is_empty()) {
+            // Every commit rewrites the whole index: while a window is still arriving, a batch
+            // waits until it is full.
+            let full = batch.len() >= BATCH_PEOPLE || bytes >= BATCH_BYTES;
+            let arriving = self.window.as_ref().is_some_and(|w| {
+                !w.pending.is_empty() && w.last.elapsed() < Duration::from_millis(200)
+            });
+            if (!batch.is_empty() && (full || !arriving))
+                || (changed_here && !self.deferred.is_empty())
+            {
                 self.apply(std::mem::take(&mut batch));
                 bytes = 0;
                 // Messages kept coming while the batch was applied.
                 if let Some(round) = &mut self.round {
                     round.last = Instant::now();
                 }
+                if let Some(w) = &mut self.window {
+                    w.last = Instant::now();
+                }
             }
-            self.end_round();
+            if self.round.is_some() {
+                self.end_round();
+                // What changed here goes out before the manifest that lists it.
+                self.publish_changes();
+            }
+            self.publish_manifest(false);
             self.flush();
         }
         // A change committed just before the stop still goes out.
         self.publish_changes();
+        self.publish_manifest(true);
         let deadline = Instant::now() + Duration::from_secs(5);
         while !self.outgoing.is_empty() && Instant::now() < deadline {
             self.flush();
@@ -268,13 +341,35 @@ impl Member {
     /// Takes one delivery; returns its size.
     fn take(&mut self, incoming: Incoming, batch: &mut Vec<PersonState>) -> usize {
         match incoming {
-            Incoming::Subscribed => {
+            Incoming::Connected => {
                 // A new connection: the broker may have lost its retained messages (a restart
-                // without persistence); they are about to arrive again if not.
+                // without persistence), and subscriptions of the last one are gone.
                 self.broker.clear();
-                self.round = Some(Round::new());
+                self.round = Some(Round::new(Phase::Manifests));
                 self.fell_behind.store(false, Ordering::Relaxed);
                 self.look_again = true;
+                self.others_seen = false;
+                self.own_seen.clear();
+                if let Some(w) = self.window.take() {
+                    for id in w.ids.into_iter().rev() {
+                        if w.pending.contains(&id) {
+                            self.fetch.push_front(id);
+                        } else {
+                            self.fetching.remove(&id);
+                            self.audit.remove(&id);
+                        }
+                    }
+                }
+                0
+            }
+            Incoming::Subscribed => {
+                // Retained messages follow.
+                if let Some(round) = &mut self.round {
+                    round.last = Instant::now();
+                }
+                if let Some(w) = &mut self.window {
+                    w.last = Instant::now();
+                }
                 0
             }
             Incoming::Message { topic, payload } => {
@@ -282,10 +377,19 @@ impl Member {
                     round.last = Instant::now();
                     round.received += 1;
                 }
+                if manifest::parse_topic(&topic).is_some() {
+                    self.manifest(&topic, &payload);
+                    return 0;
+                }
                 let size = payload.len();
                 let Some(id) = topic.strip_prefix(PREFIX) else {
                     return 0;
                 };
+                if let Some(w) = &mut self.window {
+                    if w.pending.remove(id) {
+                        w.last = Instant::now();
+                    }
+                }
                 if payload.is_empty() {
                     // Someone cleared the retained message: the broker holds nothing for them.
                     self.broker.remove(id);
@@ -329,6 +433,109 @@ impl Member {
         }
     }
 
+    /// Takes one chunk of a board's manifest: the people it lists in versions newer than this
+    /// gallery's are asked for (see [`Member::drive_fetch`]).
+    fn manifest(&mut self, topic: &str, payload: &[u8]) {
+        let Some((board, k)) = manifest::parse_topic(topic) else {
+            return;
+        };
+        let ours = board == self.board;
+        let chunk = match manifest::open(payload, &self.config.key, topic) {
+            Ok(c) => c,
+            Err(e) => {
+                if !payload.is_empty() {
+                    self.warnings
+                        .warn(&format!("sync: ignored the manifest on {topic}: {e}"));
+                }
+                if ours {
+                    // Ours was cleared or replaced: it goes out again.
+                    self.published.remove(&k);
+                    self.manifest_due = true;
+                }
+                return;
+            }
+        };
+        let settling = self.round.is_some_and(|r| r.phase == Phase::Manifests);
+        if !ours {
+            self.others_seen = true;
+        } else if settling {
+            self.own_seen.insert(k, chunk.entries.clone());
+        } else if self.published.get(&k) != Some(&chunk.entries) {
+            // Not what this board last sent (a replay, or a send still on its way): send again.
+            self.published.remove(&k);
+            self.manifest_due = true;
+        }
+        // What the broker holds, as far as the fleet knows (never over what was seen). This
+        // board's own manifest says so only as the broker kept it, not as it comes back live.
+        let tells_broker = !ours || settling;
+        for e in chunk.entries {
+            if tells_broker {
+                self.broker
+                    .entry(e.id.clone())
+                    .or_insert((e.version, e.origin.clone()));
+            }
+            let news = self
+                .held
+                .get(&e.id)
+                .is_none_or(|(n, o)| wins((e.version, &e.origin), (*n, o)));
+            if news && self.fetching.insert(e.id.clone()) {
+                self.fetch.push_back(e.id);
+            }
+        }
+    }
+
+    /// Closes the window of people asked for once they all came (or stopped coming), and asks
+    /// for the next one.
+    fn drive_fetch(&mut self) {
+        if let Some(w) = &self.window {
+            if !w.pending.is_empty() && w.last.elapsed() < WINDOW_QUIET {
+                return;
+            }
+        }
+        if let Some(w) = self.window.take() {
+            if let Some(p) = &self.publisher {
+                p.forget(&w.topics);
+            }
+            for id in &w.ids {
+                self.fetching.remove(id);
+            }
+            for id in w.pending {
+                if self.audit.contains(&id) {
+                    // The broker lost this board's copy: it goes out again.
+                    self.broker.remove(&id);
+                    self.heal.insert(id);
+                    self.look_again = true;
+                } else {
+                    self.missing += 1;
+                }
+            }
+            for id in &w.ids {
+                self.audit.remove(id);
+            }
+        }
+        let Some(publisher) = &self.publisher else {
+            return;
+        };
+        if self.fetch.is_empty() {
+            return;
+        }
+        let ids: Vec<String> = self.fetch.drain(..WINDOW.min(self.fetch.len())).collect();
+        let topics: Vec<String> = ids.iter().map(|id| message::topic(id)).collect();
+        if publisher.fetch(&topics).is_err() {
+            // The connection's queue is full: the next turn asks again.
+            for id in ids.into_iter().rev() {
+                self.fetch.push_front(id);
+            }
+            return;
+        }
+        self.window = Some(Window {
+            pending: ids.iter().cloned().collect(),
+            ids,
+            topics,
+            last: Instant::now(),
+        });
+    }
+
     /// Applies what other boards published, in one commit.
     fn apply(&mut self, batch: Vec<PersonState>) {
         let mut newest: HashMap<String, PersonState> = std::mem::take(&mut self.deferred);
@@ -364,11 +571,15 @@ impl Member {
                 held_back.insert(id, s);
             }
             let applied = g.apply_remote(&lock, changes)?;
-            self.held = versions(&g);
+            (self.held, self.deleted) = (versions(&g), removals(&g));
+            self.manifest_due = true;
             Ok((applied, held_back))
         });
         match result {
             Ok((applied, mut held_back)) => {
+                if !(applied.updated.is_empty() && applied.removed.is_empty()) {
+                    self.commits.fetch_add(1, Ordering::Relaxed);
+                }
                 if let Some(round) = &mut self.round {
                     round.changes += applied.updated.len() + applied.removed.len();
                 }
@@ -472,7 +683,8 @@ impl Member {
         };
         self.stamp = stamp;
         self.look_again = false;
-        self.held = versions(&g);
+        (self.held, self.deleted) = (versions(&g), removals(&g));
+        self.manifest_due = true;
         let key = self.config.key.clone();
         for p in g.people() {
             let v = (p.entry.version, p.entry.origin.as_str());
@@ -541,16 +753,70 @@ impl Member {
         changed
     }
 
-    /// Ends a round of retained messages once they stopped coming. A broker queues only so many
-    /// messages for one connection and drops the rest (mosquitto: 1000 beyond 20 in flight,
-    /// `max_queued_messages`), which bites a board catching up with thousands of people: while a
-    /// round fell behind and still brought news, the board asks for everything again; when a
-    /// large round fell behind and brought nothing new, it says that the broker's limit may be
-    /// hiding people.
+    /// Moves a round of catching up on: once the manifests stopped coming, the people they list
+    /// are asked for ([`Member::manifest`]), and the round ends when they have come.
     fn end_round(&mut self) {
         let Some(round) = self.round else {
             return;
         };
+        match round.phase {
+            Phase::Manifests if round.last.elapsed() >= SETTLE => {
+                if !self.others_seen && self.own_seen.is_empty() {
+                    // No board of the fleet publishes a manifest (a new fleet, or boards of an
+                    // older facegate): everything the broker retains, as they do.
+                    self.round = Some(Round::new(Phase::Everything));
+                    if let Some(p) = &self.publisher {
+                        p.resubscribe(FILTER);
+                    }
+                    return;
+                }
+                self.published = std::mem::take(&mut self.own_seen);
+                self.manifest_due = true;
+                if self.published.is_empty() {
+                    // The broker lost this board's manifest (a restart without persistence):
+                    // it may have lost the people too, so this board asks for everyone it
+                    // holds, and publishes again whoever is missing.
+                    let ids: Vec<String> = self
+                        .held
+                        .keys()
+                        .filter(|id| is_fleet_id(id))
+                        .cloned()
+                        .collect();
+                    for id in ids {
+                        self.audit.insert(id.clone());
+                        if self.fetching.insert(id.clone()) {
+                            self.fetch.push_back(id);
+                        }
+                    }
+                }
+                self.complete = false;
+                self.round = Some(Round::new(Phase::Fetching));
+            }
+            Phase::Manifests => {}
+            Phase::Fetching => {
+                if !self.fetch.is_empty() || self.window.is_some() {
+                    return;
+                }
+                self.round = None;
+                if self.missing > 0 {
+                    self.warnings.warn(&format!(
+                        "sync: {} listed by the fleet's manifests not on the broker (yet)",
+                        count(self.missing, "person", "people")
+                    ));
+                    self.missing = 0;
+                }
+            }
+            Phase::Everything => self.end_everything(round),
+        }
+    }
+
+    /// Ends a round of all the broker's retained messages once they stopped coming. A broker
+    /// queues only so many messages for one connection and drops the rest (mosquitto: 1000
+    /// beyond 20 in flight, `max_queued_messages`): while a round fell behind and still brought
+    /// news, the board asks for everything again; when a large round fell behind and brought
+    /// nothing new, it says that the broker's limit may be hiding people. (Fleets whose boards
+    /// publish manifests never take this way.)
+    fn end_everything(&mut self, round: Round) {
         if round.last.elapsed() < SETTLE {
             return;
         }
@@ -563,7 +829,7 @@ impl Member {
                  drops what it cannot queue for a board catching up)",
                 count(round.changes, "change", "changes")
             );
-            self.round = Some(Round::new());
+            self.round = Some(Round::new(Phase::Everything));
             if let Some(p) = &self.publisher {
                 p.resubscribe(FILTER);
             }
@@ -575,6 +841,66 @@ impl Member {
                  your broker's per-client queue above the fleet's size)",
                 round.received
             ));
+        }
+    }
+
+    /// Publishes this board's manifest where it changed: the chunks that differ from what the
+    /// broker holds, after the people they list (the outgoing queue keeps its order), at most
+    /// every [`MANIFEST_EVERY`] unless `now`.
+    fn publish_manifest(&mut self, now: bool) {
+        if !self.manifest_due || self.round.is_some() || self.publisher.is_none() {
+            return;
+        }
+        if !now
+            && self
+                .manifest_sent
+                .is_some_and(|t| t.elapsed() < MANIFEST_EVERY)
+        {
+            return;
+        }
+        self.manifest_due = false;
+        let entries: Vec<Entry> = self
+            .held
+            .iter()
+            .filter(|(id, _)| is_fleet_id(id))
+            .map(|(id, (version, origin))| Entry {
+                id: id.clone(),
+                version: *version,
+                origin: origin.clone(),
+                deleted: self.deleted.contains(id),
+            })
+            .collect();
+        let chunks = manifest::split(&self.board, entries);
+        let count = chunks.len();
+        let mut sent = false;
+        for c in chunks {
+            if self.published.get(&c.chunk) != Some(&c.entries) {
+                let m = Message::retained(
+                    manifest::topic(&self.board, c.chunk),
+                    manifest::seal(&c, &self.config.key),
+                );
+                self.outgoing.push_back(m);
+                self.published.insert(c.chunk, c.entries);
+                sent = true;
+            }
+        }
+        // Chunks of a larger manifest of before are cleared.
+        let stale: Vec<usize> = self
+            .published
+            .keys()
+            .filter(|&&k| k >= count)
+            .copied()
+            .collect();
+        for k in stale {
+            self.published.remove(&k);
+            self.outgoing.push_back(Message::retained(
+                manifest::topic(&self.board, k),
+                Vec::new(),
+            ));
+            sent = true;
+        }
+        if sent {
+            self.manifest_sent = Some(Instant::now());
         }
     }
 
@@ -670,23 +996,50 @@ impl Member {
     }
 }
 
-/// One delivery of the broker's retained messages: when the last came, how many, and how many
-/// changed the gallery.
+/// Catching up after a connection: what is awaited, since when, how many messages came, and how
+/// many changed the gallery. This board publishes only once it is over.
 #[derive(Clone, Copy)]
 struct Round {
+    phase: Phase,
     last: Instant,
     received: usize,
     changes: usize,
 }
 
+#[derive(Clone, Copy, PartialEq)]
+enum Phase {
+    /// The boards' manifests (retained, a few messages).
+    Manifests,
+    /// The people they list that this board lacks, a window at a time.
+    Fetching,
+    /// Everything the broker retains (no board publishes manifests).
+    Everything,
+}
+
 impl Round {
-    fn new() -> Round {
+    fn new(phase: Phase) -> Round {
         Round {
+            phase,
             last: Instant::now(),
             received: 0,
             changes: 0,
         }
     }
+}
+
+/// People asked for by their exact topics (see [`WINDOW`]).
+struct Window {
+    ids: Vec<String>,
+    topics: Vec<String>,
+    /// Not arrived yet.
+    pending: HashSet<String>,
+    /// When the last of them came (or the window was asked for).
+    last: Instant,
+}
+
+/// The ids of the gallery's removals.
+fn removals(g: &Gallery) -> HashSet<String> {
+    g.tombstones().iter().map(|t| t.id.clone()).collect()
 }
 
 /// The version of everyone in the gallery, and of every removal.

@@ -132,19 +132,8 @@ pub fn sign_body(body: &str, key: &[u8]) -> Vec<u8> {
 /// Verifies and reads a message received on the topic of person `topic_id`. Anything unsigned,
 /// signed with another key, altered, oversized or malformed is an error that says which.
 pub fn open(payload: &[u8], key: &[u8], topic_id: &str) -> Result<PersonState, String> {
-    if payload.len() > MAX_MESSAGE_BYTES {
-        return Err(format!(
-            "{} bytes, more than a person message holds",
-            payload.len()
-        ));
-    }
-    let envelope: Envelope =
-        serde_json::from_slice(payload).map_err(|_| "not a signed facegate message".to_string())?;
-    let tag = hex(&envelope.mac).ok_or("the signature is not hex")?;
-    mac(key, envelope.body.as_bytes())
-        .verify_slice(&tag)
-        .map_err(|_| "bad signature (another key, or the message was altered)".to_string())?;
-    let body: Body = serde_json::from_str(&envelope.body)
+    let body = verified_body(payload, key)?;
+    let body: Body = serde_json::from_str(&body)
         .map_err(|e| format!("signed, but not a person message: {e}"))?;
     if body.id != topic_id {
         return Err(format!(
@@ -213,6 +202,24 @@ pub fn open(payload: &[u8], key: &[u8], topic_id: &str) -> Result<PersonState, S
         deleted: body.deleted,
         shots,
     })
+}
+
+/// The body of a signed message (a person or a manifest chunk), once its size, envelope and
+/// signature are checked.
+pub(crate) fn verified_body(payload: &[u8], key: &[u8]) -> Result<String, String> {
+    if payload.len() > MAX_MESSAGE_BYTES {
+        return Err(format!(
+            "{} bytes, more than a facegate message holds",
+            payload.len()
+        ));
+    }
+    let envelope: Envelope =
+        serde_json::from_slice(payload).map_err(|_| "not a signed facegate message".to_string())?;
+    let tag = hex(&envelope.mac).ok_or("the signature is not hex")?;
+    mac(key, envelope.body.as_bytes())
+        .verify_slice(&tag)
+        .map_err(|_| "bad signature (another key, or the message was altered)".to_string())?;
+    Ok(envelope.body)
 }
 
 fn hex(text: &str) -> Option<Vec<u8>> {

@@ -3,6 +3,8 @@
 //! (`facegate/gallery/<person-id>`), and every board applies what it verifies.
 //!
 //! - [`message`]: the wire format (HMAC-SHA256 with the fleet's shared key) and its checks.
+//! - [`manifest`]: what one board holds (ids and versions), so a board catching up asks for
+//!   exactly what it lacks.
 //! - [`member`]: the thread that keeps one gallery in step with the broker: it publishes what
 //!   changed here (whoever made the change: `watch`, `serve`'s web UI, or the CLI) and applies
 //!   what other boards published, re-embedding from the crops when their model differs.
@@ -13,6 +15,7 @@
 //! origin board id), removals are tombstones that stay retained, and a board that sees the broker
 //! hold an older version than its own publishes its own again.
 
+pub mod manifest;
 #[cfg(feature = "mqtt")]
 pub mod member;
 pub mod message;

@@ -34,8 +34,8 @@ use serde::{Deserialize, Serialize};
 
 use folder::*;
 use format::*;
-pub use names::is_fleet_id;
 use names::*;
+pub use names::{is_board_id, is_fleet_id};
 
 use crate::embed::model_card::sha256_hex;
 use crate::embed::normalized;

@@ -84,6 +84,6 @@ pub fn is_fleet_id(id: &str) -> bool {
 }
 
 /// A board id: 16 lowercase hex digits.
-pub(super) fn is_board_id(text: &str) -> bool {
+pub fn is_board_id(text: &str) -> bool {
     text.len() == 16 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }

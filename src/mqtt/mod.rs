@@ -416,12 +416,10 @@ impl Publisher {
         self.client.try_subscribe_many(filters).map_err(|_| ())
     }
 
-    /// Ends subscriptions made by [`Publisher::fetch`]. Best effort: a connection that is down
-    /// has lost them anyway.
-    pub fn forget(&self, topics: &[String]) {
-        for t in topics {
-            let _ = self.client.try_unsubscribe(t.clone());
-        }
+    /// Ends a subscription made by [`Publisher::fetch`]; refused while the client's queue is
+    /// full (ask again later).
+    pub fn forget(&self, topic: &str) -> Result<(), ()> {
+        self.client.try_unsubscribe(topic).map_err(|_| ())
     }
 
     /// Queues one message, at-least-once, unless the queue is full: then it is handed back.

@@ -36,6 +36,8 @@ const WINDOW: usize = 400;
 /// A window whose people stopped arriving for this long is over: what has not come, the broker
 /// does not hold.
 const WINDOW_QUIET: Duration = Duration::from_secs(1);
+/// Window topics unsubscribed from a loop turn at most.
+const FORGET_AT_ONCE: usize = 16;
 /// The manifest goes out at most this often (it is rewritten after every change here).
 const MANIFEST_EVERY: Duration = Duration::from_secs(2);
 /// People held back (a name taken here by someone else) and tried again after each change.
@@ -130,6 +132,7 @@ impl Sync {
             fetching: HashSet::new(),
             audit: HashSet::new(),
             window: None,
+            forget: VecDeque::new(),
             missing: 0,
             others_seen: false,
             own_seen: HashMap::new(),
@@ -240,6 +243,8 @@ struct Member {
     /// Of those, the ones this board holds itself: if the broker lacks them, it lost them.
     audit: HashSet<String>,
     window: Option<Window>,
+    /// Topics of closed windows still to unsubscribe from.
+    forget: VecDeque<String>,
     /// People a manifest listed that the broker did not hold (said once per round).
     missing: usize,
     /// Since the connection: whether another board's manifest came, and which chunks of ours.
@@ -350,6 +355,8 @@ impl Member {
                 self.look_again = true;
                 self.others_seen = false;
                 self.own_seen.clear();
+                // The last connection's subscriptions ended with it.
+                self.forget.clear();
                 if let Some(w) = self.window.take() {
                     for id in w.ids.into_iter().rev() {
                         if w.pending.contains(&id) {
@@ -487,15 +494,26 @@ impl Member {
     /// Closes the window of people asked for once they all came (or stopped coming), and asks
     /// for the next one.
     fn drive_fetch(&mut self) {
+        // Ended a few at a time: each is a request of its own to the connection, whose queue
+        // is short.
+        if let Some(p) = &self.publisher {
+            for _ in 0..FORGET_AT_ONCE {
+                let Some(t) = self.forget.pop_front() else {
+                    break;
+                };
+                if p.forget(&t).is_err() {
+                    self.forget.push_front(t);
+                    break;
+                }
+            }
+        }
         if let Some(w) = &self.window {
             if !w.pending.is_empty() && w.last.elapsed() < WINDOW_QUIET {
                 return;
             }
         }
         if let Some(w) = self.window.take() {
-            if let Some(p) = &self.publisher {
-                p.forget(&w.topics);
-            }
+            self.forget.extend(w.topics);
             for id in &w.ids {
                 self.fetching.remove(id);
             }
@@ -625,30 +643,9 @@ impl Member {
                 origin: s.origin.clone(),
             }));
         }
-        let crops: Vec<Vec<u8>> = s
-            .shots
-            .iter()
-            .filter(|shot| !shot.crop_png.is_empty())
-            .map(|shot| shot.crop_png.clone())
-            .collect();
-        let shots = if s.model == model.fingerprint {
-            s.shots.iter().map(|shot| shot.embedding.clone()).collect()
-        } else if crops.is_empty() {
-            return Err(format!(
-                "made with another model ({}) and without crops to re-embed",
-                short(&s.model)
-            ));
-        } else {
-            let images = crops
-                .iter()
-                .map(|png| {
-                    crate::imaging::photo::decode_within(png, 1 << 20)
-                        .map(|p| p.rgb)
-                        .map_err(|e| format!("a crop does not decode: {e}"))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            (self.reembed)(&images).map_err(|e| format!("re-embedding failed: {e}"))?
-        };
+        let (shots, crops) = self.embeddings_here(&s.shots, &s.model, model, "shots")?;
+        let (negatives, negative_crops) =
+            self.embeddings_here(&s.negatives, &s.model, model, "negatives")?;
         Ok(Remote::Person(Arrival {
             id: s.id.clone(),
             version: s.version,
@@ -657,7 +654,46 @@ impl Member {
             enrolled_unix: s.enrolled_unix,
             shots,
             crops,
+            negatives,
+            negative_crops,
         }))
+    }
+
+    /// Shots (or negatives) as this board's model embeds them, and their crops: as sent when
+    /// the sender's model is this board's, else re-embedded from the crops.
+    fn embeddings_here(
+        &mut self,
+        list: &[SyncShot],
+        sent_by: &str,
+        model: &ModelInfo,
+        what: &str,
+    ) -> Result<(Vec<Vec<f32>>, Vec<Vec<u8>>), String> {
+        let crops: Vec<Vec<u8>> = list
+            .iter()
+            .filter(|shot| !shot.crop_png.is_empty())
+            .map(|shot| shot.crop_png.clone())
+            .collect();
+        if sent_by == model.fingerprint || list.is_empty() {
+            let embeddings = list.iter().map(|shot| shot.embedding.clone()).collect();
+            return Ok((embeddings, crops));
+        }
+        if crops.is_empty() {
+            return Err(format!(
+                "made with another model ({}) and without crops of its {what} to re-embed",
+                short(sent_by)
+            ));
+        }
+        let images = crops
+            .iter()
+            .map(|png| {
+                crate::imaging::photo::decode_within(png, 1 << 20)
+                    .map(|p| p.rgb)
+                    .map_err(|e| format!("a crop does not decode: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let embeddings =
+            (self.reembed)(&images).map_err(|e| format!("re-embedding failed: {e}"))?;
+        Ok((embeddings, crops))
     }
 
     /// Queues every person (and removal) this gallery holds newer than the broker does. Returns
@@ -694,22 +730,6 @@ impl Member {
             if self.heal.contains(&p.entry.id) && !self.may_heal(&p.entry.id, &p.entry.origin) {
                 continue;
             }
-            let crops: Vec<Vec<u8>> = if p.entry.crops.len() == p.shots.len() {
-                p.entry
-                    .crops
-                    .iter()
-                    .map(|c| {
-                        crate::support::limits::read_file(
-                            &g.crop_path(c),
-                            message::MAX_CROP_BYTES as u64,
-                            "crop",
-                        )
-                        .unwrap_or_default()
-                    })
-                    .collect()
-            } else {
-                vec![Vec::new(); p.shots.len()]
-            };
             let state = PersonState {
                 id: p.entry.id.clone(),
                 version: p.entry.version,
@@ -718,19 +738,8 @@ impl Member {
                 enrolled_unix: p.entry.enrolled_unix,
                 model: g.model().fingerprint.clone(),
                 deleted: false,
-                shots: p
-                    .shots
-                    .iter()
-                    .zip(crops)
-                    .map(|(e, c)| SyncShot {
-                        embedding: e.clone(),
-                        crop_png: if crate::imaging::photo::is_png(&c) {
-                            c
-                        } else {
-                            Vec::new()
-                        },
-                    })
-                    .collect(),
+                shots: sync_shots(&g, &p.shots, &p.entry.crops),
+                negatives: sync_shots(&g, &p.negatives, &p.entry.negative_crops),
             };
             self.queue(state, &key);
         }
@@ -746,6 +755,7 @@ impl Member {
                     model: g.model().fingerprint.clone(),
                     deleted: true,
                     shots: Vec::new(),
+                    negatives: Vec::new(),
                 };
                 self.queue(state, &key);
             }
@@ -1035,6 +1045,38 @@ struct Window {
     pending: HashSet<String>,
     /// When the last of them came (or the window was asked for).
     last: Instant,
+}
+
+/// Embeddings with their crops as sent: the crops only when each embedding has one that is a
+/// PNG (crops are read within the size a message carries).
+fn sync_shots(g: &Gallery, embeddings: &[Vec<f32>], crops: &[String]) -> Vec<SyncShot> {
+    let pngs: Vec<Vec<u8>> = if crops.len() == embeddings.len() {
+        crops
+            .iter()
+            .map(|c| {
+                crate::support::limits::read_file(
+                    &g.crop_path(c),
+                    message::MAX_CROP_BYTES as u64,
+                    "crop",
+                )
+                .unwrap_or_default()
+            })
+            .collect()
+    } else {
+        vec![Vec::new(); embeddings.len()]
+    };
+    embeddings
+        .iter()
+        .zip(pngs)
+        .map(|(e, c)| SyncShot {
+            embedding: e.clone(),
+            crop_png: if crate::imaging::photo::is_png(&c) {
+                c
+            } else {
+                Vec::new()
+            },
+        })
+        .collect()
 }
 
 /// The ids of the gallery's removals.

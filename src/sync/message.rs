@@ -42,6 +42,8 @@ pub struct PersonState {
     pub model: String,
     pub deleted: bool,
     pub shots: Vec<SyncShot>,
+    /// Faces recorded as not this person ("Not NAME"), so the correction holds on every board.
+    pub negatives: Vec<SyncShot>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -62,6 +64,10 @@ struct Body {
     model: String,
     deleted: bool,
     shots: Vec<ShotBody>,
+    /// Absent when there are none, so a person without negatives is sent byte for byte as
+    /// before (and boards of an older facegate still read it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    negatives: Vec<ShotBody>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -105,16 +111,17 @@ pub fn seal(state: &PersonState, key: &[u8]) -> Vec<u8> {
         enrolled_unix: state.enrolled_unix,
         model: state.model.clone(),
         deleted: state.deleted,
-        shots: state
-            .shots
-            .iter()
-            .map(|s| ShotBody {
-                embedding: s.embedding.clone(),
-                crop: b64.encode(&s.crop_png),
-            })
-            .collect(),
+        shots: state.shots.iter().map(|s| shot_body(s, &b64)).collect(),
+        negatives: state.negatives.iter().map(|s| shot_body(s, &b64)).collect(),
     };
     sign_body(&serde_json::to_string(&body).unwrap_or_default(), key)
+}
+
+fn shot_body(s: &SyncShot, b64: &base64::engine::GeneralPurpose) -> ShotBody {
+    ShotBody {
+        embedding: s.embedding.clone(),
+        crop: b64.encode(&s.crop_png),
+    }
 }
 
 /// A message whose body is `body` as given, signed with `key`: what a board holding the key
@@ -158,15 +165,36 @@ pub fn open(payload: &[u8], key: &[u8], topic_id: &str) -> Result<PersonState, S
     if !body.deleted {
         crate::store::gallery::validate_name(&body.name)?;
     }
-    if body.shots.len() > MAX_SHOTS {
-        return Err(format!("{} shots, more than {MAX_SHOTS}", body.shots.len()));
+    let dim = body.shots.first().map_or(0, |s| s.embedding.len());
+    let shots = shots_of(body.shots, dim, "shots")?;
+    let negatives = shots_of(body.negatives, dim, "negatives")?;
+    if !body.deleted && shots.is_empty() {
+        return Err("a person without shots".into());
+    }
+    Ok(PersonState {
+        id: body.id,
+        version: body.version,
+        origin: body.origin,
+        name: body.name,
+        enrolled_unix: body.enrolled_unix,
+        model: body.model,
+        deleted: body.deleted,
+        shots,
+        negatives,
+    })
+}
+
+/// Shots (or negatives) as sent: at most [`MAX_SHOTS`], embeddings of `dim` finite numbers,
+/// crops PNG and all present or all absent.
+fn shots_of(list: Vec<ShotBody>, dim: usize, what: &str) -> Result<Vec<SyncShot>, String> {
+    if list.len() > MAX_SHOTS {
+        return Err(format!("{} {what}, more than {MAX_SHOTS}", list.len()));
     }
     let b64 = base64::engine::general_purpose::STANDARD;
-    let mut shots = Vec::with_capacity(body.shots.len());
-    let dim = body.shots.first().map_or(0, |s| s.embedding.len());
-    for s in body.shots {
+    let mut shots = Vec::with_capacity(list.len());
+    for s in list {
         if s.embedding.len() != dim || dim == 0 || dim > MAX_DIM {
-            return Err("its shots' embeddings differ in size".into());
+            return Err(format!("its {what}' embeddings differ in size"));
         }
         if s.embedding.iter().any(|v| !v.is_finite()) {
             return Err("an embedding is not finite".into());
@@ -185,23 +213,11 @@ pub fn open(payload: &[u8], key: &[u8], topic_id: &str) -> Result<PersonState, S
             crop_png,
         });
     }
-    if !body.deleted && shots.is_empty() {
-        return Err("a person without shots".into());
-    }
     let with_crops = shots.iter().filter(|s| !s.crop_png.is_empty()).count();
     if with_crops != 0 && with_crops != shots.len() {
-        return Err("some shots have crops and some do not".into());
+        return Err(format!("some {what} have crops and some do not"));
     }
-    Ok(PersonState {
-        id: body.id,
-        version: body.version,
-        origin: body.origin,
-        name: body.name,
-        enrolled_unix: body.enrolled_unix,
-        model: body.model,
-        deleted: body.deleted,
-        shots,
-    })
+    Ok(shots)
 }
 
 /// The body of a signed message (a person or a manifest chunk), once its size, envelope and
@@ -254,6 +270,10 @@ mod tests {
             deleted: false,
             shots: vec![SyncShot {
                 embedding: vec![0.6, 0.8],
+                crop_png: png.clone(),
+            }],
+            negatives: vec![SyncShot {
+                embedding: vec![0.8, 0.6],
                 crop_png: png,
             }],
         }
@@ -296,6 +316,7 @@ mod tests {
         let gone = PersonState {
             deleted: true,
             shots: Vec::new(),
+            negatives: Vec::new(),
             ..ada()
         };
         assert_eq!(open(&seal(&gone, KEY), KEY, &gone.id).unwrap(), gone);
@@ -304,6 +325,18 @@ mod tests {
             ..ada()
         };
         assert!(open(&seal(&empty, KEY), KEY, &empty.id).is_err());
+        // Negatives are checked like shots; a person without them is sent as before.
+        let mut odd = ada();
+        odd.negatives[0].embedding = vec![1.0];
+        let e = open(&seal(&odd, KEY), KEY, ADA).unwrap_err();
+        assert!(e.contains("negatives' embeddings differ"), "{e}");
+        let plain = PersonState {
+            negatives: Vec::new(),
+            ..ada()
+        };
+        let text = String::from_utf8(seal(&plain, KEY)).unwrap();
+        assert!(!text.contains("negatives"), "{text}");
+        assert_eq!(open(text.as_bytes(), KEY, ADA).unwrap(), plain);
     }
 
     #[test]

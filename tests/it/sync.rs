@@ -2,7 +2,8 @@
 //! galleries of their own. Enrolled on A, identified on B and C; renamed on B, seen on A and C;
 //! removed on C, gone everywhere; B dies in the middle of applying a change and is converged
 //! after a restart; a new board with an empty gallery is complete after one sync; messages
-//! signed with another key change nothing.
+//! signed with another key change nothing. Three boards editing through a partition and a
+//! restart converge, corrections included.
 #![cfg(feature = "mqtt")]
 
 use std::io::{BufRead, BufReader, Write};
@@ -300,6 +301,7 @@ fn three_boards_share_one_gallery_through_the_broker() {
             embedding: vec![0.0; 128],
             crop_png: png.clone(),
         }],
+        negatives: Vec::new(),
     };
     let mallory = "p000001-ffffffffffffffff";
     publish(
@@ -514,4 +516,150 @@ fn an_oversized_retained_message_does_not_stop_sync() {
     assert!(connections <= 2, "board b kept reconnecting:\n{}", b.log());
     b.kill();
     a.kill();
+}
+
+/// A TCP relay between a board and the broker that can be cut (every connection through it
+/// closed, new ones refused) and restored: a network partition, with real sockets.
+struct Partition {
+    port: u16,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+    open: Arc<Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Partition {
+    fn start(upstream: u16) -> Partition {
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (is_cut, streams) = (cut.clone(), open.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(down) = conn else { continue };
+                if is_cut.load(Ordering::Relaxed) {
+                    continue;
+                }
+                let Ok(up) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let mut held = streams.lock().unwrap();
+                held.push(down.try_clone().unwrap());
+                held.push(up.try_clone().unwrap());
+                let pairs = [
+                    (down.try_clone().unwrap(), up.try_clone().unwrap()),
+                    (up, down),
+                ];
+                for (mut from, mut to) in pairs {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Partition { port, cut, open }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::Relaxed);
+        for s in self.open.lock().unwrap().drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn heal(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A gallery's shared state: per person id, name, version, origin, shots and negatives, and the
+/// removals; everything but what is the board's own (its id, crop file names, next number).
+fn fleet_state(gallery: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(gallery.join("gallery.json")).unwrap();
+    let index: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut people: Vec<serde_json::Value> = index["people"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            serde_json::json!([
+                p["id"],
+                p["name"],
+                p["version"],
+                p["origin"],
+                p["shots"],
+                p["negatives"],
+                p["enrolled_unix"]
+            ])
+        })
+        .collect();
+    people.sort_by_key(|p| p[0].as_str().unwrap_or("").to_string());
+    let mut removed = index["removed"].as_array().cloned().unwrap_or_default();
+    removed.sort_by_key(|t| t["id"].as_str().unwrap_or("").to_string());
+    serde_json::json!({ "people": people, "removed": removed })
+}
+
+/// Three boards edit at once (enroll, rename, remove, "Not NAME") while one is cut off from the
+/// broker by a partition and another is restarted; once the partition heals they hold the same
+/// gallery, negatives included: a correction on one door holds at all of them.
+#[test]
+fn three_boards_editing_through_a_partition_and_a_restart_converge() {
+    let dir = scratch("sync", "partition");
+    let port = free_port();
+    let _broker = Broker::start(port);
+    let (ga, gb, gc) = (dir.join("a"), dir.join("b"), dir.join("c"));
+    enroll(&ga, "Obama", "obama.jpg");
+    enroll(&ga, "Messi", "messi5.jpg");
+    let relay = Partition::start(port);
+    let a = Board::start("a", &ga, port, &[]);
+    let b = Board::start("b", &gb, port, &[]);
+    let c = Board::start("c", &gc, relay.port, &[]);
+    let all = [ga.as_path(), gb.as_path(), gc.as_path()];
+    converge(&all, &["Messi", "Obama"], "before the partition");
+
+    relay.cut();
+    enroll(&ga, "Biden", "biden.jpg");
+    gallery_command(&gb, &["reject", "Obama", &photo("biden.jpg")]);
+    gallery_command(&gc, &["rename", "Messi", "Leo"]);
+    converge(
+        &[ga.as_path(), gb.as_path()],
+        &["Biden", "Messi", "Obama"],
+        "the connected side",
+    );
+    // B restarts while A changes more: it catches up by manifest.
+    b.kill();
+    gallery_command(&ga, &["remove", "Biden"]);
+    enroll(&ga, "Eileen", "astronaut.png");
+    let b = Board::start("b", &gb, port, &[]);
+    assert_eq!(names(&gc), ["Leo", "Obama"], "C saw nothing while cut off");
+
+    relay.heal();
+    converge(&all, &["Eileen", "Leo", "Obama"], "after the partition");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let states: Vec<_> = all.iter().map(|g| fleet_state(g)).collect();
+        if states.windows(2).all(|w| w[0] == w[1]) {
+            let obama = states[0]["people"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p[1] == "Obama")
+                .unwrap()
+                .clone();
+            assert_eq!(obama[5], 1, "B's correction is on every board: {obama}");
+            assert_eq!(states[0]["removed"].as_array().unwrap().len(), 1);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the galleries differ: {}",
+            serde_json::to_string_pretty(&states).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for board in [a, b, c] {
+        board.kill();
+    }
 }

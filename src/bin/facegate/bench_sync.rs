@@ -32,6 +32,8 @@ pub struct BenchSyncArgs {
     pub model: ModelArgs,
 }
 
+/// How long the bench waits for a broker that takes nothing before it gives up.
+const STUCK: Duration = Duration::from_secs(60);
 const KEY: &[u8] = b"bench key, not a secret (32 B)..";
 /// The bench fleet's board id, so that its ids can never be a real board's.
 const BENCH_BOARD: &str = "0000000000bec4ed";
@@ -70,6 +72,7 @@ pub fn run(args: BenchSyncArgs) -> Result<ExitCode, String> {
                         crop_png: c.clone(),
                     })
                     .collect(),
+                negatives: Vec::new(),
             })
             .collect();
         // The fleet as its boards publish it: every person, then the manifest listing them.
@@ -196,9 +199,13 @@ fn publish(url: &str, messages: impl Iterator<Item = (String, Vec<u8>)>) -> Resu
     for (topic, payload) in messages {
         bytes += payload.len() as u64;
         let mut m = Message::retained(topic, payload);
+        let asked = Instant::now();
         loop {
             match p.try_send(m) {
                 Ok(()) => break,
+                Err(_) if asked.elapsed() > STUCK => {
+                    return Err(format!("the broker at {url} took no message for a minute"));
+                }
                 Err(back) => {
                     m = back;
                     std::thread::sleep(Duration::from_millis(1));
@@ -239,7 +246,11 @@ fn receive_by_topic(url: &str, states: &[PersonState]) -> Result<usize, String> 
             .iter()
             .map(|s| facegate::sync::topic(&s.id))
             .collect();
+        let asked = Instant::now();
         while p.fetch(&topics).is_err() {
+            if asked.elapsed() > STUCK {
+                return Err("the reference subscriber could not subscribe for a minute".into());
+            }
             std::thread::sleep(Duration::from_millis(1));
         }
         let mut pending: std::collections::HashSet<&String> = topics.iter().collect();
@@ -254,8 +265,8 @@ fn receive_by_topic(url: &str, states: &[PersonState]) -> Result<usize, String> 
                 Err(_) => break,
             }
         }
-        p.forget(&topics);
     }
+    // Its subscriptions end with its connection.
     p.close();
     Ok(got)
 }

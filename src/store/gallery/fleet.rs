@@ -135,14 +135,30 @@ impl Gallery {
                             crops.push(rel);
                         }
                     }
-                    let (negatives, negative_crops, negative_embeddings) = match held {
-                        Some(p) => (
-                            p.entry.negatives,
-                            p.entry.negative_crops.clone(),
-                            p.negatives.clone(),
-                        ),
-                        None => (0, Vec::new(), Vec::new()),
+                    // The negatives travel with the person ("Not NAME" on one door holds at
+                    // all); a version that carries none keeps this board's.
+                    let (negative_crops, negative_embeddings) = if a.negatives.is_empty() {
+                        held.map_or((Vec::new(), Vec::new()), |p| {
+                            (p.entry.negative_crops.clone(), p.negatives.clone())
+                        })
+                    } else {
+                        let first = held
+                            .and_then(|p| p.entry.negative_crops.last())
+                            .and_then(|c| numbered_crop(&id, c, NEGATIVE))
+                            .map_or(0, |k| k + 1);
+                        let mut names = Vec::new();
+                        for (k, png) in (first..).zip(a.negative_crops) {
+                            let rel = numbered_crop_name(&id, NEGATIVE, k);
+                            let file = rel.rsplit('/').next().unwrap_or(&rel).to_string();
+                            new_crops.push((file, png));
+                            names.push(rel);
+                        }
+                        if let Some(p) = held {
+                            old_files.extend(p.entry.negative_crops.iter().cloned());
+                        }
+                        (names, a.negatives)
                     };
+                    let negatives = negative_embeddings.len();
                     if let Some(p) = held {
                         old_files.extend(p.entry.crops.iter().cloned());
                     }
@@ -251,6 +267,22 @@ fn check_arrival(a: &super::Arrival, dim: usize, people: &[Person]) -> Result<()
     for (i, crop) in a.crops.iter().enumerate() {
         check_crop(crop).map_err(|e| format!("crop {}: {e}", i + 1))?;
     }
+    if a.negatives.len() > super::MAX_SHOTS
+        || a.negatives
+            .iter()
+            .any(|s| s.len() != dim || s.iter().any(|v| !v.is_finite()))
+    {
+        return Err(format!(
+            "its negatives are more than {} or not {dim} finite numbers each",
+            super::MAX_SHOTS
+        ));
+    }
+    if !a.negative_crops.is_empty() && a.negative_crops.len() != a.negatives.len() {
+        return Err("its negatives and their crops do not pair up".into());
+    }
+    for (i, crop) in a.negative_crops.iter().enumerate() {
+        check_crop(crop).map_err(|e| format!("negative crop {}: {e}", i + 1))?;
+    }
     if let Some(other) = people
         .iter()
         .find(|p| p.entry.name == a.name && p.entry.id != a.id)
@@ -318,6 +350,8 @@ mod tests {
             enrolled_unix: 7,
             shots: vec![vec![1.0, 0.0], vec![0.0, 1.0]],
             crops: vec![png(1), png(2)],
+            negatives: Vec::new(),
+            negative_crops: Vec::new(),
         })
     }
 
@@ -340,9 +374,10 @@ mod tests {
         let ada = &g.people()[0];
         let id = format!("p000001-{board}");
         assert_eq!(ada.entry.id, id);
+        // Enrolled (version 1), then corrected (2): joining keeps the version.
         assert_eq!(
             (ada.entry.version, ada.entry.origin.as_str()),
-            (1, board.as_str())
+            (2, board.as_str())
         );
         assert_eq!(ada.shots, vec![vec![1.0, 0.0]]);
         assert_eq!(ada.negatives, vec![face]);
@@ -433,9 +468,15 @@ mod tests {
         assert_eq!(done.updated, ["Ada"]);
         let first_crops = g.people()[0].entry.crops.clone();
         assert_eq!(first_crops.len(), 2);
-        // This board's negative of Ada stays through her next version.
+        // A negative recorded here is a new version of Ada, made here (it goes to the fleet).
         g.reject(&lock, "Ada", vec![1.0, 0.0], &png(9)).unwrap();
-        // An older or equal version is stale; a newer one replaces her, crops renumbered.
+        let p = &g.people()[0];
+        assert_eq!(
+            (p.entry.version, p.entry.origin.as_str()),
+            (3, board.as_str())
+        );
+        // An older or equal version is stale; a newer one replaces her, crops renumbered, and
+        // one that carries no negatives (an older board's) keeps this board's.
         let done = g
             .apply_remote(
                 &lock,
@@ -446,13 +487,29 @@ mod tests {
             )
             .unwrap();
         assert_eq!((done.stale, done.updated.len()), (2, 0));
-        g.apply_remote(&lock, vec![arrival(&ada, 3, OTHER, "Ada L.")])
+        g.apply_remote(&lock, vec![arrival(&ada, 4, OTHER, "Ada L.")])
             .unwrap();
         let p = &g.people()[0];
-        assert_eq!((p.entry.name.as_str(), p.entry.version), ("Ada L.", 3));
+        assert_eq!((p.entry.name.as_str(), p.entry.version), ("Ada L.", 4));
         assert_eq!(p.negatives.len(), 1);
         assert!(p.entry.crops.iter().all(|c| !first_crops.contains(c)));
         assert!(first_crops.iter().all(|c| !dir.join(c).exists()));
+        // Negatives that arrive replace this board's, crops and all.
+        let old_negative = p.entry.negative_crops.clone();
+        let Remote::Person(mut a) = arrival(&ada, 5, OTHER, "Ada L.") else {
+            unreachable!()
+        };
+        a.negatives = vec![vec![0.6, 0.8], vec![0.8, 0.6]];
+        a.negative_crops = vec![png(5), png(6)];
+        g.apply_remote(&lock, vec![Remote::Person(a)]).unwrap();
+        let p = &g.people()[0];
+        assert_eq!(p.negatives, [vec![0.6, 0.8], vec![0.8, 0.6]]);
+        assert_eq!((p.entry.negatives, p.entry.negative_crops.len()), (2, 2));
+        assert!(p.entry.negative_crops.iter().all(|c| dir.join(c).exists()));
+        assert!(old_negative.iter().all(|c| !dir.join(c).exists()));
+        let g = Gallery::open(&dir, &model()).unwrap();
+        assert_eq!(g.people()[0].negatives.len(), 2, "committed");
+        let mut g = g;
         // A name someone else has here waits; a legacy id is refused.
         let other = format!("p000001-{board}");
         let bob = |name: &str| arrival(&other, 1, &board, name);
@@ -507,18 +564,18 @@ mod tests {
         // A removal wins over older versions, and then stays.
         let gone = Remote::Removed(Tombstone {
             id: ada.clone(),
-            version: 4,
+            version: 6,
             origin: OTHER.into(),
         });
         let done = g.apply_remote(&lock, vec![gone]).unwrap();
         assert_eq!(done.removed, std::slice::from_ref(&ada));
         let done = g
-            .apply_remote(&lock, vec![arrival(&ada, 3, OTHER, "Ada")])
+            .apply_remote(&lock, vec![arrival(&ada, 5, OTHER, "Ada")])
             .unwrap();
         assert_eq!(done.stale, 1);
         let g = Gallery::open(&dir, &model()).unwrap();
         assert!(g.people().iter().all(|p| p.entry.id != ada));
-        assert_eq!(g.version_of(&ada), Some((4, OTHER)));
+        assert_eq!(g.version_of(&ada), Some((6, OTHER)));
         assert!(Gallery::check(&dir).is_consistent());
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -127,6 +127,10 @@ pub struct Arrival {
     pub shots: Vec<Vec<f32>>,
     /// PNG aligned crops, one per shot, or none.
     pub crops: Vec<Vec<u8>>,
+    /// Faces recorded as not this person, and their crops (one each, or none). None at all
+    /// keeps this board's own (a board of an older facegate sends none).
+    pub negatives: Vec<Vec<f32>>,
+    pub negative_crops: Vec<Vec<u8>>,
 }
 
 impl Remote {
@@ -775,6 +779,8 @@ impl Gallery {
         p.negatives.push(embedding);
         p.entry.negatives = p.negatives.len();
         p.entry.negative_crops.push(rel);
+        // A correction is a change like a rename: it travels to the fleet.
+        self.bump(&mut next[i].entry);
         self.commit(next, self.next_id)?;
         Ok(&self.people[i])
     }

@@ -213,4 +213,17 @@ put("sync_message", "tombstone", sealed(sync_body(deleted=True, name="", shots=[
 put("sync_message", "body-person", b"\1" + sync_body().encode())
 put("sync_message", "body-crop", b"\1" + sync_body(shots=[{"embedding": [1.0], "crop": base64.b64encode(b"\x89PNG\r\n\x1a\n").decode()}]).encode())
 put("sync_message", "forged", b"\0" + json.dumps({"body": sync_body(), "mac": "00" * 32}).encode())
+put("sync_message", "body-negatives", b"\1" + sync_body(negatives=[{"embedding": [0.0, 1.0, 0.0, 0.0], "crop": ""}]).encode())
+
+# Manifest chunks: the same two modes, on the topic of chunk 0 of board 00000000000000aa.
+def manifest_body(**over):
+    body = {"board": "00000000000000aa", "chunk": 0, "chunks": 2,
+            "entries": [["p000001-00000000000000aa", 3, "00000000000000aa", False],
+                        ["p000002-00000000000000bb", 1, "00000000000000bb", True]]}
+    body.update(over)
+    return json.dumps(body, separators=(",", ":"))
+put("sync_manifest", "chunk", sealed(manifest_body()))
+put("sync_manifest", "body-chunk", b"\1" + manifest_body().encode())
+put("sync_manifest", "body-empty", b"\1" + manifest_body(entries=[], chunks=1).encode())
+put("sync_manifest", "forged", b"\0" + json.dumps({"body": manifest_body(), "mac": "00" * 32}).encode())
 print("seeds written to", HERE / "seeds")

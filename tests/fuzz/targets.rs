@@ -139,3 +139,30 @@ pub fn sync_message(data: &[u8]) {
         assert_eq!(again, state);
     }
 }
+
+/// A manifest chunk as the broker hands it (first byte 0) or a body the target signs (any other
+/// first byte), on the topic of chunk 0 of one board: a chunk that opens is sealed and opened
+/// again to the same chunk.
+pub fn sync_manifest(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let payload = if mode == 0 {
+        rest.to_vec()
+    } else {
+        let Ok(body) = std::str::from_utf8(rest) else {
+            return;
+        };
+        facegate::sync::message::sign_body(body, SYNC_KEY)
+    };
+    let topic = facegate::sync::manifest::topic("00000000000000aa", 0);
+    if let Ok(chunk) = facegate::sync::manifest::open(&payload, SYNC_KEY, &topic) {
+        let again = facegate::sync::manifest::open(
+            &facegate::sync::manifest::seal(&chunk, SYNC_KEY),
+            SYNC_KEY,
+            &topic,
+        )
+        .expect("a chunk that opened seals to a message that opens");
+        assert_eq!(again, chunk);
+    }
+}

@@ -67,3 +67,8 @@ fn photo_index_data() {
 fn sync_message() {
     replay("sync_message", targets::sync_message);
 }
+
+#[test]
+fn sync_manifest() {
+    replay("sync_manifest", targets::sync_manifest);
+}

@@ -20,12 +20,23 @@ const BIDEN: &str = "facegate/front_door/present/p000002";
 /// `watch` on an MJPEG stream from its standard input, as the camera "Front door", with Home
 /// Assistant discovery through the broker on `port`; stdout is piped when `events` is set.
 fn watch_front_door(gallery: &std::path::Path, port: u16, events: bool) -> std::process::Child {
-    facegate()
+    watch_front_door_with(gallery, port, events, facegate(), &[])
+}
+
+fn watch_front_door_with(
+    gallery: &std::path::Path,
+    port: u16,
+    events: bool,
+    mut facegate: std::process::Command,
+    extra: &[&str],
+) -> std::process::Child {
+    facegate
         .args(["watch", "--mjpeg", "-", "--min-face", "40"])
         .args(["--camera-name", "Front door", "--gallery"])
         .arg(gallery)
         .arg("--mqtt")
         .arg(format!("mqtt://127.0.0.1:{port}"))
+        .args(extra)
         .stdin(Stdio::piped())
         .stdout(if events {
             Stdio::piped()
@@ -419,5 +430,45 @@ fn a_person_removed_while_stopped_loses_the_entity_at_the_next_start() {
         m.payload.is_empty()
     });
     drop(stdin);
+    let _ = second.wait();
+}
+
+/// A gallery that joins a fleet gives its people fleet-wide ids (`p000001` becomes
+/// `p000001-<board>`): at that start the entities of the old ids are deleted, not left behind
+/// beside the new ones.
+#[test]
+fn joining_a_fleet_moves_the_entities_to_the_fleet_ids() {
+    let dir = scratch("ha", "join");
+    let gallery = dir.join("gallery");
+    enroll(&gallery, "Obama", "obama.jpg");
+    let port = free_port();
+    let _broker = Broker::start(port);
+    let mut ha = Listener::subscribe(port, "ha-join", &["homeassistant/#"]);
+    let config = |m: &crate::common::broker::Received| {
+        serde_json::from_slice::<serde_json::Value>(&m.payload).unwrap()["cmps"].clone()
+    };
+    let mut first = watch_front_door(&gallery, port, false);
+    ha.wait(CONFIG, "Obama's entity", |m| {
+        config(m)["present_p000001"]["name"] == "Obama present"
+    });
+    drop(first.stdin.take());
+    let _ = first.wait();
+
+    let mut fleet = facegate();
+    fleet.env("FACEGATE_SYNC_KEY", "the fleet's secret, 32 bytes....");
+    let mut second = watch_front_door_with(&gallery, port, false, fleet, &["--sync", "mqtt"]);
+    let moved = ha.wait(CONFIG, "the entity moved to the fleet id", |m| {
+        config(m)["present_p000001"] == serde_json::json!({"p": "binary_sensor"})
+    });
+    let cmps = config(&moved);
+    let renamed: Vec<&String> = cmps
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| k.starts_with("present_p000001-"))
+        .collect();
+    assert_eq!(renamed.len(), 1, "{cmps}");
+    assert_eq!(cmps[renamed[0].as_str()]["name"], "Obama present", "{cmps}");
+    drop(second.stdin.take());
     let _ = second.wait();
 }

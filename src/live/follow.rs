@@ -46,12 +46,12 @@ impl GalleryFollower {
             return None;
         }
         self.checked = Instant::now();
-        let stamp = Gallery::index_stamp(&self.dir);
-        if stamp == self.stamp {
+        if Gallery::index_stamp(&self.dir) == self.stamp {
             return None;
         }
-        match Gallery::open(&self.dir, &self.model) {
-            Ok(g) => {
+        // Shared with the fleet sync thread, which reads the same change.
+        match Gallery::open_shared(&self.dir, &self.model) {
+            Ok((g, stamp)) => {
                 self.stamp = stamp;
                 Some(g.people().to_vec())
             }

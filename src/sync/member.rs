@@ -709,8 +709,8 @@ impl Member {
         if !(changed || self.look_again) {
             return false;
         }
-        let g = match Gallery::open(&self.config.gallery, &self.config.model) {
-            Ok(g) => g,
+        let (g, stamp) = match Gallery::open_shared(&self.config.gallery, &self.config.model) {
+            Ok(read) => read,
             Err(e) => {
                 self.warnings
                     .warn(&format!("sync: the gallery could not be read: {e}"));

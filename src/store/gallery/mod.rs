@@ -24,6 +24,7 @@ mod fleet;
 mod folder;
 mod format;
 mod names;
+mod shared;
 
 use crate::support::durable::crash_point;
 use std::fmt;

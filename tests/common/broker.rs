@@ -41,6 +41,54 @@ impl Broker {
     }
 }
 
+impl Broker {
+    /// rumqttd (crates.io; `tools/setup.sh` installs it), a second MQTT 5 broker implementation:
+    /// its v5 listener on `port`, with the largest payload raised above a person message.
+    pub fn start_rumqttd(port: u16, dir: &Path) -> Broker {
+        let config = dir.join("rumqttd.toml");
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(
+            &config,
+            format!(
+                r#"id = 0
+[router]
+id = 0
+max_connections = 100
+max_outgoing_packet_count = 200
+max_segment_size = 104857600
+max_segment_count = 10
+[v5.1]
+name = "v5-1"
+listen = "127.0.0.1:{port}"
+next_connection_delay_ms = 1
+    [v5.1.connections]
+    connection_timeout_ms = 60000
+    max_payload_size = 33554432
+    max_inflight_count = 100
+"#
+            ),
+        )
+        .unwrap();
+        let installed = std::env::var_os("HOME")
+            .map(|h| Path::new(&h).join(".cargo/bin/rumqttd"))
+            .filter(|p| p.exists());
+        let program = installed.map_or_else(|| "rumqttd".into(), |p| p.into_os_string());
+        let child = Command::new(program)
+            .args(["-q", "-c"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("rumqttd must be installed for this test (tools/setup.sh installs it)");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(started.elapsed().as_secs() < 10, "rumqttd did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Broker(child)
+    }
+}
+
 impl Drop for Broker {
     fn drop(&mut self) {
         let _ = self.0.kill();

@@ -663,3 +663,32 @@ fn three_boards_editing_through_a_partition_and_a_restart_converge() {
         board.kill();
     }
 }
+
+/// The same sync through rumqttd, a second MQTT 5 broker implementation (which ignores Retain
+/// Handling, and hands a wildcard subscriber at most 100 retained messages): an old gallery's
+/// people reach a new board, a rename comes back, and a board started later has everyone.
+#[test]
+fn a_fleet_syncs_through_a_second_broker_implementation() {
+    let dir = scratch("sync", "rumqttd");
+    let port = free_port();
+    let _broker = Broker::start_rumqttd(port, &dir);
+    let (ga, gb, gc) = (dir.join("a"), dir.join("b"), dir.join("c"));
+    enroll(&ga, "Obama", "obama.jpg");
+    enroll(&ga, "Messi", "messi5.jpg");
+    let a = Board::start("a", &ga, port, &[]);
+    let mut b = Board::start("b", &gb, port, &[]);
+    converge(&[ga.as_path(), gb.as_path()], &["Messi", "Obama"], "on B");
+    b.sees("obama2.jpg", "Obama");
+    gallery_command(&gb, &["rename", "Messi", "Leo"]);
+    converge(
+        &[ga.as_path(), gb.as_path()],
+        &["Leo", "Obama"],
+        "renamed on B",
+    );
+    let c = Board::start("c", &gc, port, &[]);
+    let all = [ga.as_path(), gb.as_path(), gc.as_path()];
+    converge(&all, &["Leo", "Obama"], "the board started later");
+    for board in [a, b, c] {
+        board.kill();
+    }
+}

@@ -403,23 +403,23 @@ impl Publisher {
         let _ = self.client.try_subscribe(filter, QoS::AtLeastOnce);
     }
 
-    /// Subscribes to these exact topics, for what the broker retains there; handed back when
-    /// the client's queue is full. What arrives is delivered only where it matches the inbox's
-    /// filters.
-    pub fn fetch(&self, topics: &[String]) -> Result<(), ()> {
+    /// Subscribes to these exact topics, for what the broker retains there; false when the
+    /// client's queue is full (ask again later). What arrives is delivered only where it matches
+    /// the inbox's filters.
+    pub fn fetch(&self, topics: &[String]) -> bool {
         if topics.is_empty() {
-            return Ok(());
+            return true;
         }
         let filters = topics
             .iter()
             .map(|t| Filter::new(t.clone(), QoS::AtLeastOnce));
-        self.client.try_subscribe_many(filters).map_err(|_| ())
+        self.client.try_subscribe_many(filters).is_ok()
     }
 
-    /// Ends a subscription made by [`Publisher::fetch`]; refused while the client's queue is
-    /// full (ask again later).
-    pub fn forget(&self, topic: &str) -> Result<(), ()> {
-        self.client.try_unsubscribe(topic).map_err(|_| ())
+    /// Ends a subscription made by [`Publisher::fetch`]; false while the client's queue is full
+    /// (ask again later).
+    pub fn forget(&self, topic: &str) -> bool {
+        self.client.try_unsubscribe(topic).is_ok()
     }
 
     /// Queues one message, at-least-once, unless the queue is full: then it is handed back.

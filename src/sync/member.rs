@@ -36,6 +36,8 @@ const WINDOW: usize = 400;
 /// A window whose people stopped arriving for this long is over: what has not come, the broker
 /// does not hold.
 const WINDOW_QUIET: Duration = Duration::from_secs(1);
+/// Embeddings, and their crops (PNG).
+type Embedded = (Vec<Vec<f32>>, Vec<Vec<u8>>);
 /// Window topics unsubscribed from a loop turn at most.
 const FORGET_AT_ONCE: usize = 16;
 /// The manifest goes out at most this often (it is rewritten after every change here).
@@ -501,7 +503,7 @@ impl Member {
                 let Some(t) = self.forget.pop_front() else {
                     break;
                 };
-                if p.forget(&t).is_err() {
+                if !p.forget(&t) {
                     self.forget.push_front(t);
                     break;
                 }
@@ -539,7 +541,7 @@ impl Member {
         }
         let ids: Vec<String> = self.fetch.drain(..WINDOW.min(self.fetch.len())).collect();
         let topics: Vec<String> = ids.iter().map(|id| message::topic(id)).collect();
-        if publisher.fetch(&topics).is_err() {
+        if !publisher.fetch(&topics) {
             // The connection's queue is full: the next turn asks again.
             for id in ids.into_iter().rev() {
                 self.fetch.push_front(id);
@@ -667,7 +669,7 @@ impl Member {
         sent_by: &str,
         model: &ModelInfo,
         what: &str,
-    ) -> Result<(Vec<Vec<f32>>, Vec<Vec<u8>>), String> {
+    ) -> Result<Embedded, String> {
         let crops: Vec<Vec<u8>> = list
             .iter()
             .filter(|shot| !shot.crop_png.is_empty())

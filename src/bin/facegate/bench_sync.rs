@@ -247,7 +247,7 @@ fn receive_by_topic(url: &str, states: &[PersonState]) -> Result<usize, String> 
             .map(|s| facegate::sync::topic(&s.id))
             .collect();
         let asked = Instant::now();
-        while p.fetch(&topics).is_err() {
+        while !p.fetch(&topics) {
             if asked.elapsed() > STUCK {
                 return Err("the reference subscriber could not subscribe for a minute".into());
             }

@@ -281,6 +281,24 @@ impl Board {
 /// Removal markers sent at most, whatever a retained config claims.
 const MAX_GONE: usize = 10_000;
 
+/// The ids this board announced last, as remembered on its own disk (see
+/// [`HomeAssistant::remember_at`]): what [`Board::gone`] finds when the broker no longer holds
+/// the previous config (a restart without persistence). Anything unreadable is nothing.
+pub fn remembered(path: &std::path::Path) -> Vec<String> {
+    let Ok(bytes) = crate::support::limits::read_file(path, 4 << 20, "announced ids") else {
+        return Vec::new();
+    };
+    let Ok(Value::Array(ids)) = serde_json::from_slice::<Value>(&bytes) else {
+        return Vec::new();
+    };
+    ids.iter()
+        .filter_map(Value::as_str)
+        .filter(|id| is_person_id(id))
+        .take(MAX_GONE)
+        .map(str::to_string)
+        .collect()
+}
+
 /// `p<digits>` (a board's own id) or `p<digits>-<16 hex digits>` (a fleet id).
 fn is_person_id(id: &str) -> bool {
     let (number, board) = id.split_once('-').unwrap_or((id, ""));
@@ -309,6 +327,8 @@ pub struct HomeAssistant {
     tracks: HashMap<u64, String>,
     /// Whose name and face the retained last person and snapshot show.
     last: Option<String>,
+    /// Where the announced ids are remembered, and what was written there last.
+    remember: Option<(std::path::PathBuf, Vec<String>)>,
 }
 
 impl HomeAssistant {
@@ -327,6 +347,33 @@ impl HomeAssistant {
             present: HashMap::new(),
             tracks: HashMap::new(),
             last: None,
+            remember: None,
+        }
+    }
+
+    /// Remembers the announced ids in `path` (board-local, written atomically) from now on, so
+    /// that the next start deletes the entities of people gone meanwhile even if the broker
+    /// lost its retained config.
+    pub fn remember_at(&mut self, path: std::path::PathBuf) {
+        self.remember = Some((path, Vec::new()));
+        self.write_remembered();
+    }
+
+    fn write_remembered(&mut self) {
+        let Some((path, written)) = &mut self.remember else {
+            return;
+        };
+        let ids: Vec<String> = self.people.iter().map(|(id, _)| id.clone()).collect();
+        if *written == ids && path.exists() {
+            return;
+        }
+        let text = serde_json::to_vec(&ids).unwrap_or_default();
+        match crate::support::durable::write(path, &text) {
+            Ok(()) => *written = ids,
+            Err(e) => eprintln!(
+                "facegate: warning: cannot remember the ids announced to Home Assistant in {}: {e}",
+                crate::support::terminal::path(path)
+            ),
         }
     }
 
@@ -435,6 +482,7 @@ impl HomeAssistant {
         }
         self.people = now;
         publisher.announce(self.board.announcements(&self.people, &self.removed));
+        self.write_remembered();
     }
 
     /// A clean stop: the will is not sent for a goodbye, so say "offline" here.

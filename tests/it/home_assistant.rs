@@ -472,3 +472,45 @@ fn joining_a_fleet_moves_the_entities_to_the_fleet_ids() {
     drop(second.stdin.take());
     let _ = second.wait();
 }
+
+/// A person removed while facegate was stopped loses the entity at the next start even when the
+/// broker lost its retained config meanwhile (restarted without persistence): the board
+/// remembers what it announced beside its gallery.
+#[test]
+fn a_person_removed_while_the_broker_forgot_everything_still_loses_the_entity() {
+    let dir = scratch("ha", "forgot");
+    let gallery = dir.join("gallery");
+    enroll(&gallery, "Obama", "obama.jpg");
+    enroll(&gallery, "Biden", "biden.jpg");
+    let port = free_port();
+    let broker = Broker::start(port);
+    let config = |m: &crate::common::broker::Received| {
+        serde_json::from_slice::<serde_json::Value>(&m.payload).unwrap()["cmps"].clone()
+    };
+    let mut ha = Listener::subscribe(port, "ha-forgot-1", &["homeassistant/#"]);
+    let mut first = watch_front_door(&gallery, port, false);
+    ha.wait(CONFIG, "Biden's entity", |m| {
+        config(m)["present_p000002"]["name"] == "Biden present"
+    });
+    drop(first.stdin.take());
+    let _ = first.wait();
+    let remembered = std::fs::read_to_string(gallery.join("home-assistant-front_door.json"));
+    assert_eq!(remembered.unwrap(), r#"["p000001","p000002"]"#);
+    drop(ha);
+    drop(broker);
+
+    let _broker = Broker::start(port);
+    ok(&facegate()
+        .args(["gallery", "remove", "Biden", "--gallery"])
+        .arg(&gallery)
+        .output()
+        .unwrap());
+    let mut ha = Listener::subscribe(port, "ha-forgot-2", &["homeassistant/#"]);
+    let mut second = watch_front_door(&gallery, port, false);
+    let seen = ha.wait(CONFIG, "a config that deletes Biden's entity", |m| {
+        config(m)["present_p000002"] == serde_json::json!({"p": "binary_sensor"})
+    });
+    assert_eq!(config(&seen)["present_p000001"]["name"], "Obama present");
+    drop(second.stdin.take());
+    let _ = second.wait();
+}

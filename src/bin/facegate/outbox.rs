@@ -13,6 +13,13 @@ pub fn sink(url: &str, args: &WatchArgs) -> Result<Box<dyn Sink>, String> {
         topic: args.mqtt_topic.clone(),
         credentials: args.mqtt_credentials(),
         home_assistant: (!args.no_ha).then(|| (args.ha_prefix.clone(), args.camera_name())),
+        // Beside the gallery, one file a camera: a board-local fact, like its access bindings.
+        remember: (!args.no_ha).then(|| {
+            let node = facegate::mqtt::home_assistant::node_id(&args.camera_name());
+            args.gallery
+                .gallery
+                .join(format!("home-assistant-{node}.json"))
+        }),
     })))
 }
 

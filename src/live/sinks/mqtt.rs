@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::mqtt::home_assistant::{Board, HomeAssistant};
+use crate::mqtt::home_assistant::{self, Board, HomeAssistant};
 use crate::mqtt::{Message, Publisher, Session};
 use crate::store::gallery::Person;
 
@@ -24,6 +24,8 @@ pub struct MqttConfig {
     pub credentials: Option<(String, String)>,
     /// Home Assistant's discovery prefix and this camera's name; `None`: no discovery.
     pub home_assistant: Option<(String, String)>,
+    /// Where the ids announced to Home Assistant are remembered between runs (board-local).
+    pub remember: Option<std::path::PathBuf>,
 }
 
 /// Access decisions go to this topic.
@@ -74,16 +76,31 @@ impl Sink for Outbox {
             Some((prefix, camera)) => Some(Board::new(prefix, camera)?),
             None => None,
         };
-        // What a previous run announced, to delete the entities of people gone since.
+        // What a previous run announced, to delete the entities of people gone since: the
+        // config the broker retains, and what this board remembers (the broker may have lost it).
         let gone = match &board {
-            Some(b) => crate::mqtt::read_retained(
-                &self.config.url,
-                self.config.credentials.clone(),
-                &b.config_topic(),
-                Duration::from_secs(3),
-            )
-            .map(|config| b.gone(&config, people))
-            .unwrap_or_default(),
+            Some(b) => {
+                let mut gone = crate::mqtt::read_retained(
+                    &self.config.url,
+                    self.config.credentials.clone(),
+                    &b.config_topic(),
+                    Duration::from_secs(3),
+                )
+                .map(|config| b.gone(&config, people))
+                .unwrap_or_default();
+                let remembered = self
+                    .config
+                    .remember
+                    .as_deref()
+                    .map(home_assistant::remembered)
+                    .unwrap_or_default();
+                for id in remembered {
+                    if !gone.contains(&id) && !people.iter().any(|p| p.entry.id == id) {
+                        gone.push(id);
+                    }
+                }
+                gone
+            }
             None => Vec::new(),
         };
         let session = board
@@ -95,7 +112,13 @@ impl Sink for Outbox {
             self.config.credentials.clone(),
             session,
         )?;
-        let home_assistant = board.map(|b| HomeAssistant::start(&publisher, b, people, gone));
+        let home_assistant = board.map(|b| {
+            let mut ha = HomeAssistant::start(&publisher, b, people, gone);
+            if let Some(path) = &self.config.remember {
+                ha.remember_at(path.clone());
+            }
+            ha
+        });
         self.connected = Some(Connected {
             publisher,
             home_assistant,

@@ -36,7 +36,13 @@ pub(super) fn folder_entries(dir: &Path) -> Vec<(PathBuf, Entry)> {
             let name = e.file_name().to_string_lossy().into_owned();
             let is_file = e.file_type().is_ok_and(|t| t.is_file());
             // `unknowns/` holds the recurring strangers `watch` keeps beside the gallery.
-            if !is_crops && (name == INDEX || name == LOCK || name == CROPS || name == "unknowns") {
+            if !is_crops
+                && (name == INDEX
+                    || name == LOCK
+                    || name == CROPS
+                    || name == "unknowns"
+                    || is_board_file(&name))
+            {
                 continue;
             }
             let kind = if !is_file {
@@ -53,6 +59,22 @@ pub(super) fn folder_entries(dir: &Path) -> Vec<(PathBuf, Entry)> {
         }
     }
     out
+}
+
+/// What a board keeps beside its gallery, not part of it (never synced, never swept): the
+/// access rules' name bindings and PINs, and the ids each camera announced to Home Assistant.
+fn is_board_file(name: &str) -> bool {
+    name == crate::access::bindings::FILE
+        || name == crate::access::pins::FILE
+        || name
+            .strip_prefix("home-assistant-")
+            .and_then(|rest| rest.strip_suffix(".json"))
+            .is_some_and(|node| {
+                !node.is_empty()
+                    && node
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            })
 }
 
 /// `.<file>.tmp-<pid>`, where `<file>` is one the gallery writes in that folder.

@@ -9,11 +9,13 @@
 //!   changed here (whoever made the change: `watch`, `serve`'s web UI, or the CLI) and applies
 //!   what other boards published, re-embedding from the crops when their model differs.
 //!
-//! No replication protocol of our own: the broker's retained messages are the fleet's state, so
-//! a board that was off (or is new) catches up from them when it connects. Conflicts resolve the
-//! same way on every board ([`crate::store::gallery::wins`]: the higher version, then the greater
-//! origin board id), removals are tombstones that stay retained, and a board that sees the broker
-//! hold an older version than its own publishes its own again.
+//! No replication protocol of our own: the broker's retained messages are the fleet's state.
+//! A board that was off (or is new) reads the boards' manifests when it connects and asks for
+//! the people it lacks by their exact topics, a bounded window at a time, so catching up never
+//! depends on how many messages the broker queues for one client. Conflicts resolve the same
+//! way on every board ([`crate::store::gallery::wins`]: the higher version, then the greater
+//! origin board id), removals are tombstones that stay retained, and a board that sees the
+//! broker hold an older version than its own publishes its own again.
 
 pub mod manifest;
 #[cfg(feature = "mqtt")]

@@ -171,6 +171,58 @@ fn help_lists_what_a_user_does_and_one_bench_command() {
     }
 }
 
+/// `bench latency` on a short stream: every visit gets its decision, the enrolled visitor's open
+/// the door and the stranger's do not, and both runs (gate off and on) say what they cost.
+#[test]
+fn bench_latency_times_every_visit_with_and_without_the_gate() {
+    let photos = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/photos");
+    let out = run(&[
+        "bench",
+        "latency",
+        "--photos",
+        photos.to_str().unwrap(),
+        "--fps",
+        "10",
+        "--visits",
+        "3",
+        "--hallway",
+        "6",
+    ]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    for (run, gate) in lines[..2].iter().zip([false, true]) {
+        assert_eq!(run["motion_gate"], gate, "{run}");
+        assert_eq!(run["decided"], 3, "every visit decided: {run}");
+        assert_eq!(
+            run["door_actions"], 2,
+            "the two visits of the enrolled: {run}"
+        );
+        assert!(
+            run["first_face_to_decision"]["p95_s"].as_f64().unwrap() > 0.0,
+            "{run}"
+        );
+        assert!(
+            run["cpu_s_per_min_empty_hallway"].as_f64().is_some(),
+            "{run}"
+        );
+    }
+    let (off, on) = (&lines[0]["frames_detected"], &lines[1]["frames_detected"]);
+    assert!(on.as_u64().unwrap() < off.as_u64().unwrap(), "{off} {on}");
+    assert!(
+        lines[2]["gate_on_vs_off"]["cpu_empty_hallway"].is_number(),
+        "{text}"
+    );
+}
+
 /// `bench board` on a few frames: every row of the table is there with a number, f16 agrees
 /// with f32, and `watch`'s memory comes from a real child process (tens of MiB, not this test's).
 #[test]
@@ -217,6 +269,7 @@ fn bench_board_prints_one_table_of_this_machine() {
         "match one face",
         "detect, Haar",
         "landmarks",
+        "decode a 640x480 MJPEG frame",
     ] {
         assert!(number(key) > 0.0, "{key}");
     }

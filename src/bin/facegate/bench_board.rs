@@ -140,6 +140,20 @@ pub fn run(args: BenchBoardArgs) -> Result<ExitCode, String> {
         "a still, empty 640x480 frame, one core (ms, motion gate off / on)",
         format!("{:.2} / {:.2}", idle[0], idle[1]),
     ));
+    // What every frame of an MJPEG camera or stream costs before the gate can look at it: the
+    // floor under an idle door's CPU.
+    let frame = facegate::imaging::jpeg::encode(&compose(&scene, 0).rgb, 85.0)?;
+    let started = Instant::now();
+    for _ in 0..args.frames.max(1) {
+        facegate::imaging::jpeg::decode(&frame, 1 << 22)?;
+    }
+    rows.push(row(
+        "decode a 640x480 MJPEG frame, one core (ms)",
+        format!(
+            "{:.2}",
+            started.elapsed().as_secs_f64() * 1e3 / args.frames.max(1) as f64
+        ),
+    ));
     drop(recognizer);
     if !args.skip_memory {
         rows.push(row(

@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_board;
+mod bench_latency;
 mod bench_liveness;
 mod bench_search;
 #[cfg(feature = "mqtt")]
@@ -92,6 +93,9 @@ enum BenchCommand {
     Board(bench_board::BenchBoardArgs),
     /// Time the detector on photos (used by tools/bench_detect.py to compare with OpenCV).
     Detect(bench::Args),
+    /// Time to decision: a visit stream played in real time into `watch` at 10, 15 and 30 fps,
+    /// with and without motion gating (first face frame -> event -> door action, CPU per minute).
+    Latency(bench_latency::BenchLatencyArgs),
     /// How often liveness takes a picture for a head (APCER, rendered attacks) and a head for a
     /// picture (BPCER, simulated visitors).
     Liveness(bench_liveness::BenchLivenessArgs),
@@ -137,6 +141,7 @@ fn main() -> ExitCode {
             BenchCommand::Board(args) => bench_board::run(args),
             BenchCommand::Detect(args) => bench::run(args),
             BenchCommand::Embed(args) => bench::embed(args),
+            BenchCommand::Latency(args) => bench_latency::run(args),
             BenchCommand::Liveness(args) => bench_liveness::run(args),
             BenchCommand::Match(args) => bench::matching(args),
             BenchCommand::Watch(args) => bench_watch::run(args),

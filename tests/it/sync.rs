@@ -692,3 +692,35 @@ fn a_fleet_syncs_through_a_second_broker_implementation() {
         board.kill();
     }
 }
+
+/// The broker restarts without persistence and forgets every retained message, manifests and
+/// people alike: each board, finding its manifest gone, asks for the people it holds, publishes
+/// those the broker lost, and a board that joins afterwards gets everyone.
+#[test]
+fn a_broker_that_forgot_everything_is_filled_again_by_the_boards() {
+    let dir = scratch("sync", "forgot");
+    let port = free_port();
+    let broker = Broker::start(port);
+    let (ga, gb, gc) = (dir.join("a"), dir.join("b"), dir.join("c"));
+    enroll(&ga, "Obama", "obama.jpg");
+    let a = Board::start("a", &ga, port, &[]);
+    enroll(&gb, "Messi", "messi5.jpg");
+    let b = Board::start("b", &gb, port, &[]);
+    converge(&[ga.as_path(), gb.as_path()], &["Messi", "Obama"], "before");
+    drop(broker);
+    let _broker = Broker::start(port);
+    // Both boards reconnect on their own, see their manifests gone and publish again.
+    for (id, name) in people(&ga).0 {
+        let state = retained_person(port, &facegate::sync::topic(&id));
+        assert_eq!(state.name, name);
+    }
+    let c = Board::start("c", &gc, port, &[]);
+    converge(
+        &[ga.as_path(), gb.as_path(), gc.as_path()],
+        &["Messi", "Obama"],
+        "a board joining the refilled broker",
+    );
+    for board in [a, b, c] {
+        board.kill();
+    }
+}

@@ -21,7 +21,7 @@ const APPLICATION_ID: i32 = 0x4647_4556;
 /// Version 2 adds the access decisions (`--rules`); version 3 their person id, the factors
 /// besides the face and whether the face was waiting for them, and each event's person id,
 /// recurring stranger and liveness.
-const SCHEMA_VERSION: i32 = 3;
+const SCHEMA_VERSION: i32 = 4;
 /// How long a statement waits for another connection's lock before the database is "locked".
 const BUSY_TIMEOUT_MS: u64 = 3000;
 
@@ -77,6 +77,11 @@ ALTER TABLE events ADD COLUMN live INTEGER;
 ALTER TABLE events ADD COLUMN liveness REAL;
 ";
 
+/// Version 4: the camera an event was seen by (`--camera-name`), as its line names it.
+const EVENTS_V4: &str = "
+ALTER TABLE events ADD COLUMN camera TEXT;
+";
+
 /// How long events are kept.
 #[derive(Debug, Clone, Copy)]
 pub struct Retention {
@@ -116,6 +121,9 @@ pub struct StoredEvent {
     pub live: Option<Option<bool>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub liveness: Option<f32>,
+    /// The camera that saw it, when the board's camera is named (`--camera-name`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub camera: Option<String>,
 }
 
 /// Which events a listing wants (all optional), newest first.
@@ -184,16 +192,17 @@ impl History {
             .map_err(|e| fail(describe(&e)))?;
         if app == 0 && version == 0 && tables == 0 {
             let init = format!(
-                "BEGIN; {SCHEMA} {ACCESS_SCHEMA} {ACCESS_V3} PRAGMA application_id = \
+                "BEGIN; {SCHEMA} {ACCESS_SCHEMA} {ACCESS_V3} {EVENTS_V4} PRAGMA application_id = \
                  {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             );
             db.execute_batch(&init).map_err(|e| fail(describe(&e)))?;
-        } else if app == APPLICATION_ID && (version == 1 || version == 2) {
-            // A history from before access rules, or before their factors: add what is new,
-            // keep every event and decision.
+        } else if app == APPLICATION_ID && (1..SCHEMA_VERSION).contains(&version) {
+            // A history from before access rules, their factors, or events' cameras: add what
+            // is new, keep every event and decision.
             let table = if version == 1 { ACCESS_SCHEMA } else { "" };
+            let v3 = if version < 3 { ACCESS_V3 } else { "" };
             let upgrade = format!(
-                "BEGIN; {table} {ACCESS_V3} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                "BEGIN; {table} {v3} {EVENTS_V4} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             );
             db.execute_batch(&upgrade).map_err(|e| fail(describe(&e)))?;
         } else if app != APPLICATION_ID {
@@ -226,12 +235,17 @@ impl History {
     }
 
     /// Stores an event and its snapshot (JPEG bytes), returning it as stored.
-    pub fn insert(&mut self, e: &Event, snapshot: Option<&[u8]>) -> Result<StoredEvent, String> {
+    pub fn insert(
+        &mut self,
+        e: &Event,
+        snapshot: Option<&[u8]>,
+        camera: Option<&str>,
+    ) -> Result<StoredEvent, String> {
         self.db
             .execute(
                 "INSERT INTO events (ts, event, name, score, x, y, w, h, track, frame, person_id, \
-                 unknown_id, live, liveness) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
-                 ?11, ?12, ?13, ?14)",
+                 unknown_id, live, liveness, camera) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
+                 ?10, ?11, ?12, ?13, ?14, ?15)",
                 params![
                     (e.ts * 1e3).round() / 1e3,
                     crate::events::kind_name(e.kind),
@@ -247,6 +261,7 @@ impl History {
                     e.unknown_id,
                     e.liveness.and_then(|v| v.live),
                     e.liveness.map(|v| f64::from((v.score * 1e3).round() / 1e3)),
+                    camera,
                 ],
             )
             .map_err(|err| self.fail(err))?;
@@ -456,8 +471,8 @@ impl History {
 }
 
 const SELECT: &str = "SELECT e.id, e.ts, e.event, e.name, e.score, e.x, e.y, e.w, e.h, e.track, \
-     e.frame, e.snapshot, c.name, c.same, c.ts, e.person_id, e.unknown_id, e.live, e.liveness \
-     FROM events e LEFT JOIN corrections c ON c.event_id = e.id";
+     e.frame, e.snapshot, c.name, c.same, c.ts, e.person_id, e.unknown_id, e.live, e.liveness, \
+     e.camera FROM events e LEFT JOIN corrections c ON c.event_id = e.id";
 
 fn row_to_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
     let id: i64 = r.get(0)?;
@@ -492,6 +507,7 @@ fn row_to_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
             Some(_) => Some(r.get::<_, Option<bool>>(17)?),
             None => None,
         },
+        camera: r.get(19)?,
     })
 }
 
@@ -548,7 +564,7 @@ mod tests {
         let dir = scratch("fields");
         let mut h = History::open(&dir).unwrap();
         let plain = h
-            .insert(&event(1.0, EventKind::Left, Some("Ada")), None)
+            .insert(&event(1.0, EventKind::Left, Some("Ada")), None, None)
             .unwrap();
         let v = serde_json::to_value(&plain).unwrap();
         assert!(
@@ -565,7 +581,7 @@ mod tests {
             }),
             ..event(2.0, EventKind::Unknown, None)
         };
-        let stored = h.insert(&stranger, None).unwrap();
+        let stored = h.insert(&stranger, None, None).unwrap();
         let v = serde_json::to_value(&stored).unwrap();
         assert_eq!(v["unknown_id"], "u000004");
         assert!(
@@ -586,10 +602,22 @@ mod tests {
             }),
             ..event(3.0, EventKind::Identified, Some("Ada"))
         };
-        let v = serde_json::to_value(h.insert(&ada, None).unwrap()).unwrap();
+        let v = serde_json::to_value(h.insert(&ada, None, Some("Door")).unwrap()).unwrap();
         assert_eq!(
             (v["person_id"].as_str(), v["live"].as_bool()),
             (Some("p000001"), Some(true))
+        );
+        assert_eq!(v["camera"], "Door");
+        let listed = h
+            .list(&Filter {
+                limit: 10,
+                ..Filter::default()
+            })
+            .unwrap();
+        assert_eq!(
+            listed[0].camera.as_deref(),
+            Some("Door"),
+            "kept in the history"
         );
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -633,11 +661,20 @@ mod tests {
             waiting: false,
         };
         h.insert_decision(&d).unwrap();
+        let camera = h.insert(&event(2.0, EventKind::Left, None), None, Some("Door"));
+        assert_eq!(
+            camera.unwrap().camera.as_deref(),
+            Some("Door"),
+            "the v4 column"
+        );
         let listed = h.decisions(10, None).unwrap();
         assert_eq!(listed[0]["actions"], serde_json::json!(["door"]));
         assert_eq!(listed[0]["factors"][0]["factor"], "pin");
         drop(h);
-        assert!(History::open(&dir).is_ok(), "version 3 opens again");
+        assert!(
+            History::open(&dir).is_ok(),
+            "the upgraded version opens again"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -658,6 +695,7 @@ mod tests {
             h.insert(
                 &event(now - 10.0 * 86_400.0, EventKind::Unknown, None),
                 Some(b"old"),
+                Some("Door"),
             )
             .unwrap();
             for i in 0..5 {
@@ -667,8 +705,12 @@ mod tests {
                     EventKind::Unknown
                 };
                 let name = (i % 2 == 0).then_some("Ada");
-                h.insert(&event(now - 5.0 + i as f64, kind, name), Some(b"jpeg"))
-                    .unwrap();
+                h.insert(
+                    &event(now - 5.0 + i as f64, kind, name),
+                    Some(b"jpeg"),
+                    None,
+                )
+                .unwrap();
             }
         }
         let mut h = History::open(&dir).unwrap();
@@ -756,7 +798,7 @@ mod tests {
         })
         .unwrap();
         let again = h
-            .insert(&event(now, EventKind::Left, Some("Ada")), None)
+            .insert(&event(now, EventKind::Left, Some("Ada")), None, None)
             .unwrap();
         assert!(again.id > newest);
         assert_eq!(again.snapshot, None);

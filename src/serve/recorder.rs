@@ -29,13 +29,14 @@ impl Recorder {
         history: Arc<Mutex<History>>,
         hub: Arc<Hub>,
         keep: Retention,
+        camera: Option<String>,
     ) -> Result<Recorder, String> {
         crate::serve::lock(&history).enforce(keep)?;
         let (queue, events) = sync_channel(QUEUE);
         let thread_hub = hub.clone();
         let thread = std::thread::Builder::new()
             .name("facegate-recorder".into())
-            .spawn(move || record(events, &history, &thread_hub, keep))
+            .spawn(move || record(events, &history, &thread_hub, keep, camera.as_deref()))
             .map_err(|e| format!("cannot start the event recorder: {e}"))?;
         Ok(Recorder {
             queue: Some(queue),
@@ -66,7 +67,13 @@ impl Recorder {
     }
 }
 
-fn record(records: Receiver<Record>, history: &Mutex<History>, hub: &Hub, keep: Retention) {
+fn record(
+    records: Receiver<Record>,
+    history: &Mutex<History>,
+    hub: &Hub,
+    keep: Retention,
+    camera: Option<&str>,
+) {
     let mut warnings = crate::support::warnings::Throttle::per_minute();
     for record in records {
         let event = match record {
@@ -91,7 +98,7 @@ fn record(records: Receiver<Record>, history: &Mutex<History>, hub: &Hub, keep: 
                 });
         let stored = {
             let mut history = crate::serve::lock(history);
-            let stored = history.insert(&event, snapshot.as_deref());
+            let stored = history.insert(&event, snapshot.as_deref(), camera);
             // Events come a few a minute, and the check is one indexed query: run it every time,
             // before anyone hears of the event, so that the history a listener then reads already
             // holds the limits.

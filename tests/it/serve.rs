@@ -24,7 +24,11 @@ fn visit(name: &str, n: usize, gone: usize) -> Vec<image::RgbImage> {
 #[test]
 fn the_api_enrolls_recognizes_records_and_corrects() {
     let dir = scratch("serve", "api");
-    let mut s = Server::start(&dir.join("state"), &dir.join("gallery"), &[]);
+    let mut s = Server::start(
+        &dir.join("state"),
+        &dir.join("gallery"),
+        &["--camera-name", "Front door"],
+    );
     assert_eq!(
         s.token.len(),
         32,
@@ -172,6 +176,7 @@ fn the_api_enrolls_recognizes_records_and_corrects() {
         .map(|e| e["event"].as_str().unwrap())
         .collect();
     assert_eq!(stored, ["left", "identified"]);
+    assert_eq!(history["events"][0]["camera"], "Front door", "{history}");
     // However the name is typed.
     let typed = s.get("/api/v1/events?person=obama").json();
     assert_eq!(typed["events"], history["events"], "{typed}");

@@ -85,7 +85,13 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
         days: args.keep_days,
         events: args.keep_events,
     };
-    let recorder = Recorder::start(history.clone(), hub.clone(), keep)?;
+    // Events are stored with the camera their line names (only when it is named).
+    let recorder = Recorder::start(
+        history.clone(),
+        hub.clone(),
+        keep,
+        args.watch.camera_name.clone(),
+    )?;
     // One embedder's weights serve both the live pipeline and the API.
     let live_pipeline = args.watch.model.load()?;
     // PINs entered through the API, read by the access rules of the live run.

@@ -341,6 +341,36 @@ fn a_person_added_in_the_browser_is_identified_on_the_events_page() {
         shots.push(browser.screenshot(&format!("{page}-phone")));
     }
     server.feed(&[blank()]);
+
+    // "Not Obama" on an event whose face is Obama's own shot: the card offers to drop the shot
+    // that keeps giving the name to faces like it, and one click drops it.
+    browser.open(&server.url("/#events"));
+    browser.wait(
+        "a Not Obama button",
+        "document.querySelector('.event .correct-not') && document.querySelector('.event .correct-not').offsetParent",
+    );
+    browser.click(".event .correct-not");
+    browser.wait(
+        "the suspect shot with its drop button",
+        "document.querySelector('.suspect .drop-suspect')          && document.querySelector('.suspect img.suspect-shot').complete          && document.querySelector('.suspect img.suspect-shot').naturalWidth > 0",
+    );
+    shots.push(browser.screenshot("events-suspect-phone"));
+    browser.post(
+        &browser.session("/window/rect"),
+        json!({"width": 1280, "height": 900}),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    shots.push(browser.screenshot("events-suspect"));
+    browser.click(".suspect .drop-suspect");
+    browser.wait(
+        "the shot dropped",
+        "document.querySelector('.suspect').textContent.includes('Dropped shot')",
+    );
+    assert_eq!(server.get("/api/v1/people").json()["people"][0]["shots"], 2);
+    browser.post(
+        &browser.session("/window/rect"),
+        json!({"width": 390, "height": 844}),
+    );
     for p in shots {
         eprintln!("screenshot: {}", p.display());
     }

@@ -154,11 +154,22 @@ pub fn reject(app: &App, name: &str, photo: &Photo) -> ApiResult<PersonJson> {
             .map_err(gallery_error)?;
         let mut json = PersonJson::of(p);
         json.suspects = suspect_shots(p, &embedding, threshold);
-        for s in &json.suspects {
+        if !json.suspects.is_empty() {
+            let which: Vec<String> = json
+                .suspects
+                .iter()
+                .map(|s| format!("shot {} (cosine {:.2})", s.shot + 1, s.cosine))
+                .collect();
+            let (look, subject, them) = if which.len() == 1 {
+                ("looks", "it is", "it")
+            } else {
+                ("look", "they are", "them")
+            };
+            let name = &p.entry.name;
             json.warnings.push(format!(
-                "shot {} of {} looks like this face (cosine {:.2}): if that shot is not {}, drop \
-                 it, or {} may still be given to faces like this one",
-                s.shot, p.entry.name, s.cosine, p.entry.name, p.entry.name
+                "{} of {name} {look} like this face: if {subject} not {name}, drop {them}, or \
+                 {name} may still be given to faces like this one.",
+                which.join(", "),
             ));
         }
         Ok(json)

@@ -597,10 +597,45 @@ async function correct(ev, body, button, message) {
     const r = await busy(button, () => api(`/events/${ev.id}/correction`, { method: 'POST', json: body }));
     if (r.event) placeEvent(r.event, false);
     say($('#events-message'), withWarnings(message(r), r));
+    if (!body.same && r.person) offerSuspect(ev.id, r.person);
   } catch (e) {
     say($('#events-error'), e.message);
     cardError(button, e.message);
   }
+}
+
+// After "Not NAME": a shot of NAME that is this very face (a stranger once added to NAME by
+// mistake) keeps giving NAME to faces like it, so the card offers to drop the most alike one in
+// one click. Shots renumber after a drop: the others are left to the People page.
+function offerSuspect(eventId, person) {
+  const suspects = person.suspects || [];
+  const card = findEvent(eventId);
+  if (!suspects.length || !card) return;
+  const s = suspects[0];
+  const n = s.shot + 1;
+  const more = suspects.length - 1;
+  const img = apiUrl(s.url);
+  const box = el('div', { class: 'suspect' },
+    img ? el('img', { class: 'suspect-shot', src: img, alt: `Shot ${n} of ${person.name}` }) : null,
+    el('p', { class: 'suspect-text', text: `Shot ${n} of ${person.name} looks like this face `
+      + `(cosine ${s.cosine.toFixed(2)}). If it is not ${person.name}, drop it.`
+      + (more ? ` ${more} more shot${more === 1 ? '' : 's'} look like it: see People.` : '') }));
+  const drop = el('button', { class: 'drop-suspect danger small', type: 'button',
+    text: `Drop shot ${n} of ${person.name}` });
+  drop.onclick = async () => {
+    try {
+      await busy(drop, () => api(`${personPath(person)}/shots/${s.shot}`, { method: 'DELETE' }));
+      fill(box, [el('p', { class: 'suspect-text', role: 'status',
+        text: `Dropped shot ${n} of ${person.name}.` })]);
+      if (current === 'people') loadPeople();
+    } catch (e) {
+      cardError(drop, e.message);
+    }
+  };
+  box.append(el('div', { class: 'row actions' }, drop));
+  (card.querySelector('.event-body') || card).append(box);
+  // On a phone the message above can push the offer out of sight.
+  if (box.scrollIntoView) box.scrollIntoView({ block: 'nearest' });
 }
 
 function correctSame(ev, button) {

@@ -293,6 +293,14 @@ fn a_person_added_in_the_browser_is_identified_on_the_events_page() {
          && e.querySelector('img.snapshot').naturalWidth > 0)",
     );
     let events = browser.screenshot("events");
+    let shown = browser.script(
+        "const zone = new Intl.DateTimeFormat(undefined, { timeZoneName: 'short' }) \
+           .formatToParts(new Date()).find(p => p.type === 'timeZoneName').value; \
+         return [document.querySelector('.event .event-time').textContent, zone];",
+        json!([]),
+    );
+    let (text, zone) = (shown[0].as_str().unwrap(), shown[1].as_str().unwrap());
+    assert!(text.contains(zone), "times say their zone ({zone}): {text}");
 
     // Live: the annotated stream with Obama in view.
     browser.open(&server.url("/#live"));

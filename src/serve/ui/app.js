@@ -48,6 +48,19 @@ function cardError(button, text) {
   (card.querySelector('.event-body') || card).append(el('p', { class: 'error card-error', role: 'alert', text }));
 }
 
+// The browser's local time, with its zone: the board, the phone and the door may not share one.
+function when(ts) {
+  const d = new Date(ts * 1000);
+  try {
+    return d.toLocaleString(undefined, {
+      year: 'numeric', month: 'numeric', day: 'numeric',
+      hour: 'numeric', minute: '2-digit', second: '2-digit', timeZoneName: 'short',
+    });
+  } catch (e) { // a browser without Intl's options
+    return d.toLocaleString();
+  }
+}
+
 function fmtScore(x) { return typeof x === 'number' ? x.toFixed(3) : ''; }
 
 function humanDuration(s) {
@@ -584,7 +597,8 @@ function eventCard(ev) {
         el('span', { class: 'event-kind badge', text: ev.event }),
         el('span', { class: 'event-name', text: ev.name || 'unknown' }),
         el('span', { class: 'event-score muted', text: fmtScore(ev.score) })),
-      el('time', { class: 'event-time muted', datetime: new Date(ev.ts * 1000).toISOString(), text: new Date(ev.ts * 1000).toLocaleString() }),
+      el('time', { class: 'event-time muted', datetime: new Date(ev.ts * 1000).toISOString(),
+        text: when(ev.ts) + (ev.camera ? ` · ${ev.camera}` : '') }),
       fix ? el('div', { class: 'event-correction', text: fix }) : null,
       action));
 }
@@ -713,7 +727,7 @@ function accessCard(d) {
       el('span', { class: 'badge', text: verdict }),
       el('span', { class: 'event-name', text: who + where }),
       el('span', { class: 'event-score muted', text: fmtScore(d.score) })),
-    el('time', { class: 'event-time muted', datetime: new Date(d.ts * 1000).toISOString(), text: new Date(d.ts * 1000).toLocaleString() }),
+    el('time', { class: 'event-time muted', datetime: new Date(d.ts * 1000).toISOString(), text: when(d.ts) }),
     el('div', { class: 'decision-reason', text: (d.rule ? `rule ${d.rule}: ` : '') + d.reason }),
     d.actions && d.actions.length ? el('div', { class: 'muted', text: 'ran: ' + d.actions.join(', ') }) : null,
     factors.length ? el('ul', { class: 'factors' }, ...factors) : null);

@@ -253,28 +253,42 @@ impl Board {
 }
 
 impl Board {
-    /// The people a previous run announced (the device config the broker retains) that are not
-    /// in `people` now: removed while facegate was stopped, or renamed by joining a fleet. Home
-    /// Assistant keeps an entity that is merely left out of the config, so each gets a removal
-    /// marker. Only full entries count: markers of a run before are not carried on for ever.
-    pub fn gone(&self, previous_config: &[u8], people: &[Person]) -> Vec<String> {
-        let Ok(config) = serde_json::from_slice::<Value>(previous_config) else {
-            return Vec::new();
-        };
-        let Some(components) = config.get("cmps").and_then(Value::as_object) else {
-            return Vec::new();
-        };
-        components
-            .iter()
+    /// The people a previous run announced that are not in `people` now: removed while
+    /// facegate was stopped, or renamed by joining a fleet. Home Assistant keeps an entity that
+    /// is merely left out of the config, so each gets a removal marker. Two witnesses: the
+    /// device config the broker retains (only its full entries: markers of a run before are not
+    /// carried on for ever) and the ids this board remembers ([`remembered`]), for a broker that
+    /// lost its retained messages.
+    pub fn gone(
+        &self,
+        previous_config: Option<&[u8]>,
+        remembered: &[String],
+        people: &[Person],
+    ) -> Vec<String> {
+        let config = previous_config.and_then(|c| serde_json::from_slice::<Value>(c).ok());
+        let announced = config
+            .as_ref()
+            .and_then(|c| c.get("cmps"))
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
             .filter(|(_, c)| c.get("name").is_some())
-            .filter_map(|(key, _)| key.strip_prefix("present_"))
-            // The config is whatever the broker retains (anyone may publish it): only ids of
-            // the gallery's form, and not more than a gallery holds.
-            .filter(|id| is_person_id(id))
-            .filter(|id| !people.iter().any(|p| p.entry.id == *id))
-            .take(MAX_GONE)
-            .map(str::to_string)
-            .collect()
+            .filter_map(|(key, _)| key.strip_prefix("present_"));
+        let mut gone: Vec<String> = Vec::new();
+        // The config is whatever the broker retains (anyone may publish it), the file whatever
+        // is on disk: only ids of the gallery's form, and not more than a gallery holds.
+        for id in announced.chain(remembered.iter().map(String::as_str)) {
+            if gone.len() == MAX_GONE {
+                break;
+            }
+            if is_person_id(id)
+                && !people.iter().any(|p| p.entry.id == id)
+                && !gone.iter().any(|g| g == id)
+            {
+                gone.push(id.to_string());
+            }
+        }
+        gone
     }
 }
 
@@ -288,15 +302,7 @@ pub fn remembered(path: &std::path::Path) -> Vec<String> {
     let Ok(bytes) = crate::support::limits::read_file(path, 4 << 20, "announced ids") else {
         return Vec::new();
     };
-    let Ok(Value::Array(ids)) = serde_json::from_slice::<Value>(&bytes) else {
-        return Vec::new();
-    };
-    ids.iter()
-        .filter_map(Value::as_str)
-        .filter(|id| is_person_id(id))
-        .take(MAX_GONE)
-        .map(str::to_string)
-        .collect()
+    serde_json::from_slice(&bytes).unwrap_or_default()
 }
 
 /// `p<digits>` (a board's own id) or `p<digits>-<16 hex digits>` (a fleet id).
@@ -509,10 +515,37 @@ mod tests {
             &["p000003".to_string()],
         );
         let old = old.to_string();
-        assert_eq!(b.gone(old.as_bytes(), &[]), ["p000001", "p000002"]);
-        assert!(b.gone(b"not json", &[]).is_empty());
+        assert_eq!(
+            b.gone(Some(old.as_bytes()), &[], &[]),
+            ["p000001", "p000002"]
+        );
+        assert!(b.gone(Some(b"not json"), &[], &[]).is_empty());
         let hostile = r#"{"cmps":{"present_../x":{"name":"x"},"present_p1/+":{"name":"y"},"present_p7":{"name":"z"}}}"#;
-        assert_eq!(b.gone(hostile.as_bytes(), &[]), ["p7"]);
+        assert_eq!(b.gone(Some(hostile.as_bytes()), &[], &[]), ["p7"]);
+        // What the board remembers counts too, checked the same way and said once.
+        let remembered = ["p000002", "p000009", "../etc"].map(String::from);
+        assert_eq!(
+            b.gone(Some(old.as_bytes()), &remembered, &[]),
+            ["p000001", "p000002", "p000009"]
+        );
+        assert_eq!(b.gone(None, &remembered, &[]), ["p000002", "p000009"]);
+    }
+
+    #[test]
+    fn a_remembered_file_that_is_not_a_list_of_ids_is_nothing() {
+        let dir = std::env::temp_dir().join(format!("facegate-ha-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("home-assistant-door.json");
+        assert!(remembered(&path).is_empty(), "no file");
+        for garbage in [&b"\xff\xfe"[..], b"{\"ids\":1}", b"[1, 2]", b"[\"p1\""] {
+            std::fs::write(&path, garbage).unwrap();
+            assert!(remembered(&path).is_empty(), "{garbage:?}");
+        }
+        std::fs::write(&path, vec![b' '; 5 << 20]).unwrap();
+        assert!(remembered(&path).is_empty(), "over the size limit");
+        std::fs::write(&path, br#"["p000001","p000002-00000000000000aa"]"#).unwrap();
+        assert_eq!(remembered(&path), ["p000001", "p000002-00000000000000aa"]);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

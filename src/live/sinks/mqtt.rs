@@ -80,26 +80,19 @@ impl Sink for Outbox {
         // config the broker retains, and what this board remembers (the broker may have lost it).
         let gone = match &board {
             Some(b) => {
-                let mut gone = crate::mqtt::read_retained(
+                let config = crate::mqtt::read_retained(
                     &self.config.url,
                     self.config.credentials.clone(),
                     &b.config_topic(),
                     Duration::from_secs(3),
-                )
-                .map(|config| b.gone(&config, people))
-                .unwrap_or_default();
+                );
                 let remembered = self
                     .config
                     .remember
                     .as_deref()
                     .map(home_assistant::remembered)
                     .unwrap_or_default();
-                for id in remembered {
-                    if !gone.contains(&id) && !people.iter().any(|p| p.entry.id == id) {
-                        gone.push(id);
-                    }
-                }
-                gone
+                b.gone(config.as_deref(), &remembered, people)
             }
             None => Vec::new(),
         };

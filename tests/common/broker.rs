@@ -32,9 +32,14 @@ impl Broker {
             .stderr(Stdio::null())
             .spawn()
             .expect("mosquitto must be installed for the MQTT test (tools/setup.sh installs it)");
+        Broker::listening(child, port, "mosquitto")
+    }
+
+    /// `child` once it accepts connections on `port`.
+    fn listening(child: std::process::Child, port: u16, what: &str) -> Broker {
         let started = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed().as_secs() < 10, "mosquitto did not start");
+            assert!(started.elapsed().as_secs() < 10, "{what} did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
         Broker(child)
@@ -80,12 +85,7 @@ next_connection_delay_ms = 1
             .stderr(Stdio::null())
             .spawn()
             .expect("rumqttd must be installed for this test (tools/setup.sh installs it)");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed().as_secs() < 10, "rumqttd did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Broker(child)
+        Broker::listening(child, port, "rumqttd")
     }
 }
 

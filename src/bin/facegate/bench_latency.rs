@@ -13,10 +13,11 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use image::{imageops, Rgb, RgbImage};
 
+use facegate::access::factors::wall_now;
 use facegate::support::rng::Rng;
 
 #[derive(clap::Args)]
@@ -316,12 +317,6 @@ fn percentile(list: &[f64], q: f64) -> Option<f64> {
     Some(round(sorted[rank - 1]))
 }
 
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
 /// The CPU seconds `pid` has used so far (user and system), from `/proc/<pid>/stat`.
 fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -369,7 +364,7 @@ fn play(
                 .unwrap_or_default();
             seen.lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .push((unix_now(), event));
+                .push((wall_now(), event));
         }
     });
     let stderr = child.stderr.take().ok_or("no stderr")?;
@@ -382,7 +377,7 @@ fn play(
     std::thread::sleep(Duration::from_secs(2));
     let mut stdin = child.stdin.take().ok_or("no stdin")?;
     let start = Instant::now();
-    let start_unix = unix_now();
+    let start_unix = wall_now();
     let mut cpu_at = Vec::new();
     let marks_at = [
         stream.empty_span.0,
